@@ -1,0 +1,339 @@
+//! The one configuration shared by every role: a TOML file (`ops/splatfleet.example.toml`
+//! documents every key) overridden by `SPLATFLEET__SECTION__KEY` environment variables.
+//!
+//! Loading is strict: a missing file, bad TOML, an unknown key, a wrong type or a value out of
+//! range fails at start with an error naming the key. Secrets (database and wallet passwords,
+//! AMQP credentials) are wrapped so `Debug` and logs never show them.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Environment variables starting with this and `__` override file keys.
+pub const ENV_PREFIX: &str = "SPLATFLEET";
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} does not exist (pass --config PATH or set SPLATFLEET_CONFIG)")]
+    Missing { path: PathBuf },
+    #[error("config file {path} could not be read: {source}")]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}`: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+/// Every role's settings. Sections a role does not use are still validated, so one file
+/// serves the whole fleet.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub log: LogSettings,
+    pub broker: BrokerSettings,
+    pub database: DatabaseSettings,
+    pub shutdown: ShutdownSettings,
+    pub puller: RoleSettings,
+    pub worker: RoleSettings,
+    pub submitter: RoleSettings,
+    pub wallet: WalletSettings,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A tracing filter directive; `RUST_LOG` wins when set.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Auto }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSettings {
+    pub url: AmqpUrl,
+    /// Queue and exchange name prefix, so two fleets can share one broker.
+    pub prefix: String,
+    /// Deliveries of one message before the quorum queue dead-letters it.
+    pub delivery_limit: u32,
+    pub heartbeat_secs: u16,
+    /// How long a role waits for the broker at start before giving up.
+    pub connect_timeout_secs: u64,
+    /// Longest pause between reconnect tries after the broker goes away.
+    pub reconnect_max_delay_secs: u64,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            url: AmqpUrl::new("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            prefix: "splatfleet".into(),
+            delivery_limit: 5,
+            heartbeat_secs: 30,
+            connect_timeout_secs: 30,
+            reconnect_max_delay_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<SecretString>,
+    pub dbname: String,
+    pub pool_max_size: usize,
+    /// Longest wait for a free pooled connection.
+    pub wait_timeout_ms: u64,
+    /// Longest wait to open a new connection (also the TCP connect timeout).
+    pub create_timeout_ms: u64,
+    /// Longest wait to check a returned connection before reuse.
+    pub recycle_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 5432,
+            user: "postgres".into(),
+            password: None,
+            dbname: "splatfleet".into(),
+            pool_max_size: 8,
+            wait_timeout_ms: 5_000,
+            create_timeout_ms: 5_000,
+            recycle_timeout_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSettings {
+    /// After SIGTERM or Ctrl-C, how long a role may take to finish in-flight work.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self { drain_timeout_secs: 30 }
+    }
+}
+
+impl ShutdownSettings {
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout_secs)
+    }
+}
+
+/// Settings every role has; role-specific keys join these in later issues.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleSettings {
+    /// Where `/metrics` is served; unset means `127.0.0.1:<the role's default port>`.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalletSettings {
+    /// Directory holding `<name>/hotkeys/<hotkey>`, as the Bittensor SDK lays it out.
+    pub path: PathBuf,
+    pub name: String,
+    pub hotkey: String,
+    /// Password of an encrypted keyfile.
+    pub password: Option<SecretString>,
+}
+
+impl Default for WalletSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("~/.bittensor/wallets"),
+            name: "default".into(),
+            hotkey: "default".into(),
+            password: None,
+        }
+    }
+}
+
+/// An AMQP URL whose credentials never print: `Display` and `Debug` mask the password.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct AmqpUrl(SecretString);
+
+impl AmqpUrl {
+    pub fn new(url: &str) -> Self {
+        Self(SecretString::from(url))
+    }
+
+    /// The URL with credentials, for the client library only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The URL with the password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(self.expose()) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    // Setting a password only fails for URLs that cannot carry one.
+                    let _ = url.set_password(Some("***"));
+                }
+                url.to_string()
+            }
+            Err(_) => "<unparsable AMQP URL>".into(),
+        }
+    }
+}
+
+impl fmt::Debug for AmqpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AmqpUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for AmqpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies `SPLATFLEET__SECTION__KEY` variables from the process
+    /// environment, and validates the result.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with an explicit environment, so tests need not touch the
+    /// process's own.
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing { path: path.to_owned() })
+            }
+            Err(source) => return Err(ConfigError::Unreadable { path: path.to_owned(), source }),
+        };
+        Self::from_toml_with_env(&text, path, env)
+    }
+
+    /// Parses TOML text (named `origin` in errors) with environment overrides.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        // Parse once ourselves so a syntax error is reported as such, with its line.
+        if let Err(err) = text.parse::<toml::Table>() {
+            return Err(ConfigError::Syntax { path: origin.to_owned(), message: err.to_string() });
+        }
+        let prefix = format!("{ENV_PREFIX}__");
+        let overrides: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(key, _)| key.starts_with(&prefix))
+            .collect();
+        let layered = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(overrides)),
+            )
+            .build()
+            .map_err(|err| ConfigError::Syntax { path: origin.to_owned(), message: err.to_string() })?;
+        let config: Config = serde_path_to_error::deserialize(layered).map_err(|err| {
+            let key = err.path().to_string();
+            ConfigError::Invalid {
+                key: if key == "." { "<root>".into() } else { key },
+                problem: clean_problem(&err.inner().to_string()),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| Err(ConfigError::Invalid { key: key.into(), problem });
+        match url::Url::parse(self.broker.url.expose()) {
+            Ok(url) if matches!(url.scheme(), "amqp" | "amqps") => {}
+            Ok(url) => return invalid("broker.url", format!("scheme must be amqp or amqps, not `{}`", url.scheme())),
+            Err(err) => return invalid("broker.url", format!("not a URL: {err}")),
+        }
+        let prefix = &self.broker.prefix;
+        if prefix.is_empty()
+            || prefix.len() > 100
+            || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        {
+            return invalid(
+                "broker.prefix",
+                format!("`{prefix}` must be 1-100 characters of letters, digits, '.', '-' or '_'"),
+            );
+        }
+        if self.broker.delivery_limit == 0 {
+            return invalid("broker.delivery_limit", "must be at least 1".into());
+        }
+        if self.broker.connect_timeout_secs == 0 {
+            return invalid("broker.connect_timeout_secs", "must be at least 1".into());
+        }
+        if self.broker.reconnect_max_delay_secs == 0 {
+            return invalid("broker.reconnect_max_delay_secs", "must be at least 1".into());
+        }
+        if self.database.pool_max_size == 0 {
+            return invalid("database.pool_max_size", "must be at least 1".into());
+        }
+        for (key, value) in [
+            ("database.wait_timeout_ms", self.database.wait_timeout_ms),
+            ("database.create_timeout_ms", self.database.create_timeout_ms),
+            ("database.recycle_timeout_ms", self.database.recycle_timeout_ms),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1".into());
+            }
+        }
+        if self.database.host.is_empty() {
+            return invalid("database.host", "must not be empty".into());
+        }
+        if self.database.dbname.is_empty() {
+            return invalid("database.dbname", "must not be empty".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return invalid("log.level", format!("`{}` is not a tracing filter (try info or debug)", self.log.level));
+        }
+        Ok(())
+    }
+}
+
+/// serde's messages mention Rust types; keep the part an operator needs.
+fn clean_problem(message: &str) -> String {
+    message.replace("invalid type: ", "wrong type: ")
+}

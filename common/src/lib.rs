@@ -1,0 +1,11 @@
+//! Pieces every splatfleet role shares: configuration, telemetry, shutdown, the RabbitMQ
+//! broker (topology, typed publish and consume), the PostgreSQL pool and migrations, and the
+//! messages that travel between roles.
+
+pub mod broker;
+pub mod config;
+pub mod db;
+pub mod messages;
+pub mod role;
+pub mod shutdown;
+pub mod telemetry;
