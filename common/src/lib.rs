@@ -2,10 +2,13 @@
 //! broker (topology, typed publish and consume), the PostgreSQL pool and migrations, and the
 //! messages that travel between roles.
 
+pub mod bittensor;
 pub mod broker;
 pub mod config;
 pub mod db;
+pub mod discovery;
 pub mod messages;
+pub mod protocol;
 pub mod role;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,0 +1,357 @@
+//! The dendrite: calls a validator's axon over HTTP exactly as SDK 9.9.0's
+//! `Dendrite.call` does (`bittensor/core/dendrite.py`): `POST http://ip:port/<SynapseName>`,
+//! the synapse's headers, a JSON body carrying `dendrite` and `axon` terminal objects, and a
+//! signature over `{nonce}.{miner}.{validator}.{uuid}.{body_hash}`. Responses are size-capped and
+//! every failure is a typed [`DendriteError`].
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::{header, Request, StatusCode};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use serde::Deserialize;
+
+use super::{
+    keys::Hotkey,
+    nonce::NonceClock,
+    synapse::{self, Synapse, SynapseBody, TerminalInfo, SDK_VERSION_AS_INT},
+};
+
+/// Where a call goes: the axon's address and the validator hotkey it signs for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AxonTarget {
+    pub ip: String,
+    pub port: u16,
+    pub hotkey: String,
+}
+
+impl AxonTarget {
+    fn authority(&self) -> String {
+        if self.ip.contains(':') {
+            format!("[{}]:{}", self.ip, self.port)
+        } else {
+            format!("{}:{}", self.ip, self.port)
+        }
+    }
+}
+
+/// Dendrite settings that are not per call.
+#[derive(Debug, Clone)]
+pub struct DendriteSettings {
+    /// The IP the dendrite announces in `bt_header_dendrite_ip` (the SDK sends its external IP).
+    pub external_ip: String,
+    /// Largest response body accepted; a larger one is [`DendriteError::ResponseTooLarge`].
+    pub max_response_bytes: usize,
+    /// Limit on establishing the TCP connection, inside the per-call timeout.
+    pub connect_timeout: Duration,
+}
+
+impl Default for DendriteSettings {
+    fn default() -> Self {
+        Self {
+            external_ip: "127.0.0.1".into(),
+            max_response_bytes: 8 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a call did not return a parsed response synapse.
+#[derive(Debug, thiserror::Error)]
+pub enum DendriteError {
+    #[error("could not build the request to {target}: {reason}")]
+    Request { target: String, reason: String },
+    #[error("could not connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("{target} did not answer within {after:?}")]
+    Timeout { target: String, after: Duration },
+    #[error("{target} broke the exchange: {reason}")]
+    Transport { target: String, reason: String },
+    #[error("{target} rejected {synapse} with {status}: {message}")]
+    Rejected {
+        target: String,
+        synapse: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("{target} failed {synapse} with {status}: {message}")]
+    ServerError {
+        target: String,
+        synapse: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("{target} sent a response over the {limit}-byte cap")]
+    ResponseTooLarge { target: String, limit: usize },
+    #[error("{target} sent a {synapse} response that is not the synapse's JSON: {reason}")]
+    BadResponse {
+        target: String,
+        synapse: &'static str,
+        reason: String,
+    },
+}
+
+impl DendriteError {
+    /// The HTTP status of a 4xx/5xx answer, if that is what this is.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Rejected { status, .. } | Self::ServerError { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A request ready to send: what [`Dendrite::prepare`] built, exposed for inspection.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub nonce: u64,
+}
+
+/// A parsed 200 answer.
+#[derive(Debug, Clone)]
+pub struct SynapseResponse<S> {
+    pub body: SynapseBody<S>,
+    pub status: u16,
+    pub bytes: usize,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// One miner identity talking to axons. Cheap to clone; clones share the nonce clock and pool.
+#[derive(Debug, Clone)]
+pub struct Dendrite {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    hotkey: Arc<Hotkey>,
+    uuid: String,
+    nonces: NonceClock,
+    settings: DendriteSettings,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Dendrite {
+    pub fn new(hotkey: Arc<Hotkey>, settings: DendriteSettings) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self {
+            inner: Arc::new(Inner {
+                hotkey,
+                // The SDK uses uuid1; any unique string per process works, the axon keys nonces
+                // by `{hotkey}:{uuid}`.
+                uuid: uuid::Uuid::new_v4().to_string(),
+                nonces: NonceClock::new(),
+                settings,
+                client,
+            }),
+        }
+    }
+
+    pub fn hotkey(&self) -> &Hotkey {
+        &self.inner.hotkey
+    }
+
+    pub fn uuid(&self) -> &str {
+        &self.inner.uuid
+    }
+
+    /// Fills the terminal infos, signs and serializes, as `preprocess_synapse_for_request` and
+    /// `to_headers` do.
+    pub fn prepare<S: Synapse>(
+        &self,
+        target: &AxonTarget,
+        synapse: S,
+        timeout: Duration,
+    ) -> Result<PreparedRequest, DendriteError> {
+        let inner = &self.inner;
+        let mut body = SynapseBody::new(synapse);
+        body.timeout = Some(timeout.as_secs_f64());
+        let nonce = inner.nonces.next();
+        let body_hash = body.body_hash();
+        let message = synapse::dendrite_signed_message(
+            nonce,
+            inner.hotkey.ss58(),
+            &target.hotkey,
+            &inner.uuid,
+            &body_hash,
+        );
+        body.dendrite = Some(TerminalInfo {
+            ip: Some(inner.settings.external_ip.clone()),
+            version: Some(SDK_VERSION_AS_INT),
+            nonce: Some(nonce),
+            uuid: Some(inner.uuid.clone()),
+            hotkey: Some(inner.hotkey.ss58().to_owned()),
+            signature: Some(inner.hotkey.sign_hex(message.as_bytes())),
+            ..TerminalInfo::default()
+        });
+        body.axon = Some(TerminalInfo {
+            ip: Some(target.ip.clone()),
+            port: Some(target.port),
+            hotkey: Some(target.hotkey.clone()),
+            ..TerminalInfo::default()
+        });
+        let first = serde_json::to_vec(&body).map_err(|e| DendriteError::Request {
+            target: target.authority(),
+            reason: e.to_string(),
+        })?;
+        // The SDK records the object's size in `total_size` before dumping the body.
+        body.total_size = Some(first.len() as u64);
+        let bytes = serde_json::to_vec(&body).map_err(|e| DendriteError::Request {
+            target: target.authority(),
+            reason: e.to_string(),
+        })?;
+        Ok(PreparedRequest {
+            url: format!("http://{}/{}", target.authority(), S::NAME),
+            headers: synapse::to_headers(&body),
+            body: bytes,
+            nonce,
+        })
+    }
+
+    /// Sends `synapse` to `target` and parses the answer; `timeout` bounds the whole exchange
+    /// and is announced in the `timeout` header, as the SDK does.
+    pub async fn call<S: Synapse>(
+        &self,
+        target: &AxonTarget,
+        synapse: S,
+        timeout: Duration,
+    ) -> Result<SynapseResponse<S>, DendriteError> {
+        let prepared = self.prepare(target, synapse, timeout)?;
+        match tokio::time::timeout(timeout, self.send::<S>(target, prepared)).await {
+            Ok(result) => result,
+            Err(_) => Err(DendriteError::Timeout {
+                target: target.authority(),
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn send<S: Synapse>(
+        &self,
+        target: &AxonTarget,
+        prepared: PreparedRequest,
+    ) -> Result<SynapseResponse<S>, DendriteError> {
+        let authority = target.authority();
+        let mut builder = Request::post(&prepared.url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "*/*");
+        for (name, value) in &prepared.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(prepared.body)))
+            .map_err(|e| DendriteError::Request {
+                target: authority.clone(),
+                reason: e.to_string(),
+            })?;
+        let response = self.inner.client.request(request).await.map_err(|e| {
+            let reason = error_chain(&e);
+            if e.is_connect() {
+                DendriteError::Connect {
+                    target: authority.clone(),
+                    reason,
+                }
+            } else {
+                DendriteError::Transport {
+                    target: authority.clone(),
+                    reason,
+                }
+            }
+        })?;
+        let status = response.status();
+        let limit = self.inner.settings.max_response_bytes;
+        let declared = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(DendriteError::ResponseTooLarge {
+                target: authority,
+                limit,
+            });
+        }
+        let collected = Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    DendriteError::ResponseTooLarge {
+                        target: authority.clone(),
+                        limit,
+                    }
+                } else {
+                    DendriteError::Transport {
+                        target: authority.clone(),
+                        reason: e.to_string(),
+                    }
+                }
+            })?;
+        let bytes = collected.to_bytes();
+        if status != StatusCode::OK {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .ok()
+                .and_then(|b| b.message)
+                .unwrap_or_else(|| {
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned()
+                });
+            let code = status.as_u16();
+            return Err(if status.is_server_error() {
+                DendriteError::ServerError {
+                    target: authority,
+                    synapse: S::NAME,
+                    status: code,
+                    message,
+                }
+            } else {
+                DendriteError::Rejected {
+                    target: authority,
+                    synapse: S::NAME,
+                    status: code,
+                    message,
+                }
+            });
+        }
+        let body: SynapseBody<S> =
+            serde_json::from_slice(&bytes).map_err(|e| DendriteError::BadResponse {
+                target: authority,
+                synapse: S::NAME,
+                reason: e.to_string(),
+            })?;
+        Ok(SynapseResponse {
+            body,
+            status: status.as_u16(),
+            bytes: bytes.len(),
+        })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
