@@ -1,0 +1,15 @@
+//! `splatfleet-sim validators`: simulated SN17 validators (v45 rules) behind an axon that checks
+//! requests as Bittensor SDK 9.9.0's does, so the fleet's transport and pulling logic can be
+//! tested end to end on 127.0.0.1 without a chain.
+
+pub mod axon;
+pub mod events;
+pub mod rules;
+pub mod scorer;
+pub mod setup;
+pub mod tasks;
+
+pub use axon::{spawn_validator, SimValidator};
+pub use events::EventLog;
+pub use rules::RuleSettings;
+pub use scorer::ScoreSettings;
