@@ -234,6 +234,17 @@ impl Dendrite {
         timeout: Duration,
     ) -> Result<SynapseResponse<S>, DendriteError> {
         let prepared = self.prepare(target, synapse, timeout)?;
+        self.send_prepared::<S>(target, prepared, timeout).await
+    }
+
+    /// Sends a request built by [`Self::prepare`] (sending one twice replays its nonce, which
+    /// an axon refuses).
+    pub async fn send_prepared<S: Synapse>(
+        &self,
+        target: &AxonTarget,
+        prepared: PreparedRequest,
+        timeout: Duration,
+    ) -> Result<SynapseResponse<S>, DendriteError> {
         match tokio::time::timeout(timeout, self.send::<S>(target, prepared)).await {
             Ok(result) => result,
             Err(_) => Err(DendriteError::Timeout {
