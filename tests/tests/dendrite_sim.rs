@@ -132,6 +132,51 @@ async fn sim_writes_wallets_and_a_loadable_validator_list() {
 }
 
 #[tokio::test]
+async fn events_are_appended_to_the_json_lines_file() {
+    let keys_dir = std::env::temp_dir().join(format!("splatfleet-ev-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&keys_dir).expect("dir");
+    let path = keys_dir.join("events.jsonl");
+    let settings = NetworkSettings {
+        count: 1,
+        base_port: 0,
+        keys_dir: keys_dir.clone(),
+        rules: RuleSettings::default(),
+        scoring: ScoreSettings::default(),
+        image_fraction: 0.0,
+        seed: 1,
+        stake: 1.0,
+    };
+    let network = setup::start(&settings, EventLog::to_file(&path).expect("log"))
+        .await
+        .expect("sim");
+    let miner = setup::load_or_create(&keys_dir, "miner").expect("miner");
+    let dendrite = Dendrite::new(Arc::new(miner), DendriteSettings::default());
+    let target = network.list.validators[0].axon();
+    let task = dendrite
+        .call(&target, PullTask::default(), CALL)
+        .await
+        .expect("pull");
+    let task = task.body.synapse.task.expect("task");
+    let _ = dendrite
+        .call(&target, PullTask::default(), CALL)
+        .await
+        .expect("pull again");
+    let text = std::fs::read_to_string(&path).expect("events file");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["event"], "pull");
+    assert_eq!(lines[0]["task_id"], task.id());
+    assert_eq!(lines[0]["task_type"], "text");
+    assert_eq!(lines[1]["outcome"], "same");
+    assert_eq!(lines[0]["miner"], dendrite.hotkey().ss58());
+    drop(network);
+    std::fs::remove_dir_all(&keys_dir).ok();
+}
+
+#[tokio::test]
 async fn pull_returns_one_task_per_miner_until_it_is_submitted() {
     let f = start(1, 1.0).await;
     let first = f.pull().await;

@@ -116,8 +116,13 @@ pub async fn start(settings: &NetworkSettings, events: EventLog) -> Result<Netwo
         validators.push(validator);
     }
     let list_path = settings.keys_dir.join("validators.toml");
-    std::fs::write(&list_path, list.to_toml())
-        .map_err(|e| format!("{}: {e}", list_path.display()))?;
+    let text = format!(
+        "# Simulated validators written by splatfleet-sim. The fleet's miner wallet:\n\
+         # [wallet] path = {:?}, name = \"miner\", hotkey = \"default\"\n\n{}",
+        settings.keys_dir.display().to_string(),
+        list.to_toml()
+    );
+    std::fs::write(&list_path, text).map_err(|e| format!("{}: {e}", list_path.display()))?;
     Ok(Network {
         validators,
         list,
