@@ -205,6 +205,23 @@ pub fn load_config(path: &Path) -> Config {
     Config::load_with_env(path, std::iter::empty()).expect("test config loads")
 }
 
+/// The heartbeat (seconds) RabbitMQ negotiated for the connection named `connection_name`.
+pub fn broker_connection_heartbeat(connection_name: &str) -> Option<u32> {
+    let list = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "--no-table-headers",
+            "--quiet",
+            "timeout",
+            "client_properties",
+        ])
+        .output()
+        .expect("rabbitmqctl runs (tests need it on PATH, as root)");
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    let line = text.lines().find(|line| line.contains(connection_name))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
 /// Closes this broker connection (found by its client-provided name) from the server side,
 /// as a broker failure would, without touching other tests' connections.
 pub fn close_broker_connection(connection_name: &str) -> usize {

@@ -11,7 +11,10 @@ use splatfleet_common::{
         ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef,
     },
 };
-use splatfleet_tests::{broker_settings, close_broker_connection, delete_topology, unique_name};
+use splatfleet_tests::{
+    broker_connection_heartbeat, broker_settings, close_broker_connection, delete_topology,
+    unique_name,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
