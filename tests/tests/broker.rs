@@ -361,6 +361,11 @@ async fn connection_closed_by_the_broker_recovers_and_loses_no_message() {
     }
 
     assert_eq!(
+        broker_connection_heartbeat(&name),
+        Some(u32::from(settings.heartbeat_secs)),
+        "heartbeats negotiated as configured"
+    );
+    assert_eq!(
         close_broker_connection(&name),
         1,
         "exactly our connection is closed"
