@@ -4,14 +4,19 @@
 use std::{env, fmt::Write as _, fs, path::PathBuf};
 
 fn main() {
-    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let dir = manifest.join("../sql/migrations");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut files: Vec<(u32, String, PathBuf)> = Vec::new();
     for entry in fs::read_dir(&dir).expect("sql/migrations must exist") {
         let path = entry.expect("readable sql/migrations entry").path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
-        let Some(stem) = name.strip_suffix(".sql") else { continue };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".sql") else {
+            continue;
+        };
         let (number, label) = stem
             .split_once('_')
             .unwrap_or_else(|| panic!("migration {name} must be named NNNN_label.sql"));
@@ -23,7 +28,11 @@ fn main() {
     }
     files.sort();
     for pair in files.windows(2) {
-        assert!(pair[0].0 != pair[1].0, "two migrations share version {}", pair[0].0);
+        assert!(
+            pair[0].0 != pair[1].0,
+            "two migrations share version {}",
+            pair[0].0
+        );
     }
     let mut out = String::from("&[\n");
     for (version, label, path) in &files {
@@ -35,6 +44,7 @@ fn main() {
         .expect("write to string");
     }
     out.push(']');
-    let target = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations.rs");
+    let target =
+        PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("migrations.rs");
     fs::write(target, out).expect("write migrations.rs");
 }

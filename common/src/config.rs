@@ -24,7 +24,10 @@ pub enum ConfigError {
     #[error("config file {path} does not exist (pass --config PATH or set SPLATFLEET_CONFIG)")]
     Missing { path: PathBuf },
     #[error("config file {path} could not be read: {source}")]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("config key `{key}`: {problem}")]
@@ -66,7 +69,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Auto }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Auto,
+        }
     }
 }
 
@@ -140,7 +146,9 @@ pub struct ShutdownSettings {
 
 impl Default for ShutdownSettings {
     fn default() -> Self {
-        Self { drain_timeout_secs: 30 }
+        Self {
+            drain_timeout_secs: 30,
+        }
     }
 }
 
@@ -238,9 +246,16 @@ impl Config {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ConfigError::Missing { path: path.to_owned() })
+                return Err(ConfigError::Missing {
+                    path: path.to_owned(),
+                })
             }
-            Err(source) => return Err(ConfigError::Unreadable { path: path.to_owned(), source }),
+            Err(source) => {
+                return Err(ConfigError::Unreadable {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
         };
         Self::from_toml_with_env(&text, path, env)
     }
@@ -253,7 +268,10 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         // Parse once ourselves so a syntax error is reported as such, with its line.
         if let Err(err) = text.parse::<toml::Table>() {
-            return Err(ConfigError::Syntax { path: origin.to_owned(), message: err.to_string() });
+            return Err(ConfigError::Syntax {
+                path: origin.to_owned(),
+                message: err.to_string(),
+            });
         }
         let prefix = format!("{ENV_PREFIX}__");
         let overrides: config::Map<String, String> = env
@@ -270,7 +288,10 @@ impl Config {
                     .source(Some(overrides)),
             )
             .build()
-            .map_err(|err| ConfigError::Syntax { path: origin.to_owned(), message: err.to_string() })?;
+            .map_err(|err| ConfigError::Syntax {
+                path: origin.to_owned(),
+                message: err.to_string(),
+            })?;
         let config: Config = serde_path_to_error::deserialize(layered).map_err(|err| {
             let key = err.path().to_string();
             ConfigError::Invalid {
@@ -283,16 +304,28 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, problem: String| Err(ConfigError::Invalid { key: key.into(), problem });
+        let invalid = |key: &str, problem: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                problem,
+            })
+        };
         match url::Url::parse(self.broker.url.expose()) {
             Ok(url) if matches!(url.scheme(), "amqp" | "amqps") => {}
-            Ok(url) => return invalid("broker.url", format!("scheme must be amqp or amqps, not `{}`", url.scheme())),
+            Ok(url) => {
+                return invalid(
+                    "broker.url",
+                    format!("scheme must be amqp or amqps, not `{}`", url.scheme()),
+                )
+            }
             Err(err) => return invalid("broker.url", format!("not a URL: {err}")),
         }
         let prefix = &self.broker.prefix;
         if prefix.is_empty()
             || prefix.len() > 100
-            || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
         {
             return invalid(
                 "broker.prefix",
@@ -306,15 +339,24 @@ impl Config {
             return invalid("broker.connect_timeout_secs", "must be at least 1".into());
         }
         if self.broker.reconnect_max_delay_secs == 0 {
-            return invalid("broker.reconnect_max_delay_secs", "must be at least 1".into());
+            return invalid(
+                "broker.reconnect_max_delay_secs",
+                "must be at least 1".into(),
+            );
         }
         if self.database.pool_max_size == 0 {
             return invalid("database.pool_max_size", "must be at least 1".into());
         }
         for (key, value) in [
             ("database.wait_timeout_ms", self.database.wait_timeout_ms),
-            ("database.create_timeout_ms", self.database.create_timeout_ms),
-            ("database.recycle_timeout_ms", self.database.recycle_timeout_ms),
+            (
+                "database.create_timeout_ms",
+                self.database.create_timeout_ms,
+            ),
+            (
+                "database.recycle_timeout_ms",
+                self.database.recycle_timeout_ms,
+            ),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1".into());
@@ -327,13 +369,21 @@ impl Config {
             return invalid("database.dbname", "must not be empty".into());
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return invalid("log.level", format!("`{}` is not a tracing filter (try info or debug)", self.log.level));
+            return invalid(
+                "log.level",
+                format!(
+                    "`{}` is not a tracing filter (try info or debug)",
+                    self.log.level
+                ),
+            );
         }
         Ok(())
     }
 }
 
 /// serde's messages mention Rust types; keep the part an operator needs.
+/// The `config` crate appends its own " for key `...`"; the key is already ours to name.
 fn clean_problem(message: &str) -> String {
+    let message = message.split(" for key `").next().unwrap_or(message);
     message.replace("invalid type: ", "wrong type: ")
 }

@@ -54,7 +54,8 @@ impl Role {
             Role::Worker => config.worker.metrics_addr,
             Role::Submitter => config.submitter.metrics_addr,
         };
-        configured.unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, self.default_metrics_port())))
+        configured
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, self.default_metrics_port())))
     }
 }
 
@@ -78,7 +79,10 @@ where
         }
     };
     telemetry::init_tracing(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!(%err, "cannot start the async runtime");

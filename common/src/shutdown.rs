@@ -73,7 +73,10 @@ impl Shutdown {
         self.tracker.close();
         match tokio::time::timeout(timeout, self.tracker.wait()).await {
             Ok(()) => Ok(()),
-            Err(_) => Err(DrainTimeout { still_running: self.tracker.len(), timeout }),
+            Err(_) => Err(DrainTimeout {
+                still_running: self.tracker.len(),
+                timeout,
+            }),
         }
     }
 }
@@ -113,7 +116,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             "finished"
         });
-        shutdown.drain(Duration::from_secs(5)).await.expect("drains in time");
+        shutdown
+            .drain(Duration::from_secs(5))
+            .await
+            .expect("drains in time");
         assert_eq!(done.await.expect("task joined"), "finished");
     }
 
@@ -121,7 +127,10 @@ mod tests {
     async fn drain_reports_tasks_that_ignore_the_deadline() {
         let shutdown = Shutdown::new();
         shutdown.spawn(tokio::time::sleep(Duration::from_secs(60)));
-        let err = shutdown.drain(Duration::from_millis(50)).await.expect_err("must time out");
+        let err = shutdown
+            .drain(Duration::from_millis(50))
+            .await
+            .expect_err("must time out");
         assert_eq!(err.still_running, 1);
     }
 }

@@ -39,9 +39,15 @@ pub fn init_tracing(settings: &LogSettings) {
         LogFormat::Human => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if json {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
     } else {
         builder.try_init()
     };
@@ -57,7 +63,9 @@ pub fn serve_metrics(addr: SocketAddr, role: &'static str) -> Result<(), Telemet
             .set_buckets_for_metric(Matcher::Suffix(suffix.into()), buckets)
             .map_err(|err| exporter_error(err.to_string()))?;
     }
-    let (recorder, exporter) = builder.build().map_err(|err| exporter_error(err.to_string()))?;
+    let (recorder, exporter) = builder
+        .build()
+        .map_err(|err| exporter_error(err.to_string()))?;
     metrics::set_global_recorder(recorder).map_err(|_| TelemetryError::RecorderTaken)?;
     tokio::spawn(async move {
         if let Err(err) = exporter.await {
@@ -72,7 +80,10 @@ pub fn serve_metrics(addr: SocketAddr, role: &'static str) -> Result<(), Telemet
 
 fn describe_common_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_gauge!("splatfleet_build_info", "Always 1; labels carry the role and version.");
+    describe_gauge!(
+        "splatfleet_build_info",
+        "Always 1; labels carry the role and version."
+    );
     describe_counter!(
         "splatfleet_broker_published_total",
         "Messages published and confirmed by the broker, by queue."

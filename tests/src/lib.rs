@@ -1,2 +1,299 @@
-//! Placeholder
+//! Test support for talking to the real RabbitMQ and PostgreSQL: a unique queue prefix and a
+//! fresh database per test (so tests run in parallel), config files that point at them, and
+//! role processes started and stopped the way an operator would.
+//!
+//! Where the services live comes from `SPLATFLEET_TEST_AMQP_URL` and
+//! `SPLATFLEET_TEST_PG_{HOST,PORT,USER,PASSWORD}`, defaulting to the ones `ops/dev-up.sh`
+//! starts on 127.0.0.1.
+
+pub mod process;
 pub mod sim;
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+};
+
+use rand::Rng;
+use splatfleet_common::config::{AmqpUrl, BrokerSettings, Config, DatabaseSettings};
+
+pub fn amqp_url() -> String {
+    std::env::var("SPLATFLEET_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.into())
+}
+
+/// Database settings for the server under test, naming `dbname`.
+pub fn database_settings(dbname: &str) -> DatabaseSettings {
+    DatabaseSettings {
+        host: env_or("SPLATFLEET_TEST_PG_HOST", "127.0.0.1"),
+        port: env_or("SPLATFLEET_TEST_PG_PORT", "5432")
+            .parse()
+            .unwrap_or(5432),
+        user: env_or("SPLATFLEET_TEST_PG_USER", "postgres"),
+        password: std::env::var("SPLATFLEET_TEST_PG_PASSWORD")
+            .ok()
+            .map(Into::into),
+        dbname: dbname.into(),
+        ..DatabaseSettings::default()
+    }
+}
+
+/// A name no other test (or test run) uses: `sft_<random>`.
+pub fn unique_name() -> String {
+    let n: u64 = rand::rng().random();
+    format!("sft_{n:016x}")
+}
+
+/// Broker settings with a unique prefix, so this test's queues are its own.
+pub fn broker_settings() -> BrokerSettings {
+    BrokerSettings {
+        url: AmqpUrl::new(&amqp_url()),
+        prefix: unique_name(),
+        delivery_limit: 3,
+        connect_timeout_secs: 10,
+        reconnect_max_delay_secs: 1,
+        ..BrokerSettings::default()
+    }
+}
+
+/// A database created for one test and dropped by [`FreshDatabase::drop_now`].
+#[derive(Debug)]
+pub struct FreshDatabase {
+    pub settings: DatabaseSettings,
+}
+
+async fn admin_client() -> tokio_postgres::Client {
+    let settings = database_settings("postgres");
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&settings.host)
+        .port(settings.port)
+        .user(&settings.user)
+        .dbname("postgres");
+    if let Ok(password) = std::env::var("SPLATFLEET_TEST_PG_PASSWORD") {
+        pg.password(password);
+    }
+    let (client, connection) = pg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|err| {
+            panic!("PostgreSQL for tests is not reachable (run ops/dev-up.sh): {err}")
+        });
+    tokio::spawn(connection);
+    client
+}
+
+impl FreshDatabase {
+    pub async fn create() -> Self {
+        let name = unique_name();
+        admin_client()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|err| panic!("creating test database {name}: {err}"));
+        Self {
+            settings: database_settings(&name),
+        }
+    }
+
+    /// Drops the database, closing whatever is still connected to it.
+    pub async fn drop_now(self) {
+        let name = &self.settings.dbname;
+        let _ = admin_client()
+            .await
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
+}
+
+/// Deletes every queue and exchange under `prefix`.
+pub async fn delete_topology(settings: &BrokerSettings) {
+    let Ok(connection) =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    let topology =
+        splatfleet_common::broker::Topology::new(&settings.prefix, settings.delivery_limit);
+    for queue in [
+        topology.queue(splatfleet_common::broker::QueueKind::Tasks),
+        topology.queue(splatfleet_common::broker::QueueKind::Results),
+        topology.dead_queue(),
+    ] {
+        let _ = channel.queue_delete(queue.into(), Default::default()).await;
+    }
+    for exchange in [topology.exchange(), topology.dead_letter_exchange()] {
+        let _ = channel
+            .exchange_delete(exchange.into(), Default::default())
+            .await;
+    }
+    let _ = connection.close(200, "test done".into()).await;
+}
+
+/// A loopback address with a port nobody listens on right now.
+pub fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("ephemeral port address")
+}
+
+/// Writes a config file for `config`'s broker and database settings into `dir`, with each
+/// role's metrics on a free port, and returns its path.
+pub fn write_config(
+    dir: &Path,
+    broker: &BrokerSettings,
+    database: &DatabaseSettings,
+    drain_timeout_secs: u64,
+) -> PathBuf {
+    let password = database
+        .password
+        .as_ref()
+        .map(|p| format!("password = {:?}\n", secrecy::ExposeSecret::expose_secret(p)))
+        .unwrap_or_default();
+    let text = format!(
+        r#"[log]
+level = "info"
+format = "json"
+
+[broker]
+url = {url:?}
+prefix = {prefix:?}
+delivery_limit = {limit}
+connect_timeout_secs = 10
+reconnect_max_delay_secs = 1
+
+[database]
+host = {host:?}
+port = {port}
+user = {user:?}
+dbname = {dbname:?}
+{password}
+[shutdown]
+drain_timeout_secs = {drain_timeout_secs}
+
+[puller]
+metrics_addr = "{puller}"
+
+[worker]
+metrics_addr = "{worker}"
+
+[submitter]
+metrics_addr = "{submitter}"
+"#,
+        url = broker.url.expose(),
+        prefix = broker.prefix,
+        limit = broker.delivery_limit,
+        host = database.host,
+        port = database.port,
+        user = database.user,
+        dbname = database.dbname,
+        puller = free_addr(),
+        worker = free_addr(),
+        submitter = free_addr(),
+    );
+    let path = dir.join("splatfleet.toml");
+    std::fs::write(&path, text).expect("write test config");
+    path
+}
+
+/// Loads a config file written by [`write_config`].
+pub fn load_config(path: &Path) -> Config {
+    Config::load_with_env(path, std::iter::empty()).expect("test config loads")
+}
+
+/// The heartbeat (seconds) RabbitMQ negotiated for the connection named `connection_name`.
+pub fn broker_connection_heartbeat(connection_name: &str) -> Option<u32> {
+    let list = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "--no-table-headers",
+            "--quiet",
+            "timeout",
+            "client_properties",
+        ])
+        .output()
+        .expect("rabbitmqctl runs (tests need it on PATH, as root)");
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    let line = text.lines().find(|line| line.contains(connection_name))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// Closes this broker connection (found by its client-provided name) from the server side,
+/// as a broker failure would, without touching other tests' connections.
+pub fn close_broker_connection(connection_name: &str) -> usize {
+    let list = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_connections",
+            "--no-table-headers",
+            "--quiet",
+            "pid",
+            "client_properties",
+        ])
+        .output()
+        .expect("rabbitmqctl runs (tests need it on PATH, as root)");
+    let text = String::from_utf8_lossy(&list.stdout);
+    let mut closed = 0;
+    for line in text.lines().filter(|line| line.contains(connection_name)) {
+        let Some(pid) = line.split_whitespace().next() else {
+            continue;
+        };
+        let status = std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "test closes the connection"])
+            .status()
+            .expect("rabbitmqctl close_connection runs");
+        if status.success() {
+            closed += 1;
+        }
+    }
+    closed
+}
+
+/// Starts `binary` against a fresh database and queue prefix, waits for "ready", checks
+/// `/metrics`, sends SIGTERM and asserts a clean exit (status 0) within the drain timeout.
+/// Returns the fresh database (dropped afterwards by the caller) so role-specific checks
+/// can look at what the process left there.
+pub async fn check_role_stops_on_sigterm(
+    binary: &Path,
+    role: splatfleet_common::role::Role,
+) -> FreshDatabase {
+    use std::time::Duration;
+    const DRAIN_SECS: u64 = 10;
+    let broker = broker_settings();
+    let db = FreshDatabase::create().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_path = write_config(dir.path(), &broker, &db.settings, DRAIN_SECS);
+    let config = load_config(&config_path);
+    let mut process = process::RoleProcess::spawn(binary, &config_path);
+    process.wait_for_log(r#""message":"ready""#, Duration::from_secs(60));
+    let metrics = process::scrape_metrics(role.metrics_addr(&config));
+    assert!(
+        metrics.contains(&format!("splatfleet_build_info{{role=\"{}\"", role.name())),
+        "metrics lack build info: {metrics}"
+    );
+    process.terminate();
+    let (status, took) = process.wait_exit(Duration::from_secs(DRAIN_SECS + 5));
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        process.log.join("\n")
+    );
+    assert!(
+        took < Duration::from_secs(DRAIN_SECS),
+        "took {took:?} to stop"
+    );
+    assert!(
+        process
+            .log
+            .iter()
+            .any(|line| line.contains("stopped cleanly")),
+        "log:\n{}",
+        process.log.join("\n")
+    );
+    delete_topology(&broker).await;
+    db
+}

@@ -19,7 +19,10 @@ pub enum BrokerError {
     #[error("RabbitMQ at {url} did not accept a connection within {timeout:?}")]
     ConnectTimeout { url: String, timeout: Duration },
     #[error("declaring queues under prefix `{prefix}` failed (an existing queue with other arguments needs deleting, or use another prefix): {source}")]
-    Topology { prefix: String, source: lapin::Error },
+    Topology {
+        prefix: String,
+        source: lapin::Error,
+    },
     #[error("opening a channel failed: {0}")]
     Channel(#[source] lapin::Error),
 }
@@ -35,10 +38,16 @@ pub struct Broker {
 impl Broker {
     /// Connects with heartbeats and recovery enabled. `connection_name` shows in RabbitMQ's
     /// connection list (use the role name).
-    pub async fn connect(settings: &BrokerSettings, connection_name: &str) -> Result<Self, BrokerError> {
+    pub async fn connect(
+        settings: &BrokerSettings,
+        connection_name: &str,
+    ) -> Result<Self, BrokerError> {
         let url = settings.url.redacted();
-        let mut uri = AMQPUri::from_str(settings.url.expose())
-            .map_err(|message| BrokerError::BadUrl { url: url.clone(), message })?;
+        let mut uri =
+            AMQPUri::from_str(settings.url.expose()).map_err(|message| BrokerError::BadUrl {
+                url: url.clone(),
+                message,
+            })?;
         uri.query.heartbeat = Some(settings.heartbeat_secs);
         let max_delay = Duration::from_secs(settings.reconnect_max_delay_secs);
         let properties = ConnectionProperties::default()
@@ -50,8 +59,14 @@ impl Broker {
         let timeout = Duration::from_secs(settings.connect_timeout_secs);
         let connection = tokio::time::timeout(timeout, Connection::connect_uri(uri, properties))
             .await
-            .map_err(|_| BrokerError::ConnectTimeout { url: url.clone(), timeout })?
-            .map_err(|source| BrokerError::Connect { url: url.clone(), source })?;
+            .map_err(|_| BrokerError::ConnectTimeout {
+                url: url.clone(),
+                timeout,
+            })?
+            .map_err(|source| BrokerError::Connect {
+                url: url.clone(),
+                source,
+            })?;
         tracing::info!(broker = %url, "connected to RabbitMQ");
         Ok(Self {
             connection,
@@ -74,16 +89,25 @@ impl Broker {
         let channel = self.channel().await?;
         let declared = self.topology.declare(&channel).await;
         let _ = channel.close(200, "topology declared".into()).await;
-        declared.map_err(|source| BrokerError::Topology { prefix: self.topology.prefix.clone(), source })
+        declared.map_err(|source| BrokerError::Topology {
+            prefix: self.topology.prefix.clone(),
+            source,
+        })
     }
 
     /// A publisher of `M` on its own confirm-mode channel.
     pub async fn publisher<M: Message>(&self) -> Result<Publisher<M>, BrokerError> {
-        Publisher::open(self.channel().await?, &self.topology).await.map_err(BrokerError::Channel)
+        Publisher::open(self.channel().await?, &self.topology)
+            .await
+            .map_err(BrokerError::Channel)
     }
 
     /// A consumer of `M` that holds at most `prefetch` unacknowledged deliveries.
-    pub async fn consumer<M: Message>(&self, prefetch: u16, tag: &str) -> Result<Consumer<M>, BrokerError> {
+    pub async fn consumer<M: Message>(
+        &self,
+        prefetch: u16,
+        tag: &str,
+    ) -> Result<Consumer<M>, BrokerError> {
         Consumer::open(self.channel().await?, &self.topology, prefetch, tag)
             .await
             .map_err(BrokerError::Channel)
@@ -91,13 +115,20 @@ impl Broker {
 
     /// A raw channel, for operations the typed API does not cover (tests, passive declares).
     pub async fn channel(&self) -> Result<lapin::Channel, BrokerError> {
-        self.connection.create_channel().await.map_err(BrokerError::Channel)
+        self.connection
+            .create_channel()
+            .await
+            .map_err(BrokerError::Channel)
     }
 
     /// Closes the connection politely; errors are logged, not returned, since this runs on
     /// the way out.
     pub async fn close(&self) {
-        if let Err(err) = self.connection.close(200, "splatfleet shutting down".into()).await {
+        if let Err(err) = self
+            .connection
+            .close(200, "splatfleet shutting down".into())
+            .await
+        {
             tracing::debug!(%err, "closing the broker connection");
         }
     }

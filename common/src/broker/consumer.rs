@@ -9,7 +9,10 @@ use std::{future::Future, marker::PhantomData, sync::Arc};
 use futures_util::StreamExt;
 use lapin::{
     message::Delivery,
-    options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions},
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+        BasicQosOptions, BasicRejectOptions,
+    },
     types::{AMQPValue, FieldTable},
     Channel,
 };
@@ -58,13 +61,30 @@ pub struct Consumer<M> {
 }
 
 impl<M: Message> Consumer<M> {
-    pub(crate) async fn open(channel: Channel, topology: &Topology, prefetch: u16, tag: &str) -> lapin::Result<Self> {
+    pub(crate) async fn open(
+        channel: Channel,
+        topology: &Topology,
+        prefetch: u16,
+        tag: &str,
+    ) -> lapin::Result<Self> {
         let queue = topology.queue(M::QUEUE);
-        channel.basic_qos(prefetch.max(1), BasicQosOptions { global: false }).await?;
-        let inner = channel
-            .basic_consume(queue.as_str().into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
+        channel
+            .basic_qos(prefetch.max(1), BasicQosOptions { global: false })
             .await?;
-        Ok(Self { channel, inner, queue, _message: PhantomData })
+        let inner = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Self {
+            channel,
+            inner,
+            queue,
+            _message: PhantomData,
+        })
     }
 
     pub fn queue(&self) -> &str {
@@ -73,7 +93,11 @@ impl<M: Message> Consumer<M> {
 
     /// Handles deliveries until `stop` is cancelled, then stops consuming and waits for the
     /// handlers in flight. Handlers run concurrently, at most `prefetch` at once.
-    pub async fn run<H, F>(mut self, stop: CancellationToken, handler: H) -> Result<(), ConsumeError>
+    pub async fn run<H, F>(
+        mut self,
+        stop: CancellationToken,
+        handler: H,
+    ) -> Result<(), ConsumeError>
     where
         H: Fn(Incoming<M>) -> F + Send + Sync + 'static,
         F: Future<Output = Disposition> + Send + 'static,
@@ -101,14 +125,24 @@ impl<M: Message> Consumer<M> {
                     tracing::warn!(queue = %self.queue, %err, "consumer interrupted; waiting for the broker to recover");
                     metrics::counter!("splatfleet_broker_recoveries_total").increment(1);
                     if let Err(source) = self.channel.wait_for_recovery(err).await {
-                        break Err(ConsumeError::Broker { queue: self.queue.clone(), source });
+                        break Err(ConsumeError::Broker {
+                            queue: self.queue.clone(),
+                            source,
+                        });
                     }
                 }
-                None => break Err(ConsumeError::Cancelled { queue: self.queue.clone() }),
+                None => {
+                    break Err(ConsumeError::Cancelled {
+                        queue: self.queue.clone(),
+                    })
+                }
             }
         };
         // Stop new deliveries first; unacked prefetched ones return to the queue on close.
-        let _ = self.channel.basic_cancel(self.inner.tag(), BasicCancelOptions::default()).await;
+        let _ = self
+            .channel
+            .basic_cancel(self.inner.tag(), BasicCancelOptions::default())
+            .await;
         while in_flight.join_next().await.is_some() {}
         let _ = self.channel.close(200, "consumer stopped".into()).await;
         result
@@ -116,7 +150,11 @@ impl<M: Message> Consumer<M> {
 
     /// Decodes a delivery, or rejects it to the dead-letter queue and returns `None`.
     async fn decode(&self, delivery: &Delivery) -> Option<Incoming<M>> {
-        let message_id = delivery.properties.message_id().as_ref().map(|id| id.to_string());
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string());
         match decode::<M>(&delivery.data) {
             Ok(body) => Some(Incoming {
                 body,
@@ -134,7 +172,11 @@ impl<M: Message> Consumer<M> {
                 );
                 metrics::counter!("splatfleet_broker_consumed_total", "queue" => self.queue.clone(), "outcome" => "undecodable")
                     .increment(1);
-                if let Err(err) = delivery.acker.reject(BasicRejectOptions { requeue: false }).await {
+                if let Err(err) = delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await
+                {
                     tracing::warn!(%err, "rejecting an undecodable message failed; it will be redelivered");
                 }
                 None
@@ -148,11 +190,20 @@ async fn settle(delivery: Delivery, disposition: Disposition, queue: &str) {
         Disposition::Ack => ("ack", delivery.acker.ack(BasicAckOptions::default()).await),
         Disposition::Requeue => (
             "requeue",
-            delivery.acker.nack(BasicNackOptions { requeue: true, multiple: false }).await,
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await,
         ),
         Disposition::DeadLetter => (
             "dead_letter",
-            delivery.acker.reject(BasicRejectOptions { requeue: false }).await,
+            delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await,
         ),
     };
     metrics::counter!("splatfleet_broker_consumed_total", "queue" => queue.to_owned(), "outcome" => outcome)
@@ -165,7 +216,9 @@ async fn settle(delivery: Delivery, disposition: Disposition, queue: &str) {
 }
 
 fn delivery_count(delivery: &Delivery) -> u32 {
-    let Some(headers) = delivery.properties.headers() else { return 0 };
+    let Some(headers) = delivery.properties.headers() else {
+        return 0;
+    };
     match headers.inner().get("x-delivery-count") {
         Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).unwrap_or(u32::MAX),
         Some(AMQPValue::LongInt(n)) => u32::try_from(*n).unwrap_or(u32::MAX),

@@ -39,21 +39,34 @@ fn options() -> impl Options {
 
 /// Encodes `body` inside an envelope carrying `M::SCHEMA`.
 pub fn encode<M: Message>(body: &M) -> Result<Vec<u8>, bincode::Error> {
-    options().serialize(&Envelope { schema: M::SCHEMA, body })
+    options().serialize(&Envelope {
+        schema: M::SCHEMA,
+        body,
+    })
 }
 
 /// Decodes an envelope, checking its schema before the body.
 pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, DecodeError> {
-    let schema_bytes: [u8; 2] = bytes
-        .get(..2)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| DecodeError::Malformed(format!("{} bytes is too short for an envelope", bytes.len())))?;
+    let schema_bytes: [u8; 2] =
+        bytes
+            .get(..2)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                DecodeError::Malformed(format!(
+                    "{} bytes is too short for an envelope",
+                    bytes.len()
+                ))
+            })?;
     let found = u16::from_le_bytes(schema_bytes);
     if found != M::SCHEMA {
-        return Err(DecodeError::Schema { found, expected: M::SCHEMA });
+        return Err(DecodeError::Schema {
+            found,
+            expected: M::SCHEMA,
+        });
     }
-    let envelope: Envelope<M> =
-        options().deserialize(bytes).map_err(|err| DecodeError::Malformed(err.to_string()))?;
+    let envelope: Envelope<M> = options()
+        .deserialize(bytes)
+        .map_err(|err| DecodeError::Malformed(err.to_string()))?;
     Ok(envelope.body)
 }
 
@@ -65,7 +78,12 @@ mod tests {
     fn task() -> TaskMsg {
         TaskMsg {
             task_id: "t-1".into(),
-            validator: ValidatorRef { uid: 3, hotkey: "5Hk".into(), ip: "127.0.0.1".into(), port: 8091 },
+            validator: ValidatorRef {
+                uid: 3,
+                hotkey: "5Hk".into(),
+                ip: "127.0.0.1".into(),
+                port: 8091,
+            },
             kind: TaskKind::Text,
             prompt: "a red chair".into(),
             validation_threshold: 0.6,
@@ -86,17 +104,32 @@ mod tests {
     fn other_schema_is_named() {
         let mut bytes = encode(&task()).expect("encodes");
         bytes[0] = 9;
-        assert!(matches!(decode::<TaskMsg>(&bytes), Err(DecodeError::Schema { found: 9, expected: 1 })));
+        assert!(matches!(
+            decode::<TaskMsg>(&bytes),
+            Err(DecodeError::Schema {
+                found: 9,
+                expected: 1
+            })
+        ));
     }
 
     #[test]
     fn garbage_and_huge_length_claims_are_errors_not_allocations() {
-        assert!(matches!(decode::<TaskMsg>(b"\x01"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode::<TaskMsg>(b"\x01"),
+            Err(DecodeError::Malformed(_))
+        ));
         let mut bytes = 1u16.to_le_bytes().to_vec();
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(decode::<TaskMsg>(&bytes), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode::<TaskMsg>(&bytes),
+            Err(DecodeError::Malformed(_))
+        ));
         let mut trailing = encode(&task()).expect("encodes");
         trailing.push(0);
-        assert!(matches!(decode::<TaskMsg>(&trailing), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode::<TaskMsg>(&trailing),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 }

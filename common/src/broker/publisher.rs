@@ -21,13 +21,25 @@ const MAX_RECOVERY_WAITS: u32 = 5;
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("message {message_id} could not be encoded: {source}")]
-    Encode { message_id: String, source: bincode::Error },
+    Encode {
+        message_id: String,
+        source: bincode::Error,
+    },
     #[error("message {message_id} was returned as unroutable by exchange `{exchange}` ({reply}); is the queue declared?")]
-    Unroutable { message_id: String, exchange: String, reply: String },
-    #[error("the broker refused message {message_id} (nack): the queue may be full or unavailable")]
+    Unroutable {
+        message_id: String,
+        exchange: String,
+        reply: String,
+    },
+    #[error(
+        "the broker refused message {message_id} (nack): the queue may be full or unavailable"
+    )]
     Nacked { message_id: String },
     #[error("publishing message {message_id} failed: {source}")]
-    Broker { message_id: String, source: lapin::Error },
+    Broker {
+        message_id: String,
+        source: lapin::Error,
+    },
 }
 
 /// Publishes `M` to its queue through the fleet's exchange.
@@ -41,7 +53,9 @@ pub struct Publisher<M> {
 
 impl<M: Message> Publisher<M> {
     pub(crate) async fn open(channel: Channel, topology: &Topology) -> lapin::Result<Self> {
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         Ok(Self {
             channel,
             exchange: topology.exchange(),
@@ -53,8 +67,10 @@ impl<M: Message> Publisher<M> {
     /// Publishes and waits for the broker's confirm.
     pub async fn publish(&self, message: &M) -> Result<(), PublishError> {
         let message_id = message.message_id().to_owned();
-        let payload = encode(message)
-            .map_err(|source| PublishError::Encode { message_id: message_id.clone(), source })?;
+        let payload = encode(message).map_err(|source| PublishError::Encode {
+            message_id: message_id.clone(),
+            source,
+        })?;
         let started = Instant::now();
         let mut recoveries = 0;
         loop {
@@ -76,7 +92,10 @@ impl<M: Message> Publisher<M> {
                     self.channel
                         .wait_for_recovery(source)
                         .await
-                        .map_err(|source| PublishError::Broker { message_id: message_id.clone(), source })?;
+                        .map_err(|source| PublishError::Broker {
+                            message_id: message_id.clone(),
+                            source,
+                        })?;
                 }
                 Err(source) => return Err(PublishError::Broker { message_id, source }),
             }
@@ -89,9 +108,18 @@ impl<M: Message> Publisher<M> {
             .with_message_id(message_id.into())
             .with_delivery_mode(2)
             .with_timestamp(chrono::Utc::now().timestamp().max(0).unsigned_abs());
-        let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
         self.channel
-            .basic_publish(self.exchange.as_str().into(), routing_key(M::QUEUE), options, payload, properties)
+            .basic_publish(
+                self.exchange.as_str().into(),
+                routing_key(M::QUEUE),
+                options,
+                payload,
+                properties,
+            )
             .await?
             .await
     }
@@ -106,7 +134,9 @@ impl<M: Message> Publisher<M> {
                     reply: format!("{} {}", returned.reply_code, returned.reply_text),
                 })
             }
-            Confirmation::Nack(None) => Err(PublishError::Nacked { message_id: message_id.to_owned() }),
+            Confirmation::Nack(None) => Err(PublishError::Nacked {
+                message_id: message_id.to_owned(),
+            }),
             // Confirm mode is enabled on open, so the broker always confirms.
             Confirmation::NotRequested => Ok(()),
         }

@@ -33,7 +33,10 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(prefix: &str, delivery_limit: u32) -> Self {
-        Self { prefix: prefix.to_owned(), delivery_limit }
+        Self {
+            prefix: prefix.to_owned(),
+            delivery_limit,
+        }
     }
 
     /// The direct exchange that routes tasks and results to their queues.
@@ -56,10 +59,21 @@ impl Topology {
 
     /// Declares exchanges, queues and bindings; idempotent when the arguments match.
     pub(crate) async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        let durable_exchange = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        let durable_queue = QueueDeclareOptions { durable: true, ..Default::default() };
+        let durable_exchange = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        let durable_queue = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         channel
-            .exchange_declare(self.exchange().into(), ExchangeKind::Direct, durable_exchange, FieldTable::default())
+            .exchange_declare(
+                self.exchange().into(),
+                ExchangeKind::Direct,
+                durable_exchange,
+                FieldTable::default(),
+            )
             .await?;
         channel
             .exchange_declare(
@@ -72,7 +86,9 @@ impl Topology {
 
         let mut dead_args = FieldTable::default();
         dead_args.insert("x-queue-type".into(), text("quorum"));
-        channel.queue_declare(self.dead_queue().into(), durable_queue, dead_args).await?;
+        channel
+            .queue_declare(self.dead_queue().into(), durable_queue, dead_args)
+            .await?;
         channel
             .queue_bind(
                 self.dead_queue().into(),
@@ -84,7 +100,13 @@ impl Topology {
             .await?;
 
         for kind in [QueueKind::Tasks, QueueKind::Results] {
-            channel.queue_declare(self.queue(kind).into(), durable_queue, self.work_queue_args()).await?;
+            channel
+                .queue_declare(
+                    self.queue(kind).into(),
+                    durable_queue,
+                    self.work_queue_args(),
+                )
+                .await?;
             channel
                 .queue_bind(
                     self.queue(kind).into(),
@@ -102,8 +124,14 @@ impl Topology {
         let mut args = FieldTable::default();
         args.insert("x-queue-type".into(), text("quorum"));
         // RabbitMQ 3.10 has no default delivery limit: without one a poison message loops forever.
-        args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(i64::from(self.delivery_limit)));
-        args.insert("x-dead-letter-exchange".into(), text(&self.dead_letter_exchange()));
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(i64::from(self.delivery_limit)),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            text(&self.dead_letter_exchange()),
+        );
         // At-least-once dead-lettering needs reject-publish overflow on the source queue.
         args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
         args.insert("x-overflow".into(), text("reject-publish"));

@@ -33,11 +33,20 @@ pub fn embedded_migrations() -> &'static [Migration] {
 #[derive(Debug, thiserror::Error)]
 pub enum MigrationError {
     #[error("migration {version} ({name}) was changed after it was applied: the database has checksum {applied}, this build has {built}; write a new migration instead of editing an applied one")]
-    Changed { version: u32, name: String, applied: String, built: String },
+    Changed {
+        version: u32,
+        name: String,
+        applied: String,
+        built: String,
+    },
     #[error("the database has migration {version} ({name}), which this build does not know; is an older binary running against a newer database?")]
     Unknown { version: u32, name: String },
     #[error("migration {version} ({name}) failed: {source}")]
-    Failed { version: u32, name: String, source: tokio_postgres::Error },
+    Failed {
+        version: u32,
+        name: String,
+        source: tokio_postgres::Error,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -62,10 +71,14 @@ pub struct MigrationReport {
 }
 
 /// Applies every pending migration of `migrations` (sorted by version).
-pub async fn migrate(pool: &super::Pool, migrations: &[Migration]) -> Result<MigrationReport, MigrationError> {
+pub async fn migrate(
+    pool: &super::Pool,
+    migrations: &[Migration],
+) -> Result<MigrationReport, MigrationError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS splatfleet_migrations (
              version    integer PRIMARY KEY,
@@ -75,7 +88,12 @@ pub async fn migrate(pool: &super::Pool, migrations: &[Migration]) -> Result<Mig
          )",
     )
     .await?;
-    let rows = tx.query("SELECT version, name, checksum FROM splatfleet_migrations ORDER BY version", &[]).await?;
+    let rows = tx
+        .query(
+            "SELECT version, name, checksum FROM splatfleet_migrations ORDER BY version",
+            &[],
+        )
+        .await?;
     let mut report = MigrationReport::default();
     for row in rows {
         let version = u32::try_from(row.get::<_, i32>(0)).unwrap_or(u32::MAX);
@@ -86,7 +104,12 @@ pub async fn migrate(pool: &super::Pool, migrations: &[Migration]) -> Result<Mig
         };
         let built = known.checksum();
         if built != applied {
-            return Err(MigrationError::Changed { version, name, applied, built });
+            return Err(MigrationError::Changed {
+                version,
+                name,
+                applied,
+                built,
+            });
         }
         report.already_applied.push(version);
     }
@@ -106,7 +129,11 @@ pub async fn migrate(pool: &super::Pool, migrations: &[Migration]) -> Result<Mig
             &[&version, &migration.name, &migration.checksum()],
         )
         .await?;
-        tracing::info!(version = migration.version, name = migration.name, "applied migration");
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
         report.applied.push(migration.version);
     }
     tx.commit().await?;

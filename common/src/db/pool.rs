@@ -24,7 +24,10 @@ pub enum DbError {
 
 /// `user@host:port/dbname`, never with the password.
 pub fn describe(settings: &DatabaseSettings) -> String {
-    format!("{}@{}:{}/{}", settings.user, settings.host, settings.port, settings.dbname)
+    format!(
+        "{}@{}:{}/{}",
+        settings.user, settings.host, settings.port, settings.dbname
+    )
 }
 
 /// Builds the pool and checks that one connection can be made.
@@ -41,7 +44,13 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, DbError> {
     if let Some(password) = &settings.password {
         pg.password(password.expose_secret());
     }
-    let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
     let pool = Pool::builder(manager)
         .max_size(settings.pool_max_size)
         .wait_timeout(Some(Duration::from_millis(settings.wait_timeout_ms)))
@@ -49,7 +58,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, DbError> {
         .recycle_timeout(Some(Duration::from_millis(settings.recycle_timeout_ms)))
         .runtime(Runtime::Tokio1)
         .build()
-        .map_err(|err| DbError::Build { target: target.clone(), message: err.to_string() })?;
+        .map_err(|err| DbError::Build {
+            target: target.clone(),
+            message: err.to_string(),
+        })?;
     let client = pool.get().await.map_err(|err| DbError::Unreachable {
         target: target.clone(),
         message: pool_error_message(&err),
@@ -57,7 +69,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, DbError> {
     client
         .simple_query("SELECT 1")
         .await
-        .map_err(|err| DbError::Unreachable { target: target.clone(), message: err.to_string() })?;
+        .map_err(|err| DbError::Unreachable {
+            target: target.clone(),
+            message: err.to_string(),
+        })?;
     tracing::info!(database = %target, "connected to PostgreSQL");
     Ok(pool)
 }

@@ -1,0 +1,169 @@
+//! Config loading: the example file, environment overrides, and a clear error for each way
+//! a file can be wrong. Secrets never show in `Debug`.
+
+use std::path::{Path, PathBuf};
+
+use splatfleet_common::config::{Config, ConfigError};
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/splatfleet.example.toml")
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_toml_with_env(text, Path::new("test.toml"), std::iter::empty())
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn example_file_loads_and_documents_the_defaults() {
+    let loaded = Config::load_with_env(&example(), std::iter::empty()).expect("example loads");
+    let defaults = Config::default();
+    assert_eq!(format!("{loaded:?}"), format!("{defaults:?}"));
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let err = Config::load_with_env(
+        Path::new("/nonexistent/splatfleet.toml"),
+        std::iter::empty(),
+    )
+    .expect_err("missing");
+    assert!(matches!(err, ConfigError::Missing { .. }));
+    assert!(
+        err.to_string().contains("/nonexistent/splatfleet.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_toml_is_a_syntax_error_with_its_line() {
+    let err = parse("[broker]\nprefix = \"unterminated\n").expect_err("bad toml");
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+    assert!(err.to_string().contains("line 2"), "{err}");
+}
+
+#[test]
+fn unknown_key_is_named_with_its_section() {
+    let err = parse("[broker]\nprefixx = \"a\"\n").expect_err("unknown key");
+    let message = err.to_string();
+    assert!(
+        matches!(err, ConfigError::Invalid { ref key, .. } if key == "broker.prefixx"),
+        "{err:?}"
+    );
+    assert!(message.contains("unknown field `prefixx`"), "{message}");
+    let err = parse("[brokr]\n").expect_err("unknown section");
+    assert!(err.to_string().contains("brokr"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let err = parse("[broker]\ndelivery_limit = \"lots\"\n").expect_err("wrong type");
+    assert!(
+        matches!(err, ConfigError::Invalid { ref key, .. } if key == "broker.delivery_limit"),
+        "{err:?}"
+    );
+    let err = parse("[puller]\nmetrics_addr = \"not an address\"\n").expect_err("bad address");
+    assert!(err.to_string().contains("puller.metrics_addr"), "{err}");
+}
+
+#[test]
+fn out_of_range_values_name_the_key() {
+    for (text, key) in [
+        ("[broker]\ndelivery_limit = 0\n", "broker.delivery_limit"),
+        ("[broker]\nprefix = \"has space\"\n", "broker.prefix"),
+        ("[broker]\nurl = \"http://x\"\n", "broker.url"),
+        ("[database]\npool_max_size = 0\n", "database.pool_max_size"),
+        ("[log]\nlevel = \"info,[\"\n", "log.level"),
+    ] {
+        let err = parse(text).expect_err(text);
+        assert!(
+            matches!(err, ConfigError::Invalid { key: ref k, .. } if k == key),
+            "{text}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let config = Config::from_toml_with_env(
+        "[broker]\nprefix = \"from-file\"\ndelivery_limit = 4\n",
+        Path::new("test.toml"),
+        env(&[
+            ("SPLATFLEET__BROKER__PREFIX", "from-env"),
+            ("SPLATFLEET__DATABASE__PORT", "6543"),
+            ("SPLATFLEET__DATABASE__PASSWORD", "123456"),
+            ("SPLATFLEET__SHUTDOWN__DRAIN_TIMEOUT_SECS", "7"),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .expect("overrides apply");
+    assert_eq!(config.broker.prefix, "from-env");
+    assert_eq!(
+        config.broker.delivery_limit, 4,
+        "keys not overridden keep the file's value"
+    );
+    assert_eq!(config.database.port, 6543);
+    assert_eq!(config.shutdown.drain_timeout_secs, 7);
+    let password = config
+        .database
+        .password
+        .as_ref()
+        .map(|p| secrecy::ExposeSecret::expose_secret(p).to_owned());
+    assert_eq!(
+        password.as_deref(),
+        Some("123456"),
+        "numeric-looking secrets stay strings"
+    );
+}
+
+#[test]
+fn bad_environment_value_names_the_key() {
+    let err = Config::from_toml_with_env(
+        "",
+        Path::new("t.toml"),
+        env(&[("SPLATFLEET__DATABASE__PORT", "many")]),
+    )
+    .expect_err("bad env value");
+    assert!(err.to_string().contains("database.port"), "{err}");
+    let err = Config::from_toml_with_env(
+        "",
+        Path::new("t.toml"),
+        env(&[("SPLATFLEET__BROKER__NOPE", "1")]),
+    )
+    .expect_err("unknown env key");
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let config = Config::from_toml_with_env(
+        "[broker]\nurl = \"amqp://fleet:hunter2-amqp@rabbit:5672/%2f\"\n\
+         [database]\npassword = \"hunter2-db\"\n\
+         [wallet]\npassword = \"hunter2-wallet\"\n",
+        Path::new("t.toml"),
+        std::iter::empty(),
+    )
+    .expect("loads");
+    let debug = format!("{config:?}");
+    for secret in ["hunter2-amqp", "hunter2-db", "hunter2-wallet"] {
+        assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+    }
+    assert!(
+        debug.contains("amqp://fleet:***@rabbit:5672"),
+        "the URL stays readable: {debug}"
+    );
+    assert_eq!(
+        config.broker.url.to_string(),
+        "amqp://fleet:***@rabbit:5672/%2f"
+    );
+    assert_eq!(
+        config.broker.url.expose(),
+        "amqp://fleet:hunter2-amqp@rabbit:5672/%2f"
+    );
+}

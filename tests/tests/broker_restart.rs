@@ -1,0 +1,136 @@
+//! The broker application restarting under a running publisher and consumer
+//! (`rabbitmqctl stop_app` / `start_app`): both recover by themselves and no confirmed
+//! message is lost. Its own test binary, so no other test in this run shares the outage.
+
+use std::{collections::HashSet, time::Duration};
+
+use splatfleet_common::{
+    broker::{Broker, Disposition},
+    messages::{TaskKind, TaskMsg, ValidatorRef},
+};
+use splatfleet_tests::{broker_settings, delete_topology, unique_name};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+fn task(id: String) -> TaskMsg {
+    TaskMsg {
+        task_id: id,
+        validator: ValidatorRef {
+            uid: 1,
+            hotkey: "5Hk".into(),
+            ip: "127.0.0.1".into(),
+            port: 1,
+        },
+        kind: TaskKind::Text,
+        prompt: "a lamp".into(),
+        validation_threshold: 0.6,
+        throttle_period_secs: 30,
+        pulled_at_unix_ms: 0,
+        deadline_unix_ms: 0,
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .status()
+        .expect("rabbitmqctl runs");
+    assert!(status.success(), "rabbitmqctl {args:?} failed");
+}
+
+/// Restarts the broker app even if the test fails half-way.
+struct StartAppOnDrop;
+impl Drop for StartAppOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "start_app"])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_and_consumer_survive_a_broker_restart() {
+    let settings = broker_settings();
+    let broker = Broker::connect(&settings, &unique_name())
+        .await
+        .expect("connect");
+    broker.declare_topology().await.expect("topology");
+    let publisher = broker.publisher::<TaskMsg>().await.expect("publisher");
+    let stop = CancellationToken::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let consumer = broker
+        .consumer::<TaskMsg>(4, "tasks")
+        .await
+        .expect("consumer");
+    let consumer_loop = tokio::spawn(consumer.run(stop.clone(), move |incoming| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(incoming.body.task_id);
+            Disposition::Ack
+        }
+    }));
+
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        let id = format!("before-{i}");
+        publisher
+            .publish(&task(id.clone()))
+            .await
+            .expect("publish before the restart");
+        sent.push(id);
+    }
+    let _guard = StartAppOnDrop;
+    rabbitmqctl(&["-q", "stop_app"]);
+    // Published while the broker is down: waits for recovery, then goes through.
+    let during = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let id = format!("during-{i}");
+            publisher
+                .publish(&task(id.clone()))
+                .await
+                .expect("publish across the restart");
+            ids.push(id);
+        }
+        (publisher, ids)
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rabbitmqctl(&["-q", "start_app"]);
+    let (publisher, during_ids) = tokio::time::timeout(Duration::from_secs(60), during)
+        .await
+        .expect("publisher recovered within 60 s")
+        .expect("join");
+    sent.extend(during_ids);
+    for i in 0..10 {
+        let id = format!("after-{i}");
+        publisher
+            .publish(&task(id.clone()))
+            .await
+            .expect("publish after the restart");
+        sent.push(id);
+    }
+
+    let mut received = HashSet::new();
+    while received.len() < sent.len() {
+        let id = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "consumer recovered; still missing {:?}",
+                    sent.iter()
+                        .filter(|id| !received.contains(*id))
+                        .collect::<Vec<_>>()
+                )
+            })
+            .expect("channel open");
+        received.insert(id);
+    }
+    assert!(sent.iter().all(|id| received.contains(id)));
+    stop.cancel();
+    consumer_loop
+        .await
+        .expect("join")
+        .expect("consumer stopped cleanly");
+    broker.close().await;
+    delete_topology(&settings).await;
+}
