@@ -47,6 +47,8 @@ pub struct Config {
     pub worker: RoleSettings,
     pub submitter: RoleSettings,
     pub wallet: WalletSettings,
+    pub discovery: DiscoverySettings,
+    pub dendrite: DendriteConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
@@ -184,6 +186,77 @@ impl Default for WalletSettings {
             name: "default".into(),
             hotkey: "default".into(),
             password: None,
+        }
+    }
+}
+
+/// Where the validators come from.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoverySource {
+    /// `validators` below plus those in `validators_file`.
+    #[default]
+    Static,
+    /// The metagraph, read from a subtensor node's JSON-RPC.
+    Subtensor,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoverySettings {
+    pub source: DiscoverySource,
+    /// Static validators written inline as `[[discovery.validators]]`.
+    pub validators: Vec<crate::discovery::ValidatorInfo>,
+    /// A file of `[[validators]]` entries (what `splatfleet-sim validators` writes).
+    pub validators_file: Option<PathBuf>,
+    /// Subtensor JSON-RPC endpoint (http only).
+    pub subtensor_url: String,
+    pub netuid: u16,
+    /// Validators with less stake (TAO) are not pulled from, as the base miner does.
+    pub min_stake: f64,
+}
+
+impl Default for DiscoverySettings {
+    fn default() -> Self {
+        Self {
+            source: DiscoverySource::Static,
+            validators: Vec::new(),
+            validators_file: None,
+            subtensor_url: "http://127.0.0.1:9944".into(),
+            netuid: 17,
+            min_stake: 1000.0,
+        }
+    }
+}
+
+/// Settings of the Bittensor dendrite (the HTTP client that calls validators' axons).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DendriteConfig {
+    /// The IP announced in `bt_header_dendrite_ip`.
+    pub external_ip: String,
+    /// Largest validator response accepted, bytes.
+    pub max_response_bytes: usize,
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for DendriteConfig {
+    fn default() -> Self {
+        let defaults = crate::bittensor::DendriteSettings::default();
+        Self {
+            external_ip: defaults.external_ip,
+            max_response_bytes: defaults.max_response_bytes,
+            connect_timeout_secs: defaults.connect_timeout.as_secs(),
+        }
+    }
+}
+
+impl DendriteConfig {
+    pub fn settings(&self) -> crate::bittensor::DendriteSettings {
+        crate::bittensor::DendriteSettings {
+            external_ip: self.external_ip.clone(),
+            max_response_bytes: self.max_response_bytes,
+            connect_timeout: Duration::from_secs(self.connect_timeout_secs),
         }
     }
 }
@@ -367,6 +440,32 @@ impl Config {
         }
         if self.database.dbname.is_empty() {
             return invalid("database.dbname", "must not be empty".into());
+        }
+        let inline = crate::discovery::static_list::StaticValidatorList {
+            validators: self.discovery.validators.clone(),
+        };
+        if let Err(err) = inline.validate() {
+            return invalid("discovery.validators", err.to_string());
+        }
+        if self.discovery.min_stake.is_nan() || self.discovery.min_stake < 0.0 {
+            return invalid("discovery.min_stake", "must be a number at least 0".into());
+        }
+        if self
+            .dendrite
+            .external_ip
+            .parse::<std::net::IpAddr>()
+            .is_err()
+        {
+            return invalid(
+                "dendrite.external_ip",
+                format!("`{}` is not an IP address", self.dendrite.external_ip),
+            );
+        }
+        if self.dendrite.max_response_bytes == 0 {
+            return invalid("dendrite.max_response_bytes", "must be at least 1".into());
+        }
+        if self.dendrite.connect_timeout_secs == 0 {
+            return invalid("dendrite.connect_timeout_secs", "must be at least 1".into());
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(

@@ -167,3 +167,29 @@ fn secrets_never_appear_in_debug_output() {
         "amqp://fleet:hunter2-amqp@rabbit:5672/%2f"
     );
 }
+
+#[test]
+fn static_validators_come_from_the_config_and_are_checked() {
+    let text = "[discovery]\n\
+        [[discovery.validators]]\nuid = 3\nhotkey = \"5DtDLm5rQHShDqojQpsvcN8tRXHVFaecfDoRet1SU6BFD9Fi\"\nip = \"127.0.0.1\"\nport = 8091\nstake = 2000.0\n";
+    let config = parse(text).expect("valid static list");
+    let list = splatfleet_common::discovery::static_list::StaticValidatorList::from_config(
+        &config.discovery,
+    )
+    .expect("list");
+    assert_eq!(list.validators.len(), 1);
+    assert_eq!(list.validators[0].port, 8091);
+
+    let bad = text.replace(
+        "5DtDLm5rQHShDqojQpsvcN8tRXHVFaecfDoRet1SU6BFD9Fi",
+        "not-a-hotkey",
+    );
+    let err = parse(&bad).expect_err("bad hotkey");
+    assert!(
+        matches!(err, ConfigError::Invalid { ref key, .. } if key == "discovery.validators"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("not-a-hotkey"), "{err}");
+    let err = parse("[dendrite]\nexternal_ip = \"nowhere\"\n").expect_err("bad ip");
+    assert!(err.to_string().contains("dendrite.external_ip"), "{err}");
+}

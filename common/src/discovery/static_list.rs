@@ -77,6 +77,22 @@ impl StaticValidatorList {
         Ok(())
     }
 
+    /// The configured static validators: the inline `[[discovery.validators]]` entries plus
+    /// those in `discovery.validators_file`, checked together (a uid listed in both is an
+    /// error).
+    pub fn from_config(
+        settings: &crate::config::DiscoverySettings,
+    ) -> Result<Self, StaticListError> {
+        let mut list = Self {
+            validators: settings.validators.clone(),
+        };
+        if let Some(path) = &settings.validators_file {
+            list.validators.extend(Self::load(path)?.validators);
+        }
+        list.validate()?;
+        Ok(list)
+    }
+
     /// Writes the list as TOML (what the simulator hands the fleet).
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
