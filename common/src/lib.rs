@@ -8,4 +8,5 @@ pub mod db;
 pub mod messages;
 pub mod role;
 pub mod shutdown;
+pub mod splat;
 pub mod telemetry;
