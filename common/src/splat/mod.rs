@@ -19,8 +19,8 @@ pub use ply_read::{read_ply, read_ply_file, read_ply_into, PlyDecoded, PlyError,
 pub use ply_write::{write_ply, write_ply_into};
 pub use sn17::{sn17_strict_check, Sn17PlyReport, Sn17Problem, SN17_PLY_MAX_VERTICES};
 pub use spz::{
-    decode_spz, encode_spz, encode_spz_with_level, SpzContainer, SpzDecoded, SpzError, SpzLimits,
-    SN17_SPZ_MAX_POINTS,
+    decode_spz, encode_spz, encode_spz_with_level, spz_payload, SpzContainer, SpzDecoded, SpzError,
+    SpzLimits, SN17_SPZ_MAX_POINTS,
 };
 pub use stats::{HardZero, NonFinite, ValidityReport, MIN_GAUSSIANS, ZERO_OPACITY_EPSILON};
 

@@ -200,14 +200,8 @@ fn round_f32(x: f32) -> f32 {
     }
     let t = x as i32;
     let f = x - t as f32;
-    let r = if f >= 0.5 {
-        t + 1
-    } else if f <= -0.5 {
-        t - 1
-    } else {
-        t
-    };
-    r as f32
+    // Branch-free: the fraction's side of ±0.5 is data-dependent and would mispredict.
+    (t + i32::from(f >= 0.5) - i32::from(f <= -0.5)) as f32
 }
 
 /// `static_cast<int32_t>(float)` as x86-64 executes it: truncation, and `i32::MIN` for NaN or
@@ -229,13 +223,19 @@ fn to_u8(x: f32) -> u8 {
     round_f32(x).clamp(0.0, 255.0) as u8
 }
 
-/// `quantizeSH`: `q = int(round(x * 128) + 128)`, then to the nearest multiple of `bucket`
+/// `quantizeSH`: `q = int(round(x * 128) + 128)`, then `(q + bucket / 2) / bucket * bucket`
 /// with C's truncating division, clamped to 0..=255 (`404/load-spz.cc` lines 94-98).
+/// `bucket` is a power of two: for a non-negative numerator the division is a mask, and a
+/// negative one clamps to 0 either way.
 #[inline(always)]
 fn quantize_sh(x: f32, bucket: i32) -> u8 {
     let q = cast_i32_x86(round_f32(x * 128.0) + 128.0);
-    let q = q.wrapping_add(bucket / 2) / bucket * bucket;
-    q.clamp(0, 255) as u8
+    let v = q.wrapping_add(bucket / 2);
+    if v < 0 {
+        0
+    } else {
+        (v & !(bucket - 1)).min(255) as u8
+    }
 }
 
 /// `unquantizeSH` (`404/load-spz.cc` lines 100-102).
@@ -284,6 +284,12 @@ pub fn encode_spz_with_level(splat: &Splat, level: i32) -> Result<Vec<u8>, SpzEr
     // `bulk::compress` writes one frame with its content size, which the reference's
     // `ZSTD_getFrameContentSize` path expects (`404/load-spz.cc` lines 163-193).
     zstd::bulk::compress(&payload, level).map_err(SpzError::Compress)
+}
+
+/// The uncompressed version-2 payload (16-byte header and sections) that [`encode_spz`]
+/// compresses; useful to compare payloads or time the quantisation alone.
+pub fn spz_payload(splat: &Splat) -> Result<Vec<u8>, SpzError> {
+    pack_payload(splat, 2)
 }
 
 /// Builds the uncompressed payload (header + sections) of `version` 2 or 3.
@@ -375,9 +381,15 @@ pub(crate) fn pack_payload(splat: &Splat, version: u32) -> Result<Vec<u8>, SpzEr
     // (`404/load-spz.cc` lines 291-307).
     let r = k * 3;
     if r > 0 {
+        let first = r.min(9);
         for (dst, src) in sh.chunks_exact_mut(r).zip(splat.sh_rest.chunks_exact(r)) {
-            for (j, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
-                *d = quantize_sh(v, if j < 9 { 8 } else { 16 });
+            let (d1, d2) = dst.split_at_mut(first);
+            let (s1, s2) = src.split_at(first);
+            for (d, &v) in d1.iter_mut().zip(s1) {
+                *d = quantize_sh(v, 8);
+            }
+            for (d, &v) in d2.iter_mut().zip(s2) {
+                *d = quantize_sh(v, 16);
             }
         }
     }

@@ -1023,3 +1023,100 @@ fn low_opacity_threshold_is_the_exact_float32_boundary() {
     assert!(sigmoid(below) < ZERO_OPACITY_EPSILON);
     assert!((t - (-6.906_755)).abs() < 1e-3, "{t}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Byte-for-byte agreement with the reference implementation.
+
+/// Models with awkward values: clamps, wrap-around positions, exact rounding ties, w ≤ 0.
+fn golden_splat(degree: u8) -> Splat {
+    let mut rng = StdRng::seed_from_u64(100 + u64::from(degree));
+    let n = 400;
+    let mut s = Splat::zeroed(n, degree, false);
+    let k3 = s.rest_coeffs() * 3;
+    for i in 0..n {
+        let tie = |rng: &mut StdRng, step: f32, lo: i32, hi: i32| {
+            (rng.random_range(lo..hi) as f32 + 0.5) * step
+        };
+        match i % 4 {
+            0 => {
+                s.positions[i] = [0; 3].map(|_| rng.random_range(-5.0..5.0));
+                s.sh_dc[i] = [0; 3].map(|_| rng.random_range(-3.0..3.0));
+                s.opacities[i] = rng.random_range(-8.0..8.0);
+                s.log_scales[i] = [0; 3].map(|_| rng.random_range(-9.0..5.0));
+                s.rotations[i] = [0; 4].map(|_| rng.random_range(-1.0..1.0));
+            }
+            1 => {
+                s.positions[i] = [0; 3].map(|_| rng.random_range(-3000.0..3000.0));
+                s.sh_dc[i] = [0; 3].map(|_| rng.random_range(-10.0..10.0));
+                s.opacities[i] = rng.random_range(-30.0..30.0);
+                s.log_scales[i] = [0; 3].map(|_| rng.random_range(-30.0..30.0));
+                s.rotations[i] = [0; 4].map(|_| rng.random_range(-100.0..100.0));
+            }
+            2 => {
+                s.positions[i] = [0; 3].map(|_| tie(&mut rng, 1.0 / 4096.0, -9000, 9000));
+                s.sh_dc[i] = [0; 3].map(|_| (tie(&mut rng, 1.0, 0, 255) - 127.5) / 38.25);
+                s.opacities[i] = [0.0, -0.0, 1e-7, -1e-7][i / 4 % 4];
+                s.log_scales[i] = [0; 3].map(|_| tie(&mut rng, 1.0 / 16.0, 0, 255) - 10.0);
+                s.rotations[i] = [0.0, 1.0, 0.0, 0.0];
+            }
+            _ => {
+                s.positions[i] = [2047.9999, -2048.0, 2048.0];
+                s.sh_dc[i] = [0; 3].map(|_| rng.random_range(-0.01..0.01));
+                s.opacities[i] = rng.random_range(-20.0..-6.0);
+                s.log_scales[i] = [-10.0, -10.03, 5.97];
+                let w = [-1e-6, 0.0, -0.5, 1e-6][i / 4 % 4];
+                s.rotations[i] = [w, rng.random_range(-1.0..1.0), 0.3, -0.2];
+            }
+        }
+        for j in 0..k3 {
+            s.sh_rest[i * k3 + j] = match i % 4 {
+                1 => rng.random_range(-2.0..2.0),
+                2 => tie(&mut rng, 1.0 / 128.0, -130, 130),
+                _ => rng.random_range(-1.0..1.0),
+            };
+        }
+    }
+    s
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// `testdata/golden_sh{d}.spz` were made by 404-Repo/spz tag 0.1 (`pyspz` as SN17 pins it),
+/// built as its Python wheel is (`-O3`, x86-64 baseline), running `spz::compress` on
+/// `write_ply(golden_splat(d))`; `golden_sh{d}.decoded.sha256` is the SHA-256 of the PLY its
+/// `spz::decompress(.., include_normals = false)` makes from that SPZ. Regenerate the input
+/// PLYs with `SPLAT_GOLDEN_DUMP=dir cargo test -p splatfleet-common golden`.
+#[test]
+fn golden_payload_and_decoded_ply_match_the_reference_implementation() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/splat/testdata");
+    for degree in 0..=3u8 {
+        let s = golden_splat(degree);
+        if let Some(out) = std::env::var_os("SPLAT_GOLDEN_DUMP") {
+            let path = std::path::Path::new(&out).join(format!("golden_sh{degree}.ply"));
+            std::fs::write(path, write_ply(&s).expect("w")).expect("dump");
+            continue;
+        }
+        let reference = std::fs::read(dir.join(format!("golden_sh{degree}.spz"))).expect("fixture");
+        let ref_payload = zstd::decode_all(&reference[..]).expect("reference zstd");
+        let ours = pack_payload(&s, 2).expect("pack");
+        assert_eq!(ours.len(), ref_payload.len(), "SH{degree} payload length");
+        if let Some(at) = ours.iter().zip(&ref_payload).position(|(a, b)| a != b) {
+            panic!(
+                "SH{degree}: payload differs from the reference at byte {at}: ours {} reference {}",
+                ours[at], ref_payload[at]
+            );
+        }
+        let decoded = decode_spz(&reference, &SpzLimits::default()).expect("decode reference");
+        let ply = write_ply(&decoded.splat).expect("w");
+        let want = std::fs::read_to_string(dir.join(format!("golden_sh{degree}.decoded.sha256")))
+            .expect("fixture");
+        assert_eq!(
+            sha256_hex(&ply),
+            want.trim(),
+            "SH{degree}: decoded PLY differs from the reference's"
+        );
+    }
+}
