@@ -72,13 +72,13 @@ extern "C" __global__ void view_metrics(const float4* __restrict__ img, unsigned
 #define SSIM_IN (SSIM_OUT + 2 * SSIM_R)
 
 // SSIM of view z against view z + 1 over output positions [R, W - R) x [R, H - R): one block
-// of 16x16 outputs, separable window through shared memory, one channel at a time; the block's
-// sum goes to ssim_sum[z].
+// of 16x16 outputs; both input patches are loaded once, then a separable window per channel
+// through shared memory; the block's sum goes to ssim_sum[z].
 extern "C" __global__ void ssim_adjacent(const float4* __restrict__ img, unsigned int width, unsigned int height,
                                          const float* __restrict__ window, double* __restrict__ ssim_sum)
 {
-    __shared__ float s_a[SSIM_IN][SSIM_IN];
-    __shared__ float s_b[SSIM_IN][SSIM_IN];
+    __shared__ float4 s_a[SSIM_IN][SSIM_IN];
+    __shared__ float4 s_b[SSIM_IN][SSIM_IN];
     __shared__ float s_h[5][SSIM_IN][SSIM_OUT];
     __shared__ double s_red[8];
     unsigned int pair = blockIdx.z;
@@ -90,21 +90,22 @@ extern "C" __global__ void ssim_adjacent(const float4* __restrict__ img, unsigne
     for (int k = 0; k < SSIM_WINDOW; ++k) w[k] = window[k];
     int out_x = ox + threadIdx.x, out_y = oy + threadIdx.y;
     bool valid = out_x < (int)width - SSIM_R && out_y < (int)height - SSIM_R;
+    for (int k = tid; k < SSIM_IN * SSIM_IN; k += SSIM_OUT * SSIM_OUT) {
+        int ly = k / SSIM_IN, lx = k % SSIM_IN;
+        int gx = min(ox - SSIM_R + lx, (int)width - 1), gy = min(oy - SSIM_R + ly, (int)height - 1);
+        s_a[ly][lx] = A[gy * width + gx];
+        s_b[ly][lx] = B[gy * width + gx];
+    }
+    __syncthreads();
     double sum = 0.0;
     for (int c = 0; c < 3; ++c) {
-        for (int k = tid; k < SSIM_IN * SSIM_IN; k += SSIM_OUT * SSIM_OUT) {
-            int ly = k / SSIM_IN, lx = k % SSIM_IN;
-            int gx = min(ox - SSIM_R + lx, (int)width - 1), gy = min(oy - SSIM_R + ly, (int)height - 1);
-            float4 pa = A[gy * width + gx], pb = B[gy * width + gx];
-            s_a[ly][lx] = c == 0 ? pa.x : (c == 1 ? pa.y : pa.z);
-            s_b[ly][lx] = c == 0 ? pb.x : (c == 1 ? pb.y : pb.z);
-        }
-        __syncthreads();
         for (int k = tid; k < SSIM_IN * SSIM_OUT; k += SSIM_OUT * SSIM_OUT) {
             int ly = k / SSIM_OUT, lx = k % SSIM_OUT;
             float m1 = 0.f, m2 = 0.f, s11 = 0.f, s22 = 0.f, s12 = 0.f;
             for (int t = 0; t < SSIM_WINDOW; ++t) {
-                float u = s_a[ly][lx + t], v = s_b[ly][lx + t];
+                float4 pa = s_a[ly][lx + t], pb = s_b[ly][lx + t];
+                float u = c == 0 ? pa.x : (c == 1 ? pa.y : pa.z);
+                float v = c == 0 ? pb.x : (c == 1 ? pb.y : pb.z);
                 m1 += w[t] * u; m2 += w[t] * v; s11 += w[t] * u * u; s22 += w[t] * v * v; s12 += w[t] * u * v;
             }
             s_h[0][ly][lx] = m1; s_h[1][ly][lx] = m2; s_h[2][ly][lx] = s11; s_h[3][ly][lx] = s22; s_h[4][ly][lx] = s12;

@@ -1,7 +1,8 @@
-// Binning and ordering: an exclusive scan of per-(view, gaussian) tile counts, one key per
-// (view, tile, gaussian) with the depth's bits in the low 32, a stable LSD radix sort of
-// those keys (so equal depths keep gaussian order, as gsplat's radix sort does), and the
-// start/end of every (view, tile) in the sorted list. CPU reference: cpu/raster.rs.
+// Binning and ordering, in two stable LSD radix sorts: the visible (view, gaussian) pairs by
+// (view, depth), then one key per touched tile, emitted in that order, by (view, tile). Every
+// tile's list ends up in depth order with ties by gaussian index, the order gsplat's single
+// (view, tile, depth) sort gives, while the long intersection list is sorted on 15 bits
+// instead of 47. Then the start/end of every (view, tile). CPU reference: cpu/raster.rs.
 
 #define SCAN_THREADS 256
 #define SCAN_ITEMS 4
@@ -55,27 +56,56 @@ extern "C" __global__ void scan_add(unsigned int* __restrict__ data, const unsig
         if (base + k < n) data[base + k] += add;
 }
 
-// One key per touched tile: (view << (32 + tile_bits)) | (tile << 32) | depth bits; value =
-// view * n + gaussian. Tiles are walked row by row, as gsplat walks them.
-extern "C" __global__ void emit_keys(const unsigned int* __restrict__ offsets, const unsigned int* __restrict__ counts,
-                                     const uint2* __restrict__ rects, const float* __restrict__ depths,
-                                     unsigned int n, unsigned int views, unsigned int tiles_x, unsigned int tile_bits,
-                                     unsigned long long* __restrict__ keys, unsigned int* __restrict__ values)
+// Compacts the visible (view, gaussian) pairs into depth keys, (view << 32) | depth bits, with
+// value view * n + gaussian, in index order (positions from a scan of the visibility flags).
+extern "C" __global__ void depth_keys(const unsigned int* __restrict__ counts, const unsigned int* __restrict__ positions,
+                                      const float* __restrict__ depths, unsigned int n, unsigned int views,
+                                      unsigned long long* __restrict__ keys, unsigned int* __restrict__ values)
 {
     unsigned int o = blockIdx.x * blockDim.x + threadIdx.x;
     if (o >= n * views || counts[o] == 0) return;
-    unsigned long long v = o / n;
+    unsigned int k = positions[o];
+    keys[k] = ((unsigned long long)(o / n) << 32) | (unsigned long long)__float_as_uint(depths[o]);
+    values[k] = o;
+}
+
+// 1 where a (view, gaussian) pair touches any tile.
+extern "C" __global__ void visible_flags(const unsigned int* __restrict__ counts, unsigned int vn,
+                                         unsigned int* __restrict__ flags)
+{
+    unsigned int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o < vn) flags[o] = counts[o] > 0 ? 1u : 0u;
+}
+
+// Tile counts in depth order, to scan into emission offsets.
+extern "C" __global__ void gather_counts(const unsigned int* __restrict__ sorted_values,
+                                         const unsigned int* __restrict__ counts, unsigned int k,
+                                         unsigned int* __restrict__ out)
+{
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < k) out[i] = counts[sorted_values[i]];
+}
+
+// Walks the depth-sorted pairs and writes one (view << tile_bits | tile) key per touched tile,
+// row by row as gsplat walks them; a stable sort on these keys then leaves every tile's
+// gaussians in depth order (ties by index).
+extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorted_values, unsigned int k_total,
+                                          const unsigned int* __restrict__ offsets, const uint2* __restrict__ rects,
+                                          unsigned int n, unsigned int tiles_x, unsigned int tile_bits,
+                                          unsigned int* __restrict__ keys, unsigned int* __restrict__ values)
+{
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= k_total) return;
+    unsigned int o = sorted_values[i];
+    unsigned int head = (o / n) << tile_bits;
     uint2 r = rects[o];
     unsigned int x0 = r.x & 0xffffu, y0 = r.x >> 16, x1 = r.y & 0xffffu, y1 = r.y >> 16;
-    unsigned long long depth_bits = (unsigned long long)__float_as_uint(depths[o]);
-    unsigned long long head = v << (32 + tile_bits);
-    unsigned int k = offsets[o];
+    unsigned int pos = offsets[i];
     for (unsigned int ty = y0; ty < y1; ++ty)
         for (unsigned int tx = x0; tx < x1; ++tx) {
-            unsigned long long tile = ty * tiles_x + tx;
-            keys[k] = head | (tile << 32) | depth_bits;
-            values[k] = o;
-            ++k;
+            keys[pos] = head | (ty * tiles_x + tx);
+            values[pos] = o;
+            ++pos;
         }
 }
 
@@ -84,8 +114,9 @@ extern "C" __global__ void emit_keys(const unsigned int* __restrict__ offsets, c
 #define RADIX_CHUNK (RADIX_THREADS * RADIX_ITEMS)
 
 // Digit counts per block, stored digit-major: hist[digit * blocks + block].
-extern "C" __global__ void radix_histogram(const unsigned long long* __restrict__ keys, unsigned int m,
-                                           unsigned int shift, unsigned int* __restrict__ hist)
+template <typename K>
+__device__ void radix_histogram_impl(const K* __restrict__ keys, unsigned int m, unsigned int shift,
+                                     unsigned int* __restrict__ hist)
 {
     __shared__ unsigned int s_hist[256];
     s_hist[threadIdx.x] = 0;
@@ -100,12 +131,11 @@ extern "C" __global__ void radix_histogram(const unsigned long long* __restrict_
 }
 
 // Stable scatter by one 8-bit digit. Each block walks its chunk in order, 256 keys at a time;
-// within a step a key's rank counts equal digits of lower threads (warp match, then warps).
-extern "C" __global__ void radix_scatter(const unsigned long long* __restrict__ keys_in,
-                                         const unsigned int* __restrict__ values_in, unsigned int m,
-                                         unsigned int shift, const unsigned int* __restrict__ offsets,
-                                         unsigned long long* __restrict__ keys_out,
-                                         unsigned int* __restrict__ values_out)
+// a key's rank counts equal digits of lower threads (warp match, then warps before it).
+template <typename K>
+__device__ void radix_scatter_impl(const K* __restrict__ keys_in, const unsigned int* __restrict__ values_in,
+                                   unsigned int m, unsigned int shift, const unsigned int* __restrict__ offsets,
+                                   K* __restrict__ keys_out, unsigned int* __restrict__ values_out)
 {
     __shared__ unsigned int s_base[256];
     __shared__ unsigned int s_warp[RADIX_THREADS / 32][256];
@@ -116,7 +146,7 @@ extern "C" __global__ void radix_scatter(const unsigned long long* __restrict__ 
     for (unsigned int step = 0; step < RADIX_ITEMS; ++step) {
         unsigned int idx = base + step * RADIX_THREADS + threadIdx.x;
         bool valid = idx < m;
-        unsigned long long key = valid ? keys_in[idx] : 0ull;
+        K key = valid ? keys_in[idx] : (K)0;
         // Invalid lanes take digit 256, which no valid lane shares.
         unsigned int digit = valid ? (unsigned int)(key >> shift) & 0xffu : 256u;
         for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) s_warp[w][threadIdx.x] = 0;
@@ -125,7 +155,6 @@ extern "C" __global__ void radix_scatter(const unsigned long long* __restrict__ 
         unsigned int rank = __popc(peers & lt_mask);
         if (valid && rank == 0) s_warp[warp][digit] = __popc(peers);
         __syncthreads();
-        // Thread d turns the per-warp counts of digit d into exclusive offsets.
         unsigned int total = 0;
         for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) {
             unsigned int c = s_warp[w][threadIdx.x];
@@ -144,13 +173,28 @@ extern "C" __global__ void radix_scatter(const unsigned long long* __restrict__ 
     }
 }
 
+extern "C" __global__ void radix_histogram_u64(const unsigned long long* keys, unsigned int m, unsigned int shift,
+                                               unsigned int* hist)
+{ radix_histogram_impl(keys, m, shift, hist); }
+extern "C" __global__ void radix_histogram_u32(const unsigned int* keys, unsigned int m, unsigned int shift,
+                                               unsigned int* hist)
+{ radix_histogram_impl(keys, m, shift, hist); }
+extern "C" __global__ void radix_scatter_u64(const unsigned long long* keys_in, const unsigned int* values_in,
+                                             unsigned int m, unsigned int shift, const unsigned int* offsets,
+                                             unsigned long long* keys_out, unsigned int* values_out)
+{ radix_scatter_impl(keys_in, values_in, m, shift, offsets, keys_out, values_out); }
+extern "C" __global__ void radix_scatter_u32(const unsigned int* keys_in, const unsigned int* values_in,
+                                             unsigned int m, unsigned int shift, const unsigned int* offsets,
+                                             unsigned int* keys_out, unsigned int* values_out)
+{ radix_scatter_impl(keys_in, values_in, m, shift, offsets, keys_out, values_out); }
+
 // Start and end of every (view, tile) run in the sorted keys; ranges must be zeroed first.
-extern "C" __global__ void tile_ranges(const unsigned long long* __restrict__ keys, unsigned int m,
+extern "C" __global__ void tile_ranges(const unsigned int* __restrict__ keys, unsigned int m,
                                        uint2* __restrict__ ranges)
 {
     unsigned int k = blockIdx.x * blockDim.x + threadIdx.x;
     if (k >= m) return;
-    unsigned int id = (unsigned int)(keys[k] >> 32);
-    if (k == 0 || (unsigned int)(keys[k - 1] >> 32) != id) ranges[id].x = k;
-    if (k == m - 1 || (unsigned int)(keys[k + 1] >> 32) != id) ranges[id].y = k + 1;
+    unsigned int id = keys[k];
+    if (k == 0 || keys[k - 1] != id) ranges[id].x = k;
+    if (k == m - 1 || keys[k + 1] != id) ranges[id].y = k + 1;
 }

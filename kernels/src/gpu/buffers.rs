@@ -29,11 +29,18 @@ pub struct Buffers {
     pub depths: CudaSlice<f32>,
     pub rects: CudaSlice<u32>,
     pub tile_counts: CudaSlice<u32>,
-    pub tile_offsets: CudaSlice<u32>,
+    pub flags: CudaSlice<u32>,
+    pub visible_positions: CudaSlice<u32>,
+    pub depth_keys: CudaSlice<u64>,
+    pub depth_keys_alt: CudaSlice<u64>,
+    pub depth_values: CudaSlice<u32>,
+    pub depth_values_alt: CudaSlice<u32>,
+    pub sorted_counts: CudaSlice<u32>,
+    pub emit_offsets: CudaSlice<u32>,
     /// Block sums of each scan level, raw and scanned.
     pub scan_sums: Vec<(CudaSlice<u32>, CudaSlice<u32>)>,
-    pub keys: CudaSlice<u64>,
-    pub keys_alt: CudaSlice<u64>,
+    pub keys: CudaSlice<u32>,
+    pub keys_alt: CudaSlice<u32>,
     pub values: CudaSlice<u32>,
     pub values_alt: CudaSlice<u32>,
     pub histogram: CudaSlice<u32>,
@@ -85,10 +92,17 @@ impl Buffers {
             depths: one_f()?,
             rects: one_u()?,
             tile_counts: one_u()?,
-            tile_offsets: one_u()?,
+            flags: one_u()?,
+            visible_positions: one_u()?,
+            depth_keys: stream.alloc_zeros::<u64>(1)?,
+            depth_keys_alt: stream.alloc_zeros::<u64>(1)?,
+            depth_values: one_u()?,
+            depth_values_alt: one_u()?,
+            sorted_counts: one_u()?,
+            emit_offsets: one_u()?,
             scan_sums: Vec::new(),
-            keys: stream.alloc_zeros::<u64>(1)?,
-            keys_alt: stream.alloc_zeros::<u64>(1)?,
+            keys: one_u()?,
+            keys_alt: one_u()?,
             values: one_u()?,
             values_alt: one_u()?,
             histogram: one_u()?,
@@ -144,7 +158,8 @@ impl Buffers {
         grow(stream, &mut self.depths, vn)?;
         grow(stream, &mut self.rects, 2 * vn)?;
         grow(stream, &mut self.tile_counts, vn)?;
-        grow(stream, &mut self.tile_offsets, vn)?;
+        grow(stream, &mut self.flags, vn)?;
+        grow(stream, &mut self.visible_positions, vn)?;
         grow(stream, &mut self.cameras, views * CAMERA_FLOATS)?;
         grow(stream, &mut self.view_acc, views * 8)?;
         grow(stream, &mut self.view_bbox, views * 4)?;
@@ -166,6 +181,24 @@ impl Buffers {
             host.extend_from_slice(&[cam.fx, cam.fy, cam.cx, cam.cy, cam.near, cam.far]);
         }
         stream.memcpy_htod(host.as_slice(), &mut self.cameras.slice_mut(..host.len()))
+    }
+
+    /// Sizes the depth-sort buffers for `k` visible (view, gaussian) pairs.
+    pub fn ensure_visible(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        k: usize,
+    ) -> Result<(), DriverError> {
+        let k = k.max(1);
+        grow(stream, &mut self.depth_keys, k)?;
+        grow(stream, &mut self.depth_keys_alt, k)?;
+        grow(stream, &mut self.depth_values, k)?;
+        grow(stream, &mut self.depth_values_alt, k)?;
+        grow(stream, &mut self.sorted_counts, k)?;
+        grow(stream, &mut self.emit_offsets, k)?;
+        let blocks = k.div_ceil(super::launch::RADIX_CHUNK);
+        grow(stream, &mut self.histogram, 256 * blocks)?;
+        grow(stream, &mut self.histogram_scan, 256 * blocks)
     }
 
     /// Sizes the sort buffers for `m` intersections and `ranges` (view, tile) slots.

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig,
+    PushKernelArg,
 };
 
 use super::{
@@ -20,15 +21,27 @@ const SCAN_TILE: usize = 1024;
 /// Keys per radix block (`RADIX_CHUNK` in sort.cu).
 pub const RADIX_CHUNK: usize = 4096;
 
+/// The scratch buffers a radix sort borrows.
+struct RadixBuffers<'a> {
+    histogram: &'a mut CudaSlice<u32>,
+    histogram_scan: &'a mut CudaSlice<u32>,
+    scan_sums: &'a mut Vec<(CudaSlice<u32>, CudaSlice<u32>)>,
+}
+
 #[derive(Debug)]
 pub struct Kernels {
     model_stats: CudaFunction,
     decode_project: CudaFunction,
     scan_tiles: CudaFunction,
     scan_add: CudaFunction,
-    emit_keys: CudaFunction,
-    radix_histogram: CudaFunction,
-    radix_scatter: CudaFunction,
+    visible_flags: CudaFunction,
+    depth_keys: CudaFunction,
+    gather_counts: CudaFunction,
+    emit_tile_keys: CudaFunction,
+    radix_histogram_u64: CudaFunction,
+    radix_scatter_u64: CudaFunction,
+    radix_histogram_u32: CudaFunction,
+    radix_scatter_u32: CudaFunction,
     tile_ranges: CudaFunction,
     rasterize: CudaFunction,
     view_metrics: CudaFunction,
@@ -58,9 +71,14 @@ impl Kernels {
             decode_project: decode.load_function("decode_project")?,
             scan_tiles: sort.load_function("scan_tiles")?,
             scan_add: sort.load_function("scan_add")?,
-            emit_keys: sort.load_function("emit_keys")?,
-            radix_histogram: sort.load_function("radix_histogram")?,
-            radix_scatter: sort.load_function("radix_scatter")?,
+            visible_flags: sort.load_function("visible_flags")?,
+            depth_keys: sort.load_function("depth_keys")?,
+            gather_counts: sort.load_function("gather_counts")?,
+            emit_tile_keys: sort.load_function("emit_tile_keys")?,
+            radix_histogram_u64: sort.load_function("radix_histogram_u64")?,
+            radix_scatter_u64: sort.load_function("radix_scatter_u64")?,
+            radix_histogram_u32: sort.load_function("radix_histogram_u32")?,
+            radix_scatter_u32: sort.load_function("radix_scatter_u32")?,
             tile_ranges: sort.load_function("tile_ranges")?,
             rasterize: raster.load_function("rasterize")?,
             view_metrics: metrics.load_function("view_metrics")?,
@@ -139,20 +157,94 @@ impl Kernels {
         unsafe { launch.launch(linear(n, 256)) }.map(drop)
     }
 
-    /// Exclusive scan of `tile_counts[..vn]` into `tile_offsets`; returns the total.
-    pub fn scan_counts(
+    /// Flags the visible (view, gaussian) pairs and scans the flags; returns how many.
+    pub fn count_visible(
         &self,
         stream: &Arc<CudaStream>,
         b: &mut Buffers,
         vn: usize,
     ) -> Result<u32, DriverError> {
+        let vn32 = vn as u32;
+        let mut launch = stream.launch_builder(&self.visible_flags);
+        launch.arg(&b.tile_counts).arg(&vn32).arg(&mut b.flags);
+        // SAFETY: matches `visible_flags`; both buffers hold vn entries.
+        unsafe { launch.launch(linear(vn, 256)) }?;
         let Buffers {
-            tile_counts,
-            tile_offsets,
+            flags,
+            visible_positions,
             scan_sums,
             ..
         } = b;
-        self.scan(stream, tile_counts, tile_offsets, vn, scan_sums, 0)
+        self.scan(stream, flags, visible_positions, vn, scan_sums, 0)
+    }
+
+    /// Writes the depth keys of the visible pairs, sorts them by (view, depth), and scans
+    /// their tile counts in that order into emission offsets; returns the intersections.
+    pub fn depth_order(
+        &self,
+        stream: &Arc<CudaStream>,
+        b: &mut Buffers,
+        n: usize,
+        views: usize,
+        visible: usize,
+        view_bits: u32,
+    ) -> Result<u32, DriverError> {
+        let (n32, v32, k32) = (n as u32, views as u32, visible as u32);
+        let mut launch = stream.launch_builder(&self.depth_keys);
+        launch
+            .arg(&b.tile_counts)
+            .arg(&b.visible_positions)
+            .arg(&b.depths)
+            .arg(&n32)
+            .arg(&v32)
+            .arg(&mut b.depth_keys)
+            .arg(&mut b.depth_values);
+        // SAFETY: matches `depth_keys`; the key buffers hold `visible` entries.
+        unsafe { launch.launch(linear(n * views, 256)) }?;
+        {
+            let Buffers {
+                depth_keys,
+                depth_keys_alt,
+                depth_values,
+                depth_values_alt,
+                histogram,
+                histogram_scan,
+                scan_sums,
+                ..
+            } = &mut *b;
+            let mut sort = RadixBuffers {
+                histogram,
+                histogram_scan,
+                scan_sums,
+            };
+            self.radix_sort(
+                stream,
+                &self.radix_histogram_u64,
+                &self.radix_scatter_u64,
+                depth_keys,
+                depth_keys_alt,
+                depth_values,
+                depth_values_alt,
+                &mut sort,
+                visible,
+                32 + view_bits,
+            )?;
+        }
+        let mut launch = stream.launch_builder(&self.gather_counts);
+        launch
+            .arg(&b.depth_values)
+            .arg(&b.tile_counts)
+            .arg(&k32)
+            .arg(&mut b.sorted_counts);
+        // SAFETY: matches `gather_counts`; `sorted_counts` holds `visible` entries.
+        unsafe { launch.launch(linear(visible, 256)) }?;
+        let Buffers {
+            sorted_counts,
+            emit_offsets,
+            scan_sums,
+            ..
+        } = b;
+        self.scan(stream, sorted_counts, emit_offsets, visible, scan_sums, 0)
     }
 
     /// Scans `input[..n]` into `output`, recursing over block sums; returns the total.
@@ -207,40 +299,81 @@ impl Kernels {
         Ok(total)
     }
 
-    pub fn emit_keys(
+    /// Emits one (view, tile) key per intersection in depth order and sorts them stably.
+    #[allow(clippy::too_many_arguments)]
+    pub fn bin_tiles(
         &self,
         stream: &Arc<CudaStream>,
         b: &mut Buffers,
         n: usize,
-        views: usize,
+        visible: usize,
+        intersections: usize,
         tiles_x: u32,
         tile_bits: u32,
+        view_bits: u32,
     ) -> Result<(), DriverError> {
-        let (n32, v32) = (n as u32, views as u32);
-        let mut launch = stream.launch_builder(&self.emit_keys);
+        let (n32, k32) = (n as u32, visible as u32);
+        let mut launch = stream.launch_builder(&self.emit_tile_keys);
         launch
-            .arg(&b.tile_offsets)
-            .arg(&b.tile_counts)
+            .arg(&b.depth_values)
+            .arg(&k32)
+            .arg(&b.emit_offsets)
             .arg(&b.rects)
-            .arg(&b.depths)
             .arg(&n32)
-            .arg(&v32)
             .arg(&tiles_x)
             .arg(&tile_bits)
             .arg(&mut b.keys)
             .arg(&mut b.values);
-        // SAFETY: matches `emit_keys`; keys/values hold the scanned total.
-        unsafe { launch.launch(linear(n * views, 256)) }.map(drop)
+        // SAFETY: matches `emit_tile_keys`; keys/values hold the scanned total.
+        unsafe { launch.launch(linear(visible, 256)) }?;
+        let Buffers {
+            keys,
+            keys_alt,
+            values,
+            values_alt,
+            histogram,
+            histogram_scan,
+            scan_sums,
+            ..
+        } = b;
+        let mut sort = RadixBuffers {
+            histogram,
+            histogram_scan,
+            scan_sums,
+        };
+        self.radix_sort(
+            stream,
+            &self.radix_histogram_u32,
+            &self.radix_scatter_u32,
+            keys,
+            keys_alt,
+            values,
+            values_alt,
+            &mut sort,
+            intersections,
+            tile_bits + view_bits,
+        )
     }
 
-    /// Stable LSD radix sort of `keys[..m]` (with values) on the low `key_bits` bits.
-    pub fn radix_sort(
+    /// Stable LSD radix sort of `keys[..m]` (with values) on the low `key_bits` bits, 8 at a
+    /// time; the result ends in `keys`/`values`.
+    #[allow(clippy::too_many_arguments)]
+    fn radix_sort<K: DeviceRepr>(
         &self,
         stream: &Arc<CudaStream>,
-        b: &mut Buffers,
+        histogram_fn: &CudaFunction,
+        scatter_fn: &CudaFunction,
+        keys: &mut CudaSlice<K>,
+        keys_alt: &mut CudaSlice<K>,
+        values: &mut CudaSlice<u32>,
+        values_alt: &mut CudaSlice<u32>,
+        sort: &mut RadixBuffers<'_>,
         m: usize,
         key_bits: u32,
     ) -> Result<(), DriverError> {
+        if m == 0 {
+            return Ok(());
+        }
         let nblocks = m.div_ceil(RADIX_CHUNK);
         let m32 = m as u32;
         let cfg = LaunchConfig {
@@ -250,43 +383,35 @@ impl Kernels {
         };
         let mut shift = 0u32;
         while shift < key_bits {
-            let mut launch = stream.launch_builder(&self.radix_histogram);
+            let mut launch = stream.launch_builder(histogram_fn);
             launch
-                .arg(&b.keys)
+                .arg(&*keys)
                 .arg(&m32)
                 .arg(&shift)
-                .arg(&mut b.histogram);
-            // SAFETY: matches `radix_histogram`; histogram holds 256 × blocks.
+                .arg(&mut *sort.histogram);
+            // SAFETY: matches `radix_histogram_*`; histogram holds 256 × blocks.
             unsafe { launch.launch(cfg) }?;
-            {
-                let Buffers {
-                    histogram,
-                    histogram_scan,
-                    scan_sums,
-                    ..
-                } = &mut *b;
-                self.scan(
-                    stream,
-                    histogram,
-                    histogram_scan,
-                    256 * nblocks,
-                    scan_sums,
-                    0,
-                )?;
-            }
-            let mut launch = stream.launch_builder(&self.radix_scatter);
+            self.scan(
+                stream,
+                sort.histogram,
+                sort.histogram_scan,
+                256 * nblocks,
+                sort.scan_sums,
+                0,
+            )?;
+            let mut launch = stream.launch_builder(scatter_fn);
             launch
-                .arg(&b.keys)
-                .arg(&b.values)
+                .arg(&*keys)
+                .arg(&*values)
                 .arg(&m32)
                 .arg(&shift)
-                .arg(&b.histogram_scan)
-                .arg(&mut b.keys_alt)
-                .arg(&mut b.values_alt);
-            // SAFETY: matches `radix_scatter`; output buffers hold m entries.
+                .arg(&*sort.histogram_scan)
+                .arg(&mut *keys_alt)
+                .arg(&mut *values_alt);
+            // SAFETY: matches `radix_scatter_*`; output buffers hold m entries.
             unsafe { launch.launch(cfg) }?;
-            std::mem::swap(&mut b.keys, &mut b.keys_alt);
-            std::mem::swap(&mut b.values, &mut b.values_alt);
+            std::mem::swap(keys, keys_alt);
+            std::mem::swap(values, values_alt);
             shift += 8;
         }
         Ok(())

@@ -187,21 +187,37 @@ impl GpuRenderer {
             .map_err(GpuError::from)?;
         let t1 = self.event()?;
 
-        // 3. Scan tile counts, emit (view, tile, depth) keys, sort them, find tile ranges.
-        let intersections = self
+        // 3. Depth-sort the visible pairs, emit one key per touched tile in that order, sort
+        //    those stably by (view, tile), and find each tile's range.
+        let visible = self
             .kernels
-            .scan_counts(&self.stream, &mut self.bufs, vn)
+            .count_visible(&self.stream, &mut self.bufs, vn)
             .map_err(GpuError::from)? as usize;
+        self.bufs
+            .ensure_visible(&self.stream, visible)
+            .map_err(GpuError::from)?;
+        let intersections = if visible > 0 {
+            self.kernels
+                .depth_order(&self.stream, &mut self.bufs, n, views, visible, view_bits)
+                .map_err(GpuError::from)? as usize
+        } else {
+            0
+        };
         self.bufs
             .ensure_intersections(&self.stream, intersections, views << tile_bits)
             .map_err(GpuError::from)?;
         if intersections > 0 {
             self.kernels
-                .emit_keys(&self.stream, &mut self.bufs, n, views, tiles_x, tile_bits)
-                .map_err(GpuError::from)?;
-            let key_bits = 32 + tile_bits + view_bits;
-            self.kernels
-                .radix_sort(&self.stream, &mut self.bufs, intersections, key_bits)
+                .bin_tiles(
+                    &self.stream,
+                    &mut self.bufs,
+                    n,
+                    visible,
+                    intersections,
+                    tiles_x,
+                    tile_bits,
+                    view_bits,
+                )
                 .map_err(GpuError::from)?;
         }
         self.kernels
