@@ -102,9 +102,8 @@ fn run(gpus: usize, seed: u64) -> Outcome {
                     if let Some((id, assigned_at)) = v.assigned {
                         if id == task.id {
                             let now = t + CALL_LATENCY;
-                            v.cooldown_until = (now + COOLDOWN - THROTTLE)
-                                .max(assigned_at + COOLDOWN)
-                                as i64;
+                            v.cooldown_until =
+                                (now + COOLDOWN - THROTTLE).max(assigned_at + COOLDOWN) as i64;
                             v.assigned = None;
                             if t >= WARMUP {
                                 accepted += 1;
@@ -190,8 +189,7 @@ fn run(gpus: usize, seed: u64) -> Outcome {
         t += STEP;
     }
     let mean_gen = (GEN_MIN + GEN_MAX) / 2.0;
-    let max_per_hour =
-        (gpus as f64 * 3600.0 / mean_gen).min(VALIDATORS as f64 * 3600.0 / COOLDOWN);
+    let max_per_hour = (gpus as f64 * 3600.0 / mean_gen).min(VALIDATORS as f64 * 3600.0 / COOLDOWN);
     Outcome {
         busy_fraction: busy / (gpus as f64 * MEASURED),
         accepted_per_hour: f64::from(accepted) / (MEASURED / 3600.0),

@@ -38,9 +38,10 @@ use crate::{
 /// How often the slower bookkeeping runs (blacklist, acceptance, lost tasks, publish sweep).
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(2);
 
-/// A queued task younger than this belongs to the pull job that recorded it; the sweep
+/// A queued task younger than this may belong to the pull job that just recorded it (jobs
+/// mark their rows in `JobContext::publishing` right after the insert); the sweep
 /// republishes only older unconfirmed ones.
-const SWEEP_AFTER: Duration = Duration::from_secs(10);
+const SWEEP_AFTER: Duration = Duration::from_secs(2);
 
 fn now_secs() -> f64 {
     SystemTime::now()
@@ -664,12 +665,17 @@ async fn take_task(
         };
     match inserted {
         TaskInsert::Inserted { id } => {
-            if let Ok(mut set) = context.publishing.lock() {
-                set.insert(id);
-            }
-            publish_with_tries(context, id, &msg, Some(started)).await;
-            if let Ok(mut set) = context.publishing.lock() {
-                set.remove(&id);
+            // `false` only if the sweep took the row first; then it publishes.
+            let mine = context
+                .publishing
+                .lock()
+                .map(|mut set| set.insert(id))
+                .unwrap_or(true);
+            if mine {
+                publish_with_tries(context, id, &msg, Some(started)).await;
+                if let Ok(mut set) = context.publishing.lock() {
+                    set.remove(&id);
+                }
             }
             tracing::info!(validator = %msg.validator.hotkey, task_id = %msg.task_id, "task pulled and queued");
             JobOutcome::Held {

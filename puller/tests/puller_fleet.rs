@@ -51,12 +51,37 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
         most_open = most_open.max(row.get(0));
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let config = splatfleet_tests::load_config(&fleet.config_path);
+    let metrics = splatfleet_tests::process::scrape_metrics(
+        splatfleet_common::role::Role::Puller.metrics_addr(&config),
+    );
     drop(puller);
+    for expected in [
+        r#"outcome="task""#,
+        "splatfleet_puller_pull_to_publish_seconds_bucket",
+        r#"splatfleet_puller_validators_excluded{reason="config_blacklist"} 2"#,
+        "splatfleet_puller_validators_eligible 18",
+        "splatfleet_puller_task_consumers 2",
+        "splatfleet_puller_tasks_released_total",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "/metrics lacks {expected}:\n{metrics}"
+        );
+    }
+    assert!(!metrics.contains("splatfleet_puller_cooldown_violations_total{"));
 
-    assert_eq!(violations(&fleet), Vec::<serde_json::Value>::new(), "cooldown violations");
+    assert_eq!(
+        violations(&fleet),
+        Vec::<serde_json::Value>::new(),
+        "cooldown violations"
+    );
     assert!(most_open <= 1, "{most_open} open tasks for one validator");
     let ready = max_ready.load(Ordering::SeqCst);
-    assert!(ready <= 2, "ready backlog reached {ready} with 2 consumers and factor 1");
+    assert!(
+        ready <= 2,
+        "ready backlog reached {ready} with 2 consumers and factor 1"
+    );
 
     let pulls = fleet.events("pull");
     let blacklisted: Vec<u64> = [&by_uid, &by_hotkey]
@@ -73,7 +98,10 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
     assert_eq!(same, 0, "the puller pulled a validator whose task it held");
 
     let deliveries = work.deliveries.lock().expect("work log").clone();
-    assert!(deliveries.values().all(|&n| n == 1), "a task was delivered twice: {deliveries:?}");
+    assert!(
+        deliveries.values().all(|&n| n == 1),
+        "a task was delivered twice: {deliveries:?}"
+    );
     let submitted = work.submitted.load(Ordering::SeqCst);
     assert!(submitted >= 10, "only {submitted} tasks submitted");
 
@@ -90,7 +118,10 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
         .await
         .expect("query")
         .get(0);
-    assert!(released >= 1, "no lost task was released ({dropped} dropped)");
+    assert!(
+        released >= 1,
+        "no lost task was released ({dropped} dropped)"
+    );
     let empty_verdicts = fleet
         .events("verdict")
         .iter()
@@ -114,8 +145,14 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(reasons.get(&by_uid).map(String::as_str), Some("config_blacklist"));
-    assert_eq!(reasons.get(&by_hotkey).map(String::as_str), Some("config_blacklist"));
+    assert_eq!(
+        reasons.get(&by_uid).map(String::as_str),
+        Some("config_blacklist")
+    );
+    assert_eq!(
+        reasons.get(&by_hotkey).map(String::as_str),
+        Some("config_blacklist")
+    );
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     drop(client);
     fleet.finish().await;

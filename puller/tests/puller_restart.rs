@@ -53,7 +53,10 @@ async fn killed_and_restarted_mid_run_no_duplicates_no_violations_nothing_lost()
         .map(|r| r.get(0))
         .collect();
     let missing: Vec<_> = assigned.difference(&recorded).collect();
-    assert!(missing.is_empty(), "assigned but never recorded: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "assigned but never recorded: {missing:?}"
+    );
     eprintln!(
         "assigned {}, recorded {}, submitted {before_restart} then {after}",
         assigned.len(),

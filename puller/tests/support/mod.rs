@@ -93,13 +93,8 @@ impl Fleet {
         std::fs::write(&list_path, list.to_toml()).expect("write validator list");
         let db = FreshDatabase::create().await;
         let broker_settings = splatfleet_tests::broker_settings();
-        let config_path = write_puller_config(
-            &keys_dir,
-            &broker_settings,
-            &db,
-            &list_path,
-            puller_keys,
-        );
+        let config_path =
+            write_puller_config(&keys_dir, &broker_settings, &db, &list_path, puller_keys);
         let broker = Broker::connect(&broker_settings, "puller-test")
             .await
             .expect("broker");
@@ -125,8 +120,10 @@ impl Fleet {
     }
 
     pub fn spawn_puller(&self) -> RoleProcess {
-        let mut process =
-            RoleProcess::spawn(Path::new(env!("CARGO_BIN_EXE_splatfleet-puller")), &self.config_path);
+        let mut process = RoleProcess::spawn(
+            Path::new(env!("CARGO_BIN_EXE_splatfleet-puller")),
+            &self.config_path,
+        );
         process.wait_for_log(r#""message":"ready""#, Duration::from_secs(30));
         process
     }
@@ -150,8 +147,12 @@ impl Fleet {
                 .consumer::<TaskMsg>(1, &format!("stand-in-worker-{n}"))
                 .await
                 .expect("consumer");
-            let (log, dendrite, pool, seen) =
-                (log.clone(), dendrite.clone(), self.pool.clone(), seen.clone());
+            let (log, dendrite, pool, seen) = (
+                log.clone(),
+                dendrite.clone(),
+                self.pool.clone(),
+                seen.clone(),
+            );
             let stop = self.stop.clone();
             self.background.push(tokio::spawn(async move {
                 let _ = consumer
@@ -279,7 +280,10 @@ async fn submit_like_the_submitter(dendrite: &Dendrite, pool: &Pool, task: &Task
         return false;
     };
     let answer = answer.body.synapse;
-    let fidelity = answer.feedback.as_ref().map_or(0.0, |f| f.task_fidelity_score) as f32;
+    let fidelity = answer
+        .feedback
+        .as_ref()
+        .map_or(0.0, |f| f.task_fidelity_score) as f32;
     let cooldown = answer.cooldown_until as f64;
     let Ok(tx) = client.transaction().await else {
         return false;
