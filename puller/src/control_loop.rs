@@ -499,6 +499,18 @@ impl ControlLoop {
                 self.scheduler.task_held(&hotkey, &task_id);
                 None
             }
+            JobOutcome::Cooldown { until, violations }
+                if violations == 0 && until as f64 <= now =>
+            {
+                // No task and no cooldown: the validator has nothing for us right now. Back
+                // off rather than ask again every tick.
+                let until = self.scheduler.pull_failed(&hotkey, now);
+                tracing::info!(validator = %hotkey, backoff_secs = until - now, "validator had no task for us");
+                Some(PullRecord::Failed {
+                    error: "no task offered".into(),
+                    backoff_until: until,
+                })
+            }
             JobOutcome::Cooldown { until, violations } => {
                 self.scheduler.cooldown_reported(&hotkey, until as f64);
                 if violations > 0 {
