@@ -11,4 +11,5 @@ pub mod messages;
 pub mod protocol;
 pub mod role;
 pub mod shutdown;
+pub mod splat;
 pub mod telemetry;
