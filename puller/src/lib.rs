@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod capacity;
 mod control_loop;
 pub mod cooldown_book;
+mod jobs;
 pub mod metrics;
 pub mod pull;
 pub mod record;

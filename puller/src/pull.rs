@@ -128,3 +128,44 @@ pub async fn release_empty(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16) -> DendriteError {
+        if status >= 500 {
+            DendriteError::ServerError {
+                target: "v".into(),
+                synapse: "PullTask",
+                status,
+                message: String::new(),
+            }
+        } else {
+            DendriteError::Rejected {
+                target: "v".into(),
+                synapse: "PullTask",
+                status,
+                message: String::new(),
+            }
+        }
+    }
+
+    #[test]
+    fn failures_sort_into_backoff_stop_and_refusal() {
+        assert_eq!(classify(http(401)).label(), "unauthorized");
+        assert_eq!(classify(http(500)).label(), "unavailable");
+        assert_eq!(classify(http(503)).label(), "unavailable");
+        assert_eq!(classify(http(403)).label(), "refused");
+        let refused_connection = DendriteError::Connect {
+            target: "v".into(),
+            reason: "refused".into(),
+        };
+        assert_eq!(classify(refused_connection).label(), "unavailable");
+        let timeout = DendriteError::Timeout {
+            target: "v".into(),
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(classify(timeout).label(), "unavailable");
+    }
+}
