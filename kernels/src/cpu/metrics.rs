@@ -1,0 +1,145 @@
+//! CPU reference of the metrics kernels. Sums run in f64, as the kernels' accumulators do.
+
+use rayon::prelude::*;
+
+use crate::{
+    constants::{ssim_window, SILHOUETTE_ALPHA, SSIM_C1, SSIM_C2, SSIM_WINDOW},
+    metrics::{Metrics, ViewMetrics},
+    views::Views,
+};
+
+/// Measures every view and adjacent pair; `floater_fraction` comes from the model.
+pub fn measure(views: &Views, floater_fraction: f32) -> Metrics {
+    let per_view = (0..views.views)
+        .into_par_iter()
+        .map(|v| view_metrics(views, v))
+        .collect();
+    let adjacent_ssim = (0..views.views.saturating_sub(1))
+        .into_par_iter()
+        .map(|v| ssim(views, v, v + 1))
+        .collect();
+    Metrics {
+        views: per_view,
+        adjacent_ssim,
+        floater_fraction,
+    }
+}
+
+pub(crate) fn luminance(p: &[f32; 4]) -> f32 {
+    0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]
+}
+
+pub(crate) fn saturation(p: &[f32; 4]) -> f32 {
+    let max = p[0].max(p[1]).max(p[2]);
+    let min = p[0].min(p[1]).min(p[2]);
+    if max > 0.0 {
+        (max - min) / max
+    } else {
+        0.0
+    }
+}
+
+fn view_metrics(views: &Views, v: usize) -> ViewMetrics {
+    let (w, h) = (views.width as usize, views.height as usize);
+    let px = views.view(v);
+    let mut inside = 0u64;
+    let mut bbox = [i32::MAX, i32::MAX, -1, -1];
+    let mut rgb = [0f64; 3];
+    let mut sat = 0f64;
+    let (mut lap_n, mut lap_sum, mut lap_sq) = (0u64, 0f64, 0f64);
+    for y in 0..h {
+        for x in 0..w {
+            let p = &px[y * w + x];
+            if p[3] < SILHOUETTE_ALPHA {
+                continue;
+            }
+            inside += 1;
+            bbox = [
+                bbox[0].min(x as i32),
+                bbox[1].min(y as i32),
+                bbox[2].max(x as i32),
+                bbox[3].max(y as i32),
+            ];
+            for c in 0..3 {
+                rgb[c] += f64::from(p[c]);
+            }
+            sat += f64::from(saturation(p));
+            if x > 0 && y > 0 && x + 1 < w && y + 1 < h {
+                let l = luminance(&px[(y - 1) * w + x])
+                    + luminance(&px[(y + 1) * w + x])
+                    + luminance(&px[y * w + x - 1])
+                    + luminance(&px[y * w + x + 1])
+                    - 4.0 * luminance(p);
+                lap_n += 1;
+                lap_sum += f64::from(l);
+                lap_sq += f64::from(l) * f64::from(l);
+            }
+        }
+    }
+    if inside == 0 {
+        return ViewMetrics {
+            bbox: [-1; 4],
+            ..ViewMetrics::default()
+        };
+    }
+    let n = inside as f64;
+    let sharpness = if lap_n > 0 {
+        let m = lap_sum / lap_n as f64;
+        (lap_sq / lap_n as f64 - m * m).max(0.0)
+    } else {
+        0.0
+    };
+    ViewMetrics {
+        coverage: (n / (w * h) as f64) as f32,
+        bbox,
+        sharpness: sharpness as f32,
+        mean_rgb: [
+            (rgb[0] / n) as f32,
+            (rgb[1] / n) as f32,
+            (rgb[2] / n) as f32,
+        ],
+        saturation: (sat / n) as f32,
+    }
+}
+
+/// SSIM of two views as torchmetrics computes it with an 11×11 Gaussian window (σ 1.5) and
+/// data range 1: reflect-padded, then cropped back, so only windows wholly inside the image
+/// count; mean over channels and positions.
+fn ssim(views: &Views, a: usize, b: usize) -> f32 {
+    let (w, h) = (views.width as usize, views.height as usize);
+    let r = SSIM_WINDOW / 2;
+    if w <= 2 * r || h <= 2 * r {
+        return 1.0;
+    }
+    let win = ssim_window();
+    let (pa, pb) = (views.view(a), views.view(b));
+    let total: f64 = (r..h - r)
+        .into_par_iter()
+        .map(|y| {
+            let mut row_sum = 0f64;
+            for x in r..w - r {
+                for c in 0..3 {
+                    let (mut mx, mut my, mut xx, mut yy, mut xy) = (0f32, 0f32, 0f32, 0f32, 0f32);
+                    for (j, wy) in win.iter().enumerate() {
+                        for (i, wx) in win.iter().enumerate() {
+                            let k = (y + j - r) * w + (x + i - r);
+                            let (u, v) = (pa[k][c], pb[k][c]);
+                            let wt = wy * wx;
+                            mx += wt * u;
+                            my += wt * v;
+                            xx += wt * u * u;
+                            yy += wt * v * v;
+                            xy += wt * u * v;
+                        }
+                    }
+                    let (sx, sy, sxy) = (xx - mx * mx, yy - my * my, xy - mx * my);
+                    let s = ((2.0 * mx * my + SSIM_C1) * (2.0 * sxy + SSIM_C2))
+                        / ((mx * mx + my * my + SSIM_C1) * (sx + sy + SSIM_C2));
+                    row_sum += f64::from(s);
+                }
+            }
+            row_sum
+        })
+        .sum();
+    (total / ((w - 2 * r) * (h - 2 * r) * 3) as f64) as f32
+}

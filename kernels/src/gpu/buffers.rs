@@ -1,0 +1,207 @@
+//! Device buffers of the pipeline, each grown (with headroom) only when a call needs more
+//! than it holds, so a worker rendering similar models allocates nothing in steady state.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr, DriverError, ValidAsZeroBits};
+use splatfleet_common::splat::Splat;
+
+use crate::rig::Rig;
+
+/// Floats per camera in the `Cam` struct of decode.cu: rotation (9), translation (3),
+/// fx, fy, cx, cy, near, far.
+pub const CAMERA_FLOATS: usize = 18;
+
+#[derive(Debug)]
+pub struct Buffers {
+    pub positions: CudaSlice<f32>,
+    pub opacity_logits: CudaSlice<f32>,
+    pub log_scales: CudaSlice<f32>,
+    pub rotations: CudaSlice<f32>,
+    pub sh_dc: CudaSlice<f32>,
+    pub stats: CudaSlice<f64>,
+    pub bounds: CudaSlice<u32>,
+    pub floaters: CudaSlice<u32>,
+    pub cameras: CudaSlice<f32>,
+    pub colors: CudaSlice<f32>,
+    pub xy: CudaSlice<f32>,
+    pub conic_opacity: CudaSlice<f32>,
+    pub depths: CudaSlice<f32>,
+    pub rects: CudaSlice<u32>,
+    pub tile_counts: CudaSlice<u32>,
+    pub tile_offsets: CudaSlice<u32>,
+    /// Block sums of each scan level, raw and scanned.
+    pub scan_sums: Vec<(CudaSlice<u32>, CudaSlice<u32>)>,
+    pub keys: CudaSlice<u64>,
+    pub keys_alt: CudaSlice<u64>,
+    pub values: CudaSlice<u32>,
+    pub values_alt: CudaSlice<u32>,
+    pub histogram: CudaSlice<u32>,
+    pub histogram_scan: CudaSlice<u32>,
+    pub ranges: CudaSlice<u32>,
+    pub image: CudaSlice<f32>,
+    pub view_acc: CudaSlice<f64>,
+    pub view_bbox: CudaSlice<i32>,
+    pub ssim_sum: CudaSlice<f64>,
+    pub ssim_window: CudaSlice<f32>,
+}
+
+/// Replaces `slot` with a larger buffer when it holds fewer than `len` elements.
+pub fn grow<T: DeviceRepr + ValidAsZeroBits>(
+    stream: &Arc<CudaStream>,
+    slot: &mut CudaSlice<T>,
+    len: usize,
+) -> Result<(), DriverError> {
+    if slot.len() < len {
+        // 25 % headroom so models of similar size do not reallocate.
+        *slot = stream.alloc_zeros::<T>(len + len / 4)?;
+    }
+    Ok(())
+}
+
+/// Flattens `[f32; K]` rows into one `f32` slice without copying.
+fn flat<const K: usize>(rows: &[[f32; K]]) -> &[f32] {
+    // SAFETY: `[f32; K]` has the size and alignment of K consecutive f32s and no padding.
+    unsafe { std::slice::from_raw_parts(rows.as_ptr().cast::<f32>(), rows.len() * K) }
+}
+
+impl Buffers {
+    pub fn new(stream: &Arc<CudaStream>) -> Result<Self, DriverError> {
+        let one_f = || stream.alloc_zeros::<f32>(1);
+        let one_u = || stream.alloc_zeros::<u32>(1);
+        Ok(Self {
+            positions: one_f()?,
+            opacity_logits: one_f()?,
+            log_scales: one_f()?,
+            rotations: one_f()?,
+            sh_dc: one_f()?,
+            stats: stream.alloc_zeros::<f64>(6)?,
+            bounds: stream.alloc_zeros::<u32>(6)?,
+            floaters: one_u()?,
+            cameras: one_f()?,
+            colors: one_f()?,
+            xy: one_f()?,
+            conic_opacity: one_f()?,
+            depths: one_f()?,
+            rects: one_u()?,
+            tile_counts: one_u()?,
+            tile_offsets: one_u()?,
+            scan_sums: Vec::new(),
+            keys: stream.alloc_zeros::<u64>(1)?,
+            keys_alt: stream.alloc_zeros::<u64>(1)?,
+            values: one_u()?,
+            values_alt: one_u()?,
+            histogram: one_u()?,
+            histogram_scan: one_u()?,
+            ranges: one_u()?,
+            image: one_f()?,
+            view_acc: stream.alloc_zeros::<f64>(1)?,
+            view_bbox: stream.alloc_zeros::<i32>(1)?,
+            ssim_sum: stream.alloc_zeros::<f64>(1)?,
+            ssim_window: stream.clone_htod(&crate::constants::ssim_window())?,
+        })
+    }
+
+    /// Copies the splat's stored arrays to the device.
+    pub fn upload(&mut self, stream: &Arc<CudaStream>, splat: &Splat) -> Result<(), DriverError> {
+        let n = splat.len();
+        grow(stream, &mut self.positions, 3 * n)?;
+        grow(stream, &mut self.opacity_logits, n)?;
+        grow(stream, &mut self.log_scales, 3 * n)?;
+        grow(stream, &mut self.rotations, 4 * n)?;
+        grow(stream, &mut self.sh_dc, 3 * n)?;
+        stream.memcpy_htod(
+            flat(&splat.positions),
+            &mut self.positions.slice_mut(..3 * n),
+        )?;
+        stream.memcpy_htod(
+            splat.opacities.as_slice(),
+            &mut self.opacity_logits.slice_mut(..n),
+        )?;
+        stream.memcpy_htod(
+            flat(&splat.log_scales),
+            &mut self.log_scales.slice_mut(..3 * n),
+        )?;
+        stream.memcpy_htod(
+            flat(&splat.rotations),
+            &mut self.rotations.slice_mut(..4 * n),
+        )?;
+        stream.memcpy_htod(flat(&splat.sh_dc), &mut self.sh_dc.slice_mut(..3 * n))?;
+        Ok(())
+    }
+
+    /// Sizes the per-gaussian and per-(view, gaussian) buffers.
+    pub fn ensure_model(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        n: usize,
+        vn: usize,
+        views: usize,
+    ) -> Result<(), DriverError> {
+        grow(stream, &mut self.colors, 3 * n)?;
+        grow(stream, &mut self.xy, 2 * vn)?;
+        grow(stream, &mut self.conic_opacity, 4 * vn)?;
+        grow(stream, &mut self.depths, vn)?;
+        grow(stream, &mut self.rects, 2 * vn)?;
+        grow(stream, &mut self.tile_counts, vn)?;
+        grow(stream, &mut self.tile_offsets, vn)?;
+        grow(stream, &mut self.cameras, views * CAMERA_FLOATS)?;
+        grow(stream, &mut self.view_acc, views * 8)?;
+        grow(stream, &mut self.view_bbox, views * 4)?;
+        grow(stream, &mut self.ssim_sum, views.max(1))?;
+        Ok(())
+    }
+
+    pub fn upload_cameras(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        rig: &Rig,
+    ) -> Result<(), DriverError> {
+        let mut host = Vec::with_capacity(rig.views() * CAMERA_FLOATS);
+        for cam in &rig.cameras {
+            for row in &cam.rotation {
+                host.extend_from_slice(row);
+            }
+            host.extend_from_slice(&cam.translation);
+            host.extend_from_slice(&[cam.fx, cam.fy, cam.cx, cam.cy, cam.near, cam.far]);
+        }
+        stream.memcpy_htod(host.as_slice(), &mut self.cameras.slice_mut(..host.len()))
+    }
+
+    /// Sizes the sort buffers for `m` intersections and `ranges` (view, tile) slots.
+    pub fn ensure_intersections(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        m: usize,
+        ranges: usize,
+    ) -> Result<(), DriverError> {
+        let m = m.max(1);
+        grow(stream, &mut self.keys, m)?;
+        grow(stream, &mut self.keys_alt, m)?;
+        grow(stream, &mut self.values, m)?;
+        grow(stream, &mut self.values_alt, m)?;
+        let blocks = m.div_ceil(super::launch::RADIX_CHUNK);
+        grow(stream, &mut self.histogram, 256 * blocks)?;
+        grow(stream, &mut self.histogram_scan, 256 * blocks)?;
+        grow(stream, &mut self.ranges, 2 * ranges)
+    }
+
+    pub fn ensure_image(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        pixels: usize,
+    ) -> Result<(), DriverError> {
+        grow(stream, &mut self.image, 4 * pixels)
+    }
+
+    /// Fills the outputs with `value` (NaN makes any pixel a kernel forgot stand out).
+    pub fn poison(&mut self, stream: &Arc<CudaStream>, value: f32) -> Result<(), DriverError> {
+        let image = vec![value; self.image.len()];
+        stream.memcpy_htod(image.as_slice(), &mut self.image)?;
+        let xy = vec![value; self.xy.len()];
+        stream.memcpy_htod(xy.as_slice(), &mut self.xy)?;
+        let acc = vec![f64::from(value); self.view_acc.len()];
+        stream.memcpy_htod(acc.as_slice(), &mut self.view_acc)?;
+        Ok(())
+    }
+}

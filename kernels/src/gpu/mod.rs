@@ -1,0 +1,474 @@
+//! The CUDA backend: a [`GpuRenderer`] owns the device context, the compiled kernels and
+//! every device buffer, grown on demand and reused between calls so steady-state renders
+//! allocate nothing. One call runs the whole pipeline on one stream: model statistics,
+//! decode + normalise + project, scan, key emission, radix sort, tile ranges, rasterise,
+//! metrics; only the small results come back unless views are asked for.
+
+mod buffers;
+mod compile;
+mod launch;
+
+use std::{sync::Arc, time::Duration};
+
+use cudarc::driver::{CudaContext, CudaStream, DriverError};
+use splatfleet_common::splat::Splat;
+
+pub use compile::cache_dir;
+
+use self::{buffers::Buffers, launch::Kernels};
+use crate::{
+    constants::{FLOATER_RMS_FACTOR, MAX_GAUSSIANS, REF_BBOX_SIZE, TILE_SIZE},
+    gaussians::NormaliseError,
+    metrics::{Metrics, ViewMetrics},
+    rig::Rig,
+    views::Views,
+    KernelError,
+};
+
+/// Why the GPU path failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("CUDA driver: {0}")]
+    Driver(#[from] DriverError),
+    #[error("NVRTC could not compile {module}.cu:\n{log}")]
+    Compile { module: &'static str, log: String },
+    #[error("{0}")]
+    Unavailable(&'static str),
+    #[error("{what} needs {needed} entries, more than the {limit} this renderer supports")]
+    TooLarge {
+        what: &'static str,
+        needed: usize,
+        limit: usize,
+    },
+}
+
+/// Wall time of each stage of the last call, when profiling is on (CUDA events).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    pub upload: Duration,
+    pub decode_project: Duration,
+    pub sort: Duration,
+    pub rasterize: Duration,
+    pub metrics: Duration,
+    pub total_on_device: Duration,
+    pub intersections: usize,
+}
+
+/// The CUDA pipeline on one device.
+#[derive(Debug)]
+pub struct GpuRenderer {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    kernels: Kernels,
+    bufs: Buffers,
+    name: String,
+    /// Record CUDA events between stages (costs a little; for benchmarks).
+    pub profile: bool,
+    last_times: StageTimes,
+}
+
+impl GpuRenderer {
+    /// Opens device `ordinal` and compiles (or loads cached) kernels for it. The driver and
+    /// NVRTC libraries are probed first: cudarc panics when it cannot load them.
+    pub fn new(ordinal: usize) -> Result<Self, GpuError> {
+        probe()?;
+        let ctx = CudaContext::new(ordinal)?;
+        let (major, minor) = ctx.compute_capability()?;
+        let name = ctx
+            .name()
+            .unwrap_or_else(|_| format!("CUDA device {ordinal}"));
+        let kernels = Kernels::load(&ctx, major, minor)?;
+        let stream = ctx.default_stream();
+        let bufs = Buffers::new(&stream)?;
+        Ok(Self {
+            ctx,
+            stream,
+            kernels,
+            bufs,
+            name: format!("{name} (sm_{major}{minor})"),
+            profile: false,
+            last_times: StageTimes::default(),
+        })
+    }
+
+    pub fn device_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Stage times of the last call (all zero unless `profile` was set).
+    pub fn last_times(&self) -> StageTimes {
+        self.last_times
+    }
+
+    /// Uploads the splat, then runs [`GpuRenderer::render_uploaded`].
+    pub fn render_and_measure(
+        &mut self,
+        splat: &Splat,
+        rig: &Rig,
+        download_views: bool,
+    ) -> Result<(Option<Views>, Metrics), KernelError> {
+        check_splat(splat)?;
+        let start = self.event()?;
+        self.bufs
+            .upload(&self.stream, splat)
+            .map_err(GpuError::from)?;
+        let uploaded = self.event()?;
+        let result = self.render_uploaded(splat.len(), rig, download_views)?;
+        if let (Some(a), Some(b)) = (start, uploaded) {
+            self.last_times.upload = elapsed(&a, &b)?;
+        }
+        Ok(result)
+    }
+
+    /// Renders and measures the splat already on the device (`n` gaussians).
+    pub fn render_uploaded(
+        &mut self,
+        n: usize,
+        rig: &Rig,
+        download_views: bool,
+    ) -> Result<(Option<Views>, Metrics), KernelError> {
+        let views = rig.views();
+        let (w, h) = (rig.width, rig.height);
+        let tiles_x = w.div_ceil(TILE_SIZE);
+        let tiles_y = h.div_ceil(TILE_SIZE);
+        let tile_bits = bits_for(tiles_x as usize * tiles_y as usize);
+        let view_bits = bits_for(views);
+        if tile_bits + view_bits > 32 {
+            return Err(GpuError::TooLarge {
+                what: "views × tiles",
+                needed: views << tile_bits,
+                limit: u32::MAX as usize,
+            }
+            .into());
+        }
+        let per_view = n.checked_mul(views).filter(|&m| m <= u32::MAX as usize);
+        let Some(vn) = per_view else {
+            return Err(GpuError::TooLarge {
+                what: "views × gaussians",
+                needed: n.saturating_mul(views),
+                limit: u32::MAX as usize,
+            }
+            .into());
+        };
+        let mut times = StageTimes::default();
+        let t0 = self.event()?;
+
+        // 1. Model statistics → normalisation and the floater sphere.
+        self.bufs
+            .ensure_model(&self.stream, n, vn, views)
+            .map_err(GpuError::from)?;
+        self.kernels
+            .model_stats(&self.stream, &mut self.bufs, n)
+            .map_err(GpuError::from)?;
+        let stats = self
+            .stream
+            .clone_dtoh(&self.bufs.stats)
+            .map_err(GpuError::from)?;
+        let bounds = self
+            .stream
+            .clone_dtoh(&self.bufs.bounds)
+            .map_err(GpuError::from)?;
+        let norm = normalisation_from(&stats, &bounds, n)?;
+
+        // 2. Decode + normalise + project into every view.
+        self.bufs
+            .upload_cameras(&self.stream, rig)
+            .map_err(GpuError::from)?;
+        self.kernels
+            .decode_project(
+                &self.stream,
+                &mut self.bufs,
+                n,
+                &norm,
+                rig,
+                tiles_x,
+                tiles_y,
+            )
+            .map_err(GpuError::from)?;
+        let t1 = self.event()?;
+
+        // 3. Scan tile counts, emit (view, tile, depth) keys, sort them, find tile ranges.
+        let intersections = self
+            .kernels
+            .scan_counts(&self.stream, &mut self.bufs, vn)
+            .map_err(GpuError::from)? as usize;
+        self.bufs
+            .ensure_intersections(&self.stream, intersections, views << tile_bits)
+            .map_err(GpuError::from)?;
+        if intersections > 0 {
+            self.kernels
+                .emit_keys(&self.stream, &mut self.bufs, n, views, tiles_x, tile_bits)
+                .map_err(GpuError::from)?;
+            let key_bits = 32 + tile_bits + view_bits;
+            self.kernels
+                .radix_sort(&self.stream, &mut self.bufs, intersections, key_bits)
+                .map_err(GpuError::from)?;
+        }
+        self.kernels
+            .tile_ranges(
+                &self.stream,
+                &mut self.bufs,
+                intersections,
+                views << tile_bits,
+            )
+            .map_err(GpuError::from)?;
+        let t2 = self.event()?;
+
+        // 4. Rasterise.
+        self.bufs
+            .ensure_image(&self.stream, views * w as usize * h as usize)
+            .map_err(GpuError::from)?;
+        self.kernels
+            .rasterize(
+                &self.stream,
+                &mut self.bufs,
+                n,
+                rig,
+                tiles_x,
+                tiles_y,
+                tile_bits,
+            )
+            .map_err(GpuError::from)?;
+        let t3 = self.event()?;
+
+        // 5. Metrics.
+        self.kernels
+            .metrics(&self.stream, &mut self.bufs, rig)
+            .map_err(GpuError::from)?;
+        let acc = self
+            .stream
+            .clone_dtoh(&self.bufs.view_acc)
+            .map_err(GpuError::from)?;
+        let bbox = self
+            .stream
+            .clone_dtoh(&self.bufs.view_bbox)
+            .map_err(GpuError::from)?;
+        let ssim = self
+            .stream
+            .clone_dtoh(&self.bufs.ssim_sum)
+            .map_err(GpuError::from)?;
+        let floaters = self
+            .stream
+            .clone_dtoh(&self.bufs.floaters)
+            .map_err(GpuError::from)?;
+        let t4 = self.event()?;
+        let metrics = metrics_from(
+            &acc[..views * 8],
+            &bbox[..views * 4],
+            &ssim[..views.saturating_sub(1)],
+            floaters[0],
+            n,
+            rig,
+        );
+
+        let views_out = if download_views {
+            let raw = self
+                .stream
+                .clone_dtoh(&self.bufs.image)
+                .map_err(GpuError::from)?;
+            let pixels = raw[..views * w as usize * h as usize * 4]
+                .chunks_exact(4)
+                .map(|p| [p[0], p[1], p[2], p[3]])
+                .collect();
+            Some(Views {
+                views,
+                width: w,
+                height: h,
+                pixels,
+            })
+        } else {
+            None
+        };
+        if let (Some(t0), Some(t1), Some(t2), Some(t3), Some(t4)) = (t0, t1, t2, t3, t4) {
+            times.decode_project = elapsed(&t0, &t1)?;
+            times.sort = elapsed(&t1, &t2)?;
+            times.rasterize = elapsed(&t2, &t3)?;
+            times.metrics = elapsed(&t3, &t4)?;
+            times.total_on_device = elapsed(&t0, &t4)?;
+        }
+        times.intersections = intersections;
+        times.upload = self.last_times.upload;
+        self.last_times = times;
+        Ok((views_out, metrics))
+    }
+
+    /// Writes `value` over every output buffer, so a check cannot pass on stale results.
+    pub fn poison_outputs(&mut self, value: f32) -> Result<(), GpuError> {
+        self.bufs
+            .poison(&self.stream, value)
+            .map_err(GpuError::from)
+    }
+
+    /// Waits for all queued work.
+    pub fn synchronize(&self) -> Result<(), GpuError> {
+        self.stream.synchronize().map_err(GpuError::from)
+    }
+
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    fn event(&self) -> Result<Option<cudarc::driver::CudaEvent>, GpuError> {
+        if !self.profile {
+            return Ok(None);
+        }
+        let event = self
+            .ctx
+            .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))?;
+        event.record(&self.stream)?;
+        Ok(Some(event))
+    }
+}
+
+/// Whether the CUDA driver and NVRTC libraries can be loaded.
+pub fn probe() -> Result<(), GpuError> {
+    // SAFETY: only tries to open the shared libraries.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(GpuError::Unavailable(
+            "the CUDA driver library (libcuda) was not found",
+        ));
+    }
+    // SAFETY: as above.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(GpuError::Unavailable(
+            "the NVRTC library (libnvrtc) was not found",
+        ));
+    }
+    Ok(())
+}
+
+fn elapsed(
+    a: &cudarc::driver::CudaEvent,
+    b: &cudarc::driver::CudaEvent,
+) -> Result<Duration, GpuError> {
+    b.synchronize()?;
+    let ms = a.elapsed_ms(b)?;
+    Ok(Duration::from_secs_f64(f64::from(ms.max(0.0)) / 1000.0))
+}
+
+/// Bits needed to number `count` things (at least 1).
+fn bits_for(count: usize) -> u32 {
+    (usize::BITS - count.saturating_sub(1).leading_zeros()).max(1)
+}
+
+fn check_splat(splat: &Splat) -> Result<(), NormaliseError> {
+    if splat.is_empty() {
+        return Err(NormaliseError::Empty);
+    }
+    if splat.len() > MAX_GAUSSIANS {
+        return Err(NormaliseError::TooMany {
+            count: splat.len(),
+            max: MAX_GAUSSIANS,
+        });
+    }
+    splat
+        .check_shape()
+        .map_err(|e| NormaliseError::Shape(e.to_string()))
+}
+
+/// What `decode_project` needs from the statistics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeviceNormalisation {
+    pub mean: f32,
+    pub scale: f32,
+    pub floater_centre: [f64; 3],
+    pub floater_limit2: f64,
+}
+
+fn ordered_to_float(u: u32) -> f32 {
+    f32::from_bits(if u & 0x8000_0000 != 0 {
+        u & 0x7fff_ffff
+    } else {
+        !u
+    })
+}
+
+fn normalisation_from(
+    stats: &[f64],
+    bounds: &[u32],
+    n: usize,
+) -> Result<DeviceNormalisation, NormaliseError> {
+    let lo: Vec<f32> = bounds[..3].iter().map(|&u| ordered_to_float(u)).collect();
+    let hi: Vec<f32> = bounds[3..6].iter().map(|&u| ordered_to_float(u)).collect();
+    if !stats[0].is_finite() || lo.iter().chain(&hi).any(|v| !v.is_finite()) {
+        return Err(NormaliseError::NonFinite);
+    }
+    let extent = (0..3)
+        .map(|a| f64::from(hi[a]) - f64::from(lo[a]))
+        .fold(0f64, f64::max);
+    if extent <= 0.0 {
+        return Err(NormaliseError::DegenerateExtent(extent as f32));
+    }
+    let w = stats[1];
+    let (floater_centre, floater_limit2) = if w > 0.0 {
+        let mu = [stats[2] / w, stats[3] / w, stats[4] / w];
+        let rms2 = (stats[5] / w - (mu[0] * mu[0] + mu[1] * mu[1] + mu[2] * mu[2])).max(0.0);
+        (mu, f64::from(FLOATER_RMS_FACTOR).powi(2) * rms2)
+    } else {
+        ([0.0; 3], f64::INFINITY)
+    };
+    Ok(DeviceNormalisation {
+        mean: (stats[0] / (3.0 * n as f64)) as f32,
+        scale: (f64::from(REF_BBOX_SIZE) / extent) as f32,
+        floater_centre,
+        floater_limit2,
+    })
+}
+
+fn metrics_from(
+    acc: &[f64],
+    bbox: &[i32],
+    ssim: &[f64],
+    floaters: u32,
+    n: usize,
+    rig: &Rig,
+) -> Metrics {
+    let pixels = rig.pixels_per_view() as f64;
+    let views = acc
+        .chunks_exact(8)
+        .zip(bbox.chunks_exact(4))
+        .map(|(a, b)| {
+            if a[0] <= 0.0 {
+                return ViewMetrics {
+                    bbox: [-1; 4],
+                    ..ViewMetrics::default()
+                };
+            }
+            let sharpness = if a[5] > 0.0 {
+                let m = a[6] / a[5];
+                (a[7] / a[5] - m * m).max(0.0)
+            } else {
+                0.0
+            };
+            ViewMetrics {
+                coverage: (a[0] / pixels) as f32,
+                bbox: [b[0], b[1], b[2], b[3]],
+                sharpness: sharpness as f32,
+                mean_rgb: [
+                    (a[1] / a[0]) as f32,
+                    (a[2] / a[0]) as f32,
+                    (a[3] / a[0]) as f32,
+                ],
+                saturation: (a[4] / a[0]) as f32,
+            }
+        })
+        .collect();
+    let r = crate::constants::SSIM_WINDOW / 2;
+    let (w, h) = (rig.width as usize, rig.height as usize);
+    let positions = (w.saturating_sub(2 * r) * h.saturating_sub(2 * r) * 3) as f64;
+    let adjacent_ssim = ssim
+        .iter()
+        .map(|s| {
+            if positions > 0.0 {
+                (s / positions) as f32
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    Metrics {
+        views,
+        adjacent_ssim,
+        floater_fraction: floaters as f32 / n as f32,
+    }
+}
