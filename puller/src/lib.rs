@@ -1,11 +1,26 @@
-//! The puller: the fleet's scheduler. For now it connects to RabbitMQ and PostgreSQL,
-//! declares the topology, serves `/metrics` and waits for shutdown; pulling from
-//! validators arrives with the puller issue.
+//! The puller: the fleet's scheduler. It discovers validators, decides whom to pull from and
+//! when (cooldowns, blacklists, backoff, expected value, fleet capacity), pulls, records each
+//! task in Postgres as `queued`, publishes it with confirms, and gives back tasks the fleet
+//! lost with an empty submission.
+
+pub mod backoff;
+pub mod capacity;
+mod control_loop;
+pub mod cooldown_book;
+mod jobs;
+pub mod metrics;
+pub mod pull;
+pub mod record;
+pub mod scheduler;
+pub mod validator_set;
+
+use std::sync::Arc;
 
 use splatfleet_common::{
+    bittensor::WalletError,
     broker::{Broker, BrokerError},
     config::Config,
-    db::{self, DbError},
+    db::{self, DbError, MigrationError},
     shutdown::Shutdown,
 };
 
@@ -15,16 +30,23 @@ pub enum PullerError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
+    #[error("the miner hotkey is needed to pull from validators: {0}")]
+    Wallet(#[from] WalletError),
 }
 
 /// Runs the puller until shutdown is requested.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), PullerError> {
-    let broker = Broker::connect(&config.broker, "splatfleet-puller").await?;
+    metrics::describe();
+    let broker = Arc::new(Broker::connect(&config.broker, "splatfleet-puller").await?);
     broker.declare_topology().await?;
     let pool = db::connect(&config.database).await?;
+    db::migrate(&pool, db::embedded_migrations()).await?;
+    let control = control_loop::ControlLoop::new(config, pool.clone(), broker.clone()).await?;
     tracing::info!(prefix = %broker.topology().prefix, "ready");
-    shutdown.requested().await;
+    let outcome = control.run(shutdown).await;
     pool.close();
     broker.close().await;
-    Ok(())
+    outcome
 }

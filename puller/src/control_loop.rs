@@ -1,0 +1,518 @@
+//! The puller's control loop: one task owns the [`Scheduler`] and, every tick, refreshes
+//! what Postgres knows (cooldowns, held tasks), reads the capacity signal, and starts pulls
+//! for the validators the policy chooses. Pulls, publishes and releases of lost tasks run as
+//! jobs beside the loop and report back; the loop alone changes scheduling state, so there
+//! are no locks around it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use splatfleet_common::{
+    bittensor::{load_hotkey, Dendrite},
+    broker::{Broker, Publisher, QueueKind},
+    config::Config,
+    db::Pool,
+    discovery::ValidatorInfo,
+    messages::TaskMsg,
+    shutdown::Shutdown,
+};
+use tokio::task::JoinSet;
+
+use crate::{
+    backoff::BackoffBook,
+    capacity::{self, CapacitySignal},
+    cooldown_book::CooldownBook,
+    jobs::{
+        now_secs, publish_with_tries, pull_job, release_job, JobContext, JobOutcome, JobReport,
+        KnownValidator,
+    },
+    metrics,
+    record::{self, PullRecord},
+    scheduler::{acceptance_estimate, Scheduler},
+    validator_set::{self, SetFilters, ValidatorSet},
+    PullerError,
+};
+
+/// How often the slower bookkeeping runs (blacklist, acceptance, lost tasks, publish sweep).
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(2);
+
+/// A queued task younger than this may belong to the pull job that just recorded it (jobs
+/// mark their rows in `JobContext::publishing` right after the insert); the sweep
+/// republishes only older unconfirmed ones.
+const SWEEP_AFTER: Duration = Duration::from_secs(2);
+
+/// The running puller.
+#[derive(Debug)]
+pub struct ControlLoop {
+    config: Arc<Config>,
+    pool: Pool,
+    broker: Arc<Broker>,
+    publisher: Option<Publisher<TaskMsg>>,
+    jobs_context: Option<Arc<JobContext>>,
+    capacity_channel: lapin::Channel,
+    tasks_queue: String,
+    scheduler: Scheduler,
+    filters: SetFilters,
+    discovered: Vec<ValidatorInfo>,
+    ids: HashMap<String, i64>,
+    eligible: HashMap<String, KnownValidator>,
+    last_set: Option<ValidatorSet>,
+    jobs: JoinSet<JobReport>,
+    pulls_in_flight: usize,
+}
+
+impl ControlLoop {
+    pub async fn new(config: Config, pool: Pool, broker: Arc<Broker>) -> Result<Self, PullerError> {
+        let settings = &config.puller;
+        let scheduler = Scheduler::new(
+            CooldownBook::new(settings.cooldown_margin_ms as f64 / 1000.0),
+            BackoffBook::new(
+                settings.backoff_initial_ms as f64 / 1000.0,
+                settings.backoff_max_ms as f64 / 1000.0,
+            ),
+            settings.default_reward_weight,
+        );
+        let publisher = broker.publisher::<TaskMsg>().await?;
+        let capacity_channel = broker.channel().await?;
+        let tasks_queue = broker.topology().queue(QueueKind::Tasks);
+        record::clear_stops(&pool).await?;
+        Ok(Self {
+            filters: SetFilters::from_config(&config),
+            config: Arc::new(config),
+            pool,
+            broker,
+            publisher: Some(publisher),
+            jobs_context: None,
+            capacity_channel,
+            tasks_queue,
+            scheduler,
+            discovered: Vec::new(),
+            ids: HashMap::new(),
+            eligible: HashMap::new(),
+            last_set: None,
+            jobs: JoinSet::new(),
+            pulls_in_flight: 0,
+        })
+    }
+
+    /// Runs until shutdown, then waits for the jobs in flight.
+    pub async fn run(mut self, shutdown: Shutdown) -> Result<(), PullerError> {
+        let settings = self.config.puller.clone();
+        let mut tick = tokio::time::interval(Duration::from_millis(settings.tick_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let discovery_every = Duration::from_secs(settings.discovery_refresh_secs);
+        let mut next_discovery = Instant::now();
+        let mut next_housekeeping = Instant::now();
+        loop {
+            tokio::select! {
+                () = shutdown.requested() => break,
+                Some(joined) = self.jobs.join_next(), if !self.jobs.is_empty() => {
+                    match joined {
+                        Ok(report) => self.on_report(report).await,
+                        Err(err) => tracing::error!(%err, "a puller job panicked"),
+                    }
+                }
+                _ = tick.tick() => {
+                    if Instant::now() >= next_discovery {
+                        next_discovery = Instant::now() + discovery_every;
+                        self.refresh_discovery().await?;
+                    }
+                    if Instant::now() >= next_housekeeping {
+                        next_housekeeping = Instant::now() + HOUSEKEEPING_EVERY;
+                        if let Err(err) = self.housekeeping().await {
+                            tracing::warn!(%err, "puller housekeeping failed; retrying next round");
+                        }
+                    }
+                    if let Err(err) = self.schedule().await {
+                        tracing::warn!(%err, "scheduling round failed; retrying next tick");
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            jobs = self.jobs.len(),
+            "puller stopping; waiting for calls in flight"
+        );
+        while let Some(joined) = self.jobs.join_next().await {
+            if let Ok(report) = joined {
+                self.on_report(report).await;
+            }
+        }
+        let _ = self
+            .capacity_channel
+            .close(200, "puller stopping".into())
+            .await;
+        Ok(())
+    }
+
+    /// Rediscovers validators; a failure keeps the last good set.
+    async fn refresh_discovery(&mut self) -> Result<(), PullerError> {
+        match validator_set::discover(&self.config).await {
+            Ok(found) => {
+                let source = validator_set::source_name(&self.config);
+                match record::upsert_validators(&self.pool, &found, source).await {
+                    Ok(ids) => {
+                        self.ids = ids;
+                        self.discovered = found;
+                        ::metrics::gauge!(
+                            "splatfleet_puller_discovery_last_success_timestamp_seconds"
+                        )
+                        .set(now_secs());
+                        self.last_set = None;
+                    }
+                    Err(err) => {
+                        ::metrics::counter!("splatfleet_puller_discovery_failures_total")
+                            .increment(1);
+                        tracing::warn!(%err, "recording discovered validators failed; keeping the last set");
+                    }
+                }
+            }
+            Err(err) => {
+                ::metrics::counter!("splatfleet_puller_discovery_failures_total").increment(1);
+                tracing::warn!(%err, "validator discovery failed; keeping the last good set");
+            }
+        }
+        if !self.discovered.is_empty() && self.jobs_context.is_none() {
+            self.start_jobs_context()?;
+        }
+        Ok(())
+    }
+
+    /// Loads the miner hotkey once there is someone to pull from.
+    fn start_jobs_context(&mut self) -> Result<(), PullerError> {
+        let hotkey = load_hotkey(&self.config.wallet)?;
+        tracing::info!(miner = hotkey.ss58(), "miner hotkey loaded");
+        let dendrite = Dendrite::new(Arc::new(hotkey), self.config.dendrite.settings());
+        let settings = &self.config.puller;
+        let Some(publisher) = self.publisher.take() else {
+            return Ok(());
+        };
+        self.jobs_context = Some(Arc::new(JobContext {
+            pool: self.pool.clone(),
+            publisher,
+            dendrite,
+            timeout: Duration::from_millis(settings.pull_timeout_ms),
+            task_deadline: Duration::from_secs(settings.task_deadline_secs),
+            publish_tries: settings.publish_tries,
+            assumed_cooldown_secs: settings.assumed_cooldown_secs as f64,
+            publishing: Mutex::new(HashSet::new()),
+        }));
+        Ok(())
+    }
+
+    /// Blacklist, acceptance, the validator set, lost tasks and unpublished tasks.
+    async fn housekeeping(&mut self) -> Result<(), PullerError> {
+        let settings = self.config.puller.clone();
+        let judged = record::submission_stats(&self.pool, settings.auto_blacklist_window).await?;
+        for (hotkey, stats) in &judged {
+            let acceptance = f64::from(stats.accepted) / f64::from(stats.completed.max(1));
+            let reason = if stats.penalised >= settings.auto_blacklist_max_penalties {
+                Some(format!(
+                    "{} penalties in the last {} submissions",
+                    stats.penalised, stats.completed
+                ))
+            } else if stats.completed >= settings.auto_blacklist_window
+                && acceptance < settings.auto_blacklist_min_acceptance
+            {
+                Some(format!(
+                    "acceptance {acceptance:.2} over the last {} submissions",
+                    stats.completed
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                if !self.filters.auto_blacklist.contains_key(hotkey) {
+                    tracing::warn!(validator = %hotkey, %reason, secs = settings.auto_blacklist_secs, "automatic blacklist");
+                    record::auto_blacklist(
+                        &self.pool,
+                        hotkey,
+                        &reason,
+                        settings.auto_blacklist_secs,
+                    )
+                    .await?;
+                }
+            }
+        }
+        self.filters.auto_blacklist = record::blacklisted(&self.pool).await?;
+        let recent = record::submission_stats(&self.pool, settings.acceptance_window).await?;
+        self.apply_set().await?;
+        let hotkeys: Vec<String> = self
+            .scheduler
+            .validators()
+            .map(|(h, _)| h.clone())
+            .collect();
+        for hotkey in hotkeys {
+            let stats = recent.get(&hotkey).copied().unwrap_or_default();
+            if let Some(standing) = self.scheduler.standing_mut(&hotkey) {
+                standing.acceptance = acceptance_estimate(stats.accepted, stats.completed);
+            }
+        }
+        self.release_lost_tasks().await?;
+        self.sweep_unpublished().await?;
+        Ok(())
+    }
+
+    /// Applies the filters and hands the eligible validators to the scheduler.
+    async fn apply_set(&mut self) -> Result<(), PullerError> {
+        let set = self.filters.apply(&self.discovered);
+        if self.last_set.as_ref() == Some(&set) {
+            return Ok(());
+        }
+        record::record_exclusions(&self.pool, &self.ids, &set).await?;
+        metrics::validator_set(set.eligible.len(), &set.excluded);
+        let weights = &self.config.puller.reward_weights;
+        let default_weight = self.scheduler.default_reward_weight();
+        self.scheduler.set_validators(set.eligible.iter().map(|v| {
+            (
+                v.hotkey.clone(),
+                weights.get(&v.hotkey).copied().unwrap_or(default_weight),
+            )
+        }));
+        self.eligible = set
+            .eligible
+            .iter()
+            .filter_map(|v| {
+                let id = *self.ids.get(&v.hotkey)?;
+                Some((
+                    v.hotkey.clone(),
+                    KnownValidator {
+                        info: v.clone(),
+                        id,
+                    },
+                ))
+            })
+            .collect();
+        self.last_set = Some(set);
+        Ok(())
+    }
+
+    /// One scheduling round: Postgres state, capacity, then pulls.
+    async fn schedule(&mut self) -> Result<(), PullerError> {
+        for snap in record::snapshot(&self.pool).await? {
+            if let Some(until) = snap.cooldown_until {
+                self.scheduler.cooldowns.raise(&snap.hotkey, until);
+            }
+            let Some(standing) = self.scheduler.standing_mut(&snap.hotkey) else {
+                continue;
+            };
+            match snap.latest_task {
+                Some((task_id, true)) => standing.held_task = Some(task_id),
+                Some((task_id, false)) => {
+                    self.scheduler.task_closed(&snap.hotkey, &task_id, None);
+                }
+                None => {}
+            }
+        }
+        let Some(context) = self.jobs_context.clone() else {
+            return Ok(());
+        };
+        // Count pulls in flight before reading the queue: a pull that publishes in between
+        // is then counted twice (safe), never missed.
+        let in_flight = self.pulls_in_flight;
+        let signal = match capacity::probe(&self.capacity_channel, &self.tasks_queue).await {
+            Ok(signal) => signal,
+            Err(err) => {
+                // The channel may have died with the connection; open a fresh one.
+                tracing::warn!(%err, "reading the tasks queue failed; no pulls this tick");
+                if let Ok(channel) = self.broker.channel().await {
+                    self.capacity_channel = channel;
+                }
+                return Ok(());
+            }
+        };
+        let settings = &self.config.puller;
+        let slots = signal.free_slots(
+            settings.backlog_factor,
+            in_flight,
+            settings.max_concurrent_pulls,
+        );
+        report_capacity(signal, slots, in_flight);
+        let now = now_secs();
+        for hotkey in self.scheduler.choose(now, slots) {
+            let Some(validator) = self.eligible.get(&hotkey).cloned() else {
+                continue;
+            };
+            self.scheduler.pull_started(&hotkey, now);
+            self.pulls_in_flight += 1;
+            self.jobs.spawn(pull_job(context.clone(), validator));
+        }
+        Ok(())
+    }
+
+    /// Releases tasks the fleet lost, one call per validator at a time.
+    async fn release_lost_tasks(&mut self) -> Result<(), PullerError> {
+        let Some(context) = self.jobs_context.clone() else {
+            return Ok(());
+        };
+        let grace = self.config.puller.lost_task_grace_secs;
+        for lost in record::lost_tasks(&self.pool, grace).await? {
+            let Some(&validator_id) = self.ids.get(&lost.hotkey) else {
+                continue;
+            };
+            let Some(info) = self
+                .discovered
+                .iter()
+                .find(|v| v.hotkey == lost.hotkey)
+                .cloned()
+            else {
+                continue;
+            };
+            if self
+                .scheduler
+                .standing(&lost.hotkey)
+                .is_some_and(|s| s.busy)
+            {
+                continue;
+            }
+            if !record::claim_release(&self.pool, lost.id, "lost: no result by the deadline")
+                .await?
+            {
+                continue;
+            }
+            tracing::warn!(validator = %lost.hotkey, task_id = %lost.task_id, "task lost by the fleet; releasing it with an empty submission");
+            self.scheduler.pull_started(&lost.hotkey, now_secs());
+            let validator = KnownValidator {
+                info,
+                id: validator_id,
+            };
+            self.jobs
+                .spawn(release_job(context.clone(), validator, lost));
+        }
+        Ok(())
+    }
+
+    /// Republishes queued tasks the broker never confirmed.
+    async fn sweep_unpublished(&mut self) -> Result<(), PullerError> {
+        let Some(context) = self.jobs_context.clone() else {
+            return Ok(());
+        };
+        for (row, msg) in record::unpublished(&self.pool, SWEEP_AFTER.as_secs_f64()).await? {
+            let mine = context
+                .publishing
+                .lock()
+                .map(|mut set| set.insert(row))
+                .unwrap_or(false);
+            if !mine {
+                continue;
+            }
+            let context = context.clone();
+            self.jobs.spawn(async move {
+                publish_with_tries(&context, row, &msg, None).await;
+                if let Ok(mut set) = context.publishing.lock() {
+                    set.remove(&row);
+                }
+                JobReport {
+                    hotkey: msg.validator.hotkey.clone(),
+                    validator_id: 0,
+                    is_pull: false,
+                    outcome: JobOutcome::Published,
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Folds a job's outcome into the scheduler and the records.
+    async fn on_report(&mut self, report: JobReport) {
+        let JobReport {
+            hotkey,
+            validator_id,
+            is_pull,
+            outcome,
+        } = report;
+        if matches!(outcome, JobOutcome::Published) {
+            return;
+        }
+        if is_pull {
+            self.pulls_in_flight = self.pulls_in_flight.saturating_sub(1);
+        }
+        ::metrics::gauge!("splatfleet_puller_pulls_in_flight").set(self.pulls_in_flight as f64);
+        self.scheduler.call_finished(&hotkey);
+        let now = now_secs();
+        let record = match outcome {
+            JobOutcome::Held { task_id } => {
+                self.scheduler.task_held(&hotkey, &task_id);
+                None
+            }
+            JobOutcome::Cooldown { until, violations }
+                if violations == 0 && until as f64 <= now =>
+            {
+                // No task and no cooldown: the validator has nothing for us right now. Back
+                // off rather than ask again every tick.
+                let until = self.scheduler.pull_failed(&hotkey, now);
+                tracing::info!(validator = %hotkey, backoff_secs = until - now, "validator had no task for us");
+                Some(PullRecord::Failed {
+                    error: "no task offered".into(),
+                    backoff_until: until,
+                })
+            }
+            JobOutcome::Cooldown { until, violations } => {
+                self.scheduler.cooldown_reported(&hotkey, until as f64);
+                if violations > 0 {
+                    metrics::violation(&hotkey);
+                    tracing::error!(validator = %hotkey, violations, cooldown_until = until, "the validator counted a cooldown violation");
+                } else if until as f64 > now {
+                    tracing::warn!(validator = %hotkey, cooldown_until = until, "validator answered with a cooldown we did not know (not registered?)");
+                }
+                Some(PullRecord::Answered {
+                    cooldown_until: Some(until as f64),
+                    violations: i32::try_from(violations).ok(),
+                })
+            }
+            JobOutcome::Released {
+                task_id,
+                cooldown_until,
+            } => {
+                self.scheduler
+                    .task_closed(&hotkey, &task_id, Some(cooldown_until));
+                None
+            }
+            JobOutcome::ReleaseFailed => {
+                let until = self.scheduler.pull_failed(&hotkey, now);
+                Some(PullRecord::Failed {
+                    error: "empty release failed".into(),
+                    backoff_until: until,
+                })
+            }
+            JobOutcome::Unavailable(error)
+            | JobOutcome::Refused(error)
+            | JobOutcome::Error(error) => {
+                let until = self.scheduler.pull_failed(&hotkey, now);
+                tracing::warn!(validator = %hotkey, %error, backoff_secs = until - now, "pull failed; backing off");
+                Some(PullRecord::Failed {
+                    error,
+                    backoff_until: until,
+                })
+            }
+            JobOutcome::Unauthorized(error) => {
+                tracing::error!(validator = %hotkey, %error, "validator refused our signature or nonce (401): pulls from it stop; check the system clock and the miner hotkey");
+                metrics::unauthorized(&hotkey);
+                self.scheduler.stop(&hotkey, error.clone());
+                self.filters
+                    .unauthorized
+                    .insert(hotkey.clone(), error.clone());
+                if let Err(err) = self.apply_set().await {
+                    tracing::warn!(%err, "recording the exclusion failed");
+                }
+                Some(PullRecord::Stopped { error })
+            }
+            JobOutcome::Published => None,
+        };
+        if let Some(record) = record {
+            if let Err(err) = record::record_pull(&self.pool, validator_id, &record).await {
+                tracing::warn!(validator = %hotkey, %err, "recording the pull failed");
+            }
+        }
+    }
+}
+
+fn report_capacity(signal: CapacitySignal, slots: usize, in_flight: usize) {
+    ::metrics::gauge!("splatfleet_puller_tasks_ready").set(f64::from(signal.ready));
+    ::metrics::gauge!("splatfleet_puller_task_consumers").set(f64::from(signal.consumers));
+    ::metrics::gauge!("splatfleet_puller_pull_slots_free").set(slots as f64);
+    ::metrics::gauge!("splatfleet_puller_pulls_in_flight").set(in_flight as f64);
+}

@@ -1,0 +1,342 @@
+//! The work the control loop hands off: a pull (call the validator, record the task as
+//! `queued`, publish it with confirms), a sweep publish of a task the broker never
+//! confirmed, and the empty submission that releases a lost task. Each job reports a
+//! [`JobReport`] back; only the loop changes scheduling state.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use sha2::{Digest, Sha256};
+use splatfleet_common::{
+    bittensor::{AxonTarget, Dendrite},
+    broker::Publisher,
+    db::Pool,
+    discovery::ValidatorInfo,
+    messages::{TaskKind, TaskMsg, ValidatorRef},
+    protocol::sn17::ProtocolTask,
+};
+
+use crate::{
+    metrics,
+    pull::{self, PullOutcome, ReleaseOutcome},
+    record::{self, ReleaseRecord, TaskInsert},
+};
+
+pub(crate) fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A validator in the current set with its Postgres row id.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownValidator {
+    pub(crate) info: ValidatorInfo,
+    pub(crate) id: i64,
+}
+
+/// What a job reports back to the loop.
+#[derive(Debug)]
+pub(crate) enum JobOutcome {
+    /// We hold this task (new and published, or already ours and still open).
+    Held {
+        task_id: String,
+    },
+    Cooldown {
+        until: i64,
+        violations: i64,
+    },
+    /// The task was given back; the validator's cooldown runs until then.
+    Released {
+        task_id: String,
+        cooldown_until: f64,
+    },
+    /// The release did not go through; the sweep tries again.
+    ReleaseFailed,
+    Unavailable(String),
+    Unauthorized(String),
+    Refused(String),
+    /// Postgres failed under the job; the validator is backed off like a failed pull.
+    Error(String),
+    /// A sweep publish finished.
+    Published,
+}
+
+#[derive(Debug)]
+pub(crate) struct JobReport {
+    pub(crate) hotkey: String,
+    pub(crate) validator_id: i64,
+    pub(crate) is_pull: bool,
+    pub(crate) outcome: JobOutcome,
+}
+
+/// What jobs share.
+#[derive(Debug)]
+pub(crate) struct JobContext {
+    pub(crate) pool: Pool,
+    pub(crate) publisher: Publisher<TaskMsg>,
+    pub(crate) dendrite: Dendrite,
+    pub(crate) timeout: Duration,
+    pub(crate) task_deadline: Duration,
+    pub(crate) publish_tries: u32,
+    pub(crate) assumed_cooldown_secs: f64,
+    /// Task rows a job is publishing right now (the sweep leaves them alone).
+    pub(crate) publishing: Mutex<HashSet<i64>>,
+}
+
+fn target(validator: &KnownValidator) -> AxonTarget {
+    validator.info.axon()
+}
+
+/// One pull: call, record, publish.
+pub(crate) async fn pull_job(context: Arc<JobContext>, validator: KnownValidator) -> JobReport {
+    let hotkey = validator.info.hotkey.clone();
+    let started = Instant::now();
+    let outcome = pull::pull_task(&context.dendrite, &target(&validator), context.timeout).await;
+    let label = outcome.label();
+    let outcome = match outcome {
+        PullOutcome::Task {
+            task,
+            validation_threshold,
+            throttle_period_secs,
+        } => {
+            let outcome = take_task(
+                &context,
+                &validator,
+                task,
+                validation_threshold,
+                throttle_period_secs,
+                started,
+            )
+            .await;
+            let label = match &outcome {
+                JobOutcome::Held { .. } | JobOutcome::Released { .. } => label,
+                _ => "error",
+            };
+            metrics::pull(&hotkey, label);
+            outcome
+        }
+        PullOutcome::Cooldown { until, violations } => {
+            metrics::pull(&hotkey, label);
+            JobOutcome::Cooldown { until, violations }
+        }
+        PullOutcome::Unavailable(e) => {
+            metrics::pull(&hotkey, label);
+            JobOutcome::Unavailable(e)
+        }
+        PullOutcome::Unauthorized(e) => {
+            metrics::pull(&hotkey, label);
+            JobOutcome::Unauthorized(e)
+        }
+        PullOutcome::Refused(e) => {
+            metrics::pull(&hotkey, label);
+            JobOutcome::Refused(e)
+        }
+    };
+    JobReport {
+        hotkey,
+        validator_id: validator.id,
+        is_pull: true,
+        outcome,
+    }
+}
+
+/// Records a pulled task and publishes it, or recognises one we already hold.
+async fn take_task(
+    context: &JobContext,
+    validator: &KnownValidator,
+    task: ProtocolTask,
+    validation_threshold: f64,
+    throttle_period_secs: i64,
+    started: Instant,
+) -> JobOutcome {
+    let pulled_at_unix_ms = (now_secs() * 1000.0) as i64;
+    let deadline_unix_ms = pulled_at_unix_ms
+        + i64::try_from(context.task_deadline.as_millis()).unwrap_or(i64::MAX / 2);
+    let msg = TaskMsg {
+        task_id: task.id().to_owned(),
+        validator: ValidatorRef {
+            uid: validator.info.uid,
+            hotkey: validator.info.hotkey.clone(),
+            ip: validator.info.ip.clone(),
+            port: validator.info.port,
+        },
+        kind: match task {
+            ProtocolTask::Text(_) => TaskKind::Text,
+            ProtocolTask::Image(_) => TaskKind::Image,
+        },
+        prompt: task.prompt().to_owned(),
+        validation_threshold: validation_threshold as f32,
+        throttle_period_secs: u32::try_from(throttle_period_secs).unwrap_or(u32::MAX),
+        pulled_at_unix_ms,
+        deadline_unix_ms,
+    };
+    let prompt_sha256 = hex::encode(Sha256::digest(msg.prompt.as_bytes()));
+    let inserted =
+        match record::insert_task(&context.pool, validator.id, &msg, &prompt_sha256).await {
+            Ok(inserted) => inserted,
+            Err(err) => {
+                // The validator assigned the task but we could not record it: it stays assigned,
+                // and the next pull returns it again.
+                return JobOutcome::Error(format!("recording task {}: {err}", msg.task_id));
+            }
+        };
+    match inserted {
+        TaskInsert::Inserted { id } => {
+            // `false` only if the sweep took the row first; then it publishes.
+            let mine = context
+                .publishing
+                .lock()
+                .map(|mut set| set.insert(id))
+                .unwrap_or(true);
+            if mine {
+                publish_with_tries(context, id, &msg, Some(started)).await;
+                if let Ok(mut set) = context.publishing.lock() {
+                    set.remove(&id);
+                }
+            }
+            tracing::info!(validator = %msg.validator.hotkey, task_id = %msg.task_id, "task pulled and queued");
+            JobOutcome::Held {
+                task_id: msg.task_id,
+            }
+        }
+        TaskInsert::Existing { id, status }
+            if record::TERMINAL_STATUSES.contains(&status.as_str()) =>
+        {
+            // We finished this task, yet the validator still holds it: our submission never
+            // reached it. Give it back so the validator hands out the next one.
+            tracing::warn!(validator = %msg.validator.hotkey, task_id = %msg.task_id, %status, "validator still holds a task we closed; releasing it");
+            let lost = record::LostTask {
+                id,
+                hotkey: msg.validator.hotkey.clone(),
+                task_id: msg.task_id.clone(),
+                prompt: msg.prompt.clone(),
+            };
+            release(context, validator, &lost, false).await
+        }
+        TaskInsert::Existing { .. } => {
+            tracing::debug!(validator = %msg.validator.hotkey, task_id = %msg.task_id, "validator returned the task we hold; not queued twice");
+            JobOutcome::Held {
+                task_id: msg.task_id,
+            }
+        }
+    }
+}
+
+/// Publishes with confirms, up to the configured tries; the row records each try.
+pub(crate) async fn publish_with_tries(
+    context: &JobContext,
+    row: i64,
+    msg: &TaskMsg,
+    started: Option<Instant>,
+) {
+    for attempt in 1..=context.publish_tries {
+        match context.publisher.publish(msg).await {
+            Ok(()) => {
+                if let Some(started) = started {
+                    ::metrics::histogram!("splatfleet_puller_pull_to_publish_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                }
+                if let Err(err) = record::mark_published(&context.pool, row).await {
+                    tracing::warn!(task_id = %msg.task_id, %err, "recording the publish failed; the sweep may publish it again");
+                }
+                return;
+            }
+            Err(err) => {
+                ::metrics::counter!("splatfleet_puller_publish_failures_total").increment(1);
+                tracing::warn!(task_id = %msg.task_id, attempt, %err, "publishing the task failed");
+                let _ = record::mark_publish_failed(&context.pool, row, &err.to_string()).await;
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+        }
+    }
+}
+
+/// Releases a lost task (claimed by the loop) and reports the outcome.
+pub(crate) async fn release_job(
+    context: Arc<JobContext>,
+    validator: KnownValidator,
+    lost: record::LostTask,
+) -> JobReport {
+    let outcome = release(&context, &validator, &lost, true).await;
+    JobReport {
+        hotkey: validator.info.hotkey.clone(),
+        validator_id: validator.id,
+        is_pull: false,
+        outcome,
+    }
+}
+
+async fn release(
+    context: &JobContext,
+    validator: &KnownValidator,
+    lost: &record::LostTask,
+    claimed: bool,
+) -> JobOutcome {
+    if !claimed {
+        match record::claim_release(&context.pool, lost.id, "validator still held a closed task")
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                // Someone else owns the submission; we still hold the task as far as the
+                // validator goes, until they finish.
+                return JobOutcome::Held {
+                    task_id: lost.task_id.clone(),
+                };
+            }
+            Err(err) => return JobOutcome::Error(err.to_string()),
+        }
+    }
+    let hotkey = &validator.info.hotkey;
+    let outcome = pull::release_empty(
+        &context.dendrite,
+        &target(validator),
+        &lost.task_id,
+        &lost.prompt,
+        context.timeout,
+    )
+    .await;
+    let (record, report, label) = match outcome {
+        ReleaseOutcome::Released { cooldown_until } => {
+            let until = cooldown_until as f64;
+            (
+                ReleaseRecord::Released {
+                    cooldown_until: until,
+                },
+                JobOutcome::Released {
+                    task_id: lost.task_id.clone(),
+                    cooldown_until: until,
+                },
+                "released",
+            )
+        }
+        ReleaseOutcome::NotHeld(error) => {
+            let until = now_secs() + context.assumed_cooldown_secs;
+            (
+                ReleaseRecord::NotHeld {
+                    error,
+                    assumed_cooldown_until: until,
+                },
+                JobOutcome::Released {
+                    task_id: lost.task_id.clone(),
+                    cooldown_until: until,
+                },
+                "not_held",
+            )
+        }
+        ReleaseOutcome::Failed { status, error } => (
+            ReleaseRecord::Failed { status, error },
+            JobOutcome::ReleaseFailed,
+            "failed",
+        ),
+    };
+    metrics::released(hotkey, label);
+    if let Err(err) = record::finish_release(&context.pool, lost.id, &record).await {
+        tracing::warn!(validator = %hotkey, task_id = %lost.task_id, %err, "recording the release failed");
+    }
+    report
+}

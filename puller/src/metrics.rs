@@ -1,0 +1,95 @@
+//! The puller's metrics: names, descriptions and the small helpers that record them.
+//! Validator hotkeys are labels; task ids never are.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+use crate::validator_set::ExclusionReason;
+
+pub fn describe() {
+    describe_counter!(
+        "splatfleet_puller_pulls_total",
+        "PullTask calls by validator and outcome (task, same_task, cooldown, violation, unavailable, unauthorized, refused, error)."
+    );
+    describe_counter!(
+        "splatfleet_puller_cooldown_violations_total",
+        "Pulls the validator counted as cooldown violations; should stay at zero."
+    );
+    describe_histogram!(
+        "splatfleet_puller_pull_to_publish_seconds",
+        Unit::Seconds,
+        "Time from sending PullTask to the broker confirming the task's message."
+    );
+    describe_gauge!(
+        "splatfleet_puller_validators_eligible",
+        "Validators the puller may pull from."
+    );
+    describe_gauge!(
+        "splatfleet_puller_validators_excluded",
+        "Validators left out, by reason."
+    );
+    describe_gauge!(
+        "splatfleet_puller_tasks_ready",
+        "Ready messages in the tasks queue (the capacity signal)."
+    );
+    describe_gauge!(
+        "splatfleet_puller_task_consumers",
+        "Workers consuming the tasks queue (the capacity signal)."
+    );
+    describe_gauge!(
+        "splatfleet_puller_pull_slots_free",
+        "Pulls the capacity signal allows right now."
+    );
+    describe_gauge!(
+        "splatfleet_puller_pulls_in_flight",
+        "PullTask calls in flight."
+    );
+    describe_counter!(
+        "splatfleet_puller_discovery_failures_total",
+        "Validator discovery refreshes that failed (the last good set is kept)."
+    );
+    describe_gauge!(
+        "splatfleet_puller_discovery_last_success_timestamp_seconds",
+        "Unix time of the last successful validator discovery."
+    );
+    describe_counter!(
+        "splatfleet_puller_tasks_released_total",
+        "Lost tasks given back with an empty submission, by validator and outcome."
+    );
+    describe_counter!(
+        "splatfleet_puller_publish_failures_total",
+        "Task publishes that failed (the task is retried)."
+    );
+    describe_gauge!(
+        "splatfleet_puller_validator_unauthorized",
+        "1 while a validator refuses our signature or nonce (401): check the clock and keys."
+    );
+}
+
+pub fn pull(validator: &str, outcome: &'static str) {
+    metrics::counter!("splatfleet_puller_pulls_total", "validator" => validator.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn violation(validator: &str) {
+    metrics::counter!("splatfleet_puller_cooldown_violations_total", "validator" => validator.to_owned())
+        .increment(1);
+}
+
+pub fn released(validator: &str, outcome: &'static str) {
+    metrics::counter!("splatfleet_puller_tasks_released_total", "validator" => validator.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn unauthorized(validator: &str) {
+    metrics::gauge!("splatfleet_puller_validator_unauthorized", "validator" => validator.to_owned())
+        .set(1.0);
+}
+
+pub fn validator_set(eligible: usize, excluded: &[crate::validator_set::Exclusion]) {
+    metrics::gauge!("splatfleet_puller_validators_eligible").set(eligible as f64);
+    for reason in ExclusionReason::ALL {
+        let n = excluded.iter().filter(|e| e.reason == reason).count();
+        metrics::gauge!("splatfleet_puller_validators_excluded", "reason" => reason.as_str())
+            .set(n as f64);
+    }
+}

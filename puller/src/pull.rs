@@ -1,0 +1,171 @@
+//! Talking to one validator: a `PullTask` call turned into a [`PullOutcome`], and the empty
+//! `SubmitResults` that releases a task the fleet lost. An empty submission still needs the
+//! license signature over the exact prompt (v45 checks it before it looks at the results) and
+//! the right task id; it costs only the normal cooldown.
+
+use std::time::Duration;
+
+use splatfleet_common::{
+    bittensor::{nonce::wall_clock_ns, AxonTarget, Dendrite, DendriteError},
+    protocol::sn17::{sign_license, ProtocolTask, PullTask, SubmitResults},
+};
+
+/// Longest task id the fleet records (the `tasks.task_id` column's limit).
+const MAX_TASK_ID_CHARS: usize = 256;
+
+/// What a PullTask call came to.
+#[derive(Debug, Clone)]
+pub enum PullOutcome {
+    /// A task: new, or the one the validator already assigned to us.
+    Task {
+        task: ProtocolTask,
+        validation_threshold: f64,
+        throttle_period_secs: i64,
+    },
+    /// No task: the validator says we are on cooldown until then. `violations` above zero
+    /// means it counted this pull as a cooldown violation.
+    Cooldown { until: i64, violations: i64 },
+    /// Connect error, timeout or 5xx: worth retrying later, with backoff.
+    Unavailable(String),
+    /// 401: the validator refused our signature or nonce.
+    Unauthorized(String),
+    /// Any other refusal or an answer we cannot use.
+    Refused(String),
+}
+
+impl PullOutcome {
+    /// The metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Task { .. } => "task",
+            Self::Cooldown { violations, .. } if *violations > 0 => "violation",
+            Self::Cooldown { .. } => "cooldown",
+            Self::Unavailable(_) => "unavailable",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Refused(_) => "refused",
+        }
+    }
+}
+
+/// Sorts a dendrite failure into what the scheduler does about it.
+fn classify(err: DendriteError) -> PullOutcome {
+    match err.status() {
+        Some(401) => PullOutcome::Unauthorized(err.to_string()),
+        Some(status) if status >= 500 => PullOutcome::Unavailable(err.to_string()),
+        Some(_) => PullOutcome::Refused(err.to_string()),
+        None => match err {
+            DendriteError::Connect { .. }
+            | DendriteError::Timeout { .. }
+            | DendriteError::Transport { .. } => PullOutcome::Unavailable(err.to_string()),
+            other => PullOutcome::Refused(other.to_string()),
+        },
+    }
+}
+
+/// Asks `target` for a task.
+pub async fn pull_task(dendrite: &Dendrite, target: &AxonTarget, timeout: Duration) -> PullOutcome {
+    let answer = match dendrite.call(target, PullTask::default(), timeout).await {
+        Ok(response) => response.body.synapse,
+        Err(err) => return classify(err),
+    };
+    match answer.task {
+        Some(task) => {
+            let id_chars = task.id().chars().count();
+            if id_chars == 0 || id_chars > MAX_TASK_ID_CHARS {
+                return PullOutcome::Refused(format!(
+                    "task id of {id_chars} characters (1 to {MAX_TASK_ID_CHARS} accepted)"
+                ));
+            }
+            if !(0.0..=1.0).contains(&answer.validation_threshold) {
+                return PullOutcome::Refused(format!(
+                    "validation_threshold {} outside 0..1",
+                    answer.validation_threshold
+                ));
+            }
+            PullOutcome::Task {
+                task,
+                validation_threshold: answer.validation_threshold,
+                throttle_period_secs: answer.throttle_period.max(0),
+            }
+        }
+        None => PullOutcome::Cooldown {
+            until: answer.cooldown_until,
+            violations: answer.cooldown_violations,
+        },
+    }
+}
+
+/// What an empty submission came to.
+#[derive(Debug, Clone)]
+pub enum ReleaseOutcome {
+    /// The validator took it; its cooldown now runs until `cooldown_until`.
+    Released { cooldown_until: i64 },
+    /// The validator had no such task for us any more (403): nothing held there.
+    NotHeld(String),
+    /// It did not answer usefully; try again later.
+    Failed { status: Option<u16>, error: String },
+}
+
+/// Gives `task` back to `target` with an empty result, signed as the protocol requires.
+pub async fn release_empty(
+    dendrite: &Dendrite,
+    target: &AxonTarget,
+    task_id: &str,
+    prompt: &str,
+    timeout: Duration,
+) -> ReleaseOutcome {
+    let submit_time = wall_clock_ns();
+    let signature = sign_license(dendrite.hotkey(), submit_time, prompt, &target.hotkey);
+    let submission = SubmitResults::new(task_id, String::new(), submit_time, signature);
+    match dendrite.call(target, submission, timeout).await {
+        Ok(response) => ReleaseOutcome::Released {
+            cooldown_until: response.body.synapse.cooldown_until,
+        },
+        Err(err) if err.status() == Some(403) => ReleaseOutcome::NotHeld(err.to_string()),
+        Err(err) => ReleaseOutcome::Failed {
+            status: err.status(),
+            error: err.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16) -> DendriteError {
+        if status >= 500 {
+            DendriteError::ServerError {
+                target: "v".into(),
+                synapse: "PullTask",
+                status,
+                message: String::new(),
+            }
+        } else {
+            DendriteError::Rejected {
+                target: "v".into(),
+                synapse: "PullTask",
+                status,
+                message: String::new(),
+            }
+        }
+    }
+
+    #[test]
+    fn failures_sort_into_backoff_stop_and_refusal() {
+        assert_eq!(classify(http(401)).label(), "unauthorized");
+        assert_eq!(classify(http(500)).label(), "unavailable");
+        assert_eq!(classify(http(503)).label(), "unavailable");
+        assert_eq!(classify(http(403)).label(), "refused");
+        let refused_connection = DendriteError::Connect {
+            target: "v".into(),
+            reason: "refused".into(),
+        };
+        assert_eq!(classify(refused_connection).label(), "unavailable");
+        let timeout = DendriteError::Timeout {
+            target: "v".into(),
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(classify(timeout).label(), "unavailable");
+    }
+}

@@ -1,0 +1,241 @@
+//! The scheduling policy, free of I/O so the benchmark runs the very code the puller runs:
+//! which validators may be pulled now (in the set, off cooldown, no task held, no pull in
+//! flight, not backing off, not stopped after a 401) and in what order (expected value =
+//! recent acceptance × reward weight, ties to whoever has waited longest). Times are unix
+//! seconds (or simulated seconds in the benchmark).
+
+use std::collections::BTreeMap;
+
+use crate::{backoff::BackoffBook, cooldown_book::CooldownBook};
+
+/// Expected values closer than this count as equal, so a validator with one more accepted
+/// submission in its history does not starve the others; waiting time decides among them.
+pub const EXPECTED_VALUE_STEP: f64 = 0.05;
+
+/// What the scheduler knows about one validator besides its cooldown and backoff.
+#[derive(Debug, Clone, Default)]
+pub struct ValidatorStanding {
+    /// The validator's task we hold (pulled, not yet submitted or released).
+    pub held_task: Option<String>,
+    /// A pull (or an empty release) to this validator is in flight.
+    pub busy: bool,
+    /// Why pulls stopped for good (a 401: our keys or clock are wrong).
+    pub stopped: Option<String>,
+    /// Estimated probability that a submission is accepted.
+    pub acceptance: f64,
+    pub reward_weight: f64,
+    /// When we last pulled (0: never).
+    pub last_pull_at: f64,
+}
+
+impl ValidatorStanding {
+    fn new(reward_weight: f64) -> Self {
+        Self {
+            acceptance: acceptance_estimate(0, 0),
+            reward_weight,
+            ..Self::default()
+        }
+    }
+
+    pub fn expected_value(&self) -> f64 {
+        self.acceptance * self.reward_weight
+    }
+}
+
+/// Acceptance with a uniform prior: a validator we know nothing about scores 0.5.
+pub fn acceptance_estimate(accepted: u32, completed: u32) -> f64 {
+    (f64::from(accepted) + 1.0) / (f64::from(completed) + 2.0)
+}
+
+/// The scheduler: standings, cooldowns and backoff of every validator in the set.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    standings: BTreeMap<String, ValidatorStanding>,
+    pub cooldowns: CooldownBook,
+    pub backoff: BackoffBook,
+    default_reward_weight: f64,
+}
+
+impl Scheduler {
+    pub fn new(cooldowns: CooldownBook, backoff: BackoffBook, default_reward_weight: f64) -> Self {
+        Self {
+            standings: BTreeMap::new(),
+            cooldowns,
+            backoff,
+            default_reward_weight,
+        }
+    }
+
+    /// Makes the eligible set exactly `hotkeys` with their reward weights; validators that
+    /// left keep their cooldown (they may come back) but are no longer chosen.
+    pub fn set_validators(&mut self, hotkeys: impl IntoIterator<Item = (String, f64)>) {
+        let mut next = BTreeMap::new();
+        for (hotkey, weight) in hotkeys {
+            let mut standing = self
+                .standings
+                .remove(&hotkey)
+                .unwrap_or_else(|| ValidatorStanding::new(weight));
+            standing.reward_weight = weight;
+            next.insert(hotkey, standing);
+        }
+        self.standings = next;
+    }
+
+    pub fn standing(&self, hotkey: &str) -> Option<&ValidatorStanding> {
+        self.standings.get(hotkey)
+    }
+
+    pub fn standing_mut(&mut self, hotkey: &str) -> Option<&mut ValidatorStanding> {
+        self.standings.get_mut(hotkey)
+    }
+
+    pub fn validators(&self) -> impl Iterator<Item = (&String, &ValidatorStanding)> {
+        self.standings.iter()
+    }
+
+    pub fn default_reward_weight(&self) -> f64 {
+        self.default_reward_weight
+    }
+
+    /// When `hotkey` becomes pullable as far as time goes (cooldown and backoff), or `None`
+    /// while something other than time blocks it.
+    pub fn pullable_at(&self, hotkey: &str) -> Option<f64> {
+        let standing = self.standings.get(hotkey)?;
+        if standing.held_task.is_some() || standing.busy || standing.stopped.is_some() {
+            return None;
+        }
+        Some(
+            self.cooldowns
+                .cool_at(hotkey)
+                .max(self.backoff.until(hotkey)),
+        )
+    }
+
+    /// Up to `slots` validators to pull from now, best first.
+    pub fn choose(&self, now: f64, slots: usize) -> Vec<String> {
+        if slots == 0 {
+            return Vec::new();
+        }
+        let mut ready: Vec<(i64, f64, &String)> = self
+            .standings
+            .iter()
+            .filter_map(|(hotkey, standing)| {
+                let at = self.pullable_at(hotkey)?;
+                if at > now {
+                    return None;
+                }
+                // Waiting since it became pullable (or since its last pull, if later).
+                let since = at.max(standing.last_pull_at);
+                let step = (standing.expected_value() / EXPECTED_VALUE_STEP).floor() as i64;
+                Some((step, since, hotkey))
+            })
+            .collect();
+        ready.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(b.2)));
+        ready
+            .into_iter()
+            .take(slots)
+            .map(|(_, _, hotkey)| hotkey.clone())
+            .collect()
+    }
+
+    /// The earliest time any validator becomes pullable (for the benchmark's clock).
+    pub fn next_pullable_at(&self) -> Option<f64> {
+        self.standings
+            .keys()
+            .filter_map(|hotkey| self.pullable_at(hotkey))
+            .min_by(f64::total_cmp)
+    }
+
+    /// A pull to `hotkey` starts.
+    pub fn pull_started(&mut self, hotkey: &str, now: f64) {
+        if let Some(standing) = self.standings.get_mut(hotkey) {
+            standing.busy = true;
+            standing.last_pull_at = now;
+        }
+    }
+
+    /// The pull (or release) finished, whatever its outcome.
+    pub fn call_finished(&mut self, hotkey: &str) {
+        if let Some(standing) = self.standings.get_mut(hotkey) {
+            standing.busy = false;
+        }
+    }
+
+    /// The validator handed us `task_id`: we hold it until it is submitted or released.
+    pub fn task_held(&mut self, hotkey: &str, task_id: &str) {
+        self.backoff.succeeded(hotkey);
+        if let Some(standing) = self.standings.get_mut(hotkey) {
+            standing.held_task = Some(task_id.to_owned());
+        }
+    }
+
+    /// `task_id` was submitted or released; the validator's cooldown is `cooldown_until`.
+    pub fn task_closed(&mut self, hotkey: &str, task_id: &str, cooldown_until: Option<f64>) {
+        if let Some(until) = cooldown_until {
+            self.cooldowns.raise(hotkey, until);
+        }
+        if let Some(standing) = self.standings.get_mut(hotkey) {
+            if standing.held_task.as_deref() == Some(task_id) {
+                standing.held_task = None;
+            }
+        }
+    }
+
+    /// The validator answered without a task, on cooldown until `until`.
+    pub fn cooldown_reported(&mut self, hotkey: &str, until: f64) {
+        self.backoff.succeeded(hotkey);
+        self.cooldowns.raise(hotkey, until);
+    }
+
+    /// A connect error, timeout or 5xx: back off. Returns when to try again.
+    pub fn pull_failed(&mut self, hotkey: &str, now: f64) -> f64 {
+        self.backoff.failed(hotkey, now)
+    }
+
+    /// A 401: stop pulling from this validator.
+    pub fn stop(&mut self, hotkey: &str, reason: String) {
+        if let Some(standing) = self.standings.get_mut(hotkey) {
+            standing.stopped = Some(reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheduler(hotkeys: &[&str]) -> Scheduler {
+        let mut s = Scheduler::new(CooldownBook::new(1.0), BackoffBook::new(5.0, 60.0), 1.0);
+        s.set_validators(hotkeys.iter().map(|h| ((*h).to_owned(), 1.0)));
+        s
+    }
+
+    #[test]
+    fn skips_cooldown_held_busy_backoff_and_stopped() {
+        let mut s = scheduler(&["a", "b", "c", "d", "e", "f"]);
+        s.cooldown_reported("a", 100.0);
+        s.task_held("b", "t1");
+        s.pull_started("c", 0.0);
+        s.pull_failed("d", 0.0);
+        s.stop("e", "401".into());
+        assert_eq!(s.choose(1.0, 10), vec!["f".to_owned()]);
+        assert!(!s.choose(100.5, 10).contains(&"a".to_owned()), "margin");
+        assert!(s.choose(101.0, 10).contains(&"a".to_owned()));
+        s.task_closed("b", "t1", Some(200.0));
+        assert!(!s.choose(150.0, 10).contains(&"b".to_owned()));
+        assert!(s.choose(201.0, 10).contains(&"b".to_owned()));
+    }
+
+    #[test]
+    fn prefers_expected_value_then_longest_wait() {
+        let mut s = scheduler(&["a", "b", "c"]);
+        s.cooldown_reported("a", 10.0);
+        s.cooldown_reported("b", 20.0);
+        s.cooldown_reported("c", 30.0);
+        assert_eq!(s.choose(100.0, 2), vec!["a".to_owned(), "b".to_owned()]);
+        if let Some(c) = s.standing_mut("c") {
+            c.acceptance = 0.9;
+        }
+        assert_eq!(s.choose(100.0, 1), vec!["c".to_owned()]);
+    }
+}

@@ -1,0 +1,232 @@
+//! The puller facing sick validators: one that answers 500 to everything is backed off
+//! exponentially, and one that refuses our signature (401) is pulled once and never again,
+//! with the exclusion and the stop recorded. A validator whose recorded submissions show
+//! repeated penalties is blacklisted automatically, and the blacklist lifts itself after
+//! `auto_blacklist_secs`. Healthy validators keep being served.
+
+mod support;
+
+use std::{
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use support::{stranger, violations, Fleet};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+};
+
+/// An HTTP server that answers 500 to every request and counts them.
+async fn always_500() -> (u16, Arc<AtomicU32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let count = Arc::new(AtomicU32::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                if matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let body = r#"{"message":"Internal Server Error"}"#;
+                    let response = format!(
+                        "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                }
+            });
+        }
+    });
+    (port, count)
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Records `count` completed submissions to `hotkey` that scored under the threshold, as the
+/// submitter would have.
+async fn seed_penalties(fleet: &Fleet, hotkey: &str, count: usize) {
+    let client = fleet.pool.get().await.expect("db");
+    let validator: i64 = client
+        .query_one(
+            "INSERT INTO validators (hotkey, source) VALUES ($1, 'static') RETURNING id",
+            &[&hotkey],
+        )
+        .await
+        .expect("validator")
+        .get(0);
+    client
+        .execute(
+            "INSERT INTO validator_state (validator_id) VALUES ($1)",
+            &[&validator],
+        )
+        .await
+        .expect("state");
+    for n in 0..count {
+        let task: i64 = client
+            .query_one(
+                "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
+                                    deadline_at, validation_threshold, throttle_period_s, status)
+                 VALUES ($1, $2, 'text', repeat('0', 64), 'a chair', now() - interval '1 hour',
+                         now() - interval '55 minutes', 0.6, 30, 'submitted')
+                 RETURNING id",
+                &[&validator, &format!("old-{n}")],
+            )
+            .await
+            .expect("task")
+            .get(0);
+        let attempt: i64 = client
+            .query_one(
+                "INSERT INTO attempts (task_id, attempt_no, worker, started_at)
+                 VALUES ($1, 1, 'old', now() - interval '1 hour') RETURNING id",
+                &[&task],
+            )
+            .await
+            .expect("attempt")
+            .get(0);
+        client
+            .execute(
+                "INSERT INTO submissions (task_id, attempt_id, empty, state, completed_at,
+                                          task_fidelity_score, validation_failed)
+                 VALUES ($1, $2, false, 'completed', now() - interval '50 minutes', 0, false)",
+                &[&task, &attempt],
+            )
+            .await
+            .expect("submission");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_validator_answering_500_is_backed_off_and_a_401_stops_pulls() {
+    let (broken_port, broken_requests) = always_500().await;
+    let broken = stranger(100, broken_port);
+    // Listed with a hotkey that is not the one validator 0 signs for: its axon refuses our
+    // signature with 401, as it would if our keys or clock were wrong.
+    let mut mismatched = stranger(101, 0);
+    let mut fleet = Fleet::start(3, Vec::new(), "").await;
+    mismatched.port = fleet.validators[0].port;
+    let list_path = fleet.keys_dir.join("puller-validators.toml");
+    let mut list = std::fs::read_to_string(&list_path).expect("list");
+    for extra in [&broken, &mismatched] {
+        list.push_str(
+            &splatfleet_common::discovery::static_list::StaticValidatorList {
+                validators: vec![extra.clone()],
+            }
+            .to_toml(),
+        );
+    }
+    std::fs::write(&list_path, list).expect("list");
+
+    // Validator 1's history: five submissions scored under the threshold (penalties).
+    let penalised = fleet.validators[1].clone();
+    seed_penalties(&fleet, &penalised.hotkey, 5).await;
+    let config = std::fs::read_to_string(&fleet.config_path).expect("config");
+    std::fs::write(
+        &fleet.config_path,
+        config.replace(
+            "assumed_cooldown_secs = 5",
+            "assumed_cooldown_secs = 5\nauto_blacklist_max_penalties = 5\nauto_blacklist_secs = 3",
+        ),
+    )
+    .expect("config");
+
+    let work = fleet
+        .spawn_workers(1, Duration::from_millis(100), None)
+        .await;
+    let puller = fleet.spawn_puller();
+    let started = now_secs();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    drop(puller);
+
+    // The automatic blacklist held validator 1 back for its 3 s, then lifted itself.
+    let first_pull = fleet
+        .events("pull")
+        .iter()
+        .filter(|p| p["validator_uid"] == 1)
+        .filter_map(|p| p["ts"].as_f64())
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        first_pull - started >= 2.5 && first_pull - started < 7.0,
+        "validator 1 first pulled {:.1} s after start",
+        first_pull - started
+    );
+
+    // 500s: backoff 0.5 s doubling to 4 s gives tries near 0, 0.5, 1.5, 3.5 and 7.5 s;
+    // without it the 50 ms tick would have sent well over a hundred.
+    let tries = broken_requests.load(Ordering::SeqCst);
+    assert!(
+        (2..=6).contains(&tries),
+        "{tries} requests to the validator answering 500"
+    );
+
+    // 401: exactly one refused call, then nothing.
+    let refused: Vec<_> = fleet
+        .events("rejected")
+        .into_iter()
+        .filter(|e| e["status"] == 401)
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+
+    let client = fleet.pool.get().await.expect("db");
+    let stopped: Option<String> = client
+        .query_one(
+            "SELECT vs.pulls_stopped_reason FROM validator_state vs
+             JOIN validators v ON v.id = vs.validator_id WHERE v.hotkey = $1",
+            &[&mismatched.hotkey],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert!(
+        stopped.is_some_and(|s| s.contains("401")),
+        "stop not recorded"
+    );
+    let reason: String = client
+        .query_one(
+            "SELECT e.reason FROM validator_exclusions e JOIN validators v ON v.id = e.validator_id
+             WHERE v.hotkey = $1 AND e.ended_at IS NULL",
+            &[&mismatched.hotkey],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(reason, "unauthorized");
+    let errors: i32 = client
+        .query_one(
+            "SELECT vs.consecutive_errors FROM validator_state vs
+             JOIN validators v ON v.id = vs.validator_id WHERE v.hotkey = $1",
+            &[&broken.hotkey],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert!(errors >= 2, "backoff not recorded ({errors} errors)");
+    let auto: Vec<bool> = client
+        .query(
+            "SELECT e.ended_at IS NOT NULL FROM validator_exclusions e
+             JOIN validators v ON v.id = e.validator_id
+             WHERE v.hotkey = $1 AND e.reason = 'auto_blacklist'",
+            &[&penalised.hotkey],
+        )
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(auto, vec![true], "one automatic exclusion, ended");
+
+    // The healthy validators were served all along, without violations.
+    assert!(work.submitted.load(Ordering::SeqCst) >= 3);
+    assert!(violations(&fleet).is_empty());
+    drop(client);
+    fleet.finish().await;
+}

@@ -1,0 +1,159 @@
+//! The puller against 20 simulated validators (scaled time), real RabbitMQ and PostgreSQL,
+//! and two stand-in workers: no cooldown violations, never two tasks in flight per
+//! validator, the ready backlog within consumers × backlog_factor, blacklisted validators
+//! never pulled, and lost tasks released with an empty submission.
+
+mod support;
+
+use std::{collections::HashMap, sync::atomic::Ordering, time::Duration};
+
+use support::{violations, Fleet};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bounded() {
+    let mut fleet = Fleet::start(20, Vec::new(), "").await;
+    let by_uid = fleet.validators[3].hotkey.clone();
+    let by_hotkey = fleet.validators[7].hotkey.clone();
+    // Blacklist uid 3 and validator 7's hotkey, keep the backlog factor at 1.
+    let config = std::fs::read_to_string(&fleet.config_path).expect("config");
+    let config = config.replace(
+        "assumed_cooldown_secs = 5",
+        &format!(
+            "assumed_cooldown_secs = 5\nblacklist_uids = [3]\nblacklist_hotkeys = [{by_hotkey:?}]\nbacklog_factor = 1.0"
+        ),
+    );
+    std::fs::write(&fleet.config_path, config).expect("config");
+
+    // Workers slower than the validators can hand out tasks, so the backlog limit binds.
+    let work = fleet
+        .spawn_workers(2, Duration::from_millis(700), Some(6))
+        .await;
+    let max_ready = fleet.spawn_backlog_sampler().await;
+    let puller = fleet.spawn_puller();
+
+    // Watch Postgres: never two open tasks for one validator.
+    let mut most_open = 0i64;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(14) {
+        let row = fleet
+            .pool
+            .get()
+            .await
+            .expect("db")
+            .query_one(
+                "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM tasks
+                 WHERE status NOT IN ('submitted', 'submitted_empty', 'expired', 'failed')
+                 GROUP BY validator_id) open",
+                &[],
+            )
+            .await
+            .expect("query");
+        most_open = most_open.max(row.get(0));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let config = splatfleet_tests::load_config(&fleet.config_path);
+    let metrics = splatfleet_tests::process::scrape_metrics(
+        splatfleet_common::role::Role::Puller.metrics_addr(&config),
+    );
+    drop(puller);
+    for expected in [
+        r#"outcome="task""#,
+        "splatfleet_puller_pull_to_publish_seconds_bucket",
+        r#"splatfleet_puller_validators_excluded{reason="config_blacklist"} 2"#,
+        "splatfleet_puller_validators_eligible 18",
+        "splatfleet_puller_task_consumers 2",
+        "splatfleet_puller_tasks_released_total",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "/metrics lacks {expected}:\n{metrics}"
+        );
+    }
+    assert!(!metrics.contains("splatfleet_puller_cooldown_violations_total{"));
+
+    assert_eq!(
+        violations(&fleet),
+        Vec::<serde_json::Value>::new(),
+        "cooldown violations"
+    );
+    assert!(most_open <= 1, "{most_open} open tasks for one validator");
+    let ready = max_ready.load(Ordering::SeqCst);
+    assert!(
+        ready <= 2,
+        "ready backlog reached {ready} with 2 consumers and factor 1"
+    );
+
+    let pulls = fleet.events("pull");
+    let blacklisted: Vec<u64> = [&by_uid, &by_hotkey]
+        .iter()
+        .filter_map(|h| fleet.uid_of(h))
+        .collect();
+    assert!(
+        pulls
+            .iter()
+            .all(|p| !blacklisted.contains(&p["validator_uid"].as_u64().unwrap_or(999))),
+        "a blacklisted validator was pulled"
+    );
+    let same = pulls.iter().filter(|p| p["outcome"] == "same").count();
+    assert_eq!(same, 0, "the puller pulled a validator whose task it held");
+
+    let deliveries = work.deliveries.lock().expect("work log").clone();
+    assert!(
+        deliveries.values().all(|&n| n == 1),
+        "a task was delivered twice: {deliveries:?}"
+    );
+    let submitted = work.submitted.load(Ordering::SeqCst);
+    assert!(submitted >= 10, "only {submitted} tasks submitted");
+
+    // Dropped tasks came back to the validators as empty submissions.
+    let dropped = work.dropped.load(Ordering::SeqCst);
+    assert!(dropped >= 1, "no task was dropped; the run was too short");
+    let client = fleet.pool.get().await.expect("db");
+    let released: i64 = client
+        .query_one(
+            "SELECT count(*) FROM tasks t JOIN submissions s ON s.task_id = t.id
+             WHERE t.status = 'submitted_empty' AND s.empty AND s.state = 'completed'",
+            &[],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert!(
+        released >= 1,
+        "no lost task was released ({dropped} dropped)"
+    );
+    let empty_verdicts = fleet
+        .events("verdict")
+        .iter()
+        .filter(|v| v["outcome"] == "empty")
+        .count();
+    assert_eq!(empty_verdicts as i64, released);
+    eprintln!(
+        "pulls {}, submitted {submitted}, dropped {dropped}, released {released}, max ready {ready}",
+        pulls.len()
+    );
+
+    // Each exclusion is recorded with its reason.
+    let reasons: HashMap<String, String> = client
+        .query(
+            "SELECT v.hotkey, e.reason FROM validator_exclusions e
+             JOIN validators v ON v.id = e.validator_id WHERE e.ended_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        reasons.get(&by_uid).map(String::as_str),
+        Some("config_blacklist")
+    );
+    assert_eq!(
+        reasons.get(&by_hotkey).map(String::as_str),
+        Some("config_blacklist")
+    );
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    drop(client);
+    fleet.finish().await;
+}
