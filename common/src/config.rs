@@ -336,8 +336,13 @@ pub struct WalletSettings {
     pub path: PathBuf,
     pub name: String,
     pub hotkey: String,
-    /// Password of an encrypted keyfile.
+    /// Password of an encrypted (`$NACL`) hotkey file; also settable as the
+    /// `SPLATFLEET__WALLET__PASSWORD` environment variable. At most one of this and
+    /// `password_file`.
     pub password: Option<SecretString>,
+    /// A file (mode 600) holding the password of an encrypted hotkey file; one trailing
+    /// newline is ignored. Read only when the hotkey file is encrypted.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for WalletSettings {
@@ -347,6 +352,7 @@ impl Default for WalletSettings {
             name: "default".into(),
             hotkey: "default".into(),
             password: None,
+            password_file: None,
         }
     }
 }
@@ -601,6 +607,14 @@ impl Config {
         }
         if self.database.dbname.is_empty() {
             return invalid("database.dbname", "must not be empty".into());
+        }
+        if self.wallet.password.is_some() && self.wallet.password_file.is_some() {
+            return invalid(
+                "wallet.password_file",
+                "set either wallet.password (or SPLATFLEET__WALLET__PASSWORD) or \
+                 wallet.password_file, not both"
+                    .into(),
+            );
         }
         let inline = crate::discovery::static_list::StaticValidatorList {
             validators: self.discovery.validators.clone(),

@@ -141,7 +141,7 @@ fn keyfile_refusals_name_the_problem() {
     let nacl = write_keyfile(&dir, "nacl", "$NACLxxxxxxxxxxxxxxxxxxxxxxxx", 0o600);
     assert!(matches!(
         load_hotkey_file(&nacl),
-        Err(WalletError::Encrypted { .. })
+        Err(WalletError::PasswordMissing { .. })
     ));
 
     let empty = write_keyfile(&dir, "empty", r#"{"ss58Address": "x"}"#, 0o600);

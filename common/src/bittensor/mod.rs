@@ -3,6 +3,7 @@
 //! that calls validator axons over HTTP as SDK 9.9.0 does.
 
 pub mod dendrite;
+pub mod keyfile_crypto;
 pub mod keys;
 pub mod nonce;
 pub mod ss58;

@@ -1,8 +1,11 @@
 //! Loading a hotkey from a Bittensor wallet directory (`<path>/<wallet>/hotkeys/<hotkey>`),
 //! reading the SDK's JSON keyfile the way `bittensor-wallet` does: `secretPhrase` first, then
-//! `secretSeed`, then `privateKey`. A keyfile readable by group or others is refused, and so is
-//! an encrypted (`$NACL`) keyfile: see [`WalletError::Encrypted`]. Key material never appears in
-//! errors or logs.
+//! `secretSeed`, then `privateKey`. A keyfile readable by group or others is refused.
+//!
+//! An encrypted (`$NACL`) keyfile is decrypted (see [`super::keyfile_crypto`]) with the password
+//! from `[wallet] password` (or `SPLATFLEET__WALLET__PASSWORD`) or `[wallet] password_file`; a
+//! missing or wrong password is a typed error naming the file and the fix. Key material, the
+//! password and the decrypted JSON never appear in errors or logs and are wiped when dropped.
 
 use std::{
     fs,
@@ -13,11 +16,16 @@ use std::{
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::keys::{Hotkey, KeyError};
+use super::{
+    keyfile_crypto::{self, NaclError},
+    keys::{Hotkey, KeyError},
+};
 use crate::config::WalletSettings;
 
 /// Keyfiles are a few hundred bytes; anything far larger is not a keyfile.
 const MAX_KEYFILE_BYTES: u64 = 64 * 1024;
+/// A password file holds one password, not more.
+const MAX_PASSWORD_FILE_BYTES: u64 = 4 * 1024;
 
 /// Why a hotkey could not be loaded. Messages name the file and the fix, never the key.
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +47,20 @@ pub enum WalletError {
     #[error("hotkey file {path} is larger than {MAX_KEYFILE_BYTES} bytes; it is not a keyfile")]
     TooLarge { path: PathBuf },
     #[error(
-        "hotkey file {path} is encrypted ($NACL); splatfleet does not decrypt keyfiles. \
-         Re-create the hotkey unencrypted (`btcli wallet regen-hotkey --no-use-password`) \
-         and keep the file mode 600"
+        "hotkey file {path} is encrypted ($NACL) and no password was given; set the \
+         SPLATFLEET__WALLET__PASSWORD environment variable, [wallet] password, or \
+         [wallet] password_file (a mode-600 file holding the password)"
     )]
-    Encrypted { path: PathBuf },
+    PasswordMissing { path: PathBuf },
+    #[error(
+        "hotkey file {path} is encrypted ($NACL) and the password is wrong: it does not \
+         decrypt the file (authentication failed; if the password is right, the file is corrupt)"
+    )]
+    WrongPassword { path: PathBuf },
+    #[error("hotkey file {path} is encrypted ($NACL) but {reason}")]
+    CorruptEncrypted { path: PathBuf, reason: String },
+    #[error("wallet password file {path}: {problem}")]
+    PasswordFile { path: PathBuf, problem: String },
     #[error("hotkey file {path} is not keyfile JSON: {reason}")]
     Malformed { path: PathBuf, reason: String },
     #[error("hotkey file {path} has none of secretPhrase, secretSeed, privateKey")]
@@ -95,18 +112,74 @@ fn expand_home(path: &Path) -> PathBuf {
     }
 }
 
-/// Loads the hotkey the `[wallet]` settings name.
+/// Loads the hotkey the `[wallet]` settings name, decrypting a `$NACL` keyfile with the
+/// configured password (the password file is read only when the keyfile is encrypted).
 pub fn load_hotkey(settings: &WalletSettings) -> Result<Hotkey, WalletError> {
-    load_hotkey_file(&hotkey_path(settings))
+    let path = hotkey_path(settings);
+    let bytes = read_private_file(&path, MAX_KEYFILE_BYTES)?;
+    if !keyfile_crypto::is_nacl(&bytes) {
+        return parse_keyfile(&path, &bytes);
+    }
+    let password = match (&settings.password, &settings.password_file) {
+        (Some(password), _) => password.clone(),
+        (None, Some(file)) => read_password_file(&expand_home(file))?,
+        (None, None) => return Err(WalletError::PasswordMissing { path }),
+    };
+    parse_keyfile_with_password(&path, &bytes, Some(&password))
 }
 
-/// Loads a hotkey from one keyfile.
+/// Loads a hotkey from one unencrypted keyfile (an encrypted one is
+/// [`WalletError::PasswordMissing`]).
 pub fn load_hotkey_file(path: &Path) -> Result<Hotkey, WalletError> {
-    let bytes = read_private_file(path)?;
-    parse_keyfile(path, &bytes)
+    load_hotkey_file_with_password(path, None)
 }
 
-fn read_private_file(path: &Path) -> Result<Vec<u8>, WalletError> {
+/// Loads a hotkey from one keyfile, decrypting it with `password` if it is `$NACL`-encrypted.
+pub fn load_hotkey_file_with_password(
+    path: &Path,
+    password: Option<&SecretString>,
+) -> Result<Hotkey, WalletError> {
+    let bytes = read_private_file(path, MAX_KEYFILE_BYTES)?;
+    parse_keyfile_with_password(path, &bytes, password)
+}
+
+/// Reads a password file: mode 600, at most 4 KiB, UTF-8; one trailing `\n` or `\r\n` is
+/// dropped.
+fn read_password_file(path: &Path) -> Result<SecretString, WalletError> {
+    let problem = |problem: String| WalletError::PasswordFile {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let bytes = read_private_file(path, MAX_PASSWORD_FILE_BYTES).map_err(|e| match e {
+        WalletError::Missing { .. } => problem("does not exist".into()),
+        WalletError::TooOpen { mode, .. } => problem(format!(
+            "is readable by group or others (mode {mode:03o}); run `chmod 600 {}`",
+            path.display()
+        )),
+        WalletError::TooLarge { .. } => {
+            problem(format!("is larger than {MAX_PASSWORD_FILE_BYTES} bytes"))
+        }
+        WalletError::NotAFile { .. } => problem("is not a regular file".into()),
+        WalletError::Unreadable { source, .. } => problem(format!("could not be read: {source}")),
+        other => other,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let mut bytes = e.into_bytes();
+        zeroize::Zeroize::zeroize(&mut bytes);
+        problem("is not UTF-8".into())
+    })?;
+    let mut text = zeroize::Zeroizing::new(text);
+    for ending in ["\r\n", "\n"] {
+        if text.ends_with(ending) {
+            let keep = text.len() - ending.len();
+            text.truncate(keep);
+            break;
+        }
+    }
+    Ok(SecretString::from(text.as_str()))
+}
+
+fn read_private_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, WalletError> {
     let meta = fs::metadata(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => WalletError::Missing {
             path: path.to_path_buf(),
@@ -122,19 +195,19 @@ fn read_private_file(path: &Path) -> Result<Vec<u8>, WalletError> {
         });
     }
     check_permissions(path, &meta)?;
-    if meta.len() > MAX_KEYFILE_BYTES {
+    if meta.len() > max_bytes {
         return Err(WalletError::TooLarge {
             path: path.to_path_buf(),
         });
     }
     let mut bytes = Vec::new();
     fs::File::open(path)
-        .and_then(|f| f.take(MAX_KEYFILE_BYTES + 1).read_to_end(&mut bytes))
+        .and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes))
         .map_err(|source| WalletError::Unreadable {
             path: path.to_path_buf(),
             source,
         })?;
-    if bytes.len() as u64 > MAX_KEYFILE_BYTES {
+    if bytes.len() as u64 > max_bytes {
         return Err(WalletError::TooLarge {
             path: path.to_path_buf(),
         });
@@ -160,12 +233,42 @@ fn check_permissions(_path: &Path, _meta: &fs::Metadata) -> Result<(), WalletErr
     Ok(())
 }
 
-/// Parses keyfile bytes (already read) into a hotkey.
+/// Parses unencrypted keyfile bytes (already read) into a hotkey; `$NACL` bytes are
+/// [`WalletError::PasswordMissing`].
 pub fn parse_keyfile(path: &Path, bytes: &[u8]) -> Result<Hotkey, WalletError> {
+    parse_keyfile_with_password(path, bytes, None)
+}
+
+/// Parses keyfile bytes (already read) into a hotkey, decrypting `$NACL` bytes with
+/// `password`.
+pub fn parse_keyfile_with_password(
+    path: &Path,
+    bytes: &[u8],
+    password: Option<&SecretString>,
+) -> Result<Hotkey, WalletError> {
     let path_buf = || path.to_path_buf();
-    if bytes.starts_with(b"$NACL") {
-        return Err(WalletError::Encrypted { path: path_buf() });
+    if !keyfile_crypto::is_nacl(bytes) {
+        return parse_json_keyfile(path, bytes);
     }
+    let password = password.ok_or_else(|| WalletError::PasswordMissing { path: path_buf() })?;
+    let plain = keyfile_crypto::decrypt_nacl(bytes, password).map_err(|e| match e {
+        NaclError::WrongPassword => WalletError::WrongPassword { path: path_buf() },
+        other => WalletError::CorruptEncrypted {
+            path: path_buf(),
+            reason: other.to_string(),
+        },
+    })?;
+    if keyfile_crypto::is_nacl(&plain) {
+        return Err(WalletError::CorruptEncrypted {
+            path: path_buf(),
+            reason: "it decrypts to another $NACL box".into(),
+        });
+    }
+    parse_json_keyfile(path, &plain)
+}
+
+fn parse_json_keyfile(path: &Path, bytes: &[u8]) -> Result<Hotkey, WalletError> {
+    let path_buf = || path.to_path_buf();
     let keyfile: Keyfile = serde_json::from_slice(bytes).map_err(|e| WalletError::Malformed {
         path: path_buf(),
         // serde_json errors name a position and a kind, never the value.
