@@ -44,7 +44,7 @@ fn config(dir: &Path, wallet_toml: &str, env: Vec<(String, String)>) -> WalletSe
         "[wallet]\npath = \"{}\"\nname = \"w\"\nhotkey = \"h\"\n{wallet_toml}",
         dir.display()
     );
-    Config::from_toml_with_env(&toml, Path::new("t.toml"), env.into_iter())
+    Config::from_toml_with_env(&toml, Path::new("t.toml"), env)
         .expect("config")
         .wallet
 }
