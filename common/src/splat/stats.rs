@@ -2,6 +2,10 @@
 //! hard-zero rules (three-gen-subnet 5fc61f1,
 //! `validation/engine/utils/gs_data_checker_utils.py::is_input_data_valid`), bounding box and
 //! how many coordinates fall outside SPZ's 24-bit fixed-point range.
+//!
+//! The validator's fifth check (`gs_data_checker_utils.py` lines 77-83, "more than 80 % of
+//! scales under 0.05") reduces `torch.all` over the whole tensor to one boolean, so it can only
+//! fire for fewer than two gaussians, which the count rule already rejects; it is not mirrored.
 
 use std::sync::OnceLock;
 
