@@ -104,7 +104,10 @@ fn view_metrics(views: &Views, v: usize) -> ViewMetrics {
 
 /// SSIM of two views as torchmetrics computes it with an 11×11 Gaussian window (σ 1.5) and
 /// data range 1: reflect-padded, then cropped back, so only windows wholly inside the image
-/// count; mean over channels and positions.
+/// count; mean over channels and positions. The window is applied separably, horizontal
+/// then vertical, as the kernel does.
+// Index loops mirror the kernel's indexing, which keeps the two easy to compare.
+#[allow(clippy::needless_range_loop)]
 fn ssim(views: &Views, a: usize, b: usize) -> f32 {
     let (w, h) = (views.width as usize, views.height as usize);
     let r = SSIM_WINDOW / 2;
@@ -113,33 +116,57 @@ fn ssim(views: &Views, a: usize, b: usize) -> f32 {
     }
     let win = ssim_window();
     let (pa, pb) = (views.view(a), views.view(b));
-    let total: f64 = (r..h - r)
-        .into_par_iter()
-        .map(|y| {
-            let mut row_sum = 0f64;
-            for x in r..w - r {
-                for c in 0..3 {
-                    let (mut mx, mut my, mut xx, mut yy, mut xy) = (0f32, 0f32, 0f32, 0f32, 0f32);
-                    for (j, wy) in win.iter().enumerate() {
-                        for (i, wx) in win.iter().enumerate() {
-                            let k = (y + j - r) * w + (x + i - r);
-                            let (u, v) = (pa[k][c], pb[k][c]);
-                            let wt = wy * wx;
-                            mx += wt * u;
-                            my += wt * v;
-                            xx += wt * u * u;
-                            yy += wt * v * v;
-                            xy += wt * u * v;
+    let ow = w - 2 * r;
+    let mut total = 0f64;
+    for c in 0..3 {
+        // Horizontal pass: five windowed sums per row, for output columns r..w-r.
+        let rows: Vec<[Vec<f32>; 5]> = (0..h)
+            .into_par_iter()
+            .map(|y| {
+                let mut out: [Vec<f32>; 5] = std::array::from_fn(|_| vec![0f32; ow]);
+                for x in 0..ow {
+                    let (mut m1, mut m2, mut s11, mut s22, mut s12) =
+                        (0f32, 0f32, 0f32, 0f32, 0f32);
+                    for (t, wt) in win.iter().enumerate() {
+                        let k = y * w + x + t;
+                        let (u, v) = (pa[k][c], pb[k][c]);
+                        m1 += wt * u;
+                        m2 += wt * v;
+                        s11 += wt * u * u;
+                        s22 += wt * v * v;
+                        s12 += wt * u * v;
+                    }
+                    out[0][x] = m1;
+                    out[1][x] = m2;
+                    out[2][x] = s11;
+                    out[3][x] = s22;
+                    out[4][x] = s12;
+                }
+                out
+            })
+            .collect();
+        // Vertical pass and the SSIM formula.
+        total += (r..h - r)
+            .into_par_iter()
+            .map(|y| {
+                let mut sum = 0f64;
+                for x in 0..ow {
+                    let mut q = [0f32; 5];
+                    for (t, wt) in win.iter().enumerate() {
+                        let row = &rows[y - r + t];
+                        for (k, qk) in q.iter_mut().enumerate() {
+                            *qk += wt * row[k][x];
                         }
                     }
-                    let (sx, sy, sxy) = (xx - mx * mx, yy - my * my, xy - mx * my);
-                    let s = ((2.0 * mx * my + SSIM_C1) * (2.0 * sxy + SSIM_C2))
-                        / ((mx * mx + my * my + SSIM_C1) * (sx + sy + SSIM_C2));
-                    row_sum += f64::from(s);
+                    let [m1, m2, s11, s22, s12] = q;
+                    let (sx, sy, sxy) = (s11 - m1 * m1, s22 - m2 * m2, s12 - m1 * m2);
+                    let s = ((2.0 * m1 * m2 + SSIM_C1) * (2.0 * sxy + SSIM_C2))
+                        / ((m1 * m1 + m2 * m2 + SSIM_C1) * (sx + sy + SSIM_C2));
+                    sum += f64::from(s);
                 }
-            }
-            row_sum
-        })
-        .sum();
-    (total / ((w - 2 * r) * (h - 2 * r) * 3) as f64) as f32
+                sum
+            })
+            .sum::<f64>();
+    }
+    (total / (ow * (h - 2 * r) * 3) as f64) as f32
 }
