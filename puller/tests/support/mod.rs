@@ -31,7 +31,7 @@ use splatfleet_tests::{
     process::RoleProcess,
     sim::{
         setup::{self, Network, NetworkSettings},
-        EventLog, RuleSettings, ScoreSettings,
+        EventLog, RuleSettings, ScoreMode, ScoreSettings,
     },
     FreshDatabase,
 };
@@ -76,9 +76,12 @@ impl Fleet {
                 time_scale: TIME_SCALE,
                 ..RuleSettings::default()
             },
+            // The puller only ever sends empty releases; keep the protocol-level scorer.
             scoring: ScoreSettings {
+                mode: ScoreMode::PayloadSize,
                 reference_bytes: 100_000.0,
                 noise: 0.0,
+                ..ScoreSettings::default()
             },
             image_fraction: 0.25,
             seed: 17,

@@ -27,7 +27,7 @@ use splatfleet_common::{
 use splatfleet_tests::{
     sim::{
         setup::{self, Network, NetworkSettings},
-        EventLog, RuleSettings, ScoreSettings,
+        EventLog, RuleSettings, ScoreMode, ScoreSettings,
     },
     FreshDatabase,
 };
@@ -95,7 +95,9 @@ impl Rig {
                 time_scale: TIME_SCALE,
                 ..RuleSettings::default()
             },
+            // Results here include PLY-only and arbitrary payloads: score by size.
             scoring: ScoreSettings {
+                mode: ScoreMode::PayloadSize,
                 noise: 0.0,
                 ..ScoreSettings::default()
             },
