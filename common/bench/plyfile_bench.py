@@ -7,13 +7,20 @@ check every value is finite -- in plyfile's two modes:
   bytes  PlyData.read(io.BytesIO(data)): how a PLY arrives over HTTP; plyfile cannot
          memory-map a BytesIO and falls back to reading property by property
 
-Usage: python3 common/bench/plyfile_bench.py /tmp/splat_bench_sh0.ply /tmp/splat_bench_sh3.ply
-(the files are written by `cargo run --release -p splatfleet-common --example splat_bench`).
+Side by side in one run (builds nothing; build the example first):
+
+  cargo build --release -p splatfleet-common --example splat_bench
+  python3 common/bench/plyfile_bench.py --rust target/release/examples/splat_bench
+
+runs the Rust benchmark (which writes /tmp/splat_bench_sh{0,3}.ply) and then plyfile on the same
+files. With explicit paths instead of --rust, only plyfile runs.
 """
 
+import importlib.metadata
 import io
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -43,8 +50,14 @@ def bench(label, size, reps, fn):
 
 
 def main():
-    print(f"plyfile {getattr(plyfile, '__version__', '?')} numpy {np.__version__} python {sys.version.split()[0]}")
-    for path in sys.argv[1:]:
+    args = sys.argv[1:]
+    if args[:1] == ["--rust"]:
+        print("### Rust (common/examples/splat_bench.rs)", flush=True)
+        subprocess.run([args[1]], check=True)
+        args = ["/tmp/splat_bench_sh0.ply", "/tmp/splat_bench_sh3.ply"]
+    print("### Python plyfile", flush=True)
+    print(f"plyfile {importlib.metadata.version('plyfile')} numpy {np.__version__} python {sys.version.split()[0]}")
+    for path in args:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
             data = f.read()

@@ -67,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(500_000);
     let out_dir = args.next().unwrap_or_else(|| "/tmp".into());
-    let reps = 15;
+    let reps = 25;
     let mut rng = StdRng::seed_from_u64(17);
     for degree in [0u8, 3] {
         let splat = random_splat(&mut rng, n, degree);
@@ -80,6 +80,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ply.len()
         );
 
+        // Reference points for "memory speed" on this machine: copying the PLY's bytes into a
+        // reused buffer, and first-touching as many fresh bytes (page faults + kernel zeroing),
+        // which any parse into newly allocated arrays pays.
+        let mut copy = vec![0u8; ply.len()];
+        report(
+            "memcpy of the PLY into a reused buffer",
+            ply.len(),
+            time(reps, || copy.copy_from_slice(&ply)),
+        );
+        report(
+            "first touch of as many fresh bytes",
+            ply.len(),
+            time(reps, || {
+                let mut v = vec![0u8; ply.len()];
+                for b in v.iter_mut().step_by(4096) {
+                    *b = 1;
+                }
+                v.len()
+            }),
+        );
         let limits = PlyLimits::default();
         let parsed = read_ply(&ply, &limits)?;
         assert_eq!(parsed.splat, splat);

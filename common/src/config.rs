@@ -46,7 +46,8 @@ pub struct Config {
     pub shutdown: ShutdownSettings,
     pub puller: PullerSettings,
     pub worker: RoleSettings,
-    pub submitter: RoleSettings,
+    pub submitter: SubmitterSettings,
+    pub object_store: ObjectStoreSettings,
     pub wallet: WalletSettings,
     pub discovery: DiscoverySettings,
     pub dendrite: DendriteConfig,
@@ -323,6 +324,178 @@ impl PullerSettings {
                     format!("reward_weights.{hotkey}")
                 };
                 return invalid(&key, &format!("`{hotkey}` is not an SS58 hotkey: {err}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The submitter's knobs (`[submitter]`): how many results at once, how long a
+/// SubmitResults call may take, and how transient failures and a lost database are retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubmitterSettings {
+    /// Where `/metrics` is served; unset means `127.0.0.1:9473`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Results handled at once (the consumer's prefetch).
+    pub concurrency: u16,
+    /// Limit on one SubmitResults call, seconds (the subnet's base miner uses 300).
+    pub submit_timeout_secs: u64,
+    /// Sends of one result at most, counting the first; only connect errors, timeouts and
+    /// 5xx answers are tried again.
+    pub max_send_tries: u32,
+    /// First pause before sending again after a transient failure, milliseconds; doubles
+    /// with each further failure.
+    pub retry_initial_ms: u64,
+    /// Longest pause between sends of one result, milliseconds.
+    pub retry_max_ms: u64,
+    /// A result is sent again only while the task's deadline plus this many seconds has not
+    /// passed (afterwards the validator has most likely moved on).
+    pub retry_past_deadline_secs: u64,
+    /// First pause before retrying a PostgreSQL write that failed, milliseconds; doubles up
+    /// to `db_retry_max_ms`. Writes are retried until they succeed or the role stops.
+    pub db_retry_initial_ms: u64,
+    pub db_retry_max_ms: u64,
+    /// Largest PLY or SPZ artifact loaded, bytes.
+    pub max_artifact_bytes: u64,
+}
+
+impl Default for SubmitterSettings {
+    fn default() -> Self {
+        Self {
+            metrics_addr: None,
+            concurrency: 8,
+            submit_timeout_secs: 300,
+            max_send_tries: 5,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 30_000,
+            retry_past_deadline_secs: 60,
+            db_retry_initial_ms: 250,
+            db_retry_max_ms: 5_000,
+            max_artifact_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl SubmitterSettings {
+    pub fn submit_timeout(&self) -> Duration {
+        Duration::from_secs(self.submit_timeout_secs)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: &str| {
+            Err(ConfigError::Invalid {
+                key: format!("submitter.{key}"),
+                problem: problem.into(),
+            })
+        };
+        for (key, value) in [
+            ("concurrency", u64::from(self.concurrency)),
+            ("submit_timeout_secs", self.submit_timeout_secs),
+            ("max_send_tries", u64::from(self.max_send_tries)),
+            ("retry_initial_ms", self.retry_initial_ms),
+            ("retry_max_ms", self.retry_max_ms),
+            ("db_retry_initial_ms", self.db_retry_initial_ms),
+            ("db_retry_max_ms", self.db_retry_max_ms),
+            ("max_artifact_bytes", self.max_artifact_bytes),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1");
+            }
+        }
+        if self.retry_max_ms < self.retry_initial_ms {
+            return invalid("retry_max_ms", "must be at least retry_initial_ms");
+        }
+        if self.db_retry_max_ms < self.db_retry_initial_ms {
+            return invalid("db_retry_max_ms", "must be at least db_retry_initial_ms");
+        }
+        if self.max_send_tries > 100 {
+            return invalid("max_send_tries", "must be at most 100");
+        }
+        Ok(())
+    }
+}
+
+/// Where artifacts (PLY, SPZ, previews) live (`[object_store]`): a local directory by
+/// default, or an S3 bucket when `s3_bucket` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectStoreSettings {
+    /// Local directory of the filesystem store (created if missing); every worker and
+    /// submitter of a host must see the same one.
+    pub root: PathBuf,
+    /// Largest object stored or loaded, bytes.
+    pub max_object_bytes: u64,
+    /// S3 bucket; when set the store is S3 and `root` is ignored (needs the `s3` feature).
+    pub s3_bucket: Option<String>,
+    pub s3_region: Option<String>,
+    /// Endpoint of an S3-compatible service (MinIO, Ceph); unset means AWS.
+    pub s3_endpoint: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    /// A secret; unset means the usual AWS environment and instance credentials.
+    pub s3_secret_access_key: Option<SecretString>,
+    /// Allow `http://` endpoints (local S3-compatible services).
+    pub s3_allow_http: bool,
+}
+
+impl Default for ObjectStoreSettings {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("/var/lib/splatfleet/artifacts"),
+            max_object_bytes: 256 * 1024 * 1024,
+            s3_bucket: None,
+            s3_region: None,
+            s3_endpoint: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: false,
+        }
+    }
+}
+
+impl ObjectStoreSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| {
+            Err(ConfigError::Invalid {
+                key: format!("object_store.{key}"),
+                problem,
+            })
+        };
+        if self.root.as_os_str().is_empty() {
+            return invalid("root", "must not be empty".into());
+        }
+        if self.max_object_bytes == 0 {
+            return invalid("max_object_bytes", "must be at least 1".into());
+        }
+        if let Some(bucket) = &self.s3_bucket {
+            let valid = (3..=63).contains(&bucket.len())
+                && bucket.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-')
+                });
+            if !valid {
+                return invalid(
+                    "s3_bucket",
+                    format!("`{bucket}` is not an S3 bucket name (3-63 of a-z, 0-9, '.', '-')"),
+                );
+            }
+        }
+        if let Some(endpoint) = &self.s3_endpoint {
+            match url::Url::parse(endpoint) {
+                Ok(url) if url.scheme() == "https" => {}
+                Ok(url) if url.scheme() == "http" && self.s3_allow_http => {}
+                Ok(url) if url.scheme() == "http" => {
+                    return invalid(
+                        "s3_endpoint",
+                        "is http: set object_store.s3_allow_http = true to allow it".into(),
+                    )
+                }
+                Ok(url) => {
+                    return invalid(
+                        "s3_endpoint",
+                        format!("scheme must be http or https, not `{}`", url.scheme()),
+                    )
+                }
+                Err(err) => return invalid("s3_endpoint", format!("not a URL: {err}")),
             }
         }
         Ok(())
@@ -643,6 +816,8 @@ impl Config {
             return invalid("dendrite.connect_timeout_secs", "must be at least 1".into());
         }
         self.puller.validate()?;
+        self.submitter.validate()?;
+        self.object_store.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(
                 "log.level",

@@ -1,7 +1,8 @@
 //! Pieces every splatfleet role shares: configuration, telemetry, shutdown, the RabbitMQ
 //! broker (topology, typed publish and consume), the PostgreSQL pool and migrations, and the
-//! messages that travel between roles.
+//! messages that travel between roles, and the artifact store.
 
+pub mod artifacts;
 pub mod bittensor;
 pub mod broker;
 pub mod config;

@@ -19,6 +19,8 @@ pub const SECONDS_BUCKETS: &[f64] = &[
 pub const BYTES_BUCKETS: &[f64] = &[
     1e3, 1e4, 1e5, 5e5, 1e6, 5e6, 1e7, 5e7, 1e8, 2.5e8, 5e8, 1e9, 2.5e9,
 ];
+/// Buckets of `_score` histograms (validator and local scores, 0 to 1).
+pub const SCORE_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -58,7 +60,11 @@ pub fn init_tracing(settings: &LogSettings) {
 pub fn serve_metrics(addr: SocketAddr, role: &'static str) -> Result<(), TelemetryError> {
     let exporter_error = |message: String| TelemetryError::Exporter { addr, message };
     let mut builder = PrometheusBuilder::new().with_http_listener(addr);
-    for (suffix, buckets) in [("_seconds", SECONDS_BUCKETS), ("_bytes", BYTES_BUCKETS)] {
+    for (suffix, buckets) in [
+        ("_seconds", SECONDS_BUCKETS),
+        ("_bytes", BYTES_BUCKETS),
+        ("_score", SCORE_BUCKETS),
+    ] {
         builder = builder
             .set_buckets_for_metric(Matcher::Suffix(suffix.into()), buckets)
             .map_err(|err| exporter_error(err.to_string()))?;

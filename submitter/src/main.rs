@@ -1,9 +1,11 @@
-//! `splatfleet-submitter`: signs and submits results to validators and records everything.
+//! `splatfleet-submitter`: signs and submits results to validators and records everything;
+//! `report` and `export` read those records.
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use splatfleet_common::role::{self, CommonArgs, Role};
+use splatfleet_submitter::cli::{self, ExportArgs, ReportArgs};
 
 /// Submit finished results to SN17 validators and record every step in PostgreSQL.
 #[derive(Debug, Parser)]
@@ -11,9 +13,27 @@ use splatfleet_common::role::{self, CommonArgs, Role};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Consume results and submit them (the default).
+    Run,
+    /// Print a report: acceptance, validators, calibration, throughput or failures.
+    Report(ReportArgs),
+    /// Write accepted generations as JSON lines, for training.
+    Export(ExportArgs),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    role::run(Role::Submitter, &args.common, splatfleet_submitter::run)
+    match &args.command {
+        None | Some(Command::Run) => {
+            role::run(Role::Submitter, &args.common, splatfleet_submitter::run)
+        }
+        Some(Command::Report(report)) => cli::report(&args.common.config, report),
+        Some(Command::Export(export)) => cli::export(&args.common.config, export),
+    }
 }

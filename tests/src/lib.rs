@@ -142,22 +142,22 @@ pub fn free_addr() -> SocketAddr {
     listener.local_addr().expect("ephemeral port address")
 }
 
-/// Writes a config file for `config`'s broker and database settings into `dir`, with each
-/// role's metrics on a free port, and returns its path.
-pub fn write_config(
-    dir: &Path,
+/// The `[log]`, `[broker]`, `[database]` and `[shutdown]` sections of a test config for these
+/// settings; role sections are appended by the caller.
+pub fn base_config_toml(
     broker: &BrokerSettings,
     database: &DatabaseSettings,
+    log_level: &str,
     drain_timeout_secs: u64,
-) -> PathBuf {
+) -> String {
     let password = database
         .password
         .as_ref()
         .map(|p| format!("password = {:?}\n", secrecy::ExposeSecret::expose_secret(p)))
         .unwrap_or_default();
-    let text = format!(
+    format!(
         r#"[log]
-level = "info"
+level = {log_level:?}
 format = "json"
 
 [broker]
@@ -175,15 +175,6 @@ dbname = {dbname:?}
 {password}
 [shutdown]
 drain_timeout_secs = {drain_timeout_secs}
-
-[puller]
-metrics_addr = "{puller}"
-
-[worker]
-metrics_addr = "{worker}"
-
-[submitter]
-metrics_addr = "{submitter}"
 "#,
         url = broker.url.expose(),
         prefix = broker.prefix,
@@ -192,9 +183,23 @@ metrics_addr = "{submitter}"
         port = database.port,
         user = database.user,
         dbname = database.dbname,
-        puller = free_addr(),
-        worker = free_addr(),
-        submitter = free_addr(),
+    )
+}
+
+/// Writes a config file for the broker and database settings into `dir`, with each role's
+/// metrics on a free port, and returns its path.
+pub fn write_config(
+    dir: &Path,
+    broker: &BrokerSettings,
+    database: &DatabaseSettings,
+    drain_timeout_secs: u64,
+) -> PathBuf {
+    let text = format!(
+        "{}\n[puller]\nmetrics_addr = \"{}\"\n\n[worker]\nmetrics_addr = \"{}\"\n\n[submitter]\nmetrics_addr = \"{}\"\n",
+        base_config_toml(broker, database, "info", drain_timeout_secs),
+        free_addr(),
+        free_addr(),
+        free_addr(),
     );
     let path = dir.join("splatfleet.toml");
     std::fs::write(&path, text).expect("write test config");

@@ -17,7 +17,7 @@ use splatfleet_common::{
 use splatfleet_tests::sim::{
     events::EventLog,
     setup::{self, Network, NetworkSettings},
-    RuleSettings, ScoreSettings,
+    RuleSettings, ScoreMode, ScoreSettings,
 };
 
 const CALL: Duration = Duration::from_secs(5);
@@ -45,9 +45,12 @@ async fn start(count: u16, time_scale: f64) -> Fixture {
             time_scale,
             ..RuleSettings::default()
         },
+        // These tests send arbitrary bytes of chosen sizes: score by size.
         scoring: ScoreSettings {
+            mode: ScoreMode::PayloadSize,
             reference_bytes: 100_000.0,
             noise: 0.0,
+            ..ScoreSettings::default()
         },
         image_fraction: 0.5,
         seed: 7,

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::sn17::{sn17_check_header, Sn17PlyReport};
-use super::stats::{StatsAcc, ValidityReport};
+use super::stats::{Block, StatsAcc, ValidityReport, STATS_BLOCK};
 use super::{channel_major_to_coeff_major, Splat};
 
 /// Size caps for PLY input.
@@ -500,14 +500,14 @@ pub fn read_ply_into(
     let n = layout.count as usize;
     let k = layout.rest.len() / 3;
     splat.sh_degree = layout.sh_degree;
-    splat.positions.resize(n, [0.0; 3]);
-    splat.sh_dc.resize(n, [0.0; 3]);
-    splat.sh_rest.resize(n * k * 3, 0.0);
-    splat.opacities.resize(n, 0.0);
-    splat.log_scales.resize(n, [0.0; 3]);
-    splat.rotations.resize(n, [0.0; 4]);
+    size_for(&mut splat.positions, n, [0.0; 3]);
+    size_for(&mut splat.sh_dc, n, [0.0; 3]);
+    size_for(&mut splat.sh_rest, n * k * 3, 0.0);
+    size_for(&mut splat.opacities, n, 0.0);
+    size_for(&mut splat.log_scales, n, [0.0; 3]);
+    size_for(&mut splat.rotations, n, [0.0; 4]);
     match (&mut splat.normals, layout.normals.is_some()) {
-        (Some(v), true) => v.resize(n, [0.0; 3]),
+        (Some(v), true) => size_for(v, n, [0.0; 3]),
         (slot, true) => *slot = Some(vec![[0.0; 3]; n]),
         (slot, false) => *slot = None,
     }
@@ -518,6 +518,17 @@ pub fn read_ply_into(
         decode_generic(body, &layout, splat)
     };
     Ok((report, sn17, layout.ignored))
+}
+
+/// Gives `v` length `n`. Growing past the capacity takes fresh zeroed memory (`calloc`, whose
+/// pages the kernel zeroes anyway) instead of `resize`, which would write every element once
+/// more before the decoder overwrites it.
+pub(crate) fn size_for<T: Clone>(v: &mut Vec<T>, n: usize, zero: T) {
+    if v.capacity() < n {
+        *v = vec![zero; n];
+    } else {
+        v.resize(n, zero);
+    }
 }
 
 /// Reads a little-endian f32 at byte offset `o` of a fixed-size record; with constant `o`
@@ -555,6 +566,8 @@ fn decode_canonical(body: &[u8], layout: &Layout, splat: &mut Splat) -> Validity
 }
 
 /// The reference-order decoding loop: `S` bytes per record, normals or not, `R` rest values.
+/// Each block of [`STATS_BLOCK`] records is converted, then its statistics are taken from the
+/// freshly written, cache-resident output.
 fn kernel<const S: usize, const NRM: bool, const R: usize>(
     body: &[u8],
     splat: &mut Splat,
@@ -578,47 +591,62 @@ fn kernel<const S: usize, const NRM: bool, const R: usize>(
         Some(v) if NRM => &mut v[..n],
         _ => &mut no_normals,
     };
-    for (i, row) in rows.iter().enumerate() {
-        let p = [rd(row, 0), rd(row, 4), rd(row, 8)];
-        positions[i] = p;
-        acc.position(i, p);
-        if NRM {
-            let nv = [rd(row, 12), rd(row, 16), rd(row, 20)];
-            if let Some(slot) = normals.get_mut(i) {
-                *slot = nv;
-            }
-            acc.normal(nv);
-        }
-        let dc = [rd(row, o_dc), rd(row, o_dc + 4), rd(row, o_dc + 8)];
-        dcs[i] = dc;
-        acc.sh_dc(dc);
-        if R > 0 {
-            let dst = &mut rest[i * R..i * R + R];
-            for kk in 0..k {
-                for c in 0..3 {
-                    dst[kk * 3 + c] = rd(row, o_rest + (c * k + kk) * 4);
+    let mut start = 0;
+    for block in rows.chunks(STATS_BLOCK) {
+        let end = start + block.len();
+        let pos_b = &mut positions[start..end];
+        let dc_b = &mut dcs[start..end];
+        let rest_b = &mut rest[start * R..end * R];
+        let op_b = &mut opacities[start..end];
+        let sc_b = &mut scales[start..end];
+        let rot_b = &mut rots[start..end];
+        let nrm_b: &mut [[f32; 3]] = if NRM {
+            normals.get_mut(start..end).unwrap_or_default()
+        } else {
+            &mut []
+        };
+        for (i, row) in block.iter().enumerate() {
+            pos_b[i] = [rd(row, 0), rd(row, 4), rd(row, 8)];
+            if NRM {
+                if let Some(slot) = nrm_b.get_mut(i) {
+                    *slot = [rd(row, 12), rd(row, 16), rd(row, 20)];
                 }
             }
-            acc.sh_rest(dst);
+            dc_b[i] = [rd(row, o_dc), rd(row, o_dc + 4), rd(row, o_dc + 8)];
+            if R > 0 {
+                let dst = &mut rest_b[i * R..i * R + R];
+                for kk in 0..k {
+                    for c in 0..3 {
+                        dst[kk * 3 + c] = rd(row, o_rest + (c * k + kk) * 4);
+                    }
+                }
+            }
+            op_b[i] = rd(row, o_tail);
+            sc_b[i] = [
+                rd(row, o_tail + 4),
+                rd(row, o_tail + 8),
+                rd(row, o_tail + 12),
+            ];
+            rot_b[i] = [
+                rd(row, o_tail + 16),
+                rd(row, o_tail + 20),
+                rd(row, o_tail + 24),
+                rd(row, o_tail + 28),
+            ];
         }
-        let o = rd(row, o_tail);
-        opacities[i] = o;
-        acc.opacity(o);
-        let s = [
-            rd(row, o_tail + 4),
-            rd(row, o_tail + 8),
-            rd(row, o_tail + 12),
-        ];
-        scales[i] = s;
-        acc.scale(s);
-        let r = [
-            rd(row, o_tail + 16),
-            rd(row, o_tail + 20),
-            rd(row, o_tail + 24),
-            rd(row, o_tail + 28),
-        ];
-        rots[i] = r;
-        acc.rotation(r);
+        acc.block(
+            start,
+            &Block {
+                positions: pos_b,
+                normals: if NRM { Some(nrm_b) } else { None },
+                sh_dc: dc_b,
+                sh_rest: rest_b,
+                opacities: op_b,
+                log_scales: sc_b,
+                rotations: rot_b,
+            },
+        );
+        start = end;
     }
     acc.finish(n)
 }
@@ -629,44 +657,30 @@ fn decode_generic(body: &[u8], layout: &Layout, splat: &mut Splat) -> ValidityRe
     let n = layout.count as usize;
     let r = layout.rest.len();
     let k = r / 3;
-    let mut acc = StatsAcc::new(layout.sh_degree);
     let mut file_rest = vec![0.0f32; r];
     for (i, row) in body.chunks_exact(stride).take(n).enumerate() {
         let g3 = |o: [usize; 3]| [rd_dyn(row, o[0]), rd_dyn(row, o[1]), rd_dyn(row, o[2])];
-        let p = g3(layout.pos);
-        splat.positions[i] = p;
-        acc.position(i, p);
+        splat.positions[i] = g3(layout.pos);
         if let (Some(o), Some(v)) = (layout.normals, splat.normals.as_mut()) {
-            let nv = g3(o);
-            v[i] = nv;
-            acc.normal(nv);
+            v[i] = g3(o);
         }
-        let dc = g3(layout.dc);
-        splat.sh_dc[i] = dc;
-        acc.sh_dc(dc);
+        splat.sh_dc[i] = g3(layout.dc);
         if r > 0 {
             for (dst, &o) in file_rest.iter_mut().zip(&layout.rest) {
                 *dst = rd_dyn(row, o);
             }
-            let dst = &mut splat.sh_rest[i * r..(i + 1) * r];
-            channel_major_to_coeff_major(&file_rest, dst, k);
-            acc.sh_rest(dst);
+            channel_major_to_coeff_major(&file_rest, &mut splat.sh_rest[i * r..(i + 1) * r], k);
         }
-        let o = rd_dyn(row, layout.opacity);
-        splat.opacities[i] = o;
-        acc.opacity(o);
-        let s = g3(layout.scale);
-        splat.log_scales[i] = s;
-        acc.scale(s);
+        splat.opacities[i] = rd_dyn(row, layout.opacity);
+        splat.log_scales[i] = g3(layout.scale);
         let q = layout.rot;
-        let rot = [
+        splat.rotations[i] = [
             rd_dyn(row, q[0]),
             rd_dyn(row, q[1]),
             rd_dyn(row, q[2]),
             rd_dyn(row, q[3]),
         ];
-        splat.rotations[i] = rot;
-        acc.rotation(rot);
     }
-    acc.finish(n)
+    // A layout nobody writes by default: the second (blocked) pass over memory is acceptable.
+    ValidityReport::of(splat)
 }

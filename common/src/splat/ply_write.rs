@@ -44,10 +44,10 @@ pub fn write_ply_into(splat: &Splat, out: &mut Vec<u8>) -> Result<(), SplatShape
     }
     header.push_str("end_header\n");
     let stride = (14 + if normals { 3 } else { 0 } + r) * 4;
+    let total = header.len() + n * stride;
     out.clear();
-    out.reserve(header.len() + n * stride);
-    out.extend_from_slice(header.as_bytes());
-    out.resize(header.len() + n * stride, 0);
+    super::ply_read::size_for(out, total, 0);
+    out[..header.len()].copy_from_slice(header.as_bytes());
     let body = &mut out[header.len()..];
     match (normals, splat.sh_degree) {
         (false, 0) => kernel::<56, false, 0>(body, splat),

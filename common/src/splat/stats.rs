@@ -2,6 +2,10 @@
 //! hard-zero rules (three-gen-subnet 5fc61f1,
 //! `validation/engine/utils/gs_data_checker_utils.py::is_input_data_valid`), bounding box and
 //! how many coordinates fall outside SPZ's 24-bit fixed-point range.
+//!
+//! The validator's fifth check (`gs_data_checker_utils.py` lines 77-83, "more than 80 % of
+//! scales under 0.05") reduces `torch.all` over the whole tensor to one boolean, so it can only
+//! fire for fewer than two gaussians, which the count rule already rejects; it is not mirrored.
 
 use std::sync::OnceLock;
 
@@ -100,30 +104,29 @@ pub struct ValidityReport {
 }
 
 impl ValidityReport {
-    /// Computes the report from a model's arrays in one pass.
+    /// Computes the report from a model's arrays in one pass (block by block). Arrays
+    /// shorter than `positions` contribute what they have.
     pub fn of(splat: &Splat) -> Self {
         let mut acc = StatsAcc::new(splat.sh_degree);
         let n = splat.len();
-        for i in 0..n {
-            let p = splat.positions[i];
-            acc.position(i, p);
-            if let Some(nrm) = splat.normals.as_ref().and_then(|v| v.get(i)) {
-                acc.normal(*nrm);
-            }
-            if let Some(dc) = splat.sh_dc.get(i) {
-                acc.sh_dc(*dc);
-            }
-            if let Some(o) = splat.opacities.get(i) {
-                acc.opacity(*o);
-            }
-            if let Some(s) = splat.log_scales.get(i) {
-                acc.scale(*s);
-            }
-            if let Some(r) = splat.rotations.get(i) {
-                acc.rotation(*r);
-            }
+        let r = splat.rest_coeffs() * 3;
+        let mut start = 0;
+        while start < n {
+            let end = (start + STATS_BLOCK).min(n);
+            acc.block(
+                start,
+                &Block {
+                    positions: &splat.positions[start..end],
+                    normals: splat.normals.as_deref().map(|v| part(v, start, end)),
+                    sh_dc: part(&splat.sh_dc, start, end),
+                    sh_rest: part(&splat.sh_rest, start * r, end * r),
+                    opacities: part(&splat.opacities, start, end),
+                    log_scales: part(&splat.log_scales, start, end),
+                    rotations: part(&splat.rotations, start, end),
+                },
+            );
+            start = end;
         }
-        acc.sh_rest(&splat.sh_rest);
         acc.finish(n)
     }
 
@@ -198,8 +201,29 @@ fn allclose(a: f32, b: f32) -> bool {
     (a - b).abs() <= 1e-8 + 1e-5 * b.abs()
 }
 
-/// Accumulates the report's statistics gaussian by gaussian; the PLY reader feeds it from
-/// its parsing loop so the statistics cost no second pass.
+/// `v[a..b]`, cut to what `v` has.
+fn part<T>(v: &[T], a: usize, b: usize) -> &[T] {
+    v.get(a..b.min(v.len())).unwrap_or(&[])
+}
+
+/// Gaussians per statistics block: the PLY reader converts a block, then runs these
+/// vectorisable passes over its freshly written (cache-resident) output.
+pub(crate) const STATS_BLOCK: usize = 1024;
+
+/// One block of a model's arrays (all the same number of gaussians).
+#[derive(Debug)]
+pub(crate) struct Block<'a> {
+    pub(crate) positions: &'a [[f32; 3]],
+    pub(crate) normals: Option<&'a [[f32; 3]]>,
+    pub(crate) sh_dc: &'a [[f32; 3]],
+    pub(crate) sh_rest: &'a [f32],
+    pub(crate) opacities: &'a [f32],
+    pub(crate) log_scales: &'a [[f32; 3]],
+    pub(crate) rotations: &'a [[f32; 4]],
+}
+
+/// Accumulates the report's statistics block by block; the PLY reader feeds it from its
+/// parsing loop so the statistics cost no second pass over memory.
 #[derive(Debug)]
 pub(crate) struct StatsAcc {
     sh_degree: u8,
@@ -213,9 +237,14 @@ pub(crate) struct StatsAcc {
     outside_spz: u64,
 }
 
-#[inline(always)]
-fn nf(v: f32) -> u64 {
-    u64::from(!v.is_finite())
+/// Non-finite values in `v` (exponent bits all ones), branch-free so it vectorises.
+#[inline]
+fn count_non_finite(v: &[f32]) -> u64 {
+    let mut n = 0u32;
+    for x in v {
+        n += u32::from(x.to_bits() & 0x7f80_0000 == 0x7f80_0000);
+    }
+    u64::from(n)
 }
 
 impl StatsAcc {
@@ -233,60 +262,76 @@ impl StatsAcc {
         }
     }
 
-    #[inline(always)]
-    pub(crate) fn position(&mut self, i: usize, p: [f32; 3]) {
-        for (a, &v) in p.iter().enumerate() {
-            self.non_finite.position += nf(v);
-            self.min[a] = self.min[a].min(v);
-            self.max[a] = self.max[a].max(v);
-            // round(v * 4096) must land in [-2^23, 2^23 - 1]; `v * 4096` is exact, and
-            // rounding half away from zero gives the bounds below (NaN fails both).
-            self.outside_spz += u64::from(!(-2048.0..SPZ_MAX_COORD).contains(&v));
+    /// Adds one block whose first gaussian has index `first`.
+    pub(crate) fn block(&mut self, first: usize, b: &Block<'_>) {
+        let flat = b.positions.as_flattened();
+        self.non_finite.position += count_non_finite(flat);
+        self.non_finite.normal += b.normals.map_or(0, |v| count_non_finite(v.as_flattened()));
+        self.non_finite.sh_dc += count_non_finite(b.sh_dc.as_flattened());
+        self.non_finite.sh_rest += count_non_finite(b.sh_rest);
+        self.non_finite.opacity += count_non_finite(b.opacities);
+        self.non_finite.scale += count_non_finite(b.log_scales.as_flattened());
+        self.non_finite.rotation += count_non_finite(b.rotations.as_flattened());
+
+        // Bounding box and SPZ range over 4 points (12 lanes, lane j is axis j % 3) at a time.
+        // `v < min` ignores NaN like `f32::min`, and compiles to a plain vector minimum.
+        let mut mn = [f32::INFINITY; 12];
+        let mut mx = [f32::NEG_INFINITY; 12];
+        let mut out = [0u32; 12];
+        let (chunks, tail) = flat.as_chunks::<12>();
+        for c in chunks {
+            for j in 0..12 {
+                let v = c[j];
+                mn[j] = if v < mn[j] { v } else { mn[j] };
+                mx[j] = if v > mx[j] { v } else { mx[j] };
+                // round(v * 4096) must land in [-2^23, 2^23 - 1]; `v * 4096` is exact, and
+                // rounding half away from zero gives these bounds (NaN fails both).
+                out[j] += u32::from(!(-2048.0..SPZ_MAX_COORD).contains(&v));
+            }
         }
-        if i < 3 && self.point_at_ones.is_none() && p.iter().all(|&v| allclose(v, 1.0)) {
-            self.point_at_ones = Some(i);
+        for (j, &v) in tail.iter().enumerate() {
+            mn[j] = if v < mn[j] { v } else { mn[j] };
+            mx[j] = if v > mx[j] { v } else { mx[j] };
+            out[j] += u32::from(!(-2048.0..SPZ_MAX_COORD).contains(&v));
         }
-    }
+        for j in 0..12 {
+            let a = j % 3;
+            if mn[j] < self.min[a] {
+                self.min[a] = mn[j];
+            }
+            if mx[j] > self.max[a] {
+                self.max[a] = mx[j];
+            }
+            self.outside_spz += u64::from(out[j]);
+        }
 
-    #[inline(always)]
-    pub(crate) fn normal(&mut self, n: [f32; 3]) {
-        self.non_finite.normal += nf(n[0]) + nf(n[1]) + nf(n[2]);
-    }
+        let t = self.opacity_threshold;
+        let mut low = 0u32;
+        for &o in b.opacities {
+            low += u32::from(o < t);
+        }
+        self.low_opacity += low as usize;
 
-    #[inline(always)]
-    pub(crate) fn sh_dc(&mut self, c: [f32; 3]) {
-        self.non_finite.sh_dc += nf(c[0]) + nf(c[1]) + nf(c[2]);
-    }
-
-    #[inline(always)]
-    pub(crate) fn sh_rest(&mut self, rest: &[f32]) {
-        self.non_finite.sh_rest += rest.iter().map(|&v| nf(v)).sum::<u64>();
-    }
-
-    #[inline(always)]
-    pub(crate) fn opacity(&mut self, o: f32) {
-        self.non_finite.opacity += nf(o);
-        self.low_opacity += usize::from(o < self.opacity_threshold);
-    }
-
-    #[inline(always)]
-    pub(crate) fn scale(&mut self, s: [f32; 3]) {
-        self.non_finite.scale += nf(s[0]) + nf(s[1]) + nf(s[2]);
-    }
-
-    #[inline(always)]
-    pub(crate) fn rotation(&mut self, r: [f32; 4]) {
-        self.non_finite.rotation += nf(r[0]) + nf(r[1]) + nf(r[2]) + nf(r[3]);
         if self.all_identity {
             // torch.nn.functional.normalize: x / max(||x||, 1e-12), then allclose to (1,0,0,0)
             // (validation/engine/io/ply/loader.py line 47, gs_data_checker_utils.py line 74).
-            let n = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2] + r[3] * r[3])
-                .sqrt()
-                .max(1e-12);
-            self.all_identity = allclose(r[0] / n, 1.0)
-                && allclose(r[1] / n, 0.0)
-                && allclose(r[2] / n, 0.0)
-                && allclose(r[3] / n, 0.0);
+            self.all_identity = b.rotations.iter().all(|r| {
+                let n = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2] + r[3] * r[3])
+                    .sqrt()
+                    .max(1e-12);
+                allclose(r[0] / n, 1.0)
+                    && allclose(r[1] / n, 0.0)
+                    && allclose(r[2] / n, 0.0)
+                    && allclose(r[3] / n, 0.0)
+            });
+        }
+        if first < 3 && self.point_at_ones.is_none() {
+            self.point_at_ones = b
+                .positions
+                .iter()
+                .take(3 - first)
+                .position(|p| p.iter().all(|&v| allclose(v, 1.0)))
+                .map(|i| first + i);
         }
     }
 

@@ -31,7 +31,7 @@ use splatfleet_tests::{
     process::RoleProcess,
     sim::{
         setup::{self, Network, NetworkSettings},
-        EventLog, RuleSettings, ScoreSettings,
+        EventLog, RuleSettings, ScoreMode, ScoreSettings,
     },
     FreshDatabase,
 };
@@ -76,9 +76,12 @@ impl Fleet {
                 time_scale: TIME_SCALE,
                 ..RuleSettings::default()
             },
+            // The puller only ever sends empty releases; keep the protocol-level scorer.
             scoring: ScoreSettings {
+                mode: ScoreMode::PayloadSize,
                 reference_bytes: 100_000.0,
                 noise: 0.0,
+                ..ScoreSettings::default()
             },
             image_fraction: 0.25,
             seed: 17,
@@ -321,33 +324,14 @@ fn write_puller_config(
     validators_file: &Path,
     puller_keys: &str,
 ) -> PathBuf {
-    let database = &db.settings;
-    let password = database
-        .password
-        .as_ref()
-        .map(|p| format!("password = {:?}\n", secrecy::ExposeSecret::expose_secret(p)))
-        .unwrap_or_default();
+    let base = splatfleet_tests::base_config_toml(
+        broker,
+        &db.settings,
+        "info,splatfleet_puller=debug",
+        10,
+    );
     let text = format!(
-        r#"[log]
-level = "info,splatfleet_puller=debug"
-format = "json"
-
-[broker]
-url = {url:?}
-prefix = {prefix:?}
-delivery_limit = {limit}
-connect_timeout_secs = 10
-reconnect_max_delay_secs = 1
-
-[database]
-host = {host:?}
-port = {port}
-user = {user:?}
-dbname = {dbname:?}
-{password}
-[shutdown]
-drain_timeout_secs = 10
-
+        r#"{base}
 [puller]
 metrics_addr = "{metrics}"
 tick_ms = 50
@@ -370,13 +354,6 @@ source = "static"
 validators_file = {list:?}
 min_stake = 1000.0
 "#,
-        url = broker.url.expose(),
-        prefix = broker.prefix,
-        limit = broker.delivery_limit,
-        host = database.host,
-        port = database.port,
-        user = database.user,
-        dbname = database.dbname,
         metrics = splatfleet_tests::free_addr(),
         wallet = dir.display().to_string(),
         list = validators_file.display().to_string(),

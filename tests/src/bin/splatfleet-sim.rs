@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use splatfleet_tests::sim::{
     events::EventLog,
     setup::{self, NetworkSettings},
-    RuleSettings, ScoreSettings,
+    RuleSettings, ScoreMode, ScoreSettings,
 };
 
 #[derive(Debug, Parser)]
@@ -46,7 +46,13 @@ struct ValidatorsArgs {
     /// Share of image tasks, 0..1.
     #[arg(long, default_value_t = 0.3)]
     image_fraction: f64,
-    /// Decoded payload bytes at which the size score reaches 0.63.
+    /// Score payloads by size instead of decoding their SPZ (protocol tests).
+    #[arg(long)]
+    score_by_size: bool,
+    /// Gaussians at which the splat score reaches 0.63.
+    #[arg(long, default_value_t = 20_000.0)]
+    score_reference_gaussians: f64,
+    /// Decoded payload bytes at which the size score reaches 0.63 (with --score-by-size).
     #[arg(long, default_value_t = 100_000.0)]
     score_reference_bytes: f64,
     /// Half-width of the deterministic score noise.
@@ -95,7 +101,13 @@ async fn run_validators(args: ValidatorsArgs) -> Result<(), String> {
             ..RuleSettings::default()
         },
         scoring: ScoreSettings {
+            mode: if args.score_by_size {
+                ScoreMode::PayloadSize
+            } else {
+                ScoreMode::Splat
+            },
             reference_bytes: args.score_reference_bytes,
+            reference_gaussians: args.score_reference_gaussians,
             noise: args.score_noise,
         },
         image_fraction: args.image_fraction,

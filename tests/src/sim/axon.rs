@@ -58,6 +58,9 @@ pub struct SimValidator {
     rules: Mutex<ValidatorRules>,
     nonces: Mutex<HashMap<String, u64>>,
     events: EventLog,
+    /// HTTP statuses the next SubmitResults requests are answered with, before any rule
+    /// runs (fault injection for tests).
+    submit_faults: Mutex<std::collections::VecDeque<u16>>,
 }
 
 /// An error answer: status and message, as `create_error_response` sends them.
@@ -91,6 +94,15 @@ impl SimValidator {
             rules: Mutex::new(rules),
             nonces: Mutex::new(HashMap::new()),
             events,
+            submit_faults: Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// Answers the next SubmitResults requests with these statuses (one each, in order)
+    /// before looking at them, as a validator behind a failing proxy would.
+    pub fn fail_next_submits(&self, statuses: &[u16]) {
+        if let Ok(mut faults) = self.submit_faults.lock() {
+            faults.extend(statuses.iter().copied());
         }
     }
 
@@ -158,6 +170,16 @@ impl SimValidator {
                 )
             })?;
         if name == SubmitResults::NAME {
+            let fault = self
+                .submit_faults
+                .lock()
+                .ok()
+                .and_then(|mut f| f.pop_front());
+            if let Some(status) = fault {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return Err(Failure::new(status, format!("injected fault {status}")));
+            }
             self.blacklist_submit(&parsed, peer)?;
         }
         self.verify(&parsed)?;

@@ -12,4 +12,4 @@ pub mod tasks;
 pub use axon::{spawn_validator, SimValidator};
 pub use events::EventLog;
 pub use rules::RuleSettings;
-pub use scorer::ScoreSettings;
+pub use scorer::{ScoreMode, ScoreSettings};

@@ -1,0 +1,34 @@
+-- Acceptance rate and mean validator score of completed non-empty submissions, grouped by
+-- validator, day, task type or config version. Accepted: task_fidelity_score > 0; penalised:
+-- scored 0 without failing validation (the 600 s penalty).
+--   psql -d splatfleet -v since='7 days' -v by=validator -f sql/reports/acceptance.sql
+--   (by: validator | day | task-type | config)
+\if :{?since}
+\else
+\set since '7 days'
+\endif
+\if :{?by}
+\else
+\set by validator
+\endif
+SELECT CASE :'by'
+           WHEN 'day' THEN to_char(date_trunc('day', s.completed_at), 'YYYY-MM-DD')
+           WHEN 'task-type' THEN t.kind
+           WHEN 'config' THEN coalesce(t.config_version_id::text, 'none')
+           ELSE v.hotkey
+       END AS key,
+       count(*) AS submitted,
+       count(*) FILTER (WHERE s.task_fidelity_score > 0) AS accepted,
+       count(*) FILTER (WHERE coalesce(s.task_fidelity_score, 0) <= 0
+                          AND NOT coalesce(s.validation_failed, false)) AS penalised,
+       count(*) FILTER (WHERE s.validation_failed) AS validation_failed,
+       round(count(*) FILTER (WHERE s.task_fidelity_score > 0)::numeric / count(*), 4)
+           AS acceptance_rate,
+       round(avg(coalesce(s.task_fidelity_score, 0))::numeric, 4) AS mean_score
+FROM submissions s
+JOIN tasks t ON t.id = s.task_id
+JOIN validators v ON v.id = t.validator_id
+WHERE s.state = 'completed' AND NOT s.empty
+  AND s.completed_at > now() - :'since'::interval
+GROUP BY 1
+ORDER BY 1;

@@ -1,0 +1,390 @@
+//! Handling one `ResultMsg` delivery, exactly once per task: find the task, skip it if its
+//! submission already finished, load the model, claim the submission row, send (again after
+//! transient failures, while worth it), record everything in one transaction, then ack.
+//!
+//! Redeliveries: a result whose submission completed (or failed for good) is acked without
+//! sending. One whose sender died mid-send (a `sending` row whose lease ran out) is sent
+//! again. What the validator (three-gen-subnet `neurons/validator/validator.py` at 5fc61f1)
+//! answers to such a repeat: if the first send was processed, the task was reset, so the
+//! axon's `blacklist_submitting_results` refuses the repeat with 403 ("submitted results
+//! while having no task assigned"), or, if a new task was pulled since, `submit_results`
+//! answers "wrong task" with feedback only and no score; if the first send is still being
+//! validated, the validation lock answers feedback only. None of these scores the repeat or
+//! adds a penalty, so completing an interrupted send is safe; a 403 then is recorded as a
+//! refusal, not retried.
+//!
+//! PostgreSQL unavailable: every database step is retried until it succeeds (the delivery
+//! stays unacked meanwhile), so nothing is lost; on shutdown the delivery is requeued.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use splatfleet_common::{
+    artifacts::ArtifactStore,
+    bittensor::{AxonTarget, Dendrite},
+    broker::{Disposition, Incoming},
+    db::Pool,
+    messages::{ResultMsg, ResultOutcome},
+};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::{
+    load_artifact, metrics,
+    record::{self, Claim, ClaimRequest, Finish, SubmissionState},
+    retry::{db_retry, Backoff, DbRetryError, SendPolicy},
+    sign,
+    submit::{self, SendOutcome},
+};
+
+/// What a handler needs, shared by all deliveries.
+#[derive(Debug)]
+pub struct Handler {
+    pub pool: Pool,
+    pub store: ArtifactStore,
+    pub dendrite: Dendrite,
+    pub submit_timeout: Duration,
+    pub send_policy: SendPolicy,
+    pub db_backoff: Backoff,
+    pub max_artifact_bytes: u64,
+    /// This process's name on the rows it claims.
+    pub instance: String,
+    pub stop: CancellationToken,
+    /// Task rows being handled in this process (a redelivery waits for the first).
+    in_flight: Mutex<HashSet<i64>>,
+}
+
+/// Removes a task row from the in-flight set when dropped.
+struct InFlight<'a> {
+    handler: &'a Handler,
+    task_row: i64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.handler.in_flight.lock() {
+            set.remove(&self.task_row);
+        }
+    }
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn millis(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// Why a step stopped the handling early.
+enum Stop {
+    Disposition(Disposition),
+}
+
+impl From<DbRetryError> for Stop {
+    fn from(err: DbRetryError) -> Self {
+        match err {
+            DbRetryError::Stopped => Stop::Disposition(Disposition::Requeue),
+            DbRetryError::Refused(err) => {
+                tracing::error!(%err, "PostgreSQL refused the submitter's write; dead-lettering the result");
+                Stop::Disposition(Disposition::DeadLetter)
+            }
+        }
+    }
+}
+
+impl Handler {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        pool: Pool,
+        store: ArtifactStore,
+        dendrite: Dendrite,
+        submit_timeout: Duration,
+        send_policy: SendPolicy,
+        db_backoff: Backoff,
+        max_artifact_bytes: u64,
+        instance: String,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            pool,
+            store,
+            dendrite,
+            submit_timeout,
+            send_policy,
+            db_backoff,
+            max_artifact_bytes,
+            instance,
+            stop,
+            in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn lease_secs(&self) -> f64 {
+        self.submit_timeout.as_secs_f64() + 30.0
+    }
+
+    /// Handles one delivery and says what to do with it.
+    pub async fn handle(self: Arc<Self>, incoming: Incoming<ResultMsg>) -> Disposition {
+        let msg = incoming.body;
+        let span = tracing::info_span!("result", task_id = %msg.task_id, validator = %msg.validator.hotkey);
+        async move {
+            match self.handle_result(&msg).await {
+                Ok(disposition) | Err(Stop::Disposition(disposition)) => disposition,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn handle_result(&self, msg: &ResultMsg) -> Result<Disposition, Stop> {
+        let validator = msg.validator.hotkey.as_str();
+        let task = db_retry("find task", self.db_backoff, &self.stop, || {
+            record::find_or_adopt_task(&self.pool, msg)
+        })
+        .await?;
+        let _guard = self.enter(task.id).await?;
+        let state = db_retry("read submission", self.db_backoff, &self.stop, || {
+            record::submission_state(&self.pool, task.id)
+        })
+        .await?;
+        if let Some(disposition) = self.already_handled(msg, task.id, &state).await? {
+            return Ok(disposition);
+        }
+
+        let (spz, empty_reason, local_score) = match &msg.outcome {
+            ResultOutcome::Ready {
+                ply,
+                spz,
+                local_score,
+                ..
+            } => match load_artifact::load_spz(
+                &self.store,
+                ply,
+                spz.as_ref(),
+                self.max_artifact_bytes,
+            )
+            .await
+            {
+                Ok(bytes) => (Some(bytes), None, Some(*local_score)),
+                Err(err) => {
+                    tracing::error!(%err, "cannot load the result's model; recording it and dead-lettering the result");
+                    let reason = err.to_string();
+                    db_retry("record unloadable", self.db_backoff, &self.stop, || {
+                        record::record_unloadable(&self.pool, task.id, msg, &reason)
+                    })
+                    .await?;
+                    metrics::submission(validator, "unloadable");
+                    return Ok(Disposition::DeadLetter);
+                }
+            },
+            ResultOutcome::Empty { reason } => (None, Some(reason.as_str()), None),
+        };
+
+        let request = ClaimRequest {
+            task_row: task.id,
+            claimed_by: &self.instance,
+            lease_secs: self.lease_secs(),
+            empty_reason: empty_reason.map(|r| if r.is_empty() { "empty result" } else { r }),
+            worker: &msg.worker,
+            local_score,
+        };
+        let mut tries = loop {
+            let claim = db_retry("claim submission", self.db_backoff, &self.stop, || {
+                record::claim(&self.pool, &request)
+            })
+            .await?;
+            match claim {
+                Claim::Claimed { tries } => break tries,
+                Claim::Taken(state) => {
+                    if let Some(disposition) = self.already_handled(msg, task.id, &state).await? {
+                        return Ok(disposition);
+                    }
+                    // Another submitter is sending it now: wait for it to finish or its
+                    // lease to run out.
+                    tokio::select! {
+                        () = self.stop.cancelled() => return Ok(Disposition::Requeue),
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            }
+        };
+        if tries > 0 {
+            tracing::warn!(tries, "completing a send that was interrupted");
+        }
+
+        let target = AxonTarget {
+            ip: msg.validator.ip.clone(),
+            port: msg.validator.port,
+            hotkey: msg.validator.hotkey.clone(),
+        };
+        let mut failures_here = 0u32;
+        let finish = loop {
+            let marked = db_retry("mark sending", self.db_backoff, &self.stop, || {
+                record::mark_sending(&self.pool, task.id, &self.instance, self.lease_secs())
+            })
+            .await?;
+            let Some(now_tries) = marked else {
+                tracing::warn!("another submitter took the submission over; leaving it to them");
+                return Ok(Disposition::Ack);
+            };
+            tries = now_tries;
+            let submission = sign::signed_submission(
+                self.dendrite.hotkey(),
+                &msg.validator.hotkey,
+                &msg.task_id,
+                &msg.prompt,
+                spz.as_deref(),
+            );
+            let outcome =
+                submit::send_once(&self.dendrite, &target, submission, self.submit_timeout).await;
+            match outcome {
+                SendOutcome::Answered {
+                    feedback,
+                    cooldown_until,
+                    latency,
+                } => {
+                    metrics::submit_latency(validator, latency.as_secs_f64());
+                    break Finish::Answered {
+                        feedback,
+                        cooldown_until,
+                        latency_ms: millis(latency),
+                    };
+                }
+                SendOutcome::Permanent {
+                    status,
+                    error,
+                    latency,
+                } => {
+                    metrics::submit_latency(validator, latency.as_secs_f64());
+                    tracing::warn!(?status, %error, "submission refused; not sending again");
+                    break Finish::Refused {
+                        status,
+                        error,
+                        latency_ms: millis(latency),
+                    };
+                }
+                SendOutcome::Transient { status, error, .. } => {
+                    failures_here += 1;
+                    match self.send_policy.next(
+                        tries,
+                        failures_here,
+                        now_secs(),
+                        task.deadline_secs,
+                    ) {
+                        Ok(delay) => {
+                            tracing::warn!(?status, %error, tries, ?delay, "submission failed; sending again");
+                            metrics::send_retry(validator);
+                            tokio::select! {
+                                () = self.stop.cancelled() => {
+                                    let _ = record::release_lease(&self.pool, task.id, &self.instance).await;
+                                    return Ok(Disposition::Requeue);
+                                }
+                                () = tokio::time::sleep(delay) => {}
+                            }
+                        }
+                        Err(why) => {
+                            tracing::warn!(?status, %error, tries, "{why}");
+                            break Finish::GaveUp {
+                                status,
+                                error: format!("{error} ({why})"),
+                            };
+                        }
+                    }
+                }
+            }
+        };
+        let written = db_retry("record submission", self.db_backoff, &self.stop, || {
+            record::finish(&self.pool, task.id, &self.instance, msg, &finish)
+        })
+        .await?;
+        if !written {
+            tracing::warn!("the submission row was taken over before it was recorded");
+            return Ok(Disposition::Ack);
+        }
+        self.count(msg, &finish, task.pulled_at_secs);
+        Ok(Disposition::Ack)
+    }
+
+    /// Waits until no other delivery of this task is handled in this process, then marks it.
+    async fn enter(&self, task_row: i64) -> Result<InFlight<'_>, Stop> {
+        loop {
+            let inserted = self
+                .in_flight
+                .lock()
+                .map(|mut set| set.insert(task_row))
+                .unwrap_or(true);
+            if inserted {
+                return Ok(InFlight {
+                    handler: self,
+                    task_row,
+                });
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return Err(Stop::Disposition(Disposition::Requeue)),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    /// `Some` when the task's submission is finished or the puller's: nothing to send.
+    async fn already_handled(
+        &self,
+        msg: &ResultMsg,
+        task_row: i64,
+        state: &SubmissionState,
+    ) -> Result<Option<Disposition>, Stop> {
+        let validator = msg.validator.hotkey.as_str();
+        match state {
+            SubmissionState::Finished { state } => {
+                tracing::info!(%state, "submission already finished; acking the redelivery without sending");
+                metrics::submission(validator, "duplicate");
+                Ok(Some(Disposition::Ack))
+            }
+            SubmissionState::PullerReleasing => {
+                tracing::warn!("the puller released this task before its result arrived; recording the attempts only");
+                db_retry("record late result", self.db_backoff, &self.stop, || {
+                    record::record_late(&self.pool, task_row, msg)
+                })
+                .await?;
+                metrics::submission(validator, "late");
+                Ok(Some(Disposition::Ack))
+            }
+            SubmissionState::Unclaimed | SubmissionState::Sending { .. } => Ok(None),
+        }
+    }
+
+    fn count(&self, msg: &ResultMsg, finish: &Finish, pulled_at_secs: f64) {
+        let validator = msg.validator.hotkey.as_str();
+        let empty = matches!(msg.outcome, ResultOutcome::Empty { .. });
+        let outcome = match finish {
+            Finish::Answered { feedback, .. } => {
+                metrics::pull_to_feedback((now_secs() - pulled_at_secs).max(0.0));
+                let fidelity = feedback.as_ref().map_or(0.0, |f| f.task_fidelity_score);
+                let failed = feedback.as_ref().is_some_and(|f| f.validation_failed);
+                if empty {
+                    "empty"
+                } else {
+                    metrics::score(validator, fidelity);
+                    if fidelity > 0.0 {
+                        "accepted"
+                    } else if failed {
+                        "validation_failed"
+                    } else {
+                        metrics::penalty(validator);
+                        "rejected"
+                    }
+                }
+            }
+            Finish::Refused { .. } => "refused",
+            Finish::GaveUp { .. } => "gave_up",
+        };
+        tracing::info!(outcome, "result handled");
+        metrics::submission(validator, outcome);
+    }
+}

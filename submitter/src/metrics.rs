@@ -1,0 +1,73 @@
+//! The submitter's Prometheus metrics: submissions by validator and outcome, validator
+//! scores, penalties, end-to-end time from pull to feedback, submit latency, send retries
+//! and PostgreSQL retries. Validator hotkeys are labels; task ids never are.
+
+use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
+
+/// Describes every metric once at start.
+pub fn describe() {
+    describe_counter!(
+        "splatfleet_submitter_submissions_total",
+        "Results handled, by validator and outcome (accepted, rejected, validation_failed, \
+         empty, refused, gave_up, duplicate, late, unloadable)."
+    );
+    describe_histogram!(
+        "splatfleet_submitter_validator_score",
+        "task_fidelity_score the validator gave non-empty submissions."
+    );
+    describe_counter!(
+        "splatfleet_submitter_penalties_total",
+        "Non-empty submissions the validator scored 0 without failing validation (the 600 s penalty)."
+    );
+    describe_histogram!(
+        "splatfleet_submitter_pull_to_feedback_seconds",
+        Unit::Seconds,
+        "Time from the puller's pull to the validator's feedback."
+    );
+    describe_histogram!(
+        "splatfleet_submitter_submit_seconds",
+        Unit::Seconds,
+        "Duration of one SubmitResults call, by validator."
+    );
+    describe_counter!(
+        "splatfleet_submitter_send_retries_total",
+        "SubmitResults calls sent again after a transient failure, by validator."
+    );
+    describe_counter!(
+        "splatfleet_submitter_db_retries_total",
+        "PostgreSQL operations retried because the database was unavailable."
+    );
+}
+
+pub fn submission(validator: &str, outcome: &'static str) {
+    counter!("splatfleet_submitter_submissions_total", "validator" => validator.to_owned(), "outcome" => outcome)
+        .increment(1);
+}
+
+pub fn score(validator: &str, score: f64) {
+    histogram!("splatfleet_submitter_validator_score", "validator" => validator.to_owned())
+        .record(score);
+}
+
+pub fn penalty(validator: &str) {
+    counter!("splatfleet_submitter_penalties_total", "validator" => validator.to_owned())
+        .increment(1);
+}
+
+pub fn pull_to_feedback(seconds: f64) {
+    histogram!("splatfleet_submitter_pull_to_feedback_seconds").record(seconds);
+}
+
+pub fn submit_latency(validator: &str, seconds: f64) {
+    histogram!("splatfleet_submitter_submit_seconds", "validator" => validator.to_owned())
+        .record(seconds);
+}
+
+pub fn send_retry(validator: &str) {
+    counter!("splatfleet_submitter_send_retries_total", "validator" => validator.to_owned())
+        .increment(1);
+}
+
+pub fn db_retry() {
+    counter!("splatfleet_submitter_db_retries_total").increment(1);
+}

@@ -1,0 +1,153 @@
+//! Every ResultMsg leads to exactly one submission seen by the validator and one row in
+//! Postgres: duplicated deliveries are not resent, and a send interrupted by a dead
+//! submitter is completed.
+
+mod support;
+
+use std::time::Duration;
+
+use support::Rig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_result_is_submitted_once_and_recorded_once_even_when_delivered_twice() {
+    let rig = Rig::start(3, &[]).await;
+    let with_spz = rig.pull(0).await;
+    let ply_only = rig.pull(1).await;
+    let empty = rig.pull(2).await;
+    let results = [
+        rig.ready_result(&with_spz, true, 1).await,
+        rig.ready_result(&ply_only, false, 2).await,
+        rig.empty_result(&empty),
+    ];
+    for result in results.iter().chain(results.iter()) {
+        rig.publish(result).await;
+    }
+    rig.wait_count(
+        "SELECT count(*) FROM submissions WHERE state = 'completed'",
+        3,
+        Duration::from_secs(30),
+    )
+    .await;
+    // Give the duplicates time to be handled (and, wrongly, resent).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for task in [&with_spz, &ply_only, &empty] {
+        assert_eq!(
+            rig.events("submit", &task.task_id).len(),
+            1,
+            "{}",
+            task.task_id
+        );
+    }
+    let client = rig.pool.get().await.expect("client");
+    let rows = client
+        .query(
+            "SELECT t.task_id, t.status, s.tries, s.empty, s.task_fidelity_score,
+                    s.cooldown_until IS NOT NULL, s.attempt_id IS NOT NULL,
+                    vs.cooldown_until >= s.cooldown_until,
+                    (SELECT count(*) FROM attempts a WHERE a.task_id = t.id)
+             FROM submissions s JOIN tasks t ON t.id = s.task_id
+             JOIN validator_state vs ON vs.validator_id = t.validator_id
+             ORDER BY t.id",
+            &[],
+        )
+        .await
+        .expect("rows");
+    assert_eq!(rows.len(), 3);
+    for (row, task) in rows.iter().zip([&with_spz, &ply_only, &empty]) {
+        let task_id: String = row.get(0);
+        assert_eq!(task_id, task.task_id);
+        let status: String = row.get(1);
+        let tries: i16 = row.get(2);
+        let is_empty: bool = row.get(3);
+        let fidelity: Option<f32> = row.get(4);
+        assert_eq!(tries, 1, "{task_id}");
+        assert!(row.get::<_, bool>(5), "cooldown recorded");
+        assert!(row.get::<_, bool>(7), "validator cooldown pushed");
+        assert_eq!(row.get::<_, i64>(8), 2, "both attempts recorded once");
+        if task.task_id == empty.task_id {
+            assert_eq!(status, "submitted_empty");
+            assert!(is_empty);
+            assert!(!row.get::<_, bool>(6));
+        } else {
+            assert_eq!(status, "submitted");
+            assert!(!is_empty);
+            assert!(fidelity.is_some_and(|f| f > 0.0), "{task_id}: {fidelity:?}");
+            assert!(row.get::<_, bool>(6), "chosen attempt linked");
+        }
+    }
+    let accepted = rig.network.events.of_kind("verdict");
+    assert_eq!(
+        accepted
+            .iter()
+            .filter(|e| e["outcome"] == "accepted")
+            .count(),
+        2,
+        "{accepted:?}"
+    );
+    drop(client);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_interrupted_by_a_dead_submitter_is_completed_once() {
+    let rig = Rig::start(1, &[]).await;
+    let task = rig.pull(0).await;
+    // A submitter claimed the task, counted one send and died before the answer.
+    rig.pool
+        .get()
+        .await
+        .expect("client")
+        .execute(
+            "INSERT INTO submissions (task_id, empty, state, tries, claimed_by, lease_until, sent_at)
+             VALUES ($1, false, 'sending', 1, 'dead-host:1:deadbeef', now() - interval '1 second', now())",
+            &[&task.row],
+        )
+        .await
+        .expect("interrupted claim");
+    let result = rig.ready_result(&task, true, 3).await;
+    rig.publish(&result).await;
+    rig.wait_count(
+        "SELECT count(*) FROM submissions WHERE state = 'completed' AND tries = 2",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(rig.events("submit", &task.task_id).len(), 1);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_whose_sender_still_holds_the_lease_is_not_sent_twice() {
+    let rig = Rig::start(1, &[]).await;
+    let task = rig.pull(0).await;
+    // Another live submitter is sending it and finishes while we wait.
+    rig.pool
+        .get()
+        .await
+        .expect("client")
+        .execute(
+            "INSERT INTO submissions (task_id, empty, state, tries, claimed_by, lease_until)
+             VALUES ($1, false, 'sending', 1, 'other-host:2:cafebabe', now() + interval '1 hour')",
+            &[&task.row],
+        )
+        .await
+        .expect("live claim");
+    let result = rig.ready_result(&task, true, 4).await;
+    rig.publish(&result).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(rig.events("submit", &task.task_id).is_empty());
+    rig.pool
+        .get()
+        .await
+        .expect("client")
+        .execute(
+            "UPDATE submissions SET state = 'failed', completed_at = now(), error = 'refused'
+             WHERE task_id = $1",
+            &[&task.row],
+        )
+        .await
+        .expect("other submitter finishes");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(rig.events("submit", &task.task_id).is_empty());
+    rig.stop().await;
+}

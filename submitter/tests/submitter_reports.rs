@@ -1,0 +1,326 @@
+//! Reports and the training export on a seeded dataset give the numbers worked out by hand
+//! (in the comments below).
+
+use splatfleet_common::db::{self, Pool};
+use splatfleet_submitter::{
+    export::{self, TaskTypeFilter},
+    reports::{self, Format, GroupBy, Report},
+};
+use splatfleet_tests::FreshDatabase;
+
+const A: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+const B: &str = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty";
+
+struct Seed<'a> {
+    validator: i64,
+    task: &'a str,
+    kind: &'a str,
+    local: Option<f32>,
+    fidelity: Option<f32>,
+    validation_failed: bool,
+    empty: bool,
+    state: &'a str,
+    latency_ms: i32,
+    worker: &'a str,
+    days_ago: f64,
+}
+
+async fn seed(pool: &Pool, s: Seed<'_>) {
+    let client = pool.get().await.expect("client");
+    let task: i64 = client
+        .query_one(
+            "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
+                                deadline_at, validation_threshold, throttle_period_s, status)
+             VALUES ($1, $2, $3, repeat('a', 64), 'prompt ' || $2,
+                     now() - make_interval(days => 0, secs => $4::float8 * 86400 + 60),
+                     now() + interval '1 hour', 0.6, 30, 'submitted')
+             RETURNING id",
+            &[&s.validator, &s.task, &s.kind, &s.days_ago],
+        )
+        .await
+        .expect("task")
+        .get(0);
+    let attempt: Option<i64> = match s.local {
+        Some(local) => Some(
+            client
+                .query_one(
+                    "INSERT INTO attempts (task_id, attempt_no, worker, params, started_at,
+                                           finished_at, local_score, spz_key, spz_sha256)
+                     VALUES ($1, 1, $2, '{\"seed\": \"7\"}',
+                             now() - make_interval(secs => $3::float8 * 86400 + 50),
+                             now() - make_interval(secs => $3::float8 * 86400 + 40), $4,
+                             'spz/aa/' || $5 || '.spz', repeat('b', 64))
+                     RETURNING id",
+                    &[&task, &s.worker, &s.days_ago, &local, &s.task],
+                )
+                .await
+                .expect("attempt")
+                .get(0),
+        ),
+        None => None,
+    };
+    client
+        .execute(
+            "INSERT INTO submissions (task_id, attempt_id, state, empty, empty_reason, tries,
+                                      created_at, sent_at, completed_at, http_status, error,
+                                      latency_ms, validation_failed, task_fidelity_score)
+             VALUES ($1, $2, $3, $4, CASE WHEN $4 THEN 'nothing passed' END, 1,
+                     now() - make_interval(secs => $5::float8 * 86400 + 30),
+                     now() - make_interval(secs => $5::float8 * 86400 + 30),
+                     CASE WHEN $3 = 'completed'
+                          THEN now() - make_interval(secs => $5::float8 * 86400 + 20) END,
+                     CASE WHEN $3 = 'completed' THEN 200 ELSE 403 END,
+                     CASE WHEN $3 = 'failed'
+                          THEN 'rejected SubmitResults with 403: no task assigned' END,
+                     $6, $7, $8)",
+            &[
+                &task,
+                &attempt,
+                &s.state,
+                &s.empty,
+                &s.days_ago,
+                &s.latency_ms,
+                &s.validation_failed,
+                &s.fidelity,
+            ],
+        )
+        .await
+        .expect("submission");
+}
+
+fn num(value: &serde_json::Value) -> f64 {
+    value
+        .as_f64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not a number: {value}"))
+}
+
+#[tokio::test]
+async fn reports_on_a_seeded_dataset_give_the_numbers_worked_out_by_hand() {
+    let fresh = FreshDatabase::create().await;
+    let pool = db::connect(&fresh.settings).await.expect("db");
+    db::migrate(&pool, db::embedded_migrations())
+        .await
+        .expect("migrate");
+    let client = pool.get().await.expect("client");
+    let mut ids = Vec::new();
+    for (uid, hotkey) in [(0, A), (1, B)] {
+        let id: i64 = client
+            .query_one(
+                "INSERT INTO validators (hotkey, uid, source) VALUES ($1, $2, 'static') RETURNING id",
+                &[&hotkey, &uid],
+            )
+            .await
+            .expect("validator")
+            .get(0);
+        ids.push(id);
+    }
+    drop(client);
+    let (a, b) = (ids[0], ids[1]);
+    let base = Seed {
+        validator: a,
+        task: "",
+        kind: "text",
+        local: None,
+        fidelity: None,
+        validation_failed: false,
+        empty: false,
+        state: "completed",
+        latency_ms: 1000,
+        worker: "h/gpu0",
+        days_ago: 0.1,
+    };
+    let seeds = [
+        // A: accepted 0.9 (local 0.85), accepted 0.8 (0.75), penalised image (0.65), one empty.
+        Seed {
+            task: "a1",
+            local: Some(0.85),
+            fidelity: Some(0.9),
+            latency_ms: 1000,
+            ..base
+        },
+        Seed {
+            task: "a2",
+            local: Some(0.75),
+            fidelity: Some(0.8),
+            latency_ms: 2000,
+            ..base
+        },
+        Seed {
+            task: "a3",
+            kind: "image",
+            local: Some(0.65),
+            fidelity: Some(0.0),
+            latency_ms: 3000,
+            ..base
+        },
+        Seed {
+            task: "a4",
+            empty: true,
+            latency_ms: 2000,
+            ..base
+        },
+        // Ten days old: outside --since 7d.
+        Seed {
+            task: "a0",
+            local: Some(0.95),
+            fidelity: Some(0.99),
+            days_ago: 10.0,
+            ..base
+        },
+        // B: accepted 0.7 (0.72), penalised image (0.55), validation failed (0.58), a 403.
+        Seed {
+            validator: b,
+            task: "b1",
+            local: Some(0.72),
+            fidelity: Some(0.7),
+            latency_ms: 500,
+            worker: "h/gpu1",
+            ..base
+        },
+        Seed {
+            validator: b,
+            task: "b2",
+            kind: "image",
+            local: Some(0.55),
+            fidelity: Some(0.0),
+            latency_ms: 1500,
+            worker: "h/gpu1",
+            ..base
+        },
+        Seed {
+            validator: b,
+            task: "b3",
+            local: Some(0.58),
+            fidelity: Some(0.0),
+            validation_failed: true,
+            worker: "h/gpu1",
+            ..base
+        },
+        Seed {
+            validator: b,
+            task: "b4",
+            state: "failed",
+            local: None,
+            ..base
+        },
+    ];
+    for s in seeds {
+        seed(&pool, s).await;
+    }
+
+    // Acceptance by validator: A 2 of 3 (mean (0.9 + 0.8 + 0) / 3), B 1 of 3 (0.7 / 3).
+    let t = reports::run_report(&pool, Report::Acceptance, "7d", GroupBy::Validator)
+        .await
+        .expect("acceptance");
+    assert_eq!(t.rows.len(), 2, "{t:?}");
+    let row_of = |key: &str| {
+        (0..t.rows.len())
+            .find(|&i| t.get(i, "key") == key)
+            .unwrap_or_else(|| panic!("no row {key}: {t:?}"))
+    };
+    let (ra, rb) = (row_of(A), row_of(B));
+    assert_eq!(num(t.get(ra, "submitted")), 3.0);
+    assert_eq!(num(t.get(ra, "accepted")), 2.0);
+    assert_eq!(num(t.get(ra, "penalised")), 1.0);
+    assert_eq!(num(t.get(ra, "acceptance_rate")), 0.6667);
+    assert_eq!(num(t.get(ra, "mean_score")), 0.5667);
+    assert_eq!(num(t.get(rb, "accepted")), 1.0);
+    assert_eq!(num(t.get(rb, "penalised")), 1.0);
+    assert_eq!(num(t.get(rb, "validation_failed")), 1.0);
+    assert_eq!(num(t.get(rb, "acceptance_rate")), 0.3333);
+    assert_eq!(num(t.get(rb, "mean_score")), 0.2333);
+
+    // By task type: text 3 of 4 (mean 2.4 / 4 = 0.6), image 0 of 2.
+    let t = reports::run_report(&pool, Report::Acceptance, "7d", GroupBy::TaskType)
+        .await
+        .expect("by type");
+    assert_eq!(t.get(0, "key"), "image");
+    assert_eq!(num(t.get(0, "acceptance_rate")), 0.0);
+    assert_eq!(num(t.get(0, "penalised")), 2.0);
+    assert_eq!(t.get(1, "key"), "text");
+    assert_eq!(num(t.get(1, "acceptance_rate")), 0.75);
+    assert_eq!(num(t.get(1, "mean_score")), 0.6);
+
+    // Validators: penalties, empty, failed, mean feedback delay (A (1+2+3+2)/4 s, B (0.5+1.5+1)/3 s).
+    let t = reports::run_report(&pool, Report::Validators, "7d", GroupBy::Validator)
+        .await
+        .expect("validators");
+    assert_eq!(t.get(0, "validator"), A);
+    assert_eq!(num(t.get(0, "penalties")), 1.0);
+    assert_eq!(num(t.get(0, "empty")), 1.0);
+    assert_eq!(num(t.get(0, "failed")), 0.0);
+    assert_eq!(num(t.get(0, "mean_feedback_delay_s")), 2.0);
+    assert_eq!(t.get(1, "validator"), B);
+    assert_eq!(num(t.get(1, "failed")), 1.0);
+    assert_eq!(num(t.get(1, "mean_feedback_delay_s")), 1.0);
+
+    // Calibration: buckets 0.5 (2: pen + vf), 0.6 (1 pen), 0.7 (2 acc), 0.8 (1 acc);
+    // accepted − penalised at or above 0.8: 1, 0.7: 3, 0.6: 2, 0.5: 1 → best threshold 0.7.
+    let t = reports::run_report(&pool, Report::Calibration, "7d", GroupBy::Validator)
+        .await
+        .expect("calibration");
+    let froms: Vec<f64> = (0..t.rows.len())
+        .map(|i| num(t.get(i, "local_score_from")))
+        .collect();
+    assert_eq!(froms, [0.5, 0.6, 0.7, 0.8]);
+    let nets: Vec<f64> = (0..4).map(|i| num(t.get(i, "net_at_or_above"))).collect();
+    assert_eq!(nets, [1.0, 2.0, 3.0, 1.0]);
+    assert_eq!(num(t.get(2, "acceptance_rate")), 1.0);
+    assert_eq!(num(t.get(2, "mean_validator_score")), 0.75);
+    assert_eq!(num(t.get(0, "best_threshold")), 0.7);
+
+    // Throughput over one day: 3 tasks per GPU → 0.125 an hour.
+    let t = reports::run_report(&pool, Report::Throughput, "1d", GroupBy::Validator)
+        .await
+        .expect("throughput");
+    assert_eq!(t.get(0, "worker"), "h/gpu0");
+    assert_eq!(num(t.get(0, "tasks")), 3.0);
+    assert_eq!(num(t.get(0, "tasks_per_hour")), 0.125);
+    assert_eq!(num(t.get(1, "tasks_per_hour")), 0.125);
+
+    // Failures: 2 penalties, 1 refused submission, 1 validation failure.
+    let t = reports::run_report(&pool, Report::Failures, "7d", GroupBy::Validator)
+        .await
+        .expect("failures");
+    assert_eq!(t.get(0, "source"), "penalty");
+    assert_eq!(num(t.get(0, "failures")), 2.0);
+    let sources: Vec<&str> = (0..t.rows.len())
+        .map(|i| t.get(i, "source").as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(sources, ["penalty", "submission", "validation"]);
+    let csv = reports::render(&t, Format::Csv);
+    assert!(
+        csv.starts_with("source,reason,failures,last_seen\n"),
+        "{csv}"
+    );
+
+    // Export: scores ≥ 0.75 within 30 days → a1 and a2, text, with artifact keys.
+    let lines = export::accepted_lines(&pool, 0.75, TaskTypeFilter::Any, "30d")
+        .await
+        .expect("export");
+    assert_eq!(
+        lines.len(),
+        3,
+        "a0 (0.99, 10 days old) is within 30 days: {lines:?}"
+    );
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).expect("json line");
+    assert_eq!(first["task_id"], "a0");
+    assert_eq!(first["prompt"], "prompt a0");
+    assert_eq!(first["artifacts"]["spz"]["key"], "spz/aa/a0.spz");
+    assert_eq!(first["params"]["seed"], "7");
+    let recent = export::accepted_lines(&pool, 0.75, TaskTypeFilter::Text, "7d")
+        .await
+        .expect("export");
+    assert_eq!(recent.len(), 2);
+    let images = export::accepted_lines(&pool, 0.0, TaskTypeFilter::Image, "7d")
+        .await
+        .expect("export");
+    assert_eq!(images.len(), 2, "image tasks scored 0 are at least 0");
+    let image: serde_json::Value = serde_json::from_str(&images[0]).expect("json line");
+    assert!(image["prompt"].is_null());
+    assert_eq!(image["image"]["prompt_sha256"], "a".repeat(64));
+
+    pool.close();
+    fresh.drop_now().await;
+}
