@@ -321,6 +321,82 @@ async fn reports_on_a_seeded_dataset_give_the_numbers_worked_out_by_hand() {
     assert!(image["prompt"].is_null());
     assert_eq!(image["image"]["prompt_sha256"], "a".repeat(64));
 
+    // The same numbers from the operator's two entry points: the binary's `report`
+    // subcommand, and psql running the SQL file directly.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = splatfleet_tests::write_config(
+        dir.path(),
+        &splatfleet_tests::broker_settings(),
+        &fresh.settings,
+        5,
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_splatfleet-submitter"))
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "report",
+            "acceptance",
+            "--since",
+            "7d",
+            "--by",
+            "validator",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .expect("submitter report runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let row_a = csv
+        .lines()
+        .find(|l| l.starts_with(A))
+        .unwrap_or_else(|| panic!("row for A in {csv}"));
+    assert!(row_a.starts_with(&format!("{A},3,2,1,")), "{row_a}");
+    let sql =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/reports/acceptance.sql");
+    let out = std::process::Command::new("psql")
+        .args([
+            "-h",
+            &fresh.settings.host,
+            "-p",
+            &fresh.settings.port.to_string(),
+            "-U",
+            &fresh.settings.user,
+        ])
+        .args([
+            "-d",
+            &fresh.settings.dbname,
+            "-X",
+            "-A",
+            "-t",
+            "-F",
+            ",",
+            "-v",
+            "since=7 days",
+            "-f",
+        ])
+        .arg(&sql)
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let psql_a = text
+        .lines()
+        .find(|l| l.starts_with(A))
+        .unwrap_or_else(|| panic!("row for A in {text}"));
+    assert!(
+        psql_a.starts_with(&format!("{A},3,2,1,0,0.6667,0.5667")),
+        "{psql_a}"
+    );
+
     pool.close();
     fresh.drop_now().await;
 }
