@@ -110,7 +110,7 @@ extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorte
 }
 
 #define RADIX_THREADS 256
-#define RADIX_ITEMS 16
+#define RADIX_ITEMS 8
 #define RADIX_CHUNK (RADIX_THREADS * RADIX_ITEMS)
 
 // Digit counts per block, stored digit-major: hist[digit * blocks + block].
@@ -130,26 +130,51 @@ __device__ void radix_histogram_impl(const K* __restrict__ keys, unsigned int m,
     hist[threadIdx.x * gridDim.x + blockIdx.x] = s_hist[threadIdx.x];
 }
 
-// Stable scatter by one 8-bit digit. Each block walks its chunk in order, 256 keys at a time;
-// a key's rank counts equal digits of lower threads (warp match, then warps before it).
+// Stable scatter by one 8-bit digit, in two phases so the global writes are coalesced: the
+// block first ranks its chunk (in order, 256 keys at a time: equal digits of lower threads via
+// warp match, then of lower warps) and places it in shared memory grouped by digit, then
+// writes each digit's run to its global position in consecutive addresses.
 template <typename K>
 __device__ void radix_scatter_impl(const K* __restrict__ keys_in, const unsigned int* __restrict__ values_in,
                                    unsigned int m, unsigned int shift, const unsigned int* __restrict__ offsets,
                                    K* __restrict__ keys_out, unsigned int* __restrict__ values_out)
 {
-    __shared__ unsigned int s_base[256];
+    __shared__ unsigned int s_base[256];         // global start of each digit for this block
+    __shared__ unsigned int s_start[256];        // start of each digit within the chunk
+    __shared__ unsigned int s_next[256];         // next free slot of each digit within the chunk
     __shared__ unsigned int s_warp[RADIX_THREADS / 32][256];
-    unsigned int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    s_base[threadIdx.x] = offsets[threadIdx.x * gridDim.x + blockIdx.x];
+    __shared__ unsigned int s_scan[RADIX_THREADS / 32];
+    __shared__ K s_keys[RADIX_CHUNK];
+    __shared__ unsigned int s_vals[RADIX_CHUNK];
+    unsigned int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    unsigned int blocks = gridDim.x;
+    unsigned int slot = tid * blocks + blockIdx.x;
+    unsigned int global_start = offsets[slot];
+    // This block's count of digit `tid`: the next digit-major entry minus this one.
+    unsigned int count = (slot + 1 < 256 * blocks ? offsets[slot + 1] : m) - global_start;
+    s_base[tid] = global_start;
+    // Exclusive scan of the 256 counts (one per thread) for the chunk-local starts.
+    unsigned int incl = count;
+    for (int off = 1; off < 32; off <<= 1) {
+        unsigned int t = __shfl_up_sync(0xffffffffu, incl, off);
+        if (lane >= off) incl += t;
+    }
+    if (lane == 31) s_scan[warp] = incl;
+    __syncthreads();
+    unsigned int before = 0;
+    for (unsigned int w = 0; w < warp; ++w) before += s_scan[w];
+    s_start[tid] = before + incl - count;
+    s_next[tid] = before + incl - count;
     unsigned int lt_mask = (1u << lane) - 1u;
     unsigned int base = blockIdx.x * RADIX_CHUNK;
+    unsigned int chunk = min((unsigned int)RADIX_CHUNK, m - base);
     for (unsigned int step = 0; step < RADIX_ITEMS; ++step) {
-        unsigned int idx = base + step * RADIX_THREADS + threadIdx.x;
-        bool valid = idx < m;
-        K key = valid ? keys_in[idx] : (K)0;
+        unsigned int k = step * RADIX_THREADS + tid;
+        bool valid = k < chunk;
+        K key = valid ? keys_in[base + k] : (K)0;
         // Invalid lanes take digit 256, which no valid lane shares.
         unsigned int digit = valid ? (unsigned int)(key >> shift) & 0xffu : 256u;
-        for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) s_warp[w][threadIdx.x] = 0;
+        for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) s_warp[w][tid] = 0;
         __syncthreads();
         unsigned int peers = __match_any_sync(0xffffffffu, digit);
         unsigned int rank = __popc(peers & lt_mask);
@@ -157,19 +182,26 @@ __device__ void radix_scatter_impl(const K* __restrict__ keys_in, const unsigned
         __syncthreads();
         unsigned int total = 0;
         for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) {
-            unsigned int c = s_warp[w][threadIdx.x];
-            s_warp[w][threadIdx.x] = total;
+            unsigned int c = s_warp[w][tid];
+            s_warp[w][tid] = total;
             total += c;
         }
         __syncthreads();
         if (valid) {
-            unsigned int pos = s_base[digit] + s_warp[warp][digit] + rank;
-            keys_out[pos] = key;
-            values_out[pos] = values_in[idx];
+            unsigned int local = s_next[digit] + s_warp[warp][digit] + rank;
+            s_keys[local] = key;
+            s_vals[local] = values_in[base + k];
         }
         __syncthreads();
-        s_base[threadIdx.x] += total;
+        s_next[tid] += total;
         __syncthreads();
+    }
+    for (unsigned int i = tid; i < chunk; i += RADIX_THREADS) {
+        K key = s_keys[i];
+        unsigned int digit = (unsigned int)(key >> shift) & 0xffu;
+        unsigned int pos = s_base[digit] + (i - s_start[digit]);
+        keys_out[pos] = key;
+        values_out[pos] = s_vals[i];
     }
 }
 

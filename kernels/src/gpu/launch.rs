@@ -19,7 +19,7 @@ use crate::{constants::TILE_SIZE, rig::Rig};
 /// Values scanned per block (`SCAN_TILE` in sort.cu).
 const SCAN_TILE: usize = 1024;
 /// Keys per radix block (`RADIX_CHUNK` in sort.cu).
-pub const RADIX_CHUNK: usize = 4096;
+pub const RADIX_CHUNK: usize = 2048;
 
 /// The scratch buffers a radix sort borrows.
 struct RadixBuffers<'a> {
