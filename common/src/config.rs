@@ -45,7 +45,7 @@ pub struct Config {
     pub database: DatabaseSettings,
     pub shutdown: ShutdownSettings,
     pub puller: PullerSettings,
-    pub worker: RoleSettings,
+    pub worker: WorkerSettings,
     pub submitter: SubmitterSettings,
     pub object_store: ObjectStoreSettings,
     pub wallet: WalletSettings,
@@ -168,6 +168,172 @@ impl ShutdownSettings {
 pub struct RoleSettings {
     /// Where `/metrics` is served; unset means `127.0.0.1:<the role's default port>`.
     pub metrics_addr: Option<SocketAddr>,
+}
+
+/// The worker's knobs (`[worker]`): its generation service, how many tasks at once, the
+/// retry ladder and its time budget, and the fidelity gate's render size, weights and
+/// threshold (DESIGN.md §6, §7).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Where `/metrics` is served; unset means `127.0.0.1:9472`.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Generation service base URL per GPU: `--gpu N` uses entry N (`POST {url}/generate/`).
+    pub generation_endpoints: Vec<String>,
+    /// Tasks handled at once (the consumer's prefetch).
+    pub slots: u16,
+    /// Longest wait for one generation answer, milliseconds.
+    pub generate_timeout_ms: u64,
+    /// Largest generation answer accepted, bytes.
+    pub max_response_bytes: u64,
+    /// Time budget of a task is max(min_budget_ms, throttle_period − budget_margin_ms),
+    /// never past the task's deadline.
+    pub min_budget_ms: u64,
+    pub budget_margin_ms: u64,
+    /// Parameter sets tried in order, each sent as extra form fields (a seed is always sent).
+    pub ladder: Vec<BTreeMap<String, String>>,
+    /// Views and square size of the gate's render (the validator renders 16 at 518).
+    pub gate_views: usize,
+    pub gate_render_size: u32,
+    /// Weights of the local score's terms: mean silhouette coverage (relative to
+    /// `gate_coverage_target`), mean adjacent-view SSIM, and one minus the floater fraction.
+    pub gate_coverage_weight: f64,
+    pub gate_ssim_weight: f64,
+    pub gate_floater_weight: f64,
+    /// Mean coverage at which the coverage term reaches 1.
+    pub gate_coverage_target: f64,
+    /// Local score (0..1) an attempt needs to pass.
+    pub gate_pass_threshold: f64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        let step = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        Self {
+            metrics_addr: None,
+            generation_endpoints: vec!["http://127.0.0.1:8093".into()],
+            slots: 1,
+            generate_timeout_ms: 60_000,
+            max_response_bytes: 256 * 1024 * 1024,
+            min_budget_ms: 20_000,
+            budget_margin_ms: 3_000,
+            ladder: vec![
+                step(&[("enhance", "standard")]),
+                step(&[("enhance", "extreme")]),
+                step(&[("enhance", "extreme"), ("sampler", "alternate")]),
+            ],
+            gate_views: 16,
+            gate_render_size: 518,
+            gate_coverage_weight: 0.4,
+            gate_ssim_weight: 0.4,
+            gate_floater_weight: 0.2,
+            gate_coverage_target: 0.1,
+            gate_pass_threshold: 0.5,
+        }
+    }
+}
+
+impl WorkerSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| {
+            Err(ConfigError::Invalid {
+                key: format!("worker.{key}"),
+                problem,
+            })
+        };
+        if self.generation_endpoints.is_empty() {
+            return invalid("generation_endpoints", "must name at least one URL".into());
+        }
+        for endpoint in &self.generation_endpoints {
+            match url::Url::parse(endpoint) {
+                Ok(url) if url.scheme() == "http" => {}
+                Ok(url) => {
+                    return invalid(
+                        "generation_endpoints",
+                        format!("`{endpoint}`: scheme must be http, not `{}`", url.scheme()),
+                    )
+                }
+                Err(err) => {
+                    return invalid(
+                        "generation_endpoints",
+                        format!("`{endpoint}` is not a URL: {err}"),
+                    )
+                }
+            }
+        }
+        for (key, value) in [
+            ("slots", u64::from(self.slots)),
+            ("generate_timeout_ms", self.generate_timeout_ms),
+            ("max_response_bytes", self.max_response_bytes),
+            ("min_budget_ms", self.min_budget_ms),
+            ("gate_views", self.gate_views as u64),
+            ("gate_render_size", u64::from(self.gate_render_size)),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1".into());
+            }
+        }
+        if self.gate_views > 64 {
+            return invalid("gate_views", "must be at most 64".into());
+        }
+        if self.gate_render_size > 2048 {
+            return invalid("gate_render_size", "must be at most 2048".into());
+        }
+        if self.ladder.is_empty() {
+            return invalid("ladder", "must hold at least one parameter set".into());
+        }
+        if self.ladder.len() > 32 {
+            return invalid("ladder", "must hold at most 32 parameter sets".into());
+        }
+        for (i, step) in self.ladder.iter().enumerate() {
+            for name in step.keys() {
+                if name == "prompt" || name == "seed" || name == "attempt" {
+                    return invalid(
+                        &format!("ladder[{i}].{name}"),
+                        "is set by the worker itself".into(),
+                    );
+                }
+            }
+        }
+        let weights = [
+            ("gate_coverage_weight", self.gate_coverage_weight),
+            ("gate_ssim_weight", self.gate_ssim_weight),
+            ("gate_floater_weight", self.gate_floater_weight),
+        ];
+        for (key, value) in weights {
+            if !(value.is_finite() && value >= 0.0) {
+                return invalid(key, "must be a number at least 0".into());
+            }
+        }
+        if weights.iter().map(|(_, w)| w).sum::<f64>() <= 0.0 {
+            return invalid(
+                "gate_coverage_weight",
+                "the gate weights must not all be 0".into(),
+            );
+        }
+        if !(self.gate_coverage_target.is_finite()
+            && self.gate_coverage_target > 0.0
+            && self.gate_coverage_target <= 1.0)
+        {
+            return invalid(
+                "gate_coverage_target",
+                "must be above 0 and at most 1".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.gate_pass_threshold) {
+            return invalid("gate_pass_threshold", "must be between 0 and 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn generate_timeout(&self) -> Duration {
+        Duration::from_millis(self.generate_timeout_ms)
+    }
 }
 
 /// The puller's scheduling knobs (`[puller]`): whom to pull from, when, and how much.
@@ -816,6 +982,7 @@ impl Config {
             return invalid("dendrite.connect_timeout_secs", "must be at least 1".into());
         }
         self.puller.validate()?;
+        self.worker.validate()?;
         self.submitter.validate()?;
         self.object_store.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

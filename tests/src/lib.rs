@@ -187,7 +187,7 @@ drain_timeout_secs = {drain_timeout_secs}
 }
 
 /// Writes a config file for the broker and database settings into `dir`, with each role's
-/// metrics on a free port, and returns its path.
+/// metrics on a free port and the artifact store under `dir/artifacts`, and returns its path.
 pub fn write_config(
     dir: &Path,
     broker: &BrokerSettings,
@@ -195,11 +195,12 @@ pub fn write_config(
     drain_timeout_secs: u64,
 ) -> PathBuf {
     let text = format!(
-        "{}\n[puller]\nmetrics_addr = \"{}\"\n\n[worker]\nmetrics_addr = \"{}\"\n\n[submitter]\nmetrics_addr = \"{}\"\n",
+        "{}\n[puller]\nmetrics_addr = \"{}\"\n\n[worker]\nmetrics_addr = \"{}\"\n\n[submitter]\nmetrics_addr = \"{}\"\n\n[object_store]\nroot = {:?}\n",
         base_config_toml(broker, database, "info", drain_timeout_secs),
         free_addr(),
         free_addr(),
         free_addr(),
+        dir.join("artifacts").display().to_string(),
     );
     let path = dir.join("splatfleet.toml");
     std::fs::write(&path, text).expect("write test config");

@@ -1,25 +1,134 @@
-//! The worker, one process per GPU. For now it connects to RabbitMQ, declares the topology,
-//! serves `/metrics` and waits for shutdown; generating, rendering and gating arrive with
-//! the worker issue. A worker needs no PostgreSQL.
+//! The worker, one process per GPU: consumes `TaskMsg` with manual acks (prefetch = slots),
+//! turns each task into a model through its generation service, gates it on its GPU, stores
+//! the artifacts and publishes a `ResultMsg` with confirms, acking the task only after the
+//! publish is confirmed. A worker needs no PostgreSQL.
+
+pub mod budget;
+pub mod gate;
+pub mod generation_client;
+pub mod image_prompt;
+pub mod preview;
+pub mod process_task;
+
+use std::sync::{Arc, Mutex};
+
+use tracing::Instrument as _;
 
 use splatfleet_common::{
-    broker::{Broker, BrokerError},
+    artifacts::{ArtifactError, ArtifactStore},
+    broker::{Broker, BrokerError, ConsumeError, Disposition, Incoming},
     config::Config,
+    messages::{ResultMsg, TaskMsg},
     shutdown::Shutdown,
 };
+
+pub use gate::Gate;
+pub use process_task::TaskContext;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Consume(#[from] ConsumeError),
+    #[error(transparent)]
+    Artifacts(#[from] ArtifactError),
+    #[error("--gpu {gpu}: worker.generation_endpoints has only {count} entries")]
+    NoEndpoint { gpu: usize, count: usize },
+    #[error(transparent)]
+    Generation(#[from] generation_client::GenerateError),
+    #[error("the renderer could not be started: {0}")]
+    Renderer(String),
 }
 
-/// Runs the worker until shutdown is requested.
-pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), WorkerError> {
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Runs the worker bound to GPU `gpu` until shutdown is requested.
+pub async fn run(config: Config, shutdown: Shutdown, gpu: usize) -> Result<(), WorkerError> {
+    let settings = &config.worker;
+    let endpoint = settings
+        .generation_endpoints
+        .get(gpu)
+        .ok_or(WorkerError::NoEndpoint {
+            gpu,
+            count: settings.generation_endpoints.len(),
+        })?;
+    let client = generation_client::GenerationClient::new(endpoint, settings.max_response_bytes)?;
+    let store = ArtifactStore::open(&config.object_store)?;
+    let gate_settings = settings.clone();
+    let gate = tokio::task::spawn_blocking(move || Gate::new(gpu, &gate_settings))
+        .await
+        .map_err(|e| WorkerError::Renderer(e.to_string()))?;
+    metrics::gauge!("splatfleet_worker_gpu_backend", "backend" => gate.backend_name()).set(1.0);
+    let context = Arc::new(TaskContext {
+        client,
+        gate: Arc::new(Mutex::new(gate)),
+        store,
+        settings: settings.clone(),
+        worker_name: format!("{}/gpu{gpu}", host_name()),
+    });
     let broker = Broker::connect(&config.broker, "splatfleet-worker").await?;
     broker.declare_topology().await?;
-    tracing::info!(prefix = %broker.topology().prefix, "ready");
-    shutdown.requested().await;
+    let publisher = Arc::new(broker.publisher::<ResultMsg>().await?);
+    let consumer = broker
+        .consumer::<TaskMsg>(settings.slots, &format!("worker-gpu{gpu}"))
+        .await?;
+    tracing::info!(
+        prefix = %broker.topology().prefix,
+        endpoint = context.client.url(),
+        slots = settings.slots,
+        "ready"
+    );
+    let outcome = consumer
+        .run(
+            shutdown.token().clone(),
+            move |incoming: Incoming<TaskMsg>| {
+                let context = Arc::clone(&context);
+                let publisher = Arc::clone(&publisher);
+                let span = tracing::info_span!(
+                    "task",
+                    task_id = %incoming.body.task_id,
+                    validator = %incoming.body.validator.hotkey
+                );
+                async move { handle(&context, &publisher, incoming.body).await }.instrument(span)
+            },
+        )
+        .await;
     broker.close().await;
-    Ok(())
+    outcome.map_err(Into::into)
+}
+
+/// Processes one task and publishes its answer; ack only once the publish is confirmed.
+async fn handle(
+    context: &TaskContext,
+    publisher: &splatfleet_common::broker::Publisher<ResultMsg>,
+    task: TaskMsg,
+) -> Disposition {
+    metrics::gauge!("splatfleet_worker_busy_slots").increment(1.0);
+    let result = context.process(&task).await;
+    metrics::gauge!("splatfleet_worker_busy_slots").decrement(1.0);
+    let result = match result {
+        Ok(result) => result,
+        Err(err) => {
+            tracing::warn!(task_id = %task.task_id, %err, "task not answered; requeueing it");
+            return Disposition::Requeue;
+        }
+    };
+    match publisher.publish(&result).await {
+        Ok(()) => {
+            tracing::info!(task_id = %task.task_id, attempts = result.attempts.len(), ready = matches!(result.outcome, splatfleet_common::messages::ResultOutcome::Ready { .. }), "result published");
+            Disposition::Ack
+        }
+        Err(err) => {
+            tracing::warn!(task_id = %task.task_id, %err, "result publish failed; requeueing the task");
+            Disposition::Requeue
+        }
+    }
 }

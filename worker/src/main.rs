@@ -11,9 +11,15 @@ use splatfleet_common::role::{self, CommonArgs, Role};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    /// The GPU this process renders on; also picks `worker.generation_endpoints[N]`.
+    #[arg(long, default_value_t = 0)]
+    gpu: usize,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    role::run(Role::Worker, &args.common, splatfleet_worker::run)
+    let gpu = args.gpu;
+    role::run(Role::Worker, &args.common, move |config, shutdown| {
+        splatfleet_worker::run(config, shutdown, gpu)
+    })
 }

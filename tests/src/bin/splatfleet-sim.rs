@@ -1,11 +1,13 @@
-//! `splatfleet-sim`: stand-ins for the outside world in tests and demos. Today:
-//! `splatfleet-sim validators`, N simulated SN17 validators on 127.0.0.1.
+//! `splatfleet-sim`: stand-ins for the outside world in tests and demos:
+//! `splatfleet-sim validators`, N simulated SN17 validators on 127.0.0.1, and
+//! `splatfleet-sim generator`, a sample generation service (DESIGN.md §6).
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use splatfleet_tests::sim::{
     events::EventLog,
+    generator::{Fault, GeneratorSettings, SimGenerator},
     setup::{self, NetworkSettings},
     RuleSettings, ScoreMode, ScoreSettings,
 };
@@ -13,7 +15,7 @@ use splatfleet_tests::sim::{
 #[derive(Debug, Parser)]
 #[command(
     name = "splatfleet-sim",
-    about = "Simulated validators for splatfleet tests"
+    about = "Simulated validators and generation service for splatfleet tests"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,6 +26,27 @@ struct Cli {
 enum Command {
     /// Serve N simulated SN17 v45 validators on 127.0.0.1.
     Validators(ValidatorsArgs),
+    /// Serve a sample generation service (`POST /generate/`) on 127.0.0.1.
+    Generator(GeneratorArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GeneratorArgs {
+    /// Port to listen on (0: a free port, printed at start).
+    #[arg(long, default_value_t = 8093)]
+    port: u16,
+    /// Gaussians per generated model.
+    #[arg(long, default_value_t = 20_000)]
+    gaussians: usize,
+    /// A misbehaviour to inject.
+    #[arg(long, value_enum, default_value_t = Fault::None)]
+    fault: Fault,
+    /// Inject the fault only for requests whose `attempt` field is below this (default: all).
+    #[arg(long)]
+    fault_attempts: Option<u32>,
+    /// Delay of `--fault slow`, milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    slow_ms: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,15 +95,36 @@ struct ValidatorsArgs {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Validators(args) => match run_validators(args).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("splatfleet-sim: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        },
+    let outcome = match cli.command {
+        Command::Validators(args) => run_validators(args).await,
+        Command::Generator(args) => run_generator(args).await,
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("splatfleet-sim: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+async fn run_generator(args: GeneratorArgs) -> Result<(), String> {
+    if args.gaussians == 0 {
+        return Err("--gaussians must be at least 1".into());
+    }
+    let settings = GeneratorSettings {
+        gaussians: args.gaussians,
+        fault: args.fault,
+        fault_attempts: args.fault_attempts.unwrap_or(u32::MAX),
+        slow_ms: args.slow_ms,
+    };
+    let generator = SimGenerator::start(args.port, settings)
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
+    println!("generator listening on {}", generator.url());
+    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    drop(generator);
+    Ok(())
 }
 
 async fn run_validators(args: ValidatorsArgs) -> Result<(), String> {

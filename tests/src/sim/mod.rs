@@ -4,6 +4,7 @@
 
 pub mod axon;
 pub mod events;
+pub mod generator;
 pub mod rules;
 pub mod scorer;
 pub mod setup;
@@ -11,5 +12,6 @@ pub mod tasks;
 
 pub use axon::{spawn_validator, SimValidator};
 pub use events::EventLog;
+pub use generator::{Fault, GeneratorSettings, SimGenerator};
 pub use rules::RuleSettings;
 pub use scorer::{ScoreMode, ScoreSettings};

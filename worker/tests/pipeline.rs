@@ -1,0 +1,244 @@
+//! The worker end to end against real RabbitMQ and the simulated generation service (CPU
+//! renderer, small models, a 4-view 64×64 gate): a task becomes a Ready result whose stored
+//! artifacts match their hashes; a generator that always fails ends Empty with every attempt
+//! recorded; a broken image prompt ends Empty without calling the generator. The Ready test
+//! also checks the task was acked (nothing left after the worker stops).
+
+use std::time::Duration;
+
+use splatfleet_common::{
+    artifacts::{sha256_hex, ArtifactStore},
+    broker::{Broker, Disposition, QueueKind},
+    config::Config,
+    messages::{ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef},
+    shutdown::Shutdown,
+};
+use splatfleet_tests::{
+    broker_settings, delete_topology,
+    sim::{Fault, GeneratorSettings, SimGenerator},
+};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Harness {
+    config: Config,
+    broker: Broker,
+    shutdown: Shutdown,
+    worker: tokio::task::JoinHandle<Result<(), splatfleet_worker::WorkerError>>,
+    generator: SimGenerator,
+    _artifacts: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start(generator: GeneratorSettings) -> Self {
+        let generator = SimGenerator::start(0, generator).await.expect("generator");
+        let artifacts = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            broker: broker_settings(),
+            ..Config::default()
+        };
+        config.object_store.root = artifacts.path().to_owned();
+        let worker = &mut config.worker;
+        worker.generation_endpoints = vec![generator.url()];
+        worker.generate_timeout_ms = 5_000;
+        worker.min_budget_ms = 15_000;
+        worker.gate_views = 4;
+        worker.gate_render_size = 64;
+        worker.gate_pass_threshold = 0.3;
+        let broker = Broker::connect(&config.broker, "worker-test")
+            .await
+            .expect("connect");
+        broker.declare_topology().await.expect("topology");
+        let shutdown = Shutdown::new();
+        let worker = tokio::spawn(splatfleet_worker::run(config.clone(), shutdown.clone(), 0));
+        Self {
+            config,
+            broker,
+            shutdown,
+            worker,
+            generator,
+            _artifacts: artifacts,
+        }
+    }
+
+    async fn send(&self, task: &TaskMsg) {
+        let publisher = self.broker.publisher::<TaskMsg>().await.expect("publisher");
+        publisher.publish(task).await.expect("publish task");
+    }
+
+    async fn next_result(&self) -> ResultMsg {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let consumer = self
+            .broker
+            .consumer::<ResultMsg>(1, "results-test")
+            .await
+            .expect("consumer");
+        let stop = Shutdown::new();
+        let consuming = tokio::spawn(consumer.run(stop.token().clone(), move |incoming| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(incoming.body);
+                Disposition::Ack
+            }
+        }));
+        let result = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("a result in time")
+            .expect("result channel open");
+        stop.trigger();
+        let _ = consuming.await;
+        result
+    }
+
+    /// Stops the worker (unacked deliveries return to the queue) and checks it stopped cleanly.
+    async fn stop(self) -> (Broker, Config) {
+        self.shutdown.trigger();
+        let outcome = tokio::time::timeout(WAIT, self.worker)
+            .await
+            .expect("worker stops in time")
+            .expect("worker task");
+        assert!(outcome.is_ok(), "worker failed: {outcome:?}");
+        (self.broker, self.config)
+    }
+}
+
+fn task(id: &str, kind: TaskKind, prompt: &str) -> TaskMsg {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    TaskMsg {
+        task_id: id.into(),
+        validator: ValidatorRef {
+            uid: 3,
+            hotkey: "5FakeHotkey".into(),
+            ip: "127.0.0.1".into(),
+            port: 9100,
+        },
+        kind,
+        prompt: prompt.into(),
+        validation_threshold: 0.6,
+        throttle_period_secs: 0,
+        pulled_at_unix_ms: now,
+        deadline_unix_ms: now + 60_000,
+    }
+}
+
+fn small_models(fault: Fault) -> GeneratorSettings {
+    GeneratorSettings {
+        gaussians: 8_000,
+        fault,
+        ..GeneratorSettings::default()
+    }
+}
+
+#[tokio::test]
+async fn task_becomes_ready_result_with_artifacts_matching_their_hashes() {
+    let harness = Harness::start(small_models(Fault::None)).await;
+    harness
+        .send(&task("t-ready", TaskKind::Text, "a red teapot"))
+        .await;
+    let result = harness.next_result().await;
+    assert_eq!(result.task_id, "t-ready");
+    assert_eq!(result.prompt, "a red teapot");
+    let ResultOutcome::Ready {
+        ply,
+        spz,
+        preview,
+        local_score,
+        chosen_attempt,
+    } = &result.outcome
+    else {
+        panic!(
+            "expected Ready, got {:?} after {:?}",
+            result.outcome, result.attempts
+        );
+    };
+    assert_eq!(*chosen_attempt, 0);
+    assert!(*local_score >= 0.3, "{local_score}");
+    let chosen = &result.attempts[0];
+    assert_eq!(chosen.gate_passed, Some(true));
+    assert_eq!(chosen.gaussian_count, Some(8_000));
+    assert_eq!(chosen.ply.as_ref(), Some(ply));
+    assert!(chosen.stage_ms.contains_key("generate") && chosen.stage_ms.contains_key("gate"));
+    let on_disk = std::fs::read(harness.config.object_store.root.join(&ply.key)).expect("PLY file");
+    assert_eq!(sha256_hex(&on_disk), ply.sha256);
+    assert!(on_disk.starts_with(b"ply\n"));
+    let store = ArtifactStore::open(&harness.config.object_store).expect("store");
+    let spz = spz.as_ref().expect("SPZ stored");
+    store.get(spz).await.expect("SPZ matches its hash");
+    let preview = preview.as_ref().expect("preview stored");
+    let png = store.get(preview).await.expect("preview matches its hash");
+    assert!(png.starts_with(b"\x89PNG"));
+    let (broker, config) = harness.stop().await;
+    let tasks_left = {
+        let channel = broker.channel().await.expect("channel");
+        channel
+            .queue_declare(
+                broker.topology().queue(QueueKind::Tasks).as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("tasks queue")
+            .message_count()
+    };
+    assert_eq!(tasks_left, 0, "the task was acked");
+    broker.close().await;
+    delete_topology(&config.broker).await;
+}
+
+async fn always_failing_generator_ends_empty(fault: Fault, expected: &str) {
+    let harness = Harness::start(small_models(fault)).await;
+    harness
+        .send(&task("t-bad", TaskKind::Text, "a chair"))
+        .await;
+    let result = harness.next_result().await;
+    let ResultOutcome::Empty { reason } = &result.outcome else {
+        panic!("expected Empty, got {:?}", result.outcome);
+    };
+    assert!(reason.contains(expected), "{reason}");
+    assert_eq!(result.attempts.len(), 3, "every rung of the ladder tried");
+    for (i, attempt) in result.attempts.iter().enumerate() {
+        assert_eq!(attempt.params.get("attempt"), Some(&i.to_string()));
+        assert!(attempt.params.contains_key("seed"));
+        let error = attempt.error.as_deref().unwrap_or_default();
+        assert!(error.contains(expected), "attempt {i}: {error}");
+    }
+    assert_eq!(harness.generator.requests(), 3);
+    let (broker, config) = harness.stop().await;
+    broker.close().await;
+    delete_topology(&config.broker).await;
+}
+
+#[tokio::test]
+async fn generator_answering_garbage_ends_empty_with_every_attempt_recorded() {
+    always_failing_generator_ends_empty(Fault::Garbage, "not a PLY").await;
+}
+
+#[tokio::test]
+async fn generator_answering_500_ends_empty_with_every_attempt_recorded() {
+    always_failing_generator_ends_empty(Fault::Error500, "HTTP 500").await;
+}
+
+#[tokio::test]
+async fn broken_image_prompt_ends_empty_without_calling_the_generator() {
+    let harness = Harness::start(small_models(Fault::None)).await;
+    harness
+        .send(&task("t-image", TaskKind::Image, "this is not base64 !!"))
+        .await;
+    let result = harness.next_result().await;
+    let ResultOutcome::Empty { reason } = &result.outcome else {
+        panic!("expected Empty, got {:?}", result.outcome);
+    };
+    assert!(reason.contains("base64"), "{reason}");
+    assert!(result.attempts.is_empty());
+    assert_eq!(harness.generator.requests(), 0);
+    let (broker, config) = harness.stop().await;
+    broker.close().await;
+    delete_topology(&config.broker).await;
+}
