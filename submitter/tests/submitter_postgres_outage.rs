@@ -6,7 +6,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::{admin_client, Rig};
+use splatfleet_tests::admin_client;
+use support::Rig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_gone_for_20_s_loses_no_result_and_duplicates_none() {

@@ -66,7 +66,9 @@ pub struct FreshDatabase {
     pub settings: DatabaseSettings,
 }
 
-async fn admin_client() -> tokio_postgres::Client {
+/// A connection to the server's `postgres` database, for what a test does to the server itself
+/// (creating and dropping databases, terminating backends).
+pub async fn admin_client() -> tokio_postgres::Client {
     let settings = database_settings("postgres");
     let mut pg = tokio_postgres::Config::new();
     pg.host(&settings.host)

@@ -426,22 +426,3 @@ impl Rig {
         db.drop_now().await;
     }
 }
-
-/// A connection to the server's `postgres` database, for what a test does to the server.
-pub async fn admin_client() -> tokio_postgres::Client {
-    let settings = splatfleet_tests::database_settings("postgres");
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&settings.host)
-        .port(settings.port)
-        .user(&settings.user)
-        .dbname("postgres");
-    if let Ok(password) = std::env::var("SPLATFLEET_TEST_PG_PASSWORD") {
-        pg.password(password);
-    }
-    let (client, connection) = pg
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("admin connection");
-    tokio::spawn(connection);
-    client
-}
