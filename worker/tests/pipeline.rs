@@ -2,7 +2,8 @@
 //! renderer, small models, a 4-view 64×64 gate): a task becomes a Ready result whose stored
 //! artifacts match their hashes; a generator that always fails ends Empty with every attempt
 //! recorded; a broken image prompt ends Empty without calling the generator. The Ready test
-//! also checks the task was acked (nothing left after the worker stops).
+//! also checks the task was acked (nothing left after the worker stops); a task whose result
+//! cannot be published is never acked: it is requeued until the broker dead-letters it.
 
 use std::time::Duration;
 
@@ -238,6 +239,84 @@ async fn broken_image_prompt_ends_empty_without_calling_the_generator() {
     assert!(reason.contains("base64"), "{reason}");
     assert!(result.attempts.is_empty());
     assert_eq!(harness.generator.requests(), 0);
+    let (broker, config) = harness.stop().await;
+    broker.close().await;
+    delete_topology(&config.broker).await;
+}
+
+/// Passive-declares `queue` and returns (ready messages, consumers).
+async fn queue_state(broker: &Broker, queue: &str) -> (u32, u32) {
+    let channel = broker.channel().await.expect("channel");
+    let q = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .expect("queue exists");
+    (q.message_count(), q.consumer_count())
+}
+
+#[tokio::test]
+async fn a_task_whose_result_cannot_be_published_is_never_acked() {
+    let harness = Harness::start(small_models(Fault::None)).await;
+    let topology = harness.broker.topology().clone();
+    let tasks = topology.queue(QueueKind::Tasks);
+    // Wait until the worker consumes, so its own topology declaration is behind us.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while queue_state(&harness.broker, &tasks).await.1 == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "worker never consumed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // No route for results: every publish is returned, so the worker must requeue the task
+    // each time, and after the delivery limit the broker dead-letters it rather than lose it.
+    let channel = harness.broker.channel().await.expect("channel");
+    channel
+        .queue_delete(
+            topology.queue(QueueKind::Results).into(),
+            Default::default(),
+        )
+        .await
+        .expect("delete the results queue");
+    harness
+        .send(&task("t-unroutable", TaskKind::Text, "a lamp"))
+        .await;
+    let dead = topology.dead_queue();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while queue_state(&harness.broker, &dead).await.0 == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the task neither stayed queued nor reached {dead}: it was acked without a result"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let letter = channel
+        .basic_get(dead.as_str().into(), Default::default())
+        .await
+        .expect("get")
+        .expect("a dead letter");
+    assert_eq!(
+        letter
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.as_str()),
+        Some("t-unroutable")
+    );
+    let limit = u64::from(harness.config.broker.delivery_limit);
+    assert_eq!(
+        harness.generator.requests(),
+        limit + 1,
+        "one generation per delivery, then dead-lettered"
+    );
     let (broker, config) = harness.stop().await;
     broker.close().await;
     delete_topology(&config.broker).await;
