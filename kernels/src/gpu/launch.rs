@@ -175,7 +175,7 @@ impl Kernels {
             scan_sums,
             ..
         } = b;
-        self.scan(stream, flags, visible_positions, vn, scan_sums, 0)
+        self.scan(stream, flags, visible_positions, vn, scan_sums, true)
     }
 
     /// Writes the depth keys of the visible pairs, sorts them by (view, depth), and scans
@@ -244,10 +244,19 @@ impl Kernels {
             scan_sums,
             ..
         } = b;
-        self.scan(stream, sorted_counts, emit_offsets, visible, scan_sums, 0)
+        self.scan(
+            stream,
+            sorted_counts,
+            emit_offsets,
+            visible,
+            scan_sums,
+            true,
+        )
     }
 
-    /// Scans `input[..n]` into `output`, recursing over block sums; returns the total.
+    /// Scans `input[..n]` into `output`, recursing over block sums; returns the total when
+    /// `need_total` (a read back to the host, so a sync), else 0. The level buffers grow only
+    /// when a larger input arrives, so steady-state calls allocate nothing.
     fn scan(
         &self,
         stream: &Arc<CudaStream>,
@@ -255,13 +264,34 @@ impl Kernels {
         output: &mut CudaSlice<u32>,
         n: usize,
         sums: &mut Vec<(CudaSlice<u32>, CudaSlice<u32>)>,
-        level: usize,
+        need_total: bool,
     ) -> Result<u32, DriverError> {
-        let nblocks = n.div_ceil(SCAN_TILE).max(1);
-        while sums.len() <= level {
+        let mut levels = 1;
+        let mut blocks_at_level = n.div_ceil(SCAN_TILE).max(1);
+        while blocks_at_level > 1 {
+            levels += 1;
+            blocks_at_level = blocks_at_level.div_ceil(SCAN_TILE);
+        }
+        while sums.len() < levels {
             sums.push((stream.alloc_zeros::<u32>(1)?, stream.alloc_zeros::<u32>(1)?));
         }
-        let (raw, scanned) = &mut sums[level];
+        self.scan_level(stream, input, output, n, sums, need_total)
+    }
+
+    fn scan_level(
+        &self,
+        stream: &Arc<CudaStream>,
+        input: &CudaSlice<u32>,
+        output: &mut CudaSlice<u32>,
+        n: usize,
+        sums: &mut [(CudaSlice<u32>, CudaSlice<u32>)],
+        need_total: bool,
+    ) -> Result<u32, DriverError> {
+        let nblocks = n.div_ceil(SCAN_TILE).max(1);
+        let Some(((raw, scanned), deeper)) = sums.split_first_mut() else {
+            // `scan` sized the levels for this input; nothing to scan into otherwise.
+            return Ok(0);
+        };
         grow(stream, raw, nblocks)?;
         grow(stream, scanned, nblocks)?;
         let n32 = n as u32;
@@ -275,27 +305,17 @@ impl Kernels {
         // SAFETY: matches `scan_tiles`; `raw` holds one sum per block.
         unsafe { launch.launch(cfg) }?;
         if nblocks == 1 {
+            if !need_total {
+                return Ok(0);
+            }
             let total = stream.clone_dtoh(&raw.slice(..1))?;
             return Ok(total[0]);
         }
-        // Scan the block sums (moved out so the recursion can borrow the level list).
-        let (raw_owned, mut scanned_owned) = std::mem::replace(
-            &mut sums[level],
-            (stream.alloc_zeros::<u32>(1)?, stream.alloc_zeros::<u32>(1)?),
-        );
-        let total = self.scan(
-            stream,
-            &raw_owned,
-            &mut scanned_owned,
-            nblocks,
-            sums,
-            level + 1,
-        )?;
+        let total = self.scan_level(stream, raw, scanned, nblocks, deeper, need_total)?;
         let mut launch = stream.launch_builder(&self.scan_add);
-        launch.arg(&mut *output).arg(&scanned_owned).arg(&n32);
+        launch.arg(&mut *output).arg(&*scanned).arg(&n32);
         // SAFETY: matches `scan_add`; one offset per block.
         unsafe { launch.launch(cfg) }?;
-        sums[level] = (raw_owned, scanned_owned);
         Ok(total)
     }
 
@@ -391,13 +411,14 @@ impl Kernels {
                 .arg(&mut *sort.histogram);
             // SAFETY: matches `radix_histogram_*`; histogram holds 256 × blocks.
             unsafe { launch.launch(cfg) }?;
+            // Only the offsets matter here: no total, so no sync per pass.
             self.scan(
                 stream,
                 sort.histogram,
                 sort.histogram_scan,
                 256 * nblocks,
                 sort.scan_sums,
-                0,
+                false,
             )?;
             let mut launch = stream.launch_builder(scatter_fn);
             launch
