@@ -3,7 +3,7 @@
 //! waits in the queue costs cooldown time, so the puller keeps the ready backlog under
 //! consumers × `backlog_factor`, counting pulls still in flight as tasks about to be ready.
 
-use lapin::{options::QueueDeclareOptions, types::FieldTable, Channel};
+use lapin::Channel;
 
 /// What the tasks queue says right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,19 +37,10 @@ impl CapacitySignal {
 
 /// Reads the queue's counts with a passive declare (fails if the queue does not exist).
 pub async fn probe(channel: &Channel, queue: &str) -> lapin::Result<CapacitySignal> {
-    let queue = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let counts = splatfleet_common::broker::queue_counts(channel, queue).await?;
     Ok(CapacitySignal {
-        ready: queue.message_count(),
-        consumers: queue.consumer_count(),
+        ready: counts.ready,
+        consumers: counts.consumers,
     })
 }
 

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use lapin::options::QueueDeclareOptions;
+use splatfleet_common::broker::queue_counts;
 use splatfleet_common::messages::{ArtifactRef, ResultOutcome, TaskKind};
 use support::Rig;
 
@@ -97,18 +97,10 @@ async fn a_result_that_cannot_be_loaded_is_recorded_and_dead_lettered() {
     let channel = rig.broker.channel().await.expect("channel");
     let started = std::time::Instant::now();
     loop {
-        let dead = channel
-            .queue_declare(
-                rig.broker.topology().dead_queue().as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                Default::default(),
-            )
+        let dead = queue_counts(&channel, &rig.broker.topology().dead_queue())
             .await
             .expect("dead queue");
-        if dead.message_count() == 1 {
+        if dead.ready == 1 {
             break;
         }
         assert!(

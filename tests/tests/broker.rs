@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use lapin::{options::BasicPublishOptions, BasicProperties};
 use splatfleet_common::{
-    broker::{Broker, Disposition, PublishError, QueueKind},
+    broker::{queue_counts, Broker, Disposition, PublishError, QueueKind},
     messages::{
         ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef,
     },
@@ -105,18 +105,10 @@ async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
 /// Counts messages waiting in `queue` (passive declare).
 async fn ready_count(broker: &Broker, queue: &str) -> u32 {
     let channel = broker.channel().await.expect("channel");
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
+    queue_counts(&channel, queue)
         .await
-        .expect("queue exists");
-    declared.message_count()
+        .expect("queue exists")
+        .ready
 }
 
 async fn wait_for_count(broker: &Broker, queue: &str, want: u32) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use splatfleet_common::{
     artifacts::{sha256_hex, ArtifactStore},
-    broker::{Broker, Disposition, QueueKind},
+    broker::{queue_counts, Broker, Disposition, QueueKind},
     config::Config,
     messages::{ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef},
     shutdown::Shutdown,
@@ -173,21 +173,9 @@ async fn task_becomes_ready_result_with_artifacts_matching_their_hashes() {
     let png = store.get(preview).await.expect("preview matches its hash");
     assert!(png.starts_with(b"\x89PNG"));
     let (broker, config) = harness.stop().await;
-    let tasks_left = {
-        let channel = broker.channel().await.expect("channel");
-        channel
-            .queue_declare(
-                broker.topology().queue(QueueKind::Tasks).as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .expect("tasks queue")
-            .message_count()
-    };
+    let tasks_left = queue_state(&broker, &broker.topology().queue(QueueKind::Tasks))
+        .await
+        .0;
     assert_eq!(tasks_left, 0, "the task was acked");
     broker.close().await;
     delete_topology(&config.broker).await;
@@ -247,18 +235,8 @@ async fn broken_image_prompt_ends_empty_without_calling_the_generator() {
 /// Passive-declares `queue` and returns (ready messages, consumers).
 async fn queue_state(broker: &Broker, queue: &str) -> (u32, u32) {
     let channel = broker.channel().await.expect("channel");
-    let q = channel
-        .queue_declare(
-            queue.into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .expect("queue exists");
-    (q.message_count(), q.consumer_count())
+    let counts = queue_counts(&channel, queue).await.expect("queue exists");
+    (counts.ready, counts.consumers)
 }
 
 #[tokio::test]

@@ -13,4 +13,4 @@ pub use connection::{Broker, BrokerError};
 pub use consumer::{ConsumeError, Consumer, Disposition, Incoming};
 pub use envelope::{decode, encode, DecodeError, Envelope, MAX_MESSAGE_BYTES};
 pub use publisher::{PublishError, Publisher};
-pub use topology::{QueueKind, Topology};
+pub use topology::{queue_counts, QueueCounts, QueueKind, Topology};

@@ -143,6 +143,29 @@ fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(value.into())
 }
 
+/// What a passive declare reports about a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Messages ready for delivery (not counting unacknowledged ones).
+    pub ready: u32,
+    pub consumers: u32,
+}
+
+/// Reads a queue's counts with a passive declare; an error if the queue does not exist.
+pub async fn queue_counts(channel: &Channel, queue: &str) -> lapin::Result<QueueCounts> {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let declared = channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await?;
+    Ok(QueueCounts {
+        ready: declared.message_count(),
+        consumers: declared.consumer_count(),
+    })
+}
+
 /// Kept for callers that need the routing key type.
 pub(crate) fn routing_key(kind: QueueKind) -> ShortString {
     kind.suffix().into()
