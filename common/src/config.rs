@@ -196,14 +196,22 @@ pub struct WorkerSettings {
     pub gate_views: usize,
     pub gate_render_size: u32,
     /// Weights of the local score's terms: mean silhouette coverage (relative to
-    /// `gate_coverage_target`), mean adjacent-view SSIM, and one minus the floater fraction.
+    /// `gate_coverage_target`), mean adjacent-view SSIM, one minus the floater fraction, and
+    /// mean silhouette fill of its bounding box (relative to `gate_fill_target`).
     pub gate_coverage_weight: f64,
     pub gate_ssim_weight: f64,
     pub gate_floater_weight: f64,
+    pub gate_fill_weight: f64,
     /// Mean coverage at which the coverage term reaches 1.
     pub gate_coverage_target: f64,
+    /// Mean fill at which the fill term reaches 1 (solid objects fill 0.6–0.8 of their box).
+    pub gate_fill_target: f64,
     /// Local score (0..1) an attempt needs to pass.
     pub gate_pass_threshold: f64,
+    /// Local score at which the ladder stops climbing. Unset: stop at the first attempt that
+    /// passes. Set higher, passing attempts under it are kept and the ladder goes on while the
+    /// budget lasts; the best attempt by local score is submitted.
+    pub gate_stop_score: Option<f64>,
 }
 
 impl Default for WorkerSettings {
@@ -229,11 +237,14 @@ impl Default for WorkerSettings {
             ],
             gate_views: 16,
             gate_render_size: 518,
-            gate_coverage_weight: 0.4,
-            gate_ssim_weight: 0.4,
-            gate_floater_weight: 0.2,
+            gate_coverage_weight: 0.3,
+            gate_ssim_weight: 0.3,
+            gate_floater_weight: 0.1,
+            gate_fill_weight: 0.3,
             gate_coverage_target: 0.1,
+            gate_fill_target: 0.7,
             gate_pass_threshold: 0.5,
+            gate_stop_score: None,
         }
     }
 }
@@ -304,6 +315,7 @@ impl WorkerSettings {
             ("gate_coverage_weight", self.gate_coverage_weight),
             ("gate_ssim_weight", self.gate_ssim_weight),
             ("gate_floater_weight", self.gate_floater_weight),
+            ("gate_fill_weight", self.gate_fill_weight),
         ];
         for (key, value) in weights {
             if !(value.is_finite() && value >= 0.0) {
@@ -325,14 +337,33 @@ impl WorkerSettings {
                 "must be above 0 and at most 1".into(),
             );
         }
+        if !(self.gate_fill_target.is_finite()
+            && self.gate_fill_target > 0.0
+            && self.gate_fill_target <= 1.0)
+        {
+            return invalid("gate_fill_target", "must be above 0 and at most 1".into());
+        }
         if !(0.0..=1.0).contains(&self.gate_pass_threshold) {
             return invalid("gate_pass_threshold", "must be between 0 and 1".into());
+        }
+        if let Some(stop) = self.gate_stop_score {
+            if !(self.gate_pass_threshold..=1.0).contains(&stop) {
+                return invalid(
+                    "gate_stop_score",
+                    "must lie between gate_pass_threshold and 1".into(),
+                );
+            }
         }
         Ok(())
     }
 
     pub fn generate_timeout(&self) -> Duration {
         Duration::from_millis(self.generate_timeout_ms)
+    }
+
+    /// The local score at which the retry ladder stops.
+    pub fn stop_score(&self) -> f64 {
+        self.gate_stop_score.unwrap_or(self.gate_pass_threshold)
     }
 }
 

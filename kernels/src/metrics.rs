@@ -17,6 +17,20 @@ pub struct ViewMetrics {
     pub saturation: f32,
 }
 
+impl ViewMetrics {
+    /// Silhouette pixels over bounding-box pixels for a `width`×`height` view: near 1 for a
+    /// solid object, low for a model with holes (sparse, wiry); 0 for an empty view.
+    pub fn fill(&self, width: u32, height: u32) -> f32 {
+        let [x0, y0, x1, y1] = self.bbox;
+        if x0 < 0 || y0 < 0 || x1 < x0 || y1 < y0 {
+            return 0.0;
+        }
+        let box_pixels = (f64::from(x1 - x0) + 1.0) * (f64::from(y1 - y0) + 1.0);
+        let silhouette = f64::from(self.coverage) * f64::from(width) * f64::from(height);
+        (silhouette / box_pixels).clamp(0.0, 1.0) as f32
+    }
+}
+
 /// Measurements of a whole render.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Metrics {
@@ -30,6 +44,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn mean_coverage(&self) -> f32 {
         mean(self.views.iter().map(|v| v.coverage))
+    }
+
+    /// Mean [`ViewMetrics::fill`] over the views.
+    pub fn mean_fill(&self, width: u32, height: u32) -> f32 {
+        mean(self.views.iter().map(|v| v.fill(width, height)))
     }
 
     pub fn mean_sharpness(&self) -> f32 {

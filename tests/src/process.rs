@@ -65,6 +65,13 @@ impl RoleProcess {
         }
     }
 
+    /// SIGKILL, as a crash or the OOM killer would, and reap the process.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.log.extend(self.lines.try_iter());
+    }
+
     pub fn terminate(&self) {
         let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"));
         nix::sys::signal::kill(pid, Signal::SIGTERM).expect("send SIGTERM");

@@ -27,7 +27,9 @@ pub struct GateScoring {
     pub coverage_weight: f64,
     pub ssim_weight: f64,
     pub floater_weight: f64,
+    pub fill_weight: f64,
     pub coverage_target: f64,
+    pub fill_target: f64,
     pub pass_threshold: f64,
 }
 
@@ -37,23 +39,28 @@ impl GateScoring {
             coverage_weight: settings.gate_coverage_weight,
             ssim_weight: settings.gate_ssim_weight,
             floater_weight: settings.gate_floater_weight,
+            fill_weight: settings.gate_fill_weight,
             coverage_target: settings.gate_coverage_target,
+            fill_target: settings.gate_fill_target,
             pass_threshold: settings.gate_pass_threshold,
         }
     }
 
-    /// The weighted mean of the terms, in 0..1.
-    pub fn local_score(&self, metrics: &Metrics) -> f64 {
+    /// The weighted mean of the terms, in 0..1, for views of `width`×`height`.
+    pub fn local_score(&self, metrics: &Metrics, width: u32, height: u32) -> f64 {
         let coverage = (f64::from(metrics.mean_coverage()) / self.coverage_target).clamp(0.0, 1.0);
         let ssim = f64::from(metrics.mean_adjacent_ssim()).clamp(0.0, 1.0);
         let solid = (1.0 - f64::from(metrics.floater_fraction)).clamp(0.0, 1.0);
-        let total = self.coverage_weight + self.ssim_weight + self.floater_weight;
+        let fill = (f64::from(metrics.mean_fill(width, height)) / self.fill_target).clamp(0.0, 1.0);
+        let total =
+            self.coverage_weight + self.ssim_weight + self.floater_weight + self.fill_weight;
         if total <= 0.0 {
             return 0.0;
         }
         let score = (self.coverage_weight * coverage
             + self.ssim_weight * ssim
-            + self.floater_weight * solid)
+            + self.floater_weight * solid
+            + self.fill_weight * fill)
             / total;
         if score.is_finite() {
             score
@@ -135,11 +142,17 @@ impl Gate {
                     }
                 }
             };
-        let score = self.scoring.local_score(&measured);
+        let score = self
+            .scoring
+            .local_score(&measured, self.rig.width, self.rig.height);
         metrics.insert("mean_coverage".into(), f64::from(measured.mean_coverage()));
         metrics.insert(
             "mean_adjacent_ssim".into(),
             f64::from(measured.mean_adjacent_ssim()),
+        );
+        metrics.insert(
+            "mean_fill".into(),
+            f64::from(measured.mean_fill(self.rig.width, self.rig.height)),
         );
         metrics.insert(
             "mean_sharpness".into(),

@@ -77,9 +77,11 @@ pub async fn run(config: Config, shutdown: Shutdown, gpu: usize) -> Result<(), W
     let broker = Broker::connect(&config.broker, "splatfleet-worker").await?;
     broker.declare_topology().await?;
     let publisher = Arc::new(broker.publisher::<ResultMsg>().await?);
+    // A task still running at the drain deadline is nacked so another worker takes it.
     let consumer = broker
         .consumer::<TaskMsg>(settings.slots, &format!("worker-gpu{gpu}"))
-        .await?;
+        .await?
+        .drain_within(config.shutdown.drain_timeout());
     tracing::info!(
         prefix = %broker.topology().prefix,
         endpoint = context.client.url(),

@@ -1,7 +1,8 @@
 //! One task from start to answer: check an image prompt, climb the retry ladder within the
-//! time budget (generate → decode → gate per attempt, each attempt recorded), store the best
-//! passing model (PLY, SPZ, contact sheet) and build the [`ResultMsg`]. Seeds derive from the
-//! task id, so a redelivered task asks for the same models and stores under the same keys.
+//! time budget (generate → decode → gate per attempt, each attempt recorded) until an attempt
+//! reaches the stop score, store the best passing model by local score (PLY, SPZ, contact
+//! sheet) and build the [`ResultMsg`]. Seeds derive from the task id, so a redelivered task
+//! asks for the same models and stores under the same keys.
 
 use std::{
     collections::BTreeMap,
@@ -112,7 +113,8 @@ impl TaskContext {
             self.settings.budget_margin_ms,
         );
         let mut attempts = Vec::new();
-        let mut chosen = None;
+        let mut chosen: Option<Chosen> = None;
+        let stop_score = self.settings.stop_score();
         for (index, step) in self.settings.ladder.iter().enumerate() {
             let now = now_unix_ms();
             if now >= end {
@@ -123,8 +125,17 @@ impl TaskContext {
             let (record, passed) = self.attempt(task, index, step, timeout).await;
             attempts.push(record);
             if let Some(passed) = passed {
-                chosen = Some(passed);
-                break;
+                let score = f64::from(passed.verdict.local_score);
+                // Keep the best passing attempt; ties keep the earlier one.
+                if chosen
+                    .as_ref()
+                    .is_none_or(|best| passed.verdict.local_score > best.verdict.local_score)
+                {
+                    chosen = Some(passed);
+                }
+                if score >= stop_score {
+                    break;
+                }
             }
         }
         metrics::histogram!("splatfleet_worker_attempts_per_task").record(attempts.len() as f64);

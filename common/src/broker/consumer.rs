@@ -2,9 +2,10 @@
 //! `global = false`). Each delivery is decoded and handed to the role's handler, whose
 //! [`Disposition`] decides ack, requeue or dead-letter. A delivery that does not decode is
 //! rejected without requeue so it dead-letters, and is logged with its message id: a poison
-//! message never crash-loops a consumer.
+//! message never crash-loops a consumer. On shutdown, handlers still running after the
+//! consumer's drain deadline are abandoned and their deliveries nacked for redelivery.
 
-use std::{future::Future, marker::PhantomData, sync::Arc};
+use std::{future::Future, marker::PhantomData, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use lapin::{
@@ -57,6 +58,8 @@ pub struct Consumer<M> {
     channel: Channel,
     inner: lapin::Consumer,
     queue: String,
+    /// How long handlers may run on after a stop before they are abandoned and nacked.
+    drain: Option<Duration>,
     _message: PhantomData<fn() -> M>,
 }
 
@@ -83,8 +86,17 @@ impl<M: Message> Consumer<M> {
             channel,
             inner,
             queue,
+            drain: None,
             _message: PhantomData,
         })
+    }
+
+    /// After a stop, wait at most `drain` for running handlers; then drop them and nack their
+    /// deliveries so another consumer takes them (default: wait for them however long).
+    #[must_use]
+    pub fn drain_within(mut self, drain: Duration) -> Self {
+        self.drain = Some(drain);
+        self
     }
 
     pub fn queue(&self) -> &str {
@@ -103,6 +115,7 @@ impl<M: Message> Consumer<M> {
         F: Future<Output = Disposition> + Send + 'static,
     {
         let handler = Arc::new(handler);
+        let abandon = CancellationToken::new();
         let mut in_flight = JoinSet::new();
         let result = loop {
             let next = tokio::select! {
@@ -115,8 +128,15 @@ impl<M: Message> Consumer<M> {
                     if let Some(incoming) = self.decode(&delivery).await {
                         let handler = Arc::clone(&handler);
                         let queue = self.queue.clone();
+                        let abandon = abandon.clone();
                         in_flight.spawn(async move {
-                            let disposition = handler(incoming).await;
+                            let disposition = tokio::select! {
+                                disposition = handler(incoming) => disposition,
+                                () = abandon.cancelled() => {
+                                    tracing::warn!(queue, "drain deadline passed; nacking an unfinished delivery for redelivery");
+                                    Disposition::Requeue
+                                }
+                            };
                             settle(delivery, disposition, &queue).await;
                         });
                     }
@@ -143,7 +163,16 @@ impl<M: Message> Consumer<M> {
             .channel
             .basic_cancel(self.inner.tag(), BasicCancelOptions::default())
             .await;
-        while in_flight.join_next().await.is_some() {}
+        let drained = async { while in_flight.join_next().await.is_some() {} };
+        match self.drain {
+            Some(deadline) => {
+                if tokio::time::timeout(deadline, drained).await.is_err() {
+                    abandon.cancel();
+                    while in_flight.join_next().await.is_some() {}
+                }
+            }
+            None => drained.await,
+        }
         let _ = self.channel.close(200, "consumer stopped".into()).await;
         result
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use splatfleet_tests::sim::{
     events::EventLog,
-    generator::{Fault, GeneratorSettings, SimGenerator},
+    generator::{AnswerMix, Fault, GeneratorSettings, SimGenerator},
     setup::{self, NetworkSettings},
     RuleSettings, ScoreMode, ScoreSettings,
 };
@@ -35,18 +35,67 @@ struct GeneratorArgs {
     /// Port to listen on (0: a free port, printed at start).
     #[arg(long, default_value_t = 8093)]
     port: u16,
-    /// Gaussians per generated model.
-    #[arg(long, default_value_t = 20_000)]
-    gaussians: usize,
-    /// A misbehaviour to inject.
+    /// Gaussians of a plausible model: `N` for exactly N, `MIN-MAX` for a size drawn per model.
+    #[arg(long, default_value = "50000-600000", value_parser = parse_gaussians)]
+    gaussians: (usize, usize),
+    /// Share (0..1) of sparse models (7k..150k thin gaussians; the gate scores them low).
+    #[arg(long, default_value_t = 0.0)]
+    sparse_share: f64,
+    /// Share of models under the validator's 7,000-gaussian floor.
+    #[arg(long, default_value_t = 0.0)]
+    tiny_share: f64,
+    /// Share of degenerate models (mostly transparent, identity rotations or NaNs).
+    #[arg(long, default_value_t = 0.0)]
+    degenerate_share: f64,
+    /// Share of answers that are not a PLY.
+    #[arg(long, default_value_t = 0.0)]
+    invalid_share: f64,
+    /// Share of truncated PLYs.
+    #[arg(long, default_value_t = 0.0)]
+    truncated_share: f64,
+    /// Share of HTTP 500 answers.
+    #[arg(long, default_value_t = 0.0)]
+    error_share: f64,
+    /// Share of answers delayed by `--slow-ms`.
+    #[arg(long, default_value_t = 0.0)]
+    slow_share: f64,
+    /// Median latency added to every answer, milliseconds (log-normal, see --latency-sigma).
+    #[arg(long, default_value_t = 0)]
+    latency_median_ms: u64,
+    /// Log-normal spread of the latency.
+    #[arg(long, default_value_t = 0.5)]
+    latency_sigma: f64,
+    /// Cap of the added latency, milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    latency_max_ms: u64,
+    /// A misbehaviour forced on every request (or the first `--fault-attempts` attempts).
     #[arg(long, value_enum, default_value_t = Fault::None)]
     fault: Fault,
-    /// Inject the fault only for requests whose `attempt` field is below this (default: all).
+    /// Force the fault only for requests whose `attempt` field is below this (default: all).
     #[arg(long)]
     fault_attempts: Option<u32>,
-    /// Delay of `--fault slow`, milliseconds.
+    /// Delay of slow answers, milliseconds.
     #[arg(long, default_value_t = 2_000)]
     slow_ms: u64,
+}
+
+/// `N` or `MIN-MAX`, both at least 1.
+fn parse_gaussians(text: &str) -> Result<(usize, usize), String> {
+    let number = |part: &str| {
+        part.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("`{part}` is not a gaussian count of at least 1"))
+    };
+    let (lo, hi) = match text.split_once('-') {
+        Some((lo, hi)) => (number(lo)?, number(hi)?),
+        None => (number(text)?, number(text)?),
+    };
+    if hi < lo {
+        return Err(format!("`{text}`: the maximum is under the minimum"));
+    }
+    Ok((lo, hi))
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,11 +158,37 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run_generator(args: GeneratorArgs) -> Result<(), String> {
-    if args.gaussians == 0 {
-        return Err("--gaussians must be at least 1".into());
+    let mix = AnswerMix {
+        sparse: args.sparse_share,
+        tiny: args.tiny_share,
+        degenerate: args.degenerate_share,
+        invalid: args.invalid_share,
+        truncated: args.truncated_share,
+        error500: args.error_share,
+        slow: args.slow_share,
+    };
+    let shares = [
+        mix.sparse,
+        mix.tiny,
+        mix.degenerate,
+        mix.invalid,
+        mix.truncated,
+        mix.error500,
+        mix.slow,
+    ];
+    if shares.iter().any(|s| !(0.0..=1.0).contains(s)) || mix.total() > 1.0 {
+        return Err("every --*-share must lie in 0..1 and together they must not pass 1".into());
+    }
+    if !(args.latency_sigma.is_finite() && args.latency_sigma >= 0.0) {
+        return Err("--latency-sigma must be a non-negative number".into());
     }
     let settings = GeneratorSettings {
-        gaussians: args.gaussians,
+        gaussians: args.gaussians.0,
+        gaussians_max: Some(args.gaussians.1),
+        mix,
+        latency_median_ms: args.latency_median_ms,
+        latency_sigma: args.latency_sigma,
+        latency_max_ms: args.latency_max_ms,
         fault: args.fault,
         fault_attempts: args.fault_attempts.unwrap_or(u32::MAX),
         slow_ms: args.slow_ms,

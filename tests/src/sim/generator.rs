@@ -1,8 +1,10 @@
 //! `splatfleet-sim generator`: a sample generation service speaking DESIGN.md §6
-//! (`POST /generate/`, form field `prompt` → 200 with raw binary PLY). Each answer is a
-//! coloured blob of gaussians, deterministic by prompt and seed, and a [`Fault`] can be
-//! injected (slow, HTTP 500, garbage bytes, truncated PLY, hang) for the first attempts or
-//! all of them, so the worker's client and retry ladder have something to fail on.
+//! (`POST /generate/`, form field `prompt` → 200 with raw binary PLY). Answers are
+//! deterministic by prompt and seed: a plausible coloured object of a size drawn from a
+//! configured range, or — by configured shares — a sparse model, a tiny one, a degenerate one,
+//! invalid bytes, a truncated PLY, an HTTP 500 or a slow answer. A higher `enhance` form field
+//! makes sparse and tiny answers less likely, so a retry ladder has something real to win.
+//! A fixed [`Fault`] can also be forced for the first attempts or all of them.
 
 use std::{
     collections::HashMap,
@@ -20,6 +22,8 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{body::Incoming, header, service::service_fn, Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use splatfleet_common::splat::{write_ply, Splat};
+
+use super::models::{self, SimRng};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 /// Largest request body the service reads (image prompts are a few hundred KB).
@@ -43,16 +47,58 @@ pub enum Fault {
     Hang,
 }
 
+/// Shares (each 0..1, summing to at most 1) of answers that are not a plausible object. The
+/// model's prompt and seed pick the answer, so the same request always gets the same one.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AnswerMix {
+    /// A clean model too thin to cover its views (7k..150k gaussians).
+    pub sparse: f64,
+    /// A model under the validator's 7,000-gaussian floor.
+    pub tiny: f64,
+    /// Mostly-transparent, identity-rotation or NaN-holding models.
+    pub degenerate: f64,
+    /// HTTP 200 with bytes that are not a PLY.
+    pub invalid: f64,
+    /// A PLY cut in half.
+    pub truncated: f64,
+    /// HTTP 500.
+    pub error500: f64,
+    /// A good answer after `slow_ms`.
+    pub slow: f64,
+}
+
+impl AnswerMix {
+    /// The shares' sum, which must not pass 1.
+    pub fn total(&self) -> f64 {
+        self.sparse
+            + self.tiny
+            + self.degenerate
+            + self.invalid
+            + self.truncated
+            + self.error500
+            + self.slow
+    }
+}
+
 /// How the service answers.
 #[derive(Debug, Clone)]
 pub struct GeneratorSettings {
-    /// Gaussians per model.
+    /// Gaussians of a plausible object: exactly this many, or, with `gaussians_max`, drawn
+    /// per model from `gaussians..=gaussians_max`.
     pub gaussians: usize,
+    pub gaussians_max: Option<usize>,
+    /// Shares of bad answers (none by default).
+    pub mix: AnswerMix,
+    /// Median added latency of every answer, milliseconds (0: none), spread log-normally with
+    /// `latency_sigma` and capped at `latency_max_ms`.
+    pub latency_median_ms: u64,
+    pub latency_sigma: f64,
+    pub latency_max_ms: u64,
+    /// A fault forced on the first `fault_attempts` attempts (missing `attempt` counts as
+    /// 0; `u32::MAX` means every request), ahead of the mix.
     pub fault: Fault,
-    /// The fault applies to requests whose `attempt` field is below this (missing counts as
-    /// 0); `u32::MAX` means every request.
     pub fault_attempts: u32,
-    /// Delay of [`Fault::Slow`], milliseconds.
+    /// Delay of [`Fault::Slow`] and of slow answers from the mix, milliseconds.
     pub slow_ms: u64,
 }
 
@@ -60,6 +106,11 @@ impl Default for GeneratorSettings {
     fn default() -> Self {
         Self {
             gaussians: 20_000,
+            gaussians_max: None,
+            mix: AnswerMix::default(),
+            latency_median_ms: 0,
+            latency_sigma: 0.5,
+            latency_max_ms: 60_000,
             fault: Fault::None,
             fault_attempts: u32::MAX,
             slow_ms: 2_000,
@@ -172,34 +223,121 @@ async fn handle(
         .get("attempt")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let fault = if attempt < settings.fault_attempts {
-        settings.fault
+    let enhance = fields
+        .get("enhance")
+        .map_or(0, |level| enhance_level(level));
+    let model = model_seed(prompt, seed);
+    let answer = if attempt < settings.fault_attempts && settings.fault != Fault::None {
+        Answer::Forced(settings.fault)
     } else {
-        Fault::None
+        pick_answer(&settings.mix, enhance, model)
     };
-    let ply = || write_ply(&blob(settings.gaussians, model_seed(prompt, seed))).unwrap_or_default();
-    match fault {
-        Fault::None => respond(StatusCode::OK, ply(), "application/octet-stream"),
-        Fault::Slow => {
-            tokio::time::sleep(Duration::from_millis(settings.slow_ms)).await;
-            respond(StatusCode::OK, ply(), "application/octet-stream")
+    let delay = latency_ms(settings, model);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    answer_with(answer, settings, model).await
+}
+
+/// What one request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Object,
+    Sparse,
+    Tiny,
+    Degenerate,
+    Forced(Fault),
+}
+
+/// `enhance` form values: `standard` is 1, `extreme` 2, a number itself, anything else 0.
+fn enhance_level(level: &str) -> u32 {
+    match level {
+        "standard" => 1,
+        "extreme" => 2,
+        other => other.parse().unwrap_or(0),
+    }
+}
+
+/// Picks the answer from the mix; each enhance level quarters the sparse and tiny shares.
+fn pick_answer(mix: &AnswerMix, enhance: u32, model: u64) -> Answer {
+    let damp = 0.25f64.powi(i32::try_from(enhance.min(8)).unwrap_or(8));
+    let draw = SimRng::new(model ^ 0x0005_eed0_fa5e).unit_f64();
+    let ladder = [
+        (mix.error500, Answer::Forced(Fault::Error500)),
+        (mix.invalid, Answer::Forced(Fault::Garbage)),
+        (mix.truncated, Answer::Forced(Fault::Truncated)),
+        (mix.degenerate, Answer::Degenerate),
+        (mix.tiny * damp, Answer::Tiny),
+        (mix.sparse * damp, Answer::Sparse),
+        (mix.slow, Answer::Forced(Fault::Slow)),
+    ];
+    let mut edge = 0.0;
+    for (share, answer) in ladder {
+        edge += share;
+        if draw < edge {
+            return answer;
         }
-        Fault::Error500 => respond(
+    }
+    Answer::Object
+}
+
+/// The added latency of one answer: log-normal around the median, capped.
+fn latency_ms(settings: &GeneratorSettings, model: u64) -> u64 {
+    if settings.latency_median_ms == 0 {
+        return 0;
+    }
+    let z = SimRng::new(model ^ 0x1a7e_0c1e).normal();
+    let ms = settings.latency_median_ms as f64 * (settings.latency_sigma * z).exp();
+    (ms.max(0.0) as u64).min(settings.latency_max_ms)
+}
+
+fn ply_response(splat: &Splat) -> Response<Full<Bytes>> {
+    match write_ply(splat) {
+        Ok(bytes) => respond(StatusCode::OK, bytes, "application/octet-stream"),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("writing the PLY failed: {e}"),
+            "text/plain",
+        ),
+    }
+}
+
+async fn answer_with(
+    answer: Answer,
+    settings: &GeneratorSettings,
+    model: u64,
+) -> Response<Full<Bytes>> {
+    let mut rng = SimRng::new(model);
+    let object_size = rng.between(
+        settings.gaussians,
+        settings.gaussians_max.unwrap_or(settings.gaussians),
+    );
+    let object = || models::object(object_size, model);
+    match answer {
+        Answer::Object | Answer::Forced(Fault::None) => ply_response(&object()),
+        Answer::Sparse => ply_response(&models::sparse(rng.between(7_000, 149_999), model)),
+        Answer::Tiny => ply_response(&models::object(rng.between(500, 6_999), model)),
+        Answer::Degenerate => ply_response(&models::degenerate(object_size, model).0),
+        Answer::Forced(Fault::Slow) => {
+            tokio::time::sleep(Duration::from_millis(settings.slow_ms)).await;
+            ply_response(&object())
+        }
+        Answer::Forced(Fault::Error500) => respond(
             StatusCode::INTERNAL_SERVER_ERROR,
             "simulated generator failure",
             "text/plain",
         ),
-        Fault::Garbage => respond(
+        Answer::Forced(Fault::Garbage) => respond(
             StatusCode::OK,
             Bytes::from_static(b"this is not a PLY at all\n"),
             "application/octet-stream",
         ),
-        Fault::Truncated => {
-            let mut bytes = ply();
+        Answer::Forced(Fault::Truncated) => {
+            let mut bytes = write_ply(&object()).unwrap_or_default();
             bytes.truncate(bytes.len() / 2);
             respond(StatusCode::OK, bytes, "application/octet-stream")
         }
-        Fault::Hang => {
+        Answer::Forced(Fault::Hang) => {
             std::future::pending::<()>().await;
             respond(StatusCode::OK, Bytes::new(), "text/plain")
         }
@@ -216,39 +354,57 @@ fn model_seed(prompt: &str, seed: u64) -> u64 {
     hash
 }
 
-/// A coloured ellipsoidal blob of `n` opaque gaussians, deterministic by `seed`.
-pub fn blob(n: usize, seed: u64) -> Splat {
-    let mut state = seed | 1;
-    let mut next = move || {
-        // xorshift64*, mapped to [0, 1).
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32
-    };
-    let hue = next();
-    let mut splat = Splat::zeroed(n, 0, false);
-    for i in 0..n {
-        // A point in the unit ball, squashed into an ellipsoid.
-        let (mut x, mut y, mut z);
-        loop {
-            x = next() * 2.0 - 1.0;
-            y = next() * 2.0 - 1.0;
-            z = next() * 2.0 - 1.0;
-            if x * x + y * y + z * z <= 1.0 {
-                break;
-            }
-        }
-        splat.positions[i] = [x * 0.5, y * 0.35, z * 0.4];
-        let shade = (y + 1.0) * 0.5;
-        splat.sh_dc[i] = [
-            (hue - 0.5) * 2.0 + shade,
-            (0.5 - hue) + shade * 0.5,
-            next() * 0.5 - 0.25,
-        ];
-        splat.opacities[i] = 3.0 + next();
-        splat.log_scales[i] = [-4.5 + next(), -4.5 + next(), -4.5 + next()];
-        splat.rotations[i] = [1.0, next() - 0.5, next() - 0.5, next() - 0.5];
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share_of(mix: &AnswerMix, enhance: u32, wanted: Answer) -> f64 {
+        let hits = (0..4_000u64)
+            .filter(|&m| pick_answer(mix, enhance, model_seed("p", m)) == wanted)
+            .count();
+        hits as f64 / 4_000.0
     }
-    splat
+
+    #[test]
+    fn shares_are_honoured_and_enhance_makes_sparse_answers_rarer() {
+        let mix = AnswerMix {
+            sparse: 0.4,
+            error500: 0.1,
+            ..AnswerMix::default()
+        };
+        let plain = share_of(&mix, 0, Answer::Sparse);
+        let extreme = share_of(&mix, 2, Answer::Sparse);
+        assert!((plain - 0.4).abs() < 0.04, "{plain}");
+        assert!(extreme < 0.05, "{extreme}");
+        let errors = share_of(&mix, 2, Answer::Forced(Fault::Error500));
+        assert!((errors - 0.1).abs() < 0.03, "{errors}");
+        assert_eq!(share_of(&AnswerMix::default(), 0, Answer::Object), 1.0);
+    }
+
+    #[test]
+    fn latency_follows_the_median_and_respects_the_cap() {
+        let settings = GeneratorSettings {
+            latency_median_ms: 100,
+            latency_max_ms: 250,
+            ..GeneratorSettings::default()
+        };
+        let mut samples: Vec<u64> = (0..2_001)
+            .map(|m| latency_ms(&settings, model_seed("x", m)))
+            .collect();
+        samples.sort_unstable();
+        assert!(
+            (80..=125).contains(&samples[1_000]),
+            "median {}",
+            samples[1_000]
+        );
+        assert_eq!(*samples.last().expect("samples"), 250);
+    }
+
+    #[test]
+    fn enhance_names_map_to_levels() {
+        assert_eq!(enhance_level("standard"), 1);
+        assert_eq!(enhance_level("extreme"), 2);
+        assert_eq!(enhance_level("3"), 3);
+        assert_eq!(enhance_level("bogus"), 0);
+    }
 }

@@ -5,6 +5,7 @@
 pub mod axon;
 pub mod events;
 pub mod generator;
+pub mod models;
 pub mod rules;
 pub mod scorer;
 pub mod setup;
@@ -12,6 +13,6 @@ pub mod tasks;
 
 pub use axon::{spawn_validator, SimValidator};
 pub use events::EventLog;
-pub use generator::{Fault, GeneratorSettings, SimGenerator};
+pub use generator::{AnswerMix, Fault, GeneratorSettings, SimGenerator};
 pub use rules::RuleSettings;
 pub use scorer::{ScoreMode, ScoreSettings};
