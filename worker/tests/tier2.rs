@@ -3,7 +3,8 @@
 //! the service's scores recorded (end to end through real RabbitMQ); a tier-2 score under
 //! the threshold fails every attempt and the task ends Empty naming tier 2; a model failing
 //! tier 1 never reaches the service; a service that is down, answers 500, garbage or nothing
-//! is trusted away under `validation_unavailable = "tier1"` and fails attempts under "fail".
+//! is trusted away under `validation_unavailable = "tier1"` and fails attempts under "fail";
+//! an image task goes to the image endpoint with its image as `prompt_image`.
 //! Metrics are read from a real Prometheus exporter.
 
 use std::{
@@ -24,8 +25,8 @@ use splatfleet_tests::{
     broker_settings, delete_topology, free_addr,
     process::scrape_metrics,
     sim::{
-        validation::TEXT_PATH, GeneratorSettings, SimGenerator, SimValidation, ValidationFault,
-        ValidationSettings,
+        validation::{IMAGE_PATH, TEXT_PATH},
+        GeneratorSettings, SimGenerator, SimValidation, ValidationFault, ValidationSettings,
     },
 };
 use splatfleet_worker::{
@@ -497,4 +498,55 @@ async fn an_unavailable_service_fails_attempts_under_the_fail_policy() {
         }
         assert_eq!(requests, expect_requests, "{name}");
     }
+}
+
+/// A 32×32 PNG, base64: an image prompt the worker accepts.
+fn png_prompt() -> String {
+    use base64::Engine as _;
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, 32, 32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().expect("PNG header");
+        let pixels: Vec<u8> = (0..32 * 32 * 3).map(|i| (i % 251) as u8).collect();
+        writer.write_image_data(&pixels).expect("PNG data");
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test]
+async fn an_image_task_is_validated_at_the_image_endpoint_with_its_image() {
+    let generator = SimGenerator::start(0, generator_settings(GAUSSIANS))
+        .await
+        .expect("generator");
+    let validation = SimValidation::start(
+        0,
+        ValidationSettings {
+            fixed_score: Some(0.75),
+            ..ValidationSettings::default()
+        },
+    )
+    .await
+    .expect("validation service");
+    let settings = WorkerSettings {
+        ladder: vec![Default::default()],
+        ..worker_settings(&generator)
+    };
+    let direct = Direct::new(settings, Some(&validation.url()));
+    let prompt = png_prompt();
+    let mut image = task("t-tier2-image", &prompt);
+    image.kind = TaskKind::Image;
+    let result = direct.context.process(&image).await.expect("answered");
+    let (local_score, _) = expect_ready(&result);
+    assert_eq!(local_score, 0.75);
+    let received = validation.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].path, IMAGE_PATH);
+    assert_eq!(
+        received[0].prompt.as_deref(),
+        Some(prompt.as_str()),
+        "prompt_image"
+    );
+    assert_eq!(received[0].gaussians, Some(GAUSSIANS));
 }
