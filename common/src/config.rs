@@ -205,8 +205,8 @@ pub struct WorkerSettings {
     /// Local score (0..1) an attempt needs to pass.
     pub gate_pass_threshold: f64,
     /// The fidelity gate's tier 2, the subnet's own validation service (DESIGN.md §7):
-    /// base URL per GPU like `generation_endpoints` (`--gpu N` uses entry N), or one URL that
-    /// every GPU shares. Empty: tier 2 is off.
+    /// base URL per GPU like `generation_endpoints` (as many entries; `--gpu N` uses entry N),
+    /// or one URL that every GPU shares. Empty: tier 2 is off.
     pub validation_endpoints: Vec<String>,
     /// Longest wait for one validation answer, milliseconds (never past the task's deadline).
     pub validation_timeout_ms: u64,
@@ -292,6 +292,19 @@ impl WorkerSettings {
                     Err(err) => return invalid(key, format!("`{endpoint}` is not a URL: {err}")),
                 }
             }
+        }
+        let (validation, generation) = (
+            self.validation_endpoints.len(),
+            self.generation_endpoints.len(),
+        );
+        if validation > 1 && validation != generation {
+            return invalid(
+                "validation_endpoints",
+                format!(
+                    "has {validation} URLs: give one shared by every GPU, or one per GPU as \
+                     generation_endpoints does ({generation})"
+                ),
+            );
         }
         for (key, value) in [
             ("slots", u64::from(self.slots)),

@@ -216,7 +216,8 @@ fn tier2_settings_are_checked_and_pick_an_endpoint_per_gpu() {
         ValidationUnavailable::Fail
     );
     let per_gpu = parse(
-        "[worker]\nvalidation_endpoints = [\"http://127.0.0.1:8094\", \"http://127.0.0.1:8095\"]\n",
+        "[worker]\ngeneration_endpoints = [\"http://127.0.0.1:8093\", \"http://127.0.0.1:8193\"]\n\
+         validation_endpoints = [\"http://127.0.0.1:8094\", \"http://127.0.0.1:8095\"]\n",
     )
     .expect("one URL per GPU");
     assert_eq!(
@@ -232,6 +233,10 @@ fn tier2_settings_are_checked_and_pick_an_endpoint_per_gpu() {
         ),
         (
             "[worker]\nvalidation_endpoints = [\"not a url\"]\n",
+            "worker.validation_endpoints",
+        ),
+        (
+            "[worker]\nvalidation_endpoints = [\"http://a:1\", \"http://b:1\"]\n",
             "worker.validation_endpoints",
         ),
         (
