@@ -208,10 +208,33 @@ pub struct WorkerSettings {
     pub gate_fill_target: f64,
     /// Local score (0..1) an attempt needs to pass.
     pub gate_pass_threshold: f64,
-    /// Local score at which the ladder stops climbing. Unset: stop at the first attempt that
-    /// passes. Set higher, passing attempts under it are kept and the ladder goes on while the
-    /// budget lasts; the best attempt by local score is submitted.
+    /// Score (tier 2's when it gave one, else the local score) at which the ladder stops
+    /// climbing. Unset: stop at the first attempt that passes. Set higher, passing attempts
+    /// under it are kept and the ladder goes on while the budget lasts; the best is submitted.
     pub gate_stop_score: Option<f64>,
+    /// The fidelity gate's tier 2, the subnet's own validation service (DESIGN.md §7):
+    /// base URL per GPU like `generation_endpoints` (as many entries; `--gpu N` uses entry N),
+    /// or one URL that every GPU shares. Empty: tier 2 is off.
+    pub validation_endpoints: Vec<String>,
+    /// Longest wait for one validation answer, milliseconds (never past the task's deadline).
+    pub validation_timeout_ms: u64,
+    /// Tier-2 score (0..1) an attempt needs to pass; a task's own announced threshold wins
+    /// when it is higher. The validator's default is 0.6.
+    pub validation_pass_threshold: f64,
+    /// What a tier-2 answer that never came (connect error, timeout, non-200, malformed)
+    /// means for the attempt.
+    pub validation_unavailable: ValidationUnavailable,
+}
+
+/// What the worker does when the validation service gives no score.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidationUnavailable {
+    /// Trust tier 1 and pass the attempt, with a warning, a metric and a record.
+    #[default]
+    Tier1,
+    /// Fail the attempt.
+    Fail,
 }
 
 impl Default for WorkerSettings {
@@ -245,6 +268,10 @@ impl Default for WorkerSettings {
             gate_fill_target: 0.7,
             gate_pass_threshold: 0.5,
             gate_stop_score: None,
+            validation_endpoints: Vec::new(),
+            validation_timeout_ms: 30_000,
+            validation_pass_threshold: 0.6,
+            validation_unavailable: ValidationUnavailable::Tier1,
         }
     }
 }
@@ -260,22 +287,35 @@ impl WorkerSettings {
         if self.generation_endpoints.is_empty() {
             return invalid("generation_endpoints", "must name at least one URL".into());
         }
-        for endpoint in &self.generation_endpoints {
-            match url::Url::parse(endpoint) {
-                Ok(url) if url.scheme() == "http" => {}
-                Ok(url) => {
-                    return invalid(
-                        "generation_endpoints",
-                        format!("`{endpoint}`: scheme must be http, not `{}`", url.scheme()),
-                    )
-                }
-                Err(err) => {
-                    return invalid(
-                        "generation_endpoints",
-                        format!("`{endpoint}` is not a URL: {err}"),
-                    )
+        for (key, endpoints) in [
+            ("generation_endpoints", &self.generation_endpoints),
+            ("validation_endpoints", &self.validation_endpoints),
+        ] {
+            for endpoint in endpoints {
+                match url::Url::parse(endpoint) {
+                    Ok(url) if url.scheme() == "http" => {}
+                    Ok(url) => {
+                        return invalid(
+                            key,
+                            format!("`{endpoint}`: scheme must be http, not `{}`", url.scheme()),
+                        )
+                    }
+                    Err(err) => return invalid(key, format!("`{endpoint}` is not a URL: {err}")),
                 }
             }
+        }
+        let (validation, generation) = (
+            self.validation_endpoints.len(),
+            self.generation_endpoints.len(),
+        );
+        if validation > 1 && validation != generation {
+            return invalid(
+                "validation_endpoints",
+                format!(
+                    "has {validation} URLs: give one shared by every GPU, or one per GPU as \
+                     generation_endpoints does ({generation})"
+                ),
+            );
         }
         for (key, value) in [
             ("slots", u64::from(self.slots)),
@@ -284,6 +324,7 @@ impl WorkerSettings {
             ("min_budget_ms", self.min_budget_ms),
             ("gate_views", self.gate_views as u64),
             ("gate_render_size", u64::from(self.gate_render_size)),
+            ("validation_timeout_ms", self.validation_timeout_ms),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1".into());
@@ -354,6 +395,12 @@ impl WorkerSettings {
                 );
             }
         }
+        if !(0.0..=1.0).contains(&self.validation_pass_threshold) {
+            return invalid(
+                "validation_pass_threshold",
+                "must be between 0 and 1".into(),
+            );
+        }
         Ok(())
     }
 
@@ -364,6 +411,20 @@ impl WorkerSettings {
     /// The local score at which the retry ladder stops.
     pub fn stop_score(&self) -> f64 {
         self.gate_stop_score.unwrap_or(self.gate_pass_threshold)
+    }
+
+    pub fn validation_timeout(&self) -> Duration {
+        Duration::from_millis(self.validation_timeout_ms)
+    }
+
+    /// The validation service of GPU `gpu`: entry `gpu`, or the only entry when one URL is
+    /// shared by every GPU; `None` when tier 2 is off or the list has no entry for `gpu`.
+    pub fn validation_endpoint(&self, gpu: usize) -> Option<&str> {
+        match self.validation_endpoints.as_slice() {
+            [] => None,
+            [shared] => Some(shared),
+            many => many.get(gpu).map(String::as_str),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use splatfleet_common::config::{Config, ConfigError};
+use splatfleet_common::config::{Config, ConfigError, ValidationUnavailable};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/splatfleet.example.toml")
@@ -192,4 +192,70 @@ fn static_validators_come_from_the_config_and_are_checked() {
     assert!(err.to_string().contains("not-a-hotkey"), "{err}");
     let err = parse("[dendrite]\nexternal_ip = \"nowhere\"\n").expect_err("bad ip");
     assert!(err.to_string().contains("dendrite.external_ip"), "{err}");
+}
+
+#[test]
+fn tier2_settings_are_checked_and_pick_an_endpoint_per_gpu() {
+    let defaults = Config::default().worker;
+    assert!(defaults.validation_endpoints.is_empty(), "tier 2 off");
+    assert_eq!(defaults.validation_endpoint(0), None);
+    assert_eq!(defaults.validation_pass_threshold, 0.6);
+    assert_eq!(
+        defaults.validation_unavailable,
+        ValidationUnavailable::Tier1
+    );
+
+    let shared = parse("[worker]\nvalidation_endpoints = [\"http://127.0.0.1:8094\"]\nvalidation_unavailable = \"fail\"\n")
+        .expect("one shared URL");
+    assert_eq!(
+        shared.worker.validation_endpoint(3),
+        Some("http://127.0.0.1:8094")
+    );
+    assert_eq!(
+        shared.worker.validation_unavailable,
+        ValidationUnavailable::Fail
+    );
+    let per_gpu = parse(
+        "[worker]\ngeneration_endpoints = [\"http://127.0.0.1:8093\", \"http://127.0.0.1:8193\"]\n\
+         validation_endpoints = [\"http://127.0.0.1:8094\", \"http://127.0.0.1:8095\"]\n",
+    )
+    .expect("one URL per GPU");
+    assert_eq!(
+        per_gpu.worker.validation_endpoint(1),
+        Some("http://127.0.0.1:8095")
+    );
+    assert_eq!(per_gpu.worker.validation_endpoint(2), None);
+
+    for (text, key) in [
+        (
+            "[worker]\nvalidation_endpoints = [\"https://x\"]\n",
+            "worker.validation_endpoints",
+        ),
+        (
+            "[worker]\nvalidation_endpoints = [\"not a url\"]\n",
+            "worker.validation_endpoints",
+        ),
+        (
+            "[worker]\nvalidation_endpoints = [\"http://a:1\", \"http://b:1\"]\n",
+            "worker.validation_endpoints",
+        ),
+        (
+            "[worker]\nvalidation_timeout_ms = 0\n",
+            "worker.validation_timeout_ms",
+        ),
+        (
+            "[worker]\nvalidation_pass_threshold = 1.5\n",
+            "worker.validation_pass_threshold",
+        ),
+        (
+            "[worker]\nvalidation_unavailable = \"maybe\"\n",
+            "worker.validation_unavailable",
+        ),
+    ] {
+        let err = parse(text).expect_err(text);
+        assert!(
+            matches!(err, ConfigError::Invalid { key: ref k, .. } if k == key),
+            "{text}: {err:?}"
+        );
+    }
 }

@@ -9,6 +9,7 @@ pub mod generation_client;
 pub mod image_prompt;
 pub mod preview;
 pub mod process_task;
+pub mod validation_client;
 
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +38,10 @@ pub enum WorkerError {
     NoEndpoint { gpu: usize, count: usize },
     #[error(transparent)]
     Generation(#[from] generation_client::GenerateError),
+    #[error("--gpu {gpu}: worker.validation_endpoints has {count} entries, neither one shared URL nor one per GPU up to {gpu}")]
+    NoValidationEndpoint { gpu: usize, count: usize },
+    #[error(transparent)]
+    Validation(#[from] validation_client::ValidateError),
     #[error("the renderer could not be started: {0}")]
     Renderer(String),
 }
@@ -61,6 +66,16 @@ pub async fn run(config: Config, shutdown: Shutdown, gpu: usize) -> Result<(), W
             count: settings.generation_endpoints.len(),
         })?;
     let client = generation_client::GenerationClient::new(endpoint, settings.max_response_bytes)?;
+    let validation = match settings.validation_endpoint(gpu) {
+        Some(endpoint) => Some(validation_client::ValidationClient::new(endpoint)?),
+        None if settings.validation_endpoints.is_empty() => None,
+        None => {
+            return Err(WorkerError::NoValidationEndpoint {
+                gpu,
+                count: settings.validation_endpoints.len(),
+            })
+        }
+    };
     let store = ArtifactStore::open(&config.object_store)?;
     let gate_settings = settings.clone();
     let gate = tokio::task::spawn_blocking(move || Gate::new(gpu, &gate_settings))
@@ -70,6 +85,7 @@ pub async fn run(config: Config, shutdown: Shutdown, gpu: usize) -> Result<(), W
     let context = Arc::new(TaskContext {
         client,
         gate: Arc::new(Mutex::new(gate)),
+        validation,
         store,
         settings: settings.clone(),
         worker_name: format!("{}/gpu{gpu}", host_name()),
@@ -85,6 +101,10 @@ pub async fn run(config: Config, shutdown: Shutdown, gpu: usize) -> Result<(), W
     tracing::info!(
         prefix = %broker.topology().prefix,
         endpoint = context.client.url(),
+        tier2 = context
+            .validation
+            .as_ref()
+            .map(|v| v.url(splatfleet_common::messages::TaskKind::Text)),
         slots = settings.slots,
         "ready"
     );

@@ -1,8 +1,8 @@
 //! One task from start to answer: check an image prompt, climb the retry ladder within the
-//! time budget (generate → decode → gate per attempt, each attempt recorded) until an attempt
-//! reaches the stop score, store the best passing model by local score (PLY, SPZ, contact
-//! sheet) and build the [`ResultMsg`]. Seeds derive from the task id, so a redelivered task
-//! asks for the same models and stores under the same keys.
+//! time budget (generate → decode → gate tier 1 → tier 2 when configured, per attempt, each
+//! attempt recorded) until an attempt reaches the stop score, store the best passing model by
+//! score (PLY, SPZ, contact sheet) and build the [`ResultMsg`]. Seeds derive from the task id,
+//! so a redelivered task asks for the same models and stores under the same keys.
 
 use std::{
     collections::BTreeMap,
@@ -13,7 +13,7 @@ use std::{
 use bytes::Bytes;
 use splatfleet_common::{
     artifacts::{ArtifactError, ArtifactStore},
-    config::WorkerSettings,
+    config::{ValidationUnavailable, WorkerSettings},
     messages::{AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg},
     splat::{encode_spz, read_ply, PlyDecoded, PlyLimits},
 };
@@ -24,6 +24,7 @@ use crate::{
     generation_client::GenerationClient,
     image_prompt::check_image_prompt,
     preview::contact_sheet_png,
+    validation_client::ValidationClient,
 };
 
 /// Everything a task needs, shared by the slots of one worker.
@@ -31,6 +32,8 @@ use crate::{
 pub struct TaskContext {
     pub client: GenerationClient,
     pub gate: Arc<Mutex<Gate>>,
+    /// The gate's tier 2, the subnet's validation service; `None`: tier 2 is off.
+    pub validation: Option<ValidationClient>,
     pub store: ArtifactStore,
     pub settings: WorkerSettings,
     /// `host/gpuN`, written into every result.
@@ -69,8 +72,22 @@ fn ms_since(start: Instant) -> u32 {
 struct Chosen {
     index: usize,
     ply_bytes: Bytes,
-    decoded: PlyDecoded,
+    decoded: Arc<PlyDecoded>,
     verdict: GateVerdict,
+    /// The score it is judged by: tier 2's when the service gave one, else tier 1's.
+    score: f32,
+    /// The SPZ already encoded for tier 2, so it is not encoded twice.
+    spz: Option<Vec<u8>>,
+}
+
+/// What tier 2 decided about a model that passed tier 1.
+enum Tier2 {
+    /// The service scored it at or above the threshold.
+    Passed { score: f32 },
+    /// No score came, and `validation_unavailable = "tier1"` trusts tier 1.
+    Trusted,
+    /// Under the threshold, no score under the `fail` policy, or no SPZ to send: the reason.
+    Failed(String),
 }
 
 impl TaskContext {
@@ -125,12 +142,9 @@ impl TaskContext {
             let (record, passed) = self.attempt(task, index, step, timeout).await;
             attempts.push(record);
             if let Some(passed) = passed {
-                let score = f64::from(passed.verdict.local_score);
+                let score = f64::from(passed.score);
                 // Keep the best passing attempt; ties keep the earlier one.
-                if chosen
-                    .as_ref()
-                    .is_none_or(|best| passed.verdict.local_score > best.verdict.local_score)
-                {
+                if chosen.as_ref().is_none_or(|best| passed.score > best.score) {
                     chosen = Some(passed);
                 }
                 if score >= stop_score {
@@ -232,13 +246,128 @@ impl TaskContext {
             record.error = Some(verdict.reasons.join("; "));
             return (record, None);
         }
+        let decoded = Arc::new(decoded);
+        let (score, spz) = match &self.validation {
+            None => (verdict.local_score, None),
+            Some(validation) => {
+                let stage = Instant::now();
+                let (spz, tier2) = self
+                    .tier2(task, validation, Arc::clone(&decoded), &mut record)
+                    .await;
+                record_stage(&mut record, "validate", stage);
+                match tier2 {
+                    Tier2::Passed { score } => (score, spz),
+                    Tier2::Trusted => (verdict.local_score, spz),
+                    Tier2::Failed(reason) => {
+                        record.gate_passed = Some(false);
+                        record.error = Some(reason);
+                        return (record, None);
+                    }
+                }
+            }
+        };
         let chosen = Chosen {
             index,
             ply_bytes,
             decoded,
             verdict,
+            score,
+            spz,
         };
         (record, Some(chosen))
+    }
+
+    /// Tier 2: encodes the model as SPZ (what a validator receives) and asks the validation
+    /// service; the scores go into `record`, whose local score becomes tier 2's. Hands back
+    /// the SPZ for storing.
+    async fn tier2(
+        &self,
+        task: &TaskMsg,
+        validation: &ValidationClient,
+        decoded: Arc<PlyDecoded>,
+        record: &mut AttemptRecord,
+    ) -> (Option<Vec<u8>>, Tier2) {
+        let decision = |reason: &'static str| {
+            metrics::counter!("splatfleet_worker_gate_decisions_total", "reason" => reason)
+                .increment(1);
+        };
+        let encoded = tokio::task::spawn_blocking(move || encode_spz(&decoded.splat)).await;
+        let spz = match encoded {
+            Ok(Ok(spz)) => spz,
+            Ok(Err(err)) => {
+                // Validators receive SPZ too: a model without one cannot be submitted.
+                decision("spz_encode");
+                let reason = format!("tier 2: the model cannot be encoded as SPZ: {err}");
+                return (None, Tier2::Failed(reason));
+            }
+            Err(err) => {
+                decision("spz_encode");
+                let reason = format!("tier 2: SPZ encoding task failed: {err}");
+                return (None, Tier2::Failed(reason));
+            }
+        };
+        // A slow answer delays this validator's next task by its overrun, while a failing
+        // submission costs 600 s: wait past the time budget, but never past the deadline.
+        let until_deadline = u64::try_from(task.deadline_unix_ms - now_unix_ms()).unwrap_or(0);
+        let timeout = self
+            .settings
+            .validation_timeout()
+            .min(std::time::Duration::from_millis(until_deadline));
+        let answer = validation
+            .validate(task.kind, &task.prompt, &spz, timeout)
+            .await;
+        let scores = match answer {
+            Ok(scores) => scores,
+            Err(err) => {
+                decision("tier2_unavailable");
+                metrics::counter!("splatfleet_worker_validation_errors_total", "kind" => err.kind())
+                    .increment(1);
+                record.gate_metrics.insert("tier2_unavailable".into(), 1.0);
+                let tier2 = match self.settings.validation_unavailable {
+                    ValidationUnavailable::Tier1 => {
+                        tracing::warn!(task_id = %task.task_id, %err, "tier 2 unavailable; trusting tier 1");
+                        Tier2::Trusted
+                    }
+                    ValidationUnavailable::Fail => Tier2::Failed(format!(
+                        "tier 2 unavailable ({err}) and validation_unavailable = \"fail\""
+                    )),
+                };
+                return (Some(spz), tier2);
+            }
+        };
+        let threshold = self.tier2_threshold(task);
+        for (name, value) in scores.gate_metrics() {
+            record.gate_metrics.insert(name.into(), value);
+        }
+        record
+            .gate_metrics
+            .insert("tier2_threshold".into(), threshold);
+        record.local_score = Some(scores.score as f32);
+        if scores.score < threshold {
+            decision("tier2_failed");
+            let reason = format!(
+                "tier 2 (validation service) score {:.3} under the threshold {threshold:.3}",
+                scores.score
+            );
+            return (Some(spz), Tier2::Failed(reason));
+        }
+        decision("tier2_passed");
+        let score = scores.score as f32;
+        (Some(spz), Tier2::Passed { score })
+    }
+
+    /// The tier-2 pass threshold: the configured one, or the task's own announced threshold
+    /// when that is higher (a validator may ask for more than the subnet's 0.6).
+    fn tier2_threshold(&self, task: &TaskMsg) -> f64 {
+        let configured = self.settings.validation_pass_threshold;
+        // The message carries it as f32: 0.6 widens to 0.6000000238, which would hold every
+        // task to more than the configured 0.6. Six decimals is what an f32 can say.
+        let announced = (f64::from(task.validation_threshold) * 1e6).round() / 1e6;
+        if announced.is_finite() && (0.0..=1.0).contains(&announced) {
+            configured.max(announced)
+        } else {
+            configured
+        }
     }
 
     /// Stores the chosen model's PLY, SPZ and contact sheet and builds the Ready result.
@@ -250,7 +379,11 @@ impl TaskContext {
     ) -> Result<ResultMsg, TaskError> {
         let stage = Instant::now();
         let ply = self.store.put("ply", "ply", chosen.ply_bytes).await?;
-        let spz = match encode_spz(&chosen.decoded.splat) {
+        let encoded = match chosen.spz {
+            Some(bytes) => Ok(bytes),
+            None => encode_spz(&chosen.decoded.splat),
+        };
+        let spz = match encoded {
             Ok(bytes) => Some(self.store.put("spz", "spz", Bytes::from(bytes)).await?),
             Err(err) => {
                 tracing::warn!(task_id = %task.task_id, %err, "SPZ encoding failed; the submitter will encode the PLY");
@@ -265,7 +398,7 @@ impl TaskContext {
             }
             None => None,
         };
-        let local_score = chosen.verdict.local_score;
+        let local_score = chosen.score;
         if let Some(record) = attempts.get_mut(chosen.index) {
             record.ply = Some(ply.clone());
             record_stage(record, "store", stage);

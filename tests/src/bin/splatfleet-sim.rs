@@ -1,6 +1,7 @@
 //! `splatfleet-sim`: stand-ins for the outside world in tests and demos:
-//! `splatfleet-sim validators`, N simulated SN17 validators on 127.0.0.1, and
-//! `splatfleet-sim generator`, a sample generation service (DESIGN.md §6).
+//! `splatfleet-sim validators`, N simulated SN17 validators on 127.0.0.1,
+//! `splatfleet-sim generator`, a sample generation service (DESIGN.md §6), and
+//! `splatfleet-sim validation`, a stand-in for the subnet's validation service (§7, tier 2).
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use splatfleet_tests::sim::{
     events::EventLog,
     generator::{AnswerMix, Fault, GeneratorSettings, SimGenerator},
     setup::{self, NetworkSettings},
+    validation::{SimValidation, ValidationFault, ValidationSettings},
     RuleSettings, ScoreMode, ScoreSettings,
 };
 
@@ -28,6 +30,34 @@ enum Command {
     Validators(ValidatorsArgs),
     /// Serve a sample generation service (`POST /generate/`) on 127.0.0.1.
     Generator(GeneratorArgs),
+    /// Serve a stand-in for the subnet's validation service (`POST /validate_txt_to_3d_ply/`,
+    /// `/validate_img_to_3d_ply/`) on 127.0.0.1.
+    Validation(ValidationArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ValidationArgs {
+    /// Port to listen on (0: a free port, printed at start); the real service uses 8094.
+    #[arg(long, default_value_t = 8094)]
+    port: u16,
+    /// Gaussians at which a clean model's score reaches 0.63.
+    #[arg(long, default_value_t = 20_000.0)]
+    reference_gaussians: f64,
+    /// Score every decodable model this, 0..1.
+    #[arg(long)]
+    fixed_score: Option<f64>,
+    /// Score models with fewer gaussians than this `--low-score`.
+    #[arg(long)]
+    low_below_gaussians: Option<usize>,
+    /// The score of models under `--low-below-gaussians`, 0..1.
+    #[arg(long, default_value_t = 0.2)]
+    low_score: f64,
+    /// A misbehaviour to inject.
+    #[arg(long, value_enum, default_value_t = ValidationFault::None)]
+    fault: ValidationFault,
+    /// Delay of `--fault slow`, milliseconds.
+    #[arg(long, default_value_t = 2_000)]
+    slow_ms: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +177,7 @@ async fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Validators(args) => run_validators(args).await,
         Command::Generator(args) => run_generator(args).await,
+        Command::Validation(args) => run_validation(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -199,6 +230,37 @@ async fn run_generator(args: GeneratorArgs) -> Result<(), String> {
     println!("generator listening on {}", generator.url());
     tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
     drop(generator);
+    Ok(())
+}
+
+async fn run_validation(args: ValidationArgs) -> Result<(), String> {
+    let unit = |name: &str, value: f64| {
+        if (0.0..=1.0).contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!("--{name} must be between 0 and 1"))
+        }
+    };
+    if !(args.reference_gaussians.is_finite() && args.reference_gaussians > 0.0) {
+        return Err("--reference-gaussians must be a positive number".into());
+    }
+    let settings = ValidationSettings {
+        fault: args.fault,
+        slow_ms: args.slow_ms,
+        reference_gaussians: args.reference_gaussians,
+        fixed_score: args
+            .fixed_score
+            .map(|s| unit("fixed-score", s))
+            .transpose()?,
+        low_below_gaussians: args.low_below_gaussians,
+        low_score: unit("low-score", args.low_score)?,
+    };
+    let service = SimValidation::start(args.port, settings)
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
+    println!("validation service listening on {}", service.url());
+    tokio::signal::ctrl_c().await.map_err(|e| e.to_string())?;
+    drop(service);
     Ok(())
 }
 

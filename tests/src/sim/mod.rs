@@ -1,6 +1,7 @@
 //! `splatfleet-sim validators`: simulated SN17 validators (v45 rules) behind an axon that checks
 //! requests as Bittensor SDK 9.9.0's does, so the fleet's transport and pulling logic can be
-//! tested end to end on 127.0.0.1 without a chain.
+//! tested end to end on 127.0.0.1 without a chain; plus the outside services a worker talks
+//! to: a generation service (`generator`) and the subnet's validation service (`validation`).
 
 pub mod axon;
 pub mod events;
@@ -10,9 +11,11 @@ pub mod rules;
 pub mod scorer;
 pub mod setup;
 pub mod tasks;
+pub mod validation;
 
 pub use axon::{spawn_validator, SimValidator};
 pub use events::EventLog;
 pub use generator::{AnswerMix, Fault, GeneratorSettings, SimGenerator};
 pub use rules::RuleSettings;
 pub use scorer::{ScoreMode, ScoreSettings};
+pub use validation::{SimValidation, ValidationFault, ValidationSettings};
