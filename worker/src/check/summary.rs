@@ -63,7 +63,7 @@ pub fn render(checks: &[FileCheck]) -> String {
         if failures.len() > LISTED_FAILURES {
             let _ = writeln!(
                 out,
-                "  … and {} more (--csv lists every file)",
+                "  ... and {} more (--csv lists every file)",
                 failures.len() - LISTED_FAILURES
             );
         }
@@ -94,7 +94,7 @@ fn write_distribution(out: &mut String, sorted: &[f32]) {
         let low = bin as f32 / BINS as f32;
         let high = (bin + 1) as f32 / BINS as f32;
         let bar = "#".repeat((count * BAR_WIDTH).div_ceil(tallest));
-        let _ = writeln!(out, "  {low:.1}–{high:.1} {count:>6} {bar}");
+        let _ = writeln!(out, "  {low:.1}-{high:.1} {count:>6} {bar}");
     }
 }
 
