@@ -55,6 +55,9 @@ fn write_bad_models(dir: &Path) {
         "notes.txt",
         b"not a model; check must not pick this up",
     );
+    // A model name whose target is gone: listed, then unreadable.
+    std::os::unix::fs::symlink(dir.join("vanished.ply"), dir.join("dangling.ply"))
+        .expect("symlink");
 }
 
 /// A config that changes only the pass threshold, to prove `--config` is read.
@@ -178,6 +181,7 @@ fn mixed_directory_reports_every_file_and_exits_1() {
         [
             "broken.spz",
             "corrupt.ply",
+            "dangling.ply",
             "good_a.ply",
             "good_c.spz",
             "nested/good_b.ply",
@@ -190,6 +194,7 @@ fn mixed_directory_reports_every_file_and_exits_1() {
     let expected = [
         ("broken.spz", "spz", false, "corrupt"),
         ("corrupt.ply", "ply", false, "corrupt"),
+        ("dangling.ply", "unknown", false, "unreadable"),
         ("good_a.ply", "ply", true, ""),
         ("good_c.spz", "spz", true, ""),
         ("nested/good_b.ply", "ply", true, ""),
@@ -208,8 +213,10 @@ fn mixed_directory_reports_every_file_and_exits_1() {
         assert_eq!(row["passed"], passed.to_string(), "{name} passed: {row:?}");
         assert_eq!(row["category"], category, "{name} category: {row:?}");
         assert_eq!(row["reason"].is_empty(), passed, "{name} reason: {row:?}");
-        let bytes: u64 = row["bytes"].parse().expect("bytes is a number");
-        assert!(bytes > 0, "{name} bytes");
+        if category != "unreadable" {
+            let bytes: u64 = row["bytes"].parse().expect("bytes is a number");
+            assert!(bytes > 0, "{name} bytes");
+        }
     }
     assert!(rows["truncated.ply"]["reason"].contains("truncated"));
     assert!(rows["corrupt.ply"]["reason"].contains("not a PLY"));
@@ -245,7 +252,7 @@ fn mixed_directory_reports_every_file_and_exits_1() {
     assert_eq!(rows["sparse.ply"]["preview"], "");
 
     assert!(
-        stdout.contains("checked 8 files: 3 passed, 5 failed"),
+        stdout.contains("checked 9 files: 3 passed, 6 failed"),
         "{stdout}"
     );
     assert!(stdout.contains("corrupt"), "{stdout}");

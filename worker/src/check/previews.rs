@@ -70,3 +70,24 @@ impl PreviewDir {
         Ok(path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::PreviewDir;
+
+    #[test]
+    fn same_names_in_different_directories_get_distinct_previews() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut dir = PreviewDir::create(&tmp.path().join("previews")).expect("create");
+        let a = dir.name_for(Path::new("x/model.ply"));
+        let b = dir.name_for(Path::new("y/model.ply"));
+        let c = dir.name_for(Path::new("y/model.spz"));
+        let names: Vec<_> = [a, b, c]
+            .iter()
+            .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["model.ply.png", "model.ply-2.png", "model.spz.png"]);
+    }
+}
