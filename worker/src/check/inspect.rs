@@ -202,42 +202,76 @@ fn decode(bytes: &[u8], format: ModelFormat, limit: u64) -> Result<PlyDecoded, D
     }
 }
 
-/// Reads, decodes and gates one file. `max_bytes` caps what is read.
-pub fn check_file(path: &Path, gate: &mut Gate, max_bytes: u64) -> FileCheck {
+/// A file read and decoded, waiting for the gate.
+#[derive(Debug)]
+pub struct LoadedModel {
+    path: PathBuf,
+    format: ModelFormat,
+    bytes: u64,
+    decoded: PlyDecoded,
+    started: Instant,
+}
+
+impl LoadedModel {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads and decodes one file (the part that needs no renderer, so it can run ahead of the
+/// gate on another thread). `max_bytes` caps what is read. A file that fails here is already
+/// its finished [`FileCheck`].
+pub fn load(path: &Path, max_bytes: u64) -> Result<LoadedModel, Box<FileCheck>> {
     let started = Instant::now();
-    let path_buf = path.to_path_buf();
     let bytes = match read_capped(path, max_bytes) {
         Ok(bytes) => bytes,
         Err(err) => {
             let size = std::fs::metadata(path).ok().map(|m| m.len());
-            return FileCheck::failed_early(
-                path_buf,
-                ModelFormat::Unknown,
+            let format = ModelFormat::Unknown;
+            return Err(Box::new(FileCheck::failed_early(
+                path.to_path_buf(),
+                format,
                 size,
                 err.into(),
                 started,
-            );
+            )));
         }
     };
-    let size = Some(bytes.len() as u64);
+    let size = bytes.len() as u64;
     let format = ModelFormat::sniff(&bytes, path);
-    let decoded = match decode(&bytes, format, max_bytes) {
-        Ok(decoded) => decoded,
-        Err(err) => return FileCheck::failed_early(path_buf, format, size, err.into(), started),
-    };
-    drop(bytes);
-    let verdict = gate.evaluate(&decoded);
+    match decode(&bytes, format, max_bytes) {
+        Ok(decoded) => Ok(LoadedModel {
+            path: path.to_path_buf(),
+            format,
+            bytes: size,
+            decoded,
+            started,
+        }),
+        Err(err) => Err(Box::new(FileCheck::failed_early(
+            path.to_path_buf(),
+            format,
+            Some(size),
+            err.into(),
+            started,
+        ))),
+    }
+}
+
+/// Judges a loaded model with the gate. `elapsed` covers reading, decoding, any wait for the
+/// gate, and the gate itself.
+pub fn judge(model: LoadedModel, gate: &mut Gate) -> FileCheck {
+    let verdict = gate.evaluate(&model.decoded);
     FileCheck {
-        path: path_buf,
-        format,
-        bytes: size,
-        gaussians: Some(decoded.report.count),
+        path: model.path,
+        format: model.format,
+        bytes: Some(model.bytes),
+        gaussians: Some(model.decoded.report.count),
         passed: verdict.passed,
         local_score: Some(verdict.local_score),
         problems: verdict.reasons.into_iter().map(FileProblem::Gate).collect(),
         metrics: verdict.metrics,
         views: verdict.views,
         preview: None,
-        elapsed: started.elapsed(),
+        elapsed: model.started.elapsed(),
     }
 }

@@ -27,8 +27,11 @@ use crate::gate::Gate;
 
 pub use csv_report::{header as csv_header, CsvReport};
 pub use inputs::{collect as collect_inputs, InputError, Inputs};
-pub use inspect::{check_file, FileCheck, FileProblem, ModelFormat, ReadError};
+pub use inspect::{judge, load, FileCheck, FileProblem, LoadedModel, ModelFormat, ReadError};
 pub use summary::{percentile, render as render_summary};
+
+/// Decoded models that may wait for the gate at once.
+const LOAD_AHEAD: usize = 2;
 
 /// Every file passed the gate.
 pub const EXIT_ALL_PASSED: u8 = 0;
@@ -182,21 +185,40 @@ fn run_checks(
         ));
     }
     let bar = progress_bar(inputs.files.len());
-    for path in &inputs.files {
-        bar.set_message(path.display().to_string());
-        let mut check = check_file(path, &mut gate, cap);
-        if let (Some(dir), Some(views)) = (previews.as_mut(), check.views.take()) {
-            match dir.write(path, &views) {
-                Ok(written) => check.preview = Some(written),
-                Err(err) => {
-                    bar.suspend(|| eprintln!("{}: no preview: {err}", path.display()));
-                    report.outputs_ok = false;
+    // Reading and decoding the next files overlaps the gate's work on this one (on a GPU,
+    // decoding a large PLY takes longer than rendering it); the channel's bound keeps at most
+    // LOAD_AHEAD decoded models waiting in memory.
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(LOAD_AHEAD);
+        let files = &inputs.files;
+        scope.spawn(move || {
+            for path in files {
+                if sender.send(load(path, cap)).is_err() {
+                    break;
                 }
             }
+        });
+        for loaded in receiver {
+            let mut check = match loaded {
+                Ok(model) => {
+                    bar.set_message(model.path().display().to_string());
+                    judge(model, &mut gate)
+                }
+                Err(failed) => *failed,
+            };
+            if let (Some(dir), Some(views)) = (previews.as_mut(), check.views.take()) {
+                match dir.write(&check.path, &views) {
+                    Ok(written) => check.preview = Some(written),
+                    Err(err) => {
+                        bar.suspend(|| eprintln!("{}: no preview: {err}", check.path.display()));
+                        report.outputs_ok = false;
+                    }
+                }
+            }
+            bar.suspend(|| report.add(check));
+            bar.inc(1);
         }
-        bar.suspend(|| report.add(check));
-        bar.inc(1);
-    }
+    });
     bar.finish_and_clear();
     print!("{}", render_summary(&report.checks));
     Ok(report.outputs_ok && report.checks.iter().all(|c| c.passed))
