@@ -2,10 +2,78 @@
 //! measurements into a local score with the configured weights. The validator's hard-zero
 //! rules and SN17's strict PLY rules always fail an attempt, whatever its score.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt};
 
-use splatfleet_common::{config::WorkerSettings, splat::PlyDecoded};
-use splatfleet_kernels::{Metrics, OrbitSpec, Renderer, Rig, Views};
+use splatfleet_common::{
+    config::WorkerSettings,
+    splat::{HardZero, PlyDecoded, Sn17PlyReport, Sn17Problem, SpzDecoded},
+};
+use splatfleet_kernels::{Backend, Metrics, OrbitSpec, Renderer, Rig, Views};
+
+/// One reason the gate failed a model. Typed, so reports can group failures by
+/// [`GateReason::category`] without parsing messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateReason {
+    /// The validator would score it zero before rendering.
+    HardZero(HardZero),
+    /// SN17's own PLY parser (the miner's PLY→SPZ step) would refuse the file.
+    Sn17Parser(Sn17Problem),
+    /// The renderer refused the model (normalisation or GPU error).
+    RenderFailed(String),
+    /// Rendered, but the local score is under the pass threshold.
+    LowScore { score: f64, threshold: f64 },
+}
+
+impl GateReason {
+    /// A stable, machine-friendly name for grouping: `hard_zero:<rule>`, `sn17_parser`,
+    /// `render_failed` or `low_score`. These names appear in reports; do not rename them.
+    pub fn category(&self) -> &'static str {
+        match self {
+            GateReason::HardZero(HardZero::TooFewGaussians { .. }) => "hard_zero:too_few_gaussians",
+            GateReason::HardZero(HardZero::MostlyTransparent { .. }) => {
+                "hard_zero:mostly_transparent"
+            }
+            GateReason::HardZero(HardZero::AllRotationsIdentity) => {
+                "hard_zero:all_rotations_identity"
+            }
+            GateReason::HardZero(HardZero::PointAtOnes { .. }) => "hard_zero:point_at_ones",
+            GateReason::Sn17Parser(_) => "sn17_parser",
+            GateReason::RenderFailed(_) => "render_failed",
+            GateReason::LowScore { .. } => "low_score",
+        }
+    }
+}
+
+impl fmt::Display for GateReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GateReason::HardZero(rule) => write!(f, "hard zero: {rule:?}"),
+            GateReason::Sn17Parser(problem) => {
+                write!(f, "SN17 PLY parser would refuse it: {problem:?}")
+            }
+            GateReason::RenderFailed(err) => write!(f, "render failed: {err}"),
+            GateReason::LowScore { score, threshold } => {
+                write!(
+                    f,
+                    "local score {score:.3} under the threshold {threshold:.3}"
+                )
+            }
+        }
+    }
+}
+
+/// What the gate judges for a model that arrived as SPZ. SN17's PLY parser rules concern the
+/// miner's PLY→SPZ step, which an SPZ has already been through, so no SN17 problem is
+/// recorded; the statistics are computed from the decoded arrays.
+pub fn gate_input_from_spz(spz: SpzDecoded) -> PlyDecoded {
+    let report = spz.splat.validity();
+    PlyDecoded {
+        splat: spz.splat,
+        report,
+        sn17: Sn17PlyReport::default(),
+        ignored_properties: Vec::new(),
+    }
+}
 
 /// What the gate decided about one model.
 #[derive(Debug, Clone)]
@@ -13,12 +81,23 @@ pub struct GateVerdict {
     pub passed: bool,
     /// 0..1; 0 for a hard-zero model.
     pub local_score: f32,
-    /// Why it failed (empty when it passed).
-    pub reasons: Vec<String>,
+    /// Why it failed (empty when it passed), most fundamental first.
+    pub reasons: Vec<GateReason>,
     /// Every measurement, for the attempt record.
     pub metrics: BTreeMap<String, f64>,
     /// The rendered views, for the preview (when the backend downloaded them).
     pub views: Option<Views>,
+}
+
+impl GateVerdict {
+    /// Every reason as one line of text, for attempt records and logs.
+    pub fn reasons_text(&self) -> String {
+        self.reasons
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 /// Scoring weights and the pass threshold, from `[worker]`.
@@ -102,6 +181,14 @@ impl Gate {
         }
     }
 
+    /// The backend and, for the CPU, why the GPU is not used (for people reading stderr).
+    pub fn backend_detail(&self) -> String {
+        match self.renderer.backend() {
+            Backend::Cuda(_) => "cuda".into(),
+            Backend::Cpu { reason } => format!("cpu ({reason})"),
+        }
+    }
+
     /// Judges a parsed model (blocking: run it off the async threads).
     pub fn evaluate(&mut self, decoded: &PlyDecoded) -> GateVerdict {
         let mut reasons = Vec::new();
@@ -112,10 +199,10 @@ impl Gate {
             decoded.report.low_opacity_fraction(),
         );
         for hard_zero in decoded.report.hard_zero() {
-            reasons.push(format!("hard zero: {hard_zero:?}"));
+            reasons.push(GateReason::HardZero(hard_zero));
         }
         for problem in &decoded.sn17.problems {
-            reasons.push(format!("SN17 PLY parser would refuse it: {problem:?}"));
+            reasons.push(GateReason::Sn17Parser(problem.clone()));
         }
         if !reasons.is_empty() {
             return GateVerdict {
@@ -136,7 +223,7 @@ impl Gate {
                     return GateVerdict {
                         passed: false,
                         local_score: 0.0,
-                        reasons: vec![format!("render failed: {err}")],
+                        reasons: vec![GateReason::RenderFailed(err.to_string())],
                         metrics,
                         views: None,
                     }
@@ -162,10 +249,10 @@ impl Gate {
         metrics.insert("local_score".into(), score);
         let passed = score >= self.scoring.pass_threshold;
         if !passed {
-            reasons.push(format!(
-                "local score {score:.3} under the threshold {:.3}",
-                self.scoring.pass_threshold
-            ));
+            reasons.push(GateReason::LowScore {
+                score,
+                threshold: self.scoring.pass_threshold,
+            });
         }
         GateVerdict {
             passed,

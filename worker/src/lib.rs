@@ -1,9 +1,11 @@
 //! The worker, one process per GPU: consumes `TaskMsg` with manual acks (prefetch = slots),
 //! turns each task into a model through its generation service, gates it on its GPU, stores
 //! the artifacts and publishes a `ResultMsg` with confirms, acking the task only after the
-//! publish is confirmed. A worker needs no PostgreSQL.
+//! publish is confirmed. A worker needs no PostgreSQL. [`check`] runs the same gate over
+//! model files on disk, for operators tuning its settings.
 
 pub mod budget;
+pub mod check;
 pub mod gate;
 pub mod generation_client;
 pub mod image_prompt;

@@ -243,7 +243,7 @@ impl TaskContext {
         metrics::counter!("splatfleet_worker_gate_decisions_total", "reason" => decision)
             .increment(1);
         if !verdict.passed {
-            record.error = Some(verdict.reasons.join("; "));
+            record.error = Some(verdict.reasons_text());
             return (record, None);
         }
         let decoded = Arc::new(decoded);
