@@ -2,6 +2,7 @@
 # The one-command demo: a whole fleet on this machine against simulated validators.
 #
 #   ops/demo.sh [--tasks N] [--timeout SECS] [--profile release|debug] [--no-build]
+#               [--run-dir DIR] [--drop-db]
 #
 # It runs ops/dev-up.sh, builds the binaries, then starts as separate processes, all reading
 # one generated config in a run directory (target/demo/<UTC time>/, every process's log there):
@@ -19,6 +20,9 @@
 # Each run uses its own queue prefix (demo_<time>) and its own database (splatfleet_demo_<time>);
 # the database is kept for inspection unless --drop-db is given, the queues are deleted.
 #
+# The run directory also gets summary.env (the counts, for scripts), report.txt, and
+# metrics/<process>.prom, each role's /metrics as scraped at the end of the run.
+#
 # Environment: DEMO_TASKS, DEMO_TIMEOUT_SECS, DEMO_PROFILE (same as the flags), CARGO_TARGET_DIR,
 # SPLATFLEET_TEST_PG_{HOST,PORT,USER,PASSWORD} and SPLATFLEET_TEST_AMQP_URL (where PostgreSQL and
 # RabbitMQ are; defaults: ops/dev-up.sh's on 127.0.0.1).
@@ -31,6 +35,7 @@ TIMEOUT=${DEMO_TIMEOUT_SECS:-}
 PROFILE=${DEMO_PROFILE:-release}
 BUILD=1
 DROP_DB=0
+RUN=
 VALIDATORS=8
 TIME_SCALE=60
 GAUSSIANS=8000
@@ -49,6 +54,8 @@ while [ $# -gt 0 ]; do
         --release) PROFILE=release; shift ;;
         --debug) PROFILE=debug; shift ;;
         --no-build) BUILD=0; shift ;;
+        --run-dir) RUN=${2:?--run-dir needs a directory}; shift 2 ;;
+        --run-dir=*) RUN=${1#*=}; shift ;;
         --drop-db) DROP_DB=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
@@ -91,8 +98,10 @@ done
 
 # --- the run directory and its names ------------------------------------------------------
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-RUN=$TARGET_DIR/demo/$STAMP-$$
-mkdir -p "$RUN/logs"
+[ -n "$RUN" ] || RUN=$TARGET_DIR/demo/$STAMP-$$
+case $RUN in /*) ;; *) RUN=$REPO/$RUN ;; esac
+[ ! -e "$RUN/splatfleet.toml" ] || die "$RUN already holds a run; pick another --run-dir"
+mkdir -p "$RUN/logs" "$RUN/metrics"
 ID=$(printf '%s_%s' "$STAMP" "$$" | tr '[:upper:]' '[:lower:]')
 PREFIX=demo_$ID
 DB=splatfleet_demo_$ID
@@ -148,17 +157,19 @@ cleanup() {
             rabbitmqctl -q delete_queue "$PREFIX.$q" >/dev/null 2>&1 || true
         done
     fi
-    if [ "$DROP_DB" -eq 1 ]; then
+}
+on_exit() {
+    cleanup
+    if [ "$DROP_DB" -eq 1 ] && [ -n "${DB:-}" ]; then
         psql_db postgres "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true
     fi
 }
 on_signal() {
     trap - INT TERM
     say "interrupted; stopping every process the demo started"
-    cleanup
     exit 130
 }
-trap cleanup EXIT
+trap on_exit EXIT
 trap on_signal INT TERM
 
 fail() {
@@ -199,7 +210,7 @@ scrape() {
     # shellcheck disable=SC2016 # $1 expands in the inner shell
     timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 0
         printf "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3
-        tr -d "\r" <&3' scrape "$1" 2>/dev/null || true
+        tr -d "\r" <&3 | sed "1,/^\$/d"' scrape "$1" 2>/dev/null || true
 }
 # metric_sum TEXT NAME [LABEL_REGEX]: sum of every sample of NAME whose labels match
 metric_sum() {
@@ -354,6 +365,12 @@ while :; do
     if [ "$submitted" -ge "$TASKS" ]; then completed=1; break; fi
     [ "$SECONDS" -lt "$deadline" ] || break
 done
+
+# Every role's metrics as they stand, for the record (ops/test.sh lints them with promtool).
+scrape "$PULLER_PORT" >"$RUN/metrics/puller.prom"
+scrape "${WORKER_PORTS[0]}" >"$RUN/metrics/worker-0.prom"
+scrape "${WORKER_PORTS[1]}" >"$RUN/metrics/worker-1.prom"
+scrape "$SUBMITTER_PORT" >"$RUN/metrics/submitter.prom"
 
 # No new pulls; the tasks already pulled finish (their cooldowns would suffer otherwise).
 stop puller 20
