@@ -18,7 +18,8 @@
 # tasks were done; 1 otherwise (the logs say why).
 #
 # Each run uses its own queue prefix (demo_<time>) and its own database (splatfleet_demo_<time>);
-# the database is kept for inspection unless --drop-db is given, the queues are deleted.
+# the database is kept for inspection unless --drop-db is given, the queues and exchanges are
+# deleted.
 #
 # The run directory also gets summary.env (the counts, for scripts), report.txt, and
 # metrics/<process>.prom, each role's /metrics as scraped at the end of the run.
@@ -152,11 +153,9 @@ cleanup() {
     for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do
         stop "${ORDER[i]}" 20
     done
-    if command -v rabbitmqctl >/dev/null; then
-        for q in tasks results dead; do
-            rabbitmqctl -q delete_queue "$PREFIX.$q" >/dev/null 2>&1 || true
-        done
-    fi
+    # This run's queues and exchanges go; the database stays for queries unless --drop-db.
+    SPLATFLEET_TEST_AMQP_URL=$AMQP_URL timeout 30 "$BIN/splatfleet-sim" delete-topology \
+        --prefix "$PREFIX" >/dev/null 2>&1 || say "could not delete the queues of prefix $PREFIX"
 }
 on_exit() {
     cleanup
@@ -406,7 +405,8 @@ run_seconds=$run_secs
 completed=$completed
 EOF
 say "contact sheets ($sheets PNGs, 4x4 views each): $RUN/artifacts/preview/"
-say "logs: $RUN/logs/   config: $CONFIG   database: $DB"
+if [ "$DROP_DB" -eq 1 ]; then db_note="$DB (dropped at exit)"; else db_note=$DB; fi
+say "logs: $RUN/logs/   config: $CONFIG   database: $db_note"
 say "pulled $pulled, submitted $submitted ($empties empty), accepted $accepted in ${run_secs}s"
 if [ "$completed" -ne 1 ]; then
     say "FAILED: only $submitted of $TASKS tasks were submitted within ${TIMEOUT}s"

@@ -28,6 +28,15 @@ enum Command {
     Validators(ValidatorsArgs),
     /// Serve a sample generation service (`POST /generate/`) on 127.0.0.1.
     Generator(GeneratorArgs),
+    /// Delete the queues and exchanges of a queue prefix (SPLATFLEET_TEST_AMQP_URL's broker).
+    DeleteTopology(DeleteTopologyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DeleteTopologyArgs {
+    /// The prefix whose `<prefix>.tasks`, `.results`, `.dead`, `<prefix>` and `.dlx` go.
+    #[arg(long)]
+    prefix: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +107,14 @@ async fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Validators(args) => run_validators(args).await,
         Command::Generator(args) => run_generator(args).await,
+        Command::DeleteTopology(args) => {
+            let broker = splatfleet_common::config::BrokerSettings {
+                prefix: args.prefix,
+                ..splatfleet_common::config::BrokerSettings::default()
+            };
+            splatfleet_tests::delete_topology(&broker).await;
+            Ok(())
+        }
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
