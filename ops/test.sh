@@ -81,6 +81,10 @@ if [ "${SPLATFLEET_TEST_SKIP_DEMO:-0}" != 1 ]; then
     # the simulators die of the signal: 143).
     check [ -z "$(grep -v -e '^\(puller\|worker-[01]\|submitter\) exit 0$' \
         -e '^\(validators\|generator-[01]\) exit 143$' "$run/exits.txt")" ]
+    # The puller's queue gauges saw both workers on the tasks queue and the submitter on results.
+    check grep -q '^splatfleet_broker_queue_consumers{queue="[^"]*\.tasks"} 2$' "$run/metrics/puller.prom"
+    check grep -q '^splatfleet_broker_queue_consumers{queue="[^"]*\.results"} 1$' "$run/metrics/puller.prom"
+    check grep -q '^splatfleet_worker_gpu_backend{backend="\(cuda\|cpu\)"} 1$' "$run/metrics/worker-0.prom"
     for role in puller worker-0 worker-1 submitter; do
         check grep -q "splatfleet_build_info" "$run/metrics/$role.prom"
         echo "test: promtool check metrics < $run/metrics/$role.prom"
