@@ -29,15 +29,17 @@ wait_for_port() {
 
 apt_updated=0
 install_packages() { # install_packages [apt-get option...] PACKAGE...
-    [ "$(id -u)" -eq 0 ] || die "$* not installed; run this script as root to install it, or: sudo apt-get install -y $*"
-    command -v apt-get >/dev/null || die "$* not installed and apt-get is not available; install $* by hand"
+    local names=() arg
+    for arg in "$@"; do [[ $arg == -* ]] || names+=("$arg"); done
+    [ "$(id -u)" -eq 0 ] || die "${names[*]} not installed; run this script as root to install it, or: sudo apt-get install -y $*"
+    command -v apt-get >/dev/null || die "${names[*]} not installed and apt-get is not available; install ${names[*]} by hand"
     if [ "$apt_updated" -eq 0 ]; then
         say "apt-get update"
         DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
         apt_updated=1
     fi
-    say "installing $* from Debian packages"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
+    say "installing ${names[*]} from Debian packages"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install ${names[*]} failed"
 }
 
 has_systemd() { [ -d /run/systemd/system ]; }
