@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up what splatfleet needs on one machine: RabbitMQ and PostgreSQL on 127.0.0.1 with
-# their default ports, and the `splatfleet` database. Idempotent: it starts what is stopped,
-# installs (Debian packages, as root) what is missing, and says what it found and did.
+# their default ports, the `splatfleet` database, and promtool (Prometheus rule tests).
+# Idempotent: it starts what is stopped, installs (Debian packages, as root) what is missing,
+# and says what it found and did.
 #
 # Environment:
 #   SPLATFLEET_TEST_PG_USER / SPLATFLEET_TEST_PG_PASSWORD  PostgreSQL login (default postgres, none)
@@ -27,16 +28,18 @@ wait_for_port() {
 }
 
 apt_updated=0
-install_packages() {
-    [ "$(id -u)" -eq 0 ] || die "$* not installed; run this script as root to install it, or: sudo apt-get install -y $*"
-    command -v apt-get >/dev/null || die "$* not installed and apt-get is not available; install $* by hand"
+install_packages() { # install_packages [apt-get option...] PACKAGE...
+    local names=() arg
+    for arg in "$@"; do [[ $arg == -* ]] || names+=("$arg"); done
+    [ "$(id -u)" -eq 0 ] || die "${names[*]} not installed; run this script as root to install it, or: sudo apt-get install -y $*"
+    command -v apt-get >/dev/null || die "${names[*]} not installed and apt-get is not available; install ${names[*]} by hand"
     if [ "$apt_updated" -eq 0 ]; then
         say "apt-get update"
         DEBIAN_FRONTEND=noninteractive apt-get update -qq || die "apt-get update failed"
         apt_updated=1
     fi
-    say "installing $* from Debian packages"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
+    say "installing ${names[*]} from Debian packages"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install ${names[*]} failed"
 }
 
 has_systemd() { [ -d /run/systemd/system ]; }
@@ -64,6 +67,24 @@ else
     say "RabbitMQ started"
 fi
 rabbitmqctl -q await_startup --timeout 60 >/dev/null 2>&1 || die "RabbitMQ did not finish starting (rabbitmqctl status says why)"
+
+# --- promtool -----------------------------------------------------------------------------
+# ops/test.sh checks the Prometheus rules, config and metrics with it. It ships in Debian's
+# `prometheus` package, whose server this script does not want running: it is stopped and
+# disabled right after the install.
+if command -v promtool >/dev/null; then
+    say "found promtool ($(promtool --version 2>&1 | awk 'NR==1 {print $3}'))"
+else
+    install_packages --no-install-recommends prometheus
+    if has_systemd; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    elif [ -x /etc/init.d/prometheus ]; then
+        /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+    command -v promtool >/dev/null || die "the prometheus package installed no promtool"
+    say "installed promtool (the prometheus server it came with is stopped and disabled)"
+fi
 
 # --- PostgreSQL -------------------------------------------------------------------------
 installed_pg=0

@@ -125,6 +125,7 @@ impl ControlLoop {
                         if let Err(err) = self.housekeeping().await {
                             tracing::warn!(%err, "puller housekeeping failed; retrying next round");
                         }
+                        self.report_queues().await;
                     }
                     if let Err(err) = self.schedule().await {
                         tracing::warn!(%err, "scheduling round failed; retrying next tick");
@@ -288,6 +289,26 @@ impl ControlLoop {
             .collect();
         self.last_set = Some(set);
         Ok(())
+    }
+
+    /// Publishes every queue's ready messages and consumers (tasks, results, dead letters)
+    /// for alerts and dashboards, so no RabbitMQ exporter is needed. A failed read leaves the
+    /// gauges as they were; the capacity probe reopens the channel.
+    async fn report_queues(&self) {
+        let topology = self.broker.topology();
+        for queue in [
+            topology.queue(QueueKind::Tasks),
+            topology.queue(QueueKind::Results),
+            topology.dead_queue(),
+        ] {
+            match splatfleet_common::broker::queue_counts(&self.capacity_channel, &queue).await {
+                Ok(counts) => metrics::queue(&queue, counts.ready, counts.consumers),
+                Err(err) => {
+                    tracing::debug!(%queue, %err, "reading queue counts failed");
+                    return;
+                }
+            }
+        }
     }
 
     /// One scheduling round: Postgres state, capacity, then pulls.

@@ -60,6 +60,14 @@ pub fn describe() {
         "Task publishes that failed (the task is retried)."
     );
     describe_gauge!(
+        "splatfleet_broker_queue_messages_ready",
+        "Messages ready for delivery in each fleet queue (tasks, results, dead), read by the puller."
+    );
+    describe_gauge!(
+        "splatfleet_broker_queue_consumers",
+        "Consumers of each fleet queue (tasks, results, dead), read by the puller."
+    );
+    describe_gauge!(
         "splatfleet_puller_validator_unauthorized",
         "1 while a validator refuses our signature or nonce (401): check the clock and keys."
     );
@@ -92,4 +100,11 @@ pub fn validator_set(eligible: usize, excluded: &[crate::validator_set::Exclusio
         metrics::gauge!("splatfleet_puller_validators_excluded", "reason" => reason.as_str())
             .set(n as f64);
     }
+}
+
+pub fn queue(queue: &str, ready: u32, consumers: u32) {
+    metrics::gauge!("splatfleet_broker_queue_messages_ready", "queue" => queue.to_owned())
+        .set(f64::from(ready));
+    metrics::gauge!("splatfleet_broker_queue_consumers", "queue" => queue.to_owned())
+        .set(f64::from(consumers));
 }

@@ -9,6 +9,7 @@ pub mod check;
 pub mod gate;
 pub mod generation_client;
 pub mod image_prompt;
+pub mod metric_help;
 pub mod preview;
 pub mod process_task;
 pub mod validation_client;
@@ -83,6 +84,7 @@ pub async fn run(config: Config, shutdown: Shutdown, gpu: usize) -> Result<(), W
     let gate = tokio::task::spawn_blocking(move || Gate::new(gpu, &gate_settings))
         .await
         .map_err(|e| WorkerError::Renderer(e.to_string()))?;
+    metric_help::describe();
     metrics::gauge!("splatfleet_worker_gpu_backend", "backend" => gate.backend_name()).set(1.0);
     let context = Arc::new(TaskContext {
         client,

@@ -33,6 +33,8 @@ enum Command {
     /// Serve a stand-in for the subnet's validation service (`POST /validate_txt_to_3d_ply/`,
     /// `/validate_img_to_3d_ply/`) on 127.0.0.1.
     Validation(ValidationArgs),
+    /// Delete the queues and exchanges of a queue prefix (SPLATFLEET_TEST_AMQP_URL's broker).
+    DeleteTopology(DeleteTopologyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +60,13 @@ struct ValidationArgs {
     /// Delay of `--fault slow`, milliseconds.
     #[arg(long, default_value_t = 2_000)]
     slow_ms: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct DeleteTopologyArgs {
+    /// The prefix whose `<prefix>.tasks`, `.results`, `.dead`, `<prefix>` and `.dlx` go.
+    #[arg(long)]
+    prefix: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,6 +187,14 @@ async fn main() -> std::process::ExitCode {
         Command::Validators(args) => run_validators(args).await,
         Command::Generator(args) => run_generator(args).await,
         Command::Validation(args) => run_validation(args).await,
+        Command::DeleteTopology(args) => {
+            let broker = splatfleet_common::config::BrokerSettings {
+                prefix: args.prefix,
+                ..splatfleet_common::config::BrokerSettings::default()
+            };
+            splatfleet_tests::delete_topology(&broker).await;
+            Ok(())
+        }
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,415 @@
+#!/usr/bin/env bash
+# The one-command demo: a whole fleet on this machine against simulated validators.
+#
+#   ops/demo.sh [--tasks N] [--timeout SECS] [--profile release|debug] [--no-build]
+#               [--run-dir DIR] [--drop-db]
+#
+# It runs ops/dev-up.sh, builds the binaries, then starts as separate processes, all reading
+# one generated config in a run directory (target/demo/<UTC time>/, every process's log there):
+#   splatfleet-sim validators   8 simulated SN17 validators, time scaled 60x (5 s cooldowns)
+#   splatfleet-sim generator    x2, the sample generation service, one per "GPU"
+#   splatfleet-puller           pulls tasks from the validators
+#   splatfleet-worker --gpu 0   and --gpu 1: generate, gate (CUDA when present, else the CPU
+#                               reference renderer), store artifacts, publish results
+#   splatfleet-submitter        signs and submits, records feedback in PostgreSQL
+# It shows progress until N tasks have a completed submission or the time limit passes, stops
+# the puller, lets the tasks in flight finish, prints the acceptance report and the contact
+# sheets' directory, and stops every process it started (also on Ctrl-C). Exit 0 only when N
+# tasks were done; 1 otherwise (the logs say why).
+#
+# Each run uses its own queue prefix (demo_<time>) and its own database (splatfleet_demo_<time>);
+# the database is kept for inspection unless --drop-db is given, the queues and exchanges are
+# deleted.
+#
+# The run directory also gets summary.env (the counts, for scripts), report.txt, and
+# metrics/<process>.prom, each role's /metrics as scraped at the end of the run.
+#
+# Environment: DEMO_TASKS, DEMO_TIMEOUT_SECS, DEMO_PROFILE (same as the flags), CARGO_TARGET_DIR,
+# SPLATFLEET_TEST_PG_{HOST,PORT,USER,PASSWORD} and SPLATFLEET_TEST_AMQP_URL (where PostgreSQL and
+# RabbitMQ are; defaults: ops/dev-up.sh's on 127.0.0.1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+TASKS=${DEMO_TASKS:-40}
+TIMEOUT=${DEMO_TIMEOUT_SECS:-}
+PROFILE=${DEMO_PROFILE:-release}
+BUILD=1
+DROP_DB=0
+RUN=
+VALIDATORS=8
+TIME_SCALE=60
+GAUSSIANS=8000
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+die() { printf 'demo: error: %s\n' "$*" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --tasks) TASKS=${2:?--tasks needs a number}; shift 2 ;;
+        --tasks=*) TASKS=${1#*=}; shift ;;
+        --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
+        --timeout=*) TIMEOUT=${1#*=}; shift ;;
+        --profile) PROFILE=${2:?--profile needs release or debug}; shift 2 ;;
+        --profile=*) PROFILE=${1#*=}; shift ;;
+        --release) PROFILE=release; shift ;;
+        --debug) PROFILE=debug; shift ;;
+        --no-build) BUILD=0; shift ;;
+        --run-dir) RUN=${2:?--run-dir needs a directory}; shift 2 ;;
+        --run-dir=*) RUN=${1#*=}; shift ;;
+        --drop-db) DROP_DB=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown argument $1 (see --help)" ;;
+    esac
+done
+[[ $TASKS =~ ^[1-9][0-9]*$ ]] || die "--tasks must be a positive number, not '$TASKS'"
+# About 1.5 tasks a second come from 8 validators with 5 s cooldowns; leave room for a slow machine.
+[ -n "$TIMEOUT" ] || TIMEOUT=$((120 + TASKS * 3))
+[[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive number of seconds, not '$TIMEOUT'"
+case $PROFILE in
+    release) CARGO_PROFILE_ARGS=(--release); PROFILE_DIR=release ;;
+    debug|dev) CARGO_PROFILE_ARGS=(); PROFILE_DIR=debug ;;
+    *) die "--profile must be release or debug, not '$PROFILE'" ;;
+esac
+
+say() { printf 'demo: %s\n' "$*"; }
+
+PG_HOST=${SPLATFLEET_TEST_PG_HOST:-127.0.0.1}
+PG_PORT=${SPLATFLEET_TEST_PG_PORT:-5432}
+PG_USER=${SPLATFLEET_TEST_PG_USER:-postgres}
+export PGPASSWORD="${SPLATFLEET_TEST_PG_PASSWORD:-${PGPASSWORD:-}}"
+AMQP_URL=${SPLATFLEET_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+
+# --- services and binaries ----------------------------------------------------------------
+ops/dev-up.sh
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+case $TARGET_DIR in /*) ;; *) TARGET_DIR=$REPO/$TARGET_DIR ;; esac
+BIN=$TARGET_DIR/$PROFILE_DIR
+if [ "$BUILD" -eq 1 ]; then
+    command -v cargo >/dev/null || die "cargo not found; install Rust (https://rustup.rs)"
+    say "building ($PROFILE): cargo build ${CARGO_PROFILE_ARGS[*]} --locked --bins"
+    build_started=$SECONDS
+    cargo build "${CARGO_PROFILE_ARGS[@]}" --locked --bins \
+        -p splatfleet-puller -p splatfleet-worker -p splatfleet-submitter -p splatfleet-tests
+    say "built in $((SECONDS - build_started)) s"
+fi
+for b in splatfleet-puller splatfleet-worker splatfleet-submitter splatfleet-sim; do
+    [ -x "$BIN/$b" ] || die "$BIN/$b is missing; run without --no-build"
+done
+
+# --- the run directory and its names ------------------------------------------------------
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+[ -n "$RUN" ] || RUN=$TARGET_DIR/demo/$STAMP-$$
+case $RUN in /*) ;; *) RUN=$REPO/$RUN ;; esac
+[ ! -e "$RUN/splatfleet.toml" ] || die "$RUN already holds a run; pick another --run-dir"
+mkdir -p "$RUN/logs" "$RUN/metrics"
+ID=$(printf '%s_%s' "$STAMP" "$$" | tr '[:upper:]' '[:lower:]')
+PREFIX=demo_$ID
+DB=splatfleet_demo_$ID
+
+psql_db() { psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$1" -v ON_ERROR_STOP=1 -Atqc "$2"; }
+
+# --- processes and their cleanup ----------------------------------------------------------
+declare -A PIDS=()   # name -> pid
+ORDER=()             # names in start order
+started_at=$SECONDS
+
+start() { # start NAME COMMAND...: runs COMMAND in the background, logging to logs/NAME.log
+    local name=$1; shift
+    "$@" >"$RUN/logs/$name.log" 2>&1 &
+    PIDS[$name]=$!
+    ORDER+=("$name")
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+stop() { # stop NAME [GRACE_SECS]: SIGTERM, wait, SIGKILL if it will not go; prints its status
+    local name=$1 grace=${2:-20} pid status
+    pid=${PIDS[$name]:-}
+    [ -n "$pid" ] || return 0
+    unset "PIDS[$name]"
+    if alive "$pid"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq $((grace * 10))); do
+            alive "$pid" || break
+            sleep 0.1
+        done
+        if alive "$pid"; then
+            say "$name (pid $pid) did not stop within ${grace}s; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    status=0
+    wait "$pid" 2>/dev/null || status=$?
+    printf '%s exit %s\n' "$name" "$status" >>"$RUN/exits.txt"
+}
+
+cleanup_done=0
+cleanup() {
+    [ "$cleanup_done" -eq 0 ] || return 0
+    cleanup_done=1
+    local i
+    # Roles first (newest first), then the stand-ins they talk to.
+    for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do
+        stop "${ORDER[i]}" 20
+    done
+    # This run's queues and exchanges go; the database stays for queries unless --drop-db.
+    SPLATFLEET_TEST_AMQP_URL=$AMQP_URL timeout 30 "$BIN/splatfleet-sim" delete-topology \
+        --prefix "$PREFIX" >/dev/null 2>&1 || say "could not delete the queues of prefix $PREFIX"
+}
+on_exit() {
+    cleanup
+    if [ "$DROP_DB" -eq 1 ] && [ -n "${DB:-}" ]; then
+        psql_db postgres "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+    fi
+}
+on_signal() {
+    trap - INT TERM
+    say "interrupted; stopping every process the demo started"
+    exit 130
+}
+trap on_exit EXIT
+trap on_signal INT TERM
+
+fail() {
+    say "FAILED: $*"
+    local name
+    for name in "${ORDER[@]}"; do
+        printf -- '--- last lines of %s ---\n' "$RUN/logs/$name.log"
+        tail -n 5 "$RUN/logs/$name.log" 2>/dev/null || true
+    done
+    cleanup
+    say "run directory: $RUN"
+    exit 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() { # a port nobody listens on now, from the dynamic range
+    local port
+    for _ in $(seq 100); do
+        port=$((20000 + RANDOM % 30000))
+        port_open "$port" || { echo "$port"; return 0; }
+    done
+    die "no free port found"
+}
+
+wait_for_line() { # wait_for_line NAME PATTERN SECS
+    local name=$1 pattern=$2 secs=$3
+    for _ in $(seq $((secs * 10))); do
+        grep -q -- "$pattern" "$RUN/logs/$name.log" 2>/dev/null && return 0
+        alive "${PIDS[$name]}" || fail "$name exited before it was ready (see $RUN/logs/$name.log)"
+        sleep 0.1
+    done
+    fail "$name was not ready within ${secs}s (see $RUN/logs/$name.log)"
+}
+
+# scrape PORT: the /metrics text of a role (bash only: a fresh machine may lack curl; HTTP/1.0
+# so the answer is neither chunked nor kept open)
+scrape() {
+    # shellcheck disable=SC2016 # $1 expands in the inner shell
+    timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 0
+        printf "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3
+        tr -d "\r" <&3 | sed "1,/^\$/d"' scrape "$1" 2>/dev/null || true
+}
+# metric_sum TEXT NAME [LABEL_REGEX]: sum of every sample of NAME whose labels match
+metric_sum() {
+    printf '%s\n' "$1" | awk -v name="$2" -v labels="${3:-}" '
+        $1 ~ ("^" name "({|$)") && ($1 ~ labels) { sum += $NF }
+        END { printf "%d", sum }'
+}
+
+# --- the simulated outside world ----------------------------------------------------------
+say "run directory $RUN"
+say "queue prefix $PREFIX, database $DB"
+psql_db postgres "CREATE DATABASE \"$DB\"" >/dev/null || die "creating database $DB failed"
+
+KEYS=$RUN/keys
+start validators "$BIN/splatfleet-sim" validators --count "$VALIDATORS" --base-port 0 \
+    --keys-dir "$KEYS" --time-scale "$TIME_SCALE" --events "$RUN/validator-events.jsonl" \
+    --score-reference-gaussians $((GAUSSIANS / 2))
+wait_for_line validators "validator list:" 60
+GEN_URLS=()
+for gpu in 0 1; do
+    start "generator-$gpu" "$BIN/splatfleet-sim" generator --port 0 --gaussians "$GAUSSIANS"
+    wait_for_line "generator-$gpu" "generator listening on" 30
+    GEN_URLS+=("$(sed -n 's/^generator listening on //p' "$RUN/logs/generator-$gpu.log" | head -1)")
+done
+
+# --- the config ---------------------------------------------------------------------------
+PULLER_PORT=$(free_port)
+SUBMITTER_PORT=$(free_port)
+WORKER_PORTS=("$(free_port)" "$(free_port)")
+# The CPU gate renders 16 views of every model; debug builds render more slowly.
+if [ "$PROFILE_DIR" = release ]; then RENDER_SIZE=128; else RENDER_SIZE=48; fi
+PG_PASSWORD_LINE=""
+[ -z "$PGPASSWORD" ] || PG_PASSWORD_LINE="password = \"$PGPASSWORD\""
+CONFIG=$RUN/splatfleet.toml
+cat >"$CONFIG" <<EOF
+# Generated by ops/demo.sh for the run in this directory; see ops/splatfleet.example.toml.
+[log]
+level = "info"
+format = "json"
+
+[broker]
+url = "$AMQP_URL"
+prefix = "$PREFIX"
+delivery_limit = 5
+connect_timeout_secs = 30
+reconnect_max_delay_secs = 2
+
+[database]
+host = "$PG_HOST"
+port = $PG_PORT
+user = "$PG_USER"
+dbname = "$DB"
+$PG_PASSWORD_LINE
+
+[shutdown]
+drain_timeout_secs = 15
+
+[puller]
+metrics_addr = "127.0.0.1:$PULLER_PORT"
+tick_ms = 100
+# Validators run 60x faster than real ones: 5 s cooldowns, so a small safety margin.
+cooldown_margin_ms = 300
+backoff_initial_ms = 1000
+backoff_max_ms = 10000
+task_deadline_secs = 120
+lost_task_grace_secs = 30
+
+[worker]
+# --gpu N picks generation_endpoints[N]; the workers' metrics ports are set per process
+# (SPLATFLEET__WORKER__METRICS_ADDR) since two run on this host.
+generation_endpoints = ["${GEN_URLS[0]}", "${GEN_URLS[1]}"]
+slots = 1
+generate_timeout_ms = 20000
+min_budget_ms = 20000
+# Small renders keep the CPU gate ahead of the validators when no GPU is present.
+gate_views = 16
+gate_render_size = $RENDER_SIZE
+
+[submitter]
+metrics_addr = "127.0.0.1:$SUBMITTER_PORT"
+concurrency = 8
+submit_timeout_secs = 30
+retry_initial_ms = 500
+retry_max_ms = 5000
+
+[object_store]
+root = "$RUN/artifacts"
+
+[wallet]
+path = "$KEYS"
+name = "miner"
+hotkey = "default"
+
+[discovery]
+source = "static"
+validators_file = "$KEYS/validators.toml"
+EOF
+
+# --- the fleet ----------------------------------------------------------------------------
+export SPLATFLEET_CONFIG=$CONFIG
+start submitter "$BIN/splatfleet-submitter" --config "$CONFIG"
+for gpu in 0 1; do
+    start "worker-$gpu" env SPLATFLEET__WORKER__METRICS_ADDR="127.0.0.1:${WORKER_PORTS[gpu]}" \
+        "$BIN/splatfleet-worker" --config "$CONFIG" --gpu "$gpu"
+done
+wait_for_line submitter '"message":"ready"' 60
+wait_for_line worker-0 '"message":"ready"' 120
+wait_for_line worker-1 '"message":"ready"' 120
+start puller "$BIN/splatfleet-puller" --config "$CONFIG"
+wait_for_line puller '"message":"ready"' 60
+for gpu in 0 1; do
+    backend=$(scrape "${WORKER_PORTS[gpu]}" | sed -n 's/^splatfleet_worker_gpu_backend{backend="\([a-z]*\)"}.*/\1/p')
+    say "worker-$gpu renders on ${backend:-an unknown backend} (generation service ${GEN_URLS[gpu]})"
+done
+say "fleet up in $((SECONDS - started_at)) s; metrics: puller :$PULLER_PORT, workers :${WORKER_PORTS[0]} :${WORKER_PORTS[1]}, submitter :$SUBMITTER_PORT"
+
+# --- progress -----------------------------------------------------------------------------
+COUNTS_SQL="SELECT count(*),
+  (SELECT count(*) FROM submissions WHERE state = 'completed'),
+  (SELECT count(*) FROM submissions WHERE state = 'completed' AND NOT empty AND task_fidelity_score > 0),
+  (SELECT count(*) FROM submissions WHERE state = 'completed' AND empty),
+  count(*) FILTER (WHERE status NOT IN ('submitted', 'submitted_empty', 'expired', 'failed'))
+FROM tasks"
+pulled=0 submitted=0 accepted=0 empties=0 open=0 generated=0
+progress() {
+    local row text
+    row=$(psql_db "$DB" "$COUNTS_SQL" 2>/dev/null) || return 0
+    IFS='|' read -r pulled submitted accepted empties open <<<"$row"
+    generated=0
+    for gpu in 0 1; do
+        text=$(scrape "${WORKER_PORTS[gpu]}")
+        generated=$((generated + $(metric_sum "$text" splatfleet_worker_results_total)))
+    done
+    printf 'demo: [%4ds] pulled %3d  generated %3d  submitted %3d (empty %d)  accepted %3d  / %d\n' \
+        $((SECONDS - run_started)) "$pulled" "$generated" "$submitted" "$empties" "$accepted" "$TASKS"
+}
+check_alive() {
+    local name
+    for name in "${ORDER[@]}"; do
+        [ -n "${PIDS[$name]:-}" ] || continue
+        alive "${PIDS[$name]}" || fail "$name exited during the run (see $RUN/logs/$name.log)"
+    done
+}
+
+run_started=$SECONDS
+deadline=$((SECONDS + TIMEOUT))
+completed=0
+while :; do
+    sleep 2
+    check_alive
+    progress
+    if [ "$submitted" -ge "$TASKS" ]; then completed=1; break; fi
+    [ "$SECONDS" -lt "$deadline" ] || break
+done
+
+# Every role's metrics as they stand, for the record (ops/test.sh lints them with promtool).
+scrape "$PULLER_PORT" >"$RUN/metrics/puller.prom"
+scrape "${WORKER_PORTS[0]}" >"$RUN/metrics/worker-0.prom"
+scrape "${WORKER_PORTS[1]}" >"$RUN/metrics/worker-1.prom"
+scrape "$SUBMITTER_PORT" >"$RUN/metrics/submitter.prom"
+
+# No new pulls; the tasks already pulled finish (their cooldowns would suffer otherwise).
+stop puller 20
+drain_deadline=$((SECONDS + 45))
+while [ "$open" -gt 0 ] && [ "$SECONDS" -lt "$drain_deadline" ]; do
+    sleep 2
+    check_alive
+    progress
+done
+run_secs=$((SECONDS - run_started))
+cleanup
+
+# --- the report ---------------------------------------------------------------------------
+printf '\n'
+say "acceptance by validator (splatfleet-submitter report acceptance --since 1d --by validator):"
+"$BIN/splatfleet-submitter" --config "$CONFIG" report acceptance --since 1d --by validator \
+    | tee "$RUN/report.txt"
+"$BIN/splatfleet-submitter" --config "$CONFIG" report acceptance --since 1d --by task-type \
+    | tee -a "$RUN/report.txt"
+sheets=0
+[ -d "$RUN/artifacts/preview" ] && sheets=$(find "$RUN/artifacts/preview" -name '*.png' | wc -l)
+row=$(psql_db "$DB" "$COUNTS_SQL")
+IFS='|' read -r pulled submitted accepted empties open <<<"$row"
+cat >"$RUN/summary.env" <<EOF
+tasks_wanted=$TASKS
+tasks_pulled=$pulled
+tasks_submitted=$submitted
+tasks_submitted_empty=$empties
+tasks_accepted=$accepted
+tasks_open=$open
+contact_sheets=$sheets
+run_seconds=$run_secs
+completed=$completed
+EOF
+say "contact sheets ($sheets PNGs, 4x4 views each): $RUN/artifacts/preview/"
+if [ "$DROP_DB" -eq 1 ]; then db_note="$DB (dropped at exit)"; else db_note=$DB; fi
+say "logs: $RUN/logs/   config: $CONFIG   database: $db_note"
+say "pulled $pulled, submitted $submitted ($empties empty), accepted $accepted in ${run_secs}s"
+if [ "$completed" -ne 1 ]; then
+    say "FAILED: only $submitted of $TASKS tasks were submitted within ${TIMEOUT}s"
+    exit 1
+fi
+say "done: $TASKS tasks in ${run_secs}s"
