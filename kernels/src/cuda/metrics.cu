@@ -15,14 +15,16 @@ extern "C" __global__ void view_metrics(const float4* __restrict__ img, unsigned
     unsigned int x = blockIdx.x * blockDim.x + threadIdx.x;
     unsigned int y = blockIdx.y * blockDim.y + threadIdx.y;
     const float4* v = img + (size_t)view * width * height;
-    double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    // Per-pixel terms and warp sums in float (32 pixels lose nothing that matters); block
+    // sums and the per-view totals in double.
+    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int box[4] = {0x7fffffff, 0x7fffffff, -1, -1};
     if (x < width && y < height) {
         float4 p = v[y * width + x];
         if (p.w >= SILHOUETTE_ALPHA) {
-            a[0] = 1.0; a[1] = p.x; a[2] = p.y; a[3] = p.z;
+            a[0] = 1.0f; a[1] = p.x; a[2] = p.y; a[3] = p.z;
             float mx = fmaxf(p.x, fmaxf(p.y, p.z)), mn = fminf(p.x, fminf(p.y, p.z));
-            a[4] = mx > 0.f ? (double)((mx - mn) / mx) : 0.0;
+            a[4] = mx > 0.f ? (mx - mn) / mx : 0.0f;
             box[0] = x; box[1] = y; box[2] = x; box[3] = y;
             if (x > 0 && y > 0 && x + 1 < width && y + 1 < height) {
                 float4 u = v[(y - 1) * width + x], d = v[(y + 1) * width + x];
@@ -30,7 +32,7 @@ extern "C" __global__ void view_metrics(const float4* __restrict__ img, unsigned
                 #define LUM(q) (0.299f * (q).x + 0.587f * (q).y + 0.114f * (q).z)
                 float lap = LUM(u) + LUM(d) + LUM(l) + LUM(r) - 4.0f * LUM(p);
                 #undef LUM
-                a[5] = 1.0; a[6] = lap; a[7] = (double)lap * (double)lap;
+                a[5] = 1.0f; a[6] = lap; a[7] = lap * lap;
             }
         }
     }
@@ -44,7 +46,7 @@ extern "C" __global__ void view_metrics(const float4* __restrict__ img, unsigned
     unsigned int tid = threadIdx.y * blockDim.x + threadIdx.x;
     unsigned int lane = tid & 31, warp = tid >> 5;
     if (lane == 0) {
-        for (int k = 0; k < 8; ++k) s_acc[k][warp] = a[k];
+        for (int k = 0; k < 8; ++k) s_acc[k][warp] = (double)a[k];
         for (int k = 0; k < 4; ++k) s_box[k][warp] = box[k];
     }
     __syncthreads();
@@ -79,7 +81,9 @@ extern "C" __global__ void ssim_adjacent(const float4* __restrict__ img, unsigne
 {
     __shared__ float4 s_a[SSIM_IN][SSIM_IN];
     __shared__ float4 s_b[SSIM_IN][SSIM_IN];
-    __shared__ float s_h[5][SSIM_IN][SSIM_OUT];
+    // Horizontal sums of the five moments for all three channels at once: each patch pixel
+    // is read from shared memory once per tap, not once per channel.
+    __shared__ float s_h[15][SSIM_IN][SSIM_OUT];
     __shared__ double s_red[8];
     unsigned int pair = blockIdx.z;
     const float4* A = img + (size_t)pair * width * height;
@@ -97,34 +101,37 @@ extern "C" __global__ void ssim_adjacent(const float4* __restrict__ img, unsigne
         s_b[ly][lx] = B[gy * width + gx];
     }
     __syncthreads();
-    double sum = 0.0;
-    for (int c = 0; c < 3; ++c) {
-        for (int k = tid; k < SSIM_IN * SSIM_OUT; k += SSIM_OUT * SSIM_OUT) {
-            int ly = k / SSIM_OUT, lx = k % SSIM_OUT;
-            float m1 = 0.f, m2 = 0.f, s11 = 0.f, s22 = 0.f, s12 = 0.f;
-            for (int t = 0; t < SSIM_WINDOW; ++t) {
-                float4 pa = s_a[ly][lx + t], pb = s_b[ly][lx + t];
-                float u = c == 0 ? pa.x : (c == 1 ? pa.y : pa.z);
-                float v = c == 0 ? pb.x : (c == 1 ? pb.y : pb.z);
-                m1 += w[t] * u; m2 += w[t] * v; s11 += w[t] * u * u; s22 += w[t] * v * v; s12 += w[t] * u * v;
+    for (int k = tid; k < SSIM_IN * SSIM_OUT; k += SSIM_OUT * SSIM_OUT) {
+        int ly = k / SSIM_OUT, lx = k % SSIM_OUT;
+        float m[15];
+        for (int q = 0; q < 15; ++q) m[q] = 0.f;
+        for (int t = 0; t < SSIM_WINDOW; ++t) {
+            float4 pa = s_a[ly][lx + t], pb = s_b[ly][lx + t];
+            float u[3] = {pa.x, pa.y, pa.z}, v[3] = {pb.x, pb.y, pb.z};
+            for (int c = 0; c < 3; ++c) {
+                m[5 * c] += w[t] * u[c]; m[5 * c + 1] += w[t] * v[c];
+                m[5 * c + 2] += w[t] * u[c] * u[c]; m[5 * c + 3] += w[t] * v[c] * v[c];
+                m[5 * c + 4] += w[t] * u[c] * v[c];
             }
-            s_h[0][ly][lx] = m1; s_h[1][ly][lx] = m2; s_h[2][ly][lx] = s11; s_h[3][ly][lx] = s22; s_h[4][ly][lx] = s12;
         }
-        __syncthreads();
-        if (valid) {
+        for (int q = 0; q < 15; ++q) s_h[q][ly][lx] = m[q];
+    }
+    __syncthreads();
+    double sum = 0.0;
+    if (valid) {
+        for (int c = 0; c < 3; ++c) {
             float m1 = 0.f, m2 = 0.f, s11 = 0.f, s22 = 0.f, s12 = 0.f;
             for (int t = 0; t < SSIM_WINDOW; ++t) {
                 int ly = threadIdx.y + t;
-                m1 += w[t] * s_h[0][ly][threadIdx.x]; m2 += w[t] * s_h[1][ly][threadIdx.x];
-                s11 += w[t] * s_h[2][ly][threadIdx.x]; s22 += w[t] * s_h[3][ly][threadIdx.x];
-                s12 += w[t] * s_h[4][ly][threadIdx.x];
+                m1 += w[t] * s_h[5 * c][ly][threadIdx.x]; m2 += w[t] * s_h[5 * c + 1][ly][threadIdx.x];
+                s11 += w[t] * s_h[5 * c + 2][ly][threadIdx.x]; s22 += w[t] * s_h[5 * c + 3][ly][threadIdx.x];
+                s12 += w[t] * s_h[5 * c + 4][ly][threadIdx.x];
             }
             float sx = s11 - m1 * m1, sy = s22 - m2 * m2, sxy = s12 - m1 * m2;
             float s = ((2.f * m1 * m2 + SSIM_C1) * (2.f * sxy + SSIM_C2)) /
                       ((m1 * m1 + m2 * m2 + SSIM_C1) * (sx + sy + SSIM_C2));
             sum += (double)s;
         }
-        __syncthreads();
     }
     for (int off = 16; off > 0; off >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, off);
     if ((tid & 31) == 0) s_red[tid >> 5] = sum;
@@ -134,4 +141,29 @@ extern "C" __global__ void ssim_adjacent(const float4* __restrict__ img, unsigne
         for (int k = 0; k < (SSIM_OUT * SSIM_OUT) / 32; ++k) s += s_red[k];
         atomicAdd(&ssim_sum[pair], s);
     }
+}
+
+// Resets the accumulators before a render's metrics, on the device (no host copy): acc to 0,
+// bbox to (INT_MAX, INT_MAX, -1, -1), ssim_sum to 0.
+extern "C" __global__ void reset_metrics(double* __restrict__ acc, int* __restrict__ bbox,
+                                         double* __restrict__ ssim_sum, unsigned int views)
+{
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < views * 8) acc[i] = 0.0;
+    if (i < views * 4) bbox[i] = (i % 4 < 2) ? 0x7fffffff : -1;
+    if (i < views) ssim_sum[i] = 0.0;
+}
+
+// Packs everything the host needs into one array, so one copy brings it back:
+// [acc: views * 8][bbox: views * 4][ssim_sum: views][floaters: 1].
+extern "C" __global__ void pack_metrics(const double* __restrict__ acc, const int* __restrict__ bbox,
+                                        const double* __restrict__ ssim_sum,
+                                        const unsigned int* __restrict__ floaters, unsigned int views,
+                                        double* __restrict__ out)
+{
+    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < views * 8) out[i] = acc[i];
+    else if (i < views * 12) out[i] = (double)bbox[i - views * 8];
+    else if (i < views * 13) out[i] = ssim_sum[i - views * 12];
+    else if (i == views * 13) out[i] = (double)floaters[0];
 }

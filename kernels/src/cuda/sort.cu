@@ -88,25 +88,51 @@ extern "C" __global__ void gather_counts(const unsigned int* __restrict__ sorted
 
 // Walks the depth-sorted pairs and writes one (view << tile_bits | tile) key per touched tile,
 // row by row as gsplat walks them; a stable sort on these keys then leaves every tile's
-// gaussians in depth order (ties by index).
+// gaussians in depth order (ties by index). Load-balanced so the writes are coalesced: a block
+// takes EMIT_PAIRS consecutive pairs into shared memory, then its threads stride over the
+// block's whole output range together, each finding its pair by binary search over the
+// pairs' offsets (a pair touching hundreds of tiles no longer leaves one thread writing them
+// one after another while its warp waits).
+#define EMIT_PAIRS 256
+
 extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorted_values, unsigned int k_total,
                                           const unsigned int* __restrict__ offsets, const uint2* __restrict__ rects,
                                           unsigned int n, unsigned int tiles_x, unsigned int tile_bits,
+                                          unsigned int m_total,
                                           unsigned int* __restrict__ keys, unsigned int* __restrict__ values)
 {
-    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= k_total) return;
-    unsigned int o = sorted_values[i];
-    unsigned int head = (o / n) << tile_bits;
-    uint2 r = rects[o];
-    unsigned int x0 = r.x & 0xffffu, y0 = r.x >> 16, x1 = r.y & 0xffffu, y1 = r.y >> 16;
-    unsigned int pos = offsets[i];
-    for (unsigned int ty = y0; ty < y1; ++ty)
-        for (unsigned int tx = x0; tx < x1; ++tx) {
-            keys[pos] = head | (ty * tiles_x + tx);
-            values[pos] = o;
-            ++pos;
+    __shared__ unsigned int s_off[EMIT_PAIRS];
+    __shared__ unsigned int s_o[EMIT_PAIRS];
+    __shared__ unsigned int s_head[EMIT_PAIRS];
+    __shared__ uint2 s_rect[EMIT_PAIRS];
+    __shared__ unsigned int s_end;
+    unsigned int first = blockIdx.x * EMIT_PAIRS;
+    unsigned int pairs = min((unsigned int)EMIT_PAIRS, k_total - first);
+    unsigned int tid = threadIdx.x;
+    if (tid < pairs) {
+        unsigned int o = sorted_values[first + tid];
+        s_o[tid] = o;
+        s_head[tid] = (o / n) << tile_bits;
+        s_rect[tid] = rects[o];
+        s_off[tid] = offsets[first + tid];
+    }
+    if (tid == 0) s_end = first + pairs < k_total ? offsets[first + pairs] : m_total;
+    __syncthreads();
+    unsigned int begin = s_off[0], end = s_end;
+    for (unsigned int pos = begin + tid; pos < end; pos += blockDim.x) {
+        // The last pair whose offset is at most pos owns it.
+        unsigned int lo = 0, hi = pairs;
+        while (hi - lo > 1) {
+            unsigned int mid = (lo + hi) >> 1;
+            if (s_off[mid] <= pos) lo = mid; else hi = mid;
         }
+        uint2 r = s_rect[lo];
+        unsigned int x0 = r.x & 0xffffu, y0 = r.x >> 16, x1 = r.y & 0xffffu;
+        unsigned int local = pos - s_off[lo], w = x1 - x0;
+        unsigned int ty = y0 + local / w, tx = x0 + local % w;
+        keys[pos] = s_head[lo] | (ty * tiles_x + tx);
+        values[pos] = s_o[lo];
+    }
 }
 
 #define RADIX_THREADS 256

@@ -50,6 +50,8 @@ pub struct Buffers {
     pub view_acc: CudaSlice<f64>,
     pub view_bbox: CudaSlice<i32>,
     pub ssim_sum: CudaSlice<f64>,
+    /// Everything the host reads back after a render, packed by `pack_metrics`.
+    pub summary: CudaSlice<f64>,
     pub ssim_window: CudaSlice<f32>,
 }
 
@@ -112,6 +114,7 @@ impl Buffers {
             view_acc: stream.alloc_zeros::<f64>(1)?,
             view_bbox: stream.alloc_zeros::<i32>(1)?,
             ssim_sum: stream.alloc_zeros::<f64>(1)?,
+            summary: stream.alloc_zeros::<f64>(1)?,
             ssim_window: stream.clone_htod(&crate::constants::ssim_window())?,
         })
     }
@@ -164,6 +167,7 @@ impl Buffers {
         grow(stream, &mut self.view_acc, views * 8)?;
         grow(stream, &mut self.view_bbox, views * 4)?;
         grow(stream, &mut self.ssim_sum, views.max(1))?;
+        grow(stream, &mut self.summary, views * 13 + 1)?;
         Ok(())
     }
 
@@ -235,6 +239,8 @@ impl Buffers {
         stream.memcpy_htod(xy.as_slice(), &mut self.xy)?;
         let acc = vec![f64::from(value); self.view_acc.len()];
         stream.memcpy_htod(acc.as_slice(), &mut self.view_acc)?;
+        let summary = vec![f64::from(value); self.summary.len()];
+        stream.memcpy_htod(summary.as_slice(), &mut self.summary)?;
         Ok(())
     }
 }

@@ -46,6 +46,8 @@ pub struct Kernels {
     rasterize: CudaFunction,
     view_metrics: CudaFunction,
     ssim_adjacent: CudaFunction,
+    reset_metrics: CudaFunction,
+    pack_metrics: CudaFunction,
 }
 
 fn blocks(n: usize, per_block: usize) -> u32 {
@@ -83,6 +85,8 @@ impl Kernels {
             rasterize: raster.load_function("rasterize")?,
             view_metrics: metrics.load_function("view_metrics")?,
             ssim_adjacent: metrics.load_function("ssim_adjacent")?,
+            reset_metrics: metrics.load_function("reset_metrics")?,
+            pack_metrics: metrics.load_function("pack_metrics")?,
         })
     }
 
@@ -332,7 +336,7 @@ impl Kernels {
         tile_bits: u32,
         view_bits: u32,
     ) -> Result<(), DriverError> {
-        let (n32, k32) = (n as u32, visible as u32);
+        let (n32, k32, m32) = (n as u32, visible as u32, intersections as u32);
         let mut launch = stream.launch_builder(&self.emit_tile_keys);
         launch
             .arg(&b.depth_values)
@@ -342,9 +346,11 @@ impl Kernels {
             .arg(&n32)
             .arg(&tiles_x)
             .arg(&tile_bits)
+            .arg(&m32)
             .arg(&mut b.keys)
             .arg(&mut b.values);
-        // SAFETY: matches `emit_tile_keys`; keys/values hold the scanned total.
+        // SAFETY: matches `emit_tile_keys` (256 pairs per block, EMIT_PAIRS); keys/values
+        // hold the scanned total `intersections`.
         unsafe { launch.launch(linear(visible, 256)) }?;
         let Buffers {
             keys,
@@ -470,7 +476,8 @@ impl Kernels {
         let (n32, w, h) = (n as u32, rig.width, rig.height);
         let cfg = LaunchConfig {
             grid_dim: (tiles_x, tiles_y, rig.views() as u32),
-            block_dim: (TILE_SIZE, TILE_SIZE, 1),
+            // One thread per pixel of the tile; raster.cu maps each warp to an 8x4 sub-tile.
+            block_dim: (TILE_SIZE * TILE_SIZE, 1, 1),
             shared_mem_bytes: 0,
         };
         let mut launch = stream.launch_builder(&self.rasterize);
@@ -498,12 +505,15 @@ impl Kernels {
     ) -> Result<(), DriverError> {
         let views = rig.views();
         let (w, h) = (rig.width, rig.height);
-        stream.memset_zeros(&mut b.view_acc)?;
-        stream.memset_zeros(&mut b.ssim_sum)?;
-        let bbox_init: Vec<i32> = (0..b.view_bbox.len())
-            .map(|k| if k % 4 < 2 { i32::MAX } else { -1 })
-            .collect();
-        stream.memcpy_htod(bbox_init.as_slice(), &mut b.view_bbox)?;
+        let views32 = views as u32;
+        let mut launch = stream.launch_builder(&self.reset_metrics);
+        launch
+            .arg(&mut b.view_acc)
+            .arg(&mut b.view_bbox)
+            .arg(&mut b.ssim_sum)
+            .arg(&views32);
+        // SAFETY: matches `reset_metrics`; the buffers hold 8, 4 and 1 entries per view.
+        unsafe { launch.launch(linear(views * 8, 128)) }?;
         let cfg = LaunchConfig {
             grid_dim: (w.div_ceil(16), h.div_ceil(16), views as u32),
             block_dim: (16, 16, 1),
@@ -539,6 +549,15 @@ impl Kernels {
             // SAFETY: matches `ssim_adjacent`; one sum per adjacent pair.
             unsafe { launch.launch(cfg) }?;
         }
-        Ok(())
+        let mut launch = stream.launch_builder(&self.pack_metrics);
+        launch
+            .arg(&b.view_acc)
+            .arg(&b.view_bbox)
+            .arg(&b.ssim_sum)
+            .arg(&b.floaters)
+            .arg(&views32)
+            .arg(&mut b.summary);
+        // SAFETY: matches `pack_metrics`; summary holds 13 entries per view plus one.
+        unsafe { launch.launch(linear(views * 13 + 1, 128)) }.map(drop)
     }
 }

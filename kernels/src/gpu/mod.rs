@@ -251,28 +251,21 @@ impl GpuRenderer {
         self.kernels
             .metrics(&self.stream, &mut self.bufs, rig)
             .map_err(GpuError::from)?;
-        let acc = self
+        // One copy back: pack_metrics laid out acc, bbox, SSIM sums and the floater count.
+        let summary = self
             .stream
-            .clone_dtoh(&self.bufs.view_acc)
-            .map_err(GpuError::from)?;
-        let bbox = self
-            .stream
-            .clone_dtoh(&self.bufs.view_bbox)
-            .map_err(GpuError::from)?;
-        let ssim = self
-            .stream
-            .clone_dtoh(&self.bufs.ssim_sum)
-            .map_err(GpuError::from)?;
-        let floaters = self
-            .stream
-            .clone_dtoh(&self.bufs.floaters)
+            .clone_dtoh(&self.bufs.summary)
             .map_err(GpuError::from)?;
         let t4 = self.event()?;
+        let (acc, rest) = summary.split_at(views * 8);
+        let (bbox, rest) = rest.split_at(views * 4);
+        let (ssim, rest) = rest.split_at(views);
+        let bbox: Vec<i32> = bbox.iter().map(|&b| b as i32).collect();
         let metrics = metrics_from(
-            &acc[..views * 8],
-            &bbox[..views * 4],
+            acc,
+            &bbox,
             &ssim[..views.saturating_sub(1)],
-            floaters[0],
+            rest.first().map_or(0, |&f| f as u32),
             n,
             rig,
         );
