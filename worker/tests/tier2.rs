@@ -10,19 +10,16 @@
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex, OnceLock},
-    time::Duration,
 };
 
 use splatfleet_common::{
     artifacts::ArtifactStore,
-    broker::{Broker, Disposition},
     config::{Config, ValidationUnavailable, WorkerSettings},
     messages::{AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef},
-    shutdown::Shutdown,
 };
 use splatfleet_kernels::Renderer;
 use splatfleet_tests::{
-    broker_settings, delete_topology, free_addr,
+    delete_topology, free_addr,
     process::scrape_metrics,
     sim::{
         validation::{IMAGE_PATH, TEXT_PATH},
@@ -32,9 +29,10 @@ use splatfleet_tests::{
 use splatfleet_worker::{
     generation_client::GenerationClient, validation_client::ValidationClient, Gate, TaskContext,
 };
-use tokio::sync::mpsc;
+use support::Harness;
 
-const WAIT: Duration = Duration::from_secs(20);
+mod support;
+
 const GAUSSIANS: usize = 8_000;
 
 /// One Prometheus exporter for this test binary, on a thread of its own so it outlives
@@ -172,9 +170,6 @@ fn metric(attempt: &AttemptRecord, name: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn tier1_and_tier2_pass_ends_ready_with_the_service_scores_recorded() {
-    let generator = SimGenerator::start(0, generator_settings(GAUSSIANS))
-        .await
-        .expect("generator");
     let validation = SimValidation::start(
         0,
         ValidationSettings {
@@ -184,47 +179,12 @@ async fn tier1_and_tier2_pass_ends_ready_with_the_service_scores_recorded() {
     )
     .await
     .expect("validation service");
-    let artifacts = tempfile::tempdir().expect("temp dir");
-    let mut config = Config {
-        broker: broker_settings(),
-        ..Config::default()
-    };
-    config.object_store.root = artifacts.path().to_owned();
-    config.worker = WorkerSettings {
-        validation_endpoints: vec![validation.url()],
-        ..worker_settings(&generator)
-    };
-    let broker = Broker::connect(&config.broker, "tier2-test")
-        .await
-        .expect("connect");
-    broker.declare_topology().await.expect("topology");
-    let shutdown = Shutdown::new();
-    let worker = tokio::spawn(splatfleet_worker::run(config.clone(), shutdown.clone(), 0));
-    let publisher = broker.publisher::<TaskMsg>().await.expect("publisher");
-    publisher
-        .publish(&task("t-tier2-pass", "a red teapot"))
-        .await
-        .expect("publish");
-
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let consumer = broker
-        .consumer::<ResultMsg>(1, "tier2-results")
-        .await
-        .expect("consumer");
-    let stop = Shutdown::new();
-    let consuming = tokio::spawn(consumer.run(stop.token().clone(), move |incoming| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(incoming.body);
-            Disposition::Ack
-        }
-    }));
-    let result = tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("a result in time")
-        .expect("result channel open");
-    stop.trigger();
-    let _ = consuming.await;
+    let harness = Harness::start_with(generator_settings(GAUSSIANS), |config| {
+        config.worker.validation_endpoints = vec![validation.url()];
+    })
+    .await;
+    harness.send(&task("t-tier2-pass", "a red teapot")).await;
+    let result = harness.next_result().await;
 
     let (local_score, chosen) = expect_ready(&result);
     assert_eq!(chosen, 0);
@@ -250,12 +210,7 @@ async fn tier1_and_tier2_pass_ends_ready_with_the_service_scores_recorded() {
     assert_eq!(received[0].compression, Some(2), "SPZ");
     assert_eq!(received[0].gaussians, Some(GAUSSIANS), "the SPZ decodes");
 
-    shutdown.trigger();
-    let outcome = tokio::time::timeout(WAIT, worker)
-        .await
-        .expect("worker stops in time")
-        .expect("worker task");
-    assert!(outcome.is_ok(), "worker failed: {outcome:?}");
+    let (broker, config) = harness.stop().await;
     broker.close().await;
     delete_topology(&config.broker).await;
 }
