@@ -12,6 +12,7 @@ pub mod image_prompt;
 pub mod metric_help;
 pub mod preview;
 pub mod process_task;
+pub mod service_http;
 pub mod validation_client;
 
 use std::sync::{Arc, Mutex};

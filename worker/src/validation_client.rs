@@ -11,14 +11,12 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::{header, Method, Request, StatusCode};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
 use serde::{Deserialize, Serialize};
 use splatfleet_common::messages::TaskKind;
+
+use crate::service_http::{endpoint_url, BadEndpoint, ExchangeError, ServiceHttp};
+
+const SERVICE: &str = "validation";
 
 /// Largest answer read. We never ask for previews, so a real answer is a few hundred
 /// bytes; the cap leaves room for a service that sends its 518×518 previews anyway.
@@ -30,22 +28,10 @@ const COMPRESSION_SPZ: u8 = 2;
 /// Why one validation call gave no score.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
-    #[error("validation endpoint `{endpoint}` is not a usable URL: {reason}")]
-    BadEndpoint { endpoint: String, reason: String },
-    #[error("validation service {url} could not be reached: {reason}")]
-    Connect { url: String, reason: String },
-    #[error("validation service {url} did not answer within {after:?}")]
-    Timeout { url: String, after: Duration },
-    #[error("validation service {url} answered HTTP {status}: {body}")]
-    Status {
-        url: String,
-        status: u16,
-        body: String,
-    },
-    #[error("validation service {url} answered more than {limit} bytes")]
-    TooLarge { url: String, limit: usize },
-    #[error("validation service {url} answered with a body that breaks off: {reason}")]
-    Body { url: String, reason: String },
+    #[error(transparent)]
+    BadEndpoint(#[from] BadEndpoint),
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
     #[error("validation service {url} answered something that is not its JSON: {reason}")]
     Malformed { url: String, reason: String },
     #[error("validation service {url} answered JSON without a `score`")]
@@ -58,12 +44,8 @@ impl ValidateError {
     /// A short label for metrics and records.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::BadEndpoint { .. } => "bad_endpoint",
-            Self::Connect { .. } => "connect",
-            Self::Timeout { .. } => "timeout",
-            Self::Status { .. } => "status",
-            Self::TooLarge { .. } => "too_large",
-            Self::Body { .. } => "body",
+            Self::BadEndpoint(_) => "bad_endpoint",
+            Self::Exchange(e) => e.kind(),
             Self::Malformed { .. } => "malformed",
             Self::MissingScore { .. } => "missing_score",
             Self::NonFiniteScore { .. } => "non_finite_score",
@@ -161,30 +143,16 @@ pub fn parse_response(url: &str, body: &[u8]) -> Result<ValidationScores, Valida
 pub struct ValidationClient {
     text_url: String,
     image_url: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    http: ServiceHttp,
 }
 
 impl ValidationClient {
     /// A client of the service at `endpoint` (a base URL such as `http://127.0.0.1:8094`).
     pub fn new(endpoint: &str) -> Result<Self, ValidateError> {
-        let bad = |reason: String| ValidateError::BadEndpoint {
-            endpoint: endpoint.to_owned(),
-            reason,
-        };
-        let parsed = url::Url::parse(endpoint).map_err(|e| bad(e.to_string()))?;
-        let text_url = parsed
-            .join("validate_txt_to_3d_ply/")
-            .map_err(|e| bad(e.to_string()))?;
-        let image_url = parsed
-            .join("validate_img_to_3d_ply/")
-            .map_err(|e| bad(e.to_string()))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
         Ok(Self {
-            text_url: text_url.to_string(),
-            image_url: image_url.to_string(),
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            text_url: endpoint_url(SERVICE, endpoint, "validate_txt_to_3d_ply/")?,
+            image_url: endpoint_url(SERVICE, endpoint, "validate_img_to_3d_ply/")?,
+            http: ServiceHttp::new(SERVICE),
         })
     }
 
@@ -206,22 +174,6 @@ impl ValidationClient {
         timeout: Duration,
     ) -> Result<ValidationScores, ValidateError> {
         let url = self.url(kind);
-        match tokio::time::timeout(timeout, self.send(url, kind, prompt, spz)).await {
-            Ok(result) => result,
-            Err(_) => Err(ValidateError::Timeout {
-                url: url.to_owned(),
-                after: timeout,
-            }),
-        }
-    }
-
-    async fn send(
-        &self,
-        url: &str,
-        kind: TaskKind,
-        prompt: &str,
-        spz: &[u8],
-    ) -> Result<ValidationScores, ValidateError> {
         let data = base64::engine::general_purpose::STANDARD.encode(spz);
         let body = RequestBody {
             prompt: (kind == TaskKind::Text).then_some(prompt),
@@ -238,53 +190,17 @@ impl ValidationClient {
             reason: format!("request could not be encoded: {e}"),
         })?;
         drop(data);
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(json)))
-            .map_err(|e| ValidateError::BadEndpoint {
-                endpoint: url.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| ValidateError::Connect {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    ValidateError::TooLarge {
-                        url: url.to_owned(),
-                        limit: MAX_RESPONSE_BYTES,
-                    }
-                } else {
-                    ValidateError::Body {
-                        url: url.to_owned(),
-                        reason: e.to_string(),
-                    }
-                }
-            })?
-            .to_bytes();
-        if status != StatusCode::OK {
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return Err(ValidateError::Status {
-                url: url.to_owned(),
-                status: status.as_u16(),
-                body: text,
-            });
-        }
-        parse_response(url, &body)
+        let answer = self
+            .http
+            .post(
+                url,
+                "application/json",
+                Bytes::from(json),
+                MAX_RESPONSE_BYTES,
+                timeout,
+            )
+            .await?;
+        parse_response(url, &answer)
     }
 }
 
