@@ -6,6 +6,7 @@
 //! `SPLATFLEET_TEST_PG_{HOST,PORT,USER,PASSWORD}`, defaulting to the ones `ops/dev-up.sh`
 //! starts on 127.0.0.1.
 
+pub mod corpus;
 pub mod process;
 pub mod sim;
 
