@@ -173,3 +173,28 @@ async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_ar
     );
     fleet.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_readable_hotkey_stops_the_puller_before_any_pull_naming_path_and_mode() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let fleet = Fleet::start(1, Vec::new(), "").await;
+    let hotkey = fleet.keys_dir.join("miner/hotkeys/default");
+    std::fs::set_permissions(&hotkey, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut puller = fleet.spawn_puller();
+    let (status, _) = puller.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(1), "{}", puller.log.join("\n"));
+    let refusal = format!(
+        "hotkey file {} is readable by group or others (mode 644); run `chmod 600",
+        hotkey.display()
+    );
+    assert!(
+        puller.log.iter().any(|l| l.contains(&refusal)),
+        "no refusal naming the file and its mode:\n{}",
+        puller.log.join("\n")
+    );
+    assert!(
+        fleet.events("pull").is_empty(),
+        "pulled with an exposed key"
+    );
+    fleet.finish().await;
+}
