@@ -11,37 +11,33 @@ mod support;
 use std::{sync::atomic::Ordering, time::Duration};
 
 use splatfleet_common::{protocol::sn17::ProtocolTask, role::Role};
-use splatfleet_tests::{process::scrape_metrics, sim::PullMisbehaviour};
+use splatfleet_tests::{process::scrape_metrics, sim::Misbehaviour};
 use support::{violations, Fleet};
 
 /// What each misbehaving validator (by index) does, and the text its recorded error must hold.
-fn misbehaviours() -> Vec<(usize, Option<PullMisbehaviour>, &'static str)> {
+fn misbehaviours() -> Vec<(usize, Option<Misbehaviour>, &'static str)> {
     vec![
         (
             2,
-            Some(PullMisbehaviour::OversizedChunked {
+            Some(Misbehaviour::OversizedChunked {
                 bytes: 10 * 1024 * 1024,
             }),
             "over the 8388608-byte cap",
         ),
-        (
-            3,
-            Some(PullMisbehaviour::TruncatedJson),
-            "EOF while parsing",
-        ),
+        (3, Some(Misbehaviour::TruncatedJson), "EOF while parsing"),
         (
             4,
-            Some(PullMisbehaviour::WrongSynapse),
+            Some(Misbehaviour::WrongSynapse),
             "names itself `SubmitResults`",
         ),
         (
             5,
-            Some(PullMisbehaviour::WrongFieldTypes { chars: 1 << 20 }),
+            Some(Misbehaviour::WrongFieldTypes { chars: 1 << 20 }),
             "not the synapse's JSON",
         ),
         (
             6,
-            Some(PullMisbehaviour::HugeErrorMessage { chars: 1 << 20 }),
+            Some(Misbehaviour::HugeErrorMessage { chars: 1 << 20 }),
             "failed PullTask with 500: EEEE",
         ),
         // A real task whose 10 MB prompt puts the answer over the cap.

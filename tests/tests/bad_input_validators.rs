@@ -14,7 +14,7 @@ use splatfleet_common::{
 use splatfleet_tests::sim::{
     events::EventLog,
     setup::{self, Network, NetworkSettings},
-    PullMisbehaviour, RuleSettings, ScoreMode, ScoreSettings,
+    Misbehaviour, RuleSettings, ScoreMode, ScoreSettings,
 };
 
 const CALL: Duration = Duration::from_secs(10);
@@ -67,7 +67,7 @@ async fn start() -> Fixture {
 
 impl Fixture {
     /// One pull while the validator misbehaves as told; the error it gave.
-    async fn pull_misbehaving(&self, how: PullMisbehaviour) -> DendriteError {
+    async fn pull_misbehaving(&self, how: Misbehaviour) -> DendriteError {
         self.network.validators[0].misbehave_on_pull(Some(how.clone()));
         let outcome = self
             .dendrite
@@ -116,7 +116,7 @@ fn bad_response_reason(err: DendriteError) -> String {
 async fn an_oversized_chunked_answer_is_refused_at_the_cap() {
     let f = start().await;
     let err = f
-        .pull_misbehaving(PullMisbehaviour::OversizedChunked {
+        .pull_misbehaving(Misbehaviour::OversizedChunked {
             bytes: CAP + CAP / 4,
         })
         .await;
@@ -169,7 +169,7 @@ async fn a_ten_megabyte_prompt_is_refused_by_its_declared_length() {
 #[tokio::test]
 async fn truncated_json_is_a_bad_response() {
     let f = start().await;
-    let reason = bad_response_reason(f.pull_misbehaving(PullMisbehaviour::TruncatedJson).await);
+    let reason = bad_response_reason(f.pull_misbehaving(Misbehaviour::TruncatedJson).await);
     assert!(reason.contains("EOF"), "{reason}");
     f.still_serves().await;
 }
@@ -177,7 +177,7 @@ async fn truncated_json_is_a_bad_response() {
 #[tokio::test]
 async fn another_synapses_json_is_a_bad_response_naming_it() {
     let f = start().await;
-    let reason = bad_response_reason(f.pull_misbehaving(PullMisbehaviour::WrongSynapse).await);
+    let reason = bad_response_reason(f.pull_misbehaving(Misbehaviour::WrongSynapse).await);
     assert!(reason.contains("names itself `SubmitResults`"), "{reason}");
     f.still_serves().await;
 }
@@ -186,7 +186,7 @@ async fn another_synapses_json_is_a_bad_response_naming_it() {
 async fn wrong_field_types_are_a_bad_response_that_does_not_quote_a_megabyte() {
     let f = start().await;
     let err = f
-        .pull_misbehaving(PullMisbehaviour::WrongFieldTypes { chars: 1 << 20 })
+        .pull_misbehaving(Misbehaviour::WrongFieldTypes { chars: 1 << 20 })
         .await;
     let reason = bad_response_reason(err);
     assert!(
@@ -200,7 +200,7 @@ async fn wrong_field_types_are_a_bad_response_that_does_not_quote_a_megabyte() {
 async fn a_500_with_a_megabyte_message_keeps_only_its_start() {
     let f = start().await;
     let err = f
-        .pull_misbehaving(PullMisbehaviour::HugeErrorMessage { chars: 1 << 20 })
+        .pull_misbehaving(Misbehaviour::HugeErrorMessage { chars: 1 << 20 })
         .await;
     match &err {
         DendriteError::ServerError {
@@ -219,7 +219,7 @@ async fn a_500_with_a_megabyte_message_keeps_only_its_start() {
 #[tokio::test]
 async fn an_html_page_is_a_bad_response() {
     let f = start().await;
-    let reason = bad_response_reason(f.pull_misbehaving(PullMisbehaviour::Html).await);
+    let reason = bad_response_reason(f.pull_misbehaving(Misbehaviour::Html).await);
     assert!(reason.contains("expected value"), "{reason}");
     f.still_serves().await;
 }

@@ -30,7 +30,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 use super::{
     events::EventLog,
-    misbehaviour::{full, PullMisbehaviour, SimBody},
+    misbehaviour::{full, Misbehaviour, SimBody},
     rules::ValidatorRules,
 };
 
@@ -64,8 +64,10 @@ pub struct SimValidator {
     /// HTTP statuses the next SubmitResults requests are answered with, before any rule
     /// runs (fault injection for tests).
     submit_faults: Mutex<std::collections::VecDeque<u16>>,
-    /// How PullTask is answered instead of by the rules, once verified (bad-input tests).
-    pull_misbehaviour: Mutex<Option<PullMisbehaviour>>,
+    /// How PullTask and SubmitResults are answered instead of by the rules' answer, once
+    /// verified and judged (bad-input tests).
+    pull_misbehaviour: Mutex<Option<Misbehaviour>>,
+    submit_misbehaviour: Mutex<Option<Misbehaviour>>,
 }
 
 /// An error answer: status and message, as `create_error_response` sends them.
@@ -101,6 +103,7 @@ impl SimValidator {
             events,
             submit_faults: Mutex::new(std::collections::VecDeque::new()),
             pull_misbehaviour: Mutex::new(None),
+            submit_misbehaviour: Mutex::new(None),
         }
     }
 
@@ -114,10 +117,36 @@ impl SimValidator {
 
     /// Answers every verified PullTask with `misbehaviour` (`None`: by the rules again). The
     /// rules still run, so a task they assign stays assigned as on a real validator.
-    pub fn misbehave_on_pull(&self, misbehaviour: Option<PullMisbehaviour>) {
+    pub fn misbehave_on_pull(&self, misbehaviour: Option<Misbehaviour>) {
         if let Ok(mut slot) = self.pull_misbehaviour.lock() {
             *slot = misbehaviour;
         }
+    }
+
+    /// Answers every SubmitResults that passed the axon's checks with `misbehaviour` (`None`:
+    /// honestly again). The rules judge the submission first, as a validator whose answer is
+    /// lost on the way back would have.
+    pub fn misbehave_on_submit(&self, misbehaviour: Option<Misbehaviour>) {
+        if let Ok(mut slot) = self.submit_misbehaviour.lock() {
+            *slot = misbehaviour;
+        }
+    }
+
+    /// The bad answer set for `slot`, recorded as an event, if one is set.
+    fn misbehaviour<S: Synapse>(
+        &self,
+        slot: &Mutex<Option<Misbehaviour>>,
+        syn: &SynapseBody<S>,
+    ) -> Result<Option<Response<SimBody>>, Failure> {
+        let Some(misbehaviour) = slot.lock().map_err(|_| Failure::internal())?.clone() else {
+            return Ok(None);
+        };
+        self.events.record(
+            "misbehaved",
+            json!({"validator_uid": self.uid, "synapse": S::NAME, "how": misbehaviour.label()}),
+        );
+        let honest = serde_json::to_vec(syn).unwrap_or_default();
+        Ok(Some(misbehaviour.answer(S::NAME, &honest)))
     }
 
     /// Hands out these tasks, in order, before the generated ones (bad-input tests: an image
@@ -219,18 +248,8 @@ impl SimValidator {
                     rules.pull(syn.dendrite_hotkey(), syn.synapse.clone())
                 };
                 syn.synapse = rules_out;
-                let misbehaviour = self
-                    .pull_misbehaviour
-                    .lock()
-                    .map_err(|_| Failure::internal())?
-                    .clone();
-                if let Some(misbehaviour) = misbehaviour {
-                    self.events.record(
-                        "misbehaved",
-                        json!({"validator_uid": self.uid, "how": misbehaviour.label()}),
-                    );
-                    let honest = serde_json::to_vec(&syn).unwrap_or_default();
-                    return Ok(misbehaviour.answer(&honest));
+                if let Some(bad) = self.misbehaviour(&self.pull_misbehaviour, &syn)? {
+                    return Ok(bad);
                 }
                 Ok(self.success(syn, started))
             }
@@ -245,6 +264,9 @@ impl SimValidator {
                     )
                 };
                 syn.synapse = rules_out.map_err(|_| Failure::internal())?;
+                if let Some(bad) = self.misbehaviour(&self.submit_misbehaviour, &syn)? {
+                    return Ok(bad);
+                }
                 Ok(self.success(syn, started))
             }
             _ => {

@@ -1,10 +1,11 @@
-//! Bad answers a simulated validator can give to `PullTask` instead of its rules' answer, for
-//! the bad-input suite (`tests/RELIABILITY.md`): a body over any sane cap sent chunked (no
-//! `Content-Length` to refuse up front), JSON cut off mid-way, another synapse's JSON, fields of
-//! the wrong type quoting a long value, an error status whose message is enormous, and an HTML
-//! page where JSON belongs. Off unless a test sets one with
-//! [`super::SimValidator::misbehave_on_pull`]; the request is still verified first, so the
-//! puller's side of the exchange is exactly the real one.
+//! Bad answers a simulated validator can give to `PullTask` or `SubmitResults` instead of its
+//! rules' answer, for the bad-input suite (`tests/RELIABILITY.md`): a body over any sane cap
+//! sent chunked (no `Content-Length` to refuse up front), JSON cut off mid-way, the other
+//! synapse's JSON, fields of the wrong type quoting a long value, an error status whose message
+//! is enormous, and an HTML page where JSON belongs. Off unless a test sets one with
+//! [`super::SimValidator::misbehave_on_pull`] or [`super::SimValidator::misbehave_on_submit`];
+//! the request is still verified and the rules still run first (a task is assigned, a
+//! submission scored), so only the answer the fleet reads is bad.
 
 use std::convert::Infallible;
 
@@ -22,17 +23,19 @@ pub fn full(bytes: impl Into<Bytes>) -> SimBody {
     Full::new(bytes.into()).boxed()
 }
 
-/// How a misbehaving validator answers `PullTask`.
+/// How a misbehaving validator answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PullMisbehaviour {
+pub enum Misbehaviour {
     /// 200 with `bytes` of JSON-looking body, chunked (64 KiB chunks), no `Content-Length`.
     OversizedChunked { bytes: usize },
-    /// 200 with the first half of a real PullTask answer.
+    /// 200 with the first half of the real answer.
     TruncatedJson,
-    /// 200 with a `SubmitResults` synapse's JSON (its own `name`, feedback, no task).
+    /// 200 naming the other synapse: for PullTask a SubmitResults body, for SubmitResults the
+    /// honest answer renamed `PullTask`.
     WrongSynapse,
-    /// 200 with a PullTask whose `cooldown_until` is a string of `chars` characters and whose
-    /// task has `"type": 3`.
+    /// 200 with the asked synapse's JSON whose `cooldown_until` is a string of `chars`
+    /// characters (and, for PullTask, whose task has `"type": 3`; for SubmitResults, whose
+    /// feedback is a number).
     WrongFieldTypes { chars: usize },
     /// 500 whose `{"message": …}` is `chars` characters long.
     HugeErrorMessage { chars: usize },
@@ -40,7 +43,7 @@ pub enum PullMisbehaviour {
     Html,
 }
 
-impl PullMisbehaviour {
+impl Misbehaviour {
     /// A short name for event logs.
     pub fn label(&self) -> &'static str {
         match self {
@@ -53,12 +56,13 @@ impl PullMisbehaviour {
         }
     }
 
-    /// The answer, given the JSON the rules would have sent.
-    pub fn answer(&self, honest_json: &[u8]) -> Response<SimBody> {
+    /// The answer to the synapse named `asked`, given the JSON the rules would have sent.
+    pub fn answer(&self, asked: &str, honest_json: &[u8]) -> Response<SimBody> {
+        let pull = asked == "PullTask";
         match self {
             Self::OversizedChunked { bytes } => {
                 const CHUNK: usize = 64 * 1024;
-                let mut first = br#"{"name":"PullTask","padding":""#.to_vec();
+                let mut first = format!(r#"{{"name":"{asked}","padding":""#).into_bytes();
                 first.resize(CHUNK, b'x');
                 let rest = bytes.saturating_sub(CHUNK).div_ceil(CHUNK);
                 let chunks = std::iter::once(Bytes::from(first))
@@ -76,7 +80,7 @@ impl PullMisbehaviour {
                     full(honest_json[..half].to_vec()),
                 )
             }
-            Self::WrongSynapse => {
+            Self::WrongSynapse if pull => {
                 let body = json!({
                     "name": "SubmitResults",
                     "task_id": "not-a-pull",
@@ -86,10 +90,26 @@ impl PullMisbehaviour {
                 });
                 json_answer(StatusCode::OK, &body)
             }
-            Self::WrongFieldTypes { chars } => {
+            Self::WrongSynapse => {
+                // The honest answer renamed, so that only the name gives it away.
+                let mut body: serde_json::Value =
+                    serde_json::from_slice(honest_json).unwrap_or_else(|_| json!({}));
+                body["name"] = json!("PullTask");
+                json_answer(StatusCode::OK, &body)
+            }
+            Self::WrongFieldTypes { chars } if pull => {
                 let body = json!({
                     "name": "PullTask",
                     "task": {"type": 3, "id": "t-wrong-types", "prompt": ["not", "a", "string"]},
+                    "cooldown_until": "x".repeat(*chars),
+                });
+                json_answer(StatusCode::OK, &body)
+            }
+            Self::WrongFieldTypes { chars } => {
+                let body = json!({
+                    "name": "SubmitResults",
+                    "results": "",
+                    "feedback": 3,
                     "cooldown_until": "x".repeat(*chars),
                 });
                 json_answer(StatusCode::OK, &body)

@@ -17,7 +17,7 @@ pub mod validation;
 pub use axon::{spawn_validator, SimValidator};
 pub use events::EventLog;
 pub use generator::{AnswerMix, Fault, GeneratorSettings, SimGenerator};
-pub use misbehaviour::PullMisbehaviour;
+pub use misbehaviour::Misbehaviour;
 pub use rules::RuleSettings;
 pub use scorer::{ScoreMode, ScoreSettings};
 pub use validation::{SimValidation, ValidationFault, ValidationSettings};
