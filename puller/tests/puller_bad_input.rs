@@ -1,7 +1,8 @@
-//! Bad-input suite, puller side: the real puller binary pulls from eight simulated validators,
-//! six of which answer PullTask badly (a 10 MB body sent chunked, JSON cut off, another
+//! Bad-input suite, puller side: the real puller binary pulls from nine simulated validators,
+//! seven of which answer PullTask badly (a 10 MB body sent chunked, JSON cut off, another
 //! synapse's JSON, wrong field types quoting a megabyte, a 500 with a megabyte message, a 10 MB
-//! prompt) while one hands out an image task whose prompt is not base64. Each bad answer must
+//! prompt, a 300-character task id) while one hands out an image task whose prompt is not
+//! base64. Each bad answer must
 //! be logged as a typed error, recorded on the validator's state row (error, count, backoff),
 //! and backed off; the puller keeps running and keeps serving the healthy validators; the
 //! broken image task is recorded and published like any other (the worker answers it empty).
@@ -42,12 +43,14 @@ fn misbehaviours() -> Vec<(usize, Option<Misbehaviour>, &'static str)> {
         ),
         // A real task whose 10 MB prompt puts the answer over the cap.
         (7, None, "over the 8388608-byte cap"),
+        // A real task whose id is longer than the fleet records.
+        (8, None, "task id of 300 characters (1 to 256 accepted)"),
     ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_are_served() {
-    let mut fleet = Fleet::start(8, Vec::new(), "").await;
+    let mut fleet = Fleet::start(9, Vec::new(), "").await;
     for (index, misbehaviour, _) in misbehaviours() {
         if misbehaviour.is_some() {
             fleet.network.validators[index].misbehave_on_pull(misbehaviour);
@@ -57,6 +60,8 @@ async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_ar
         "t-ten-megabytes",
         "a chair ".repeat(10 * 1024 * 1024 / 8),
     )]);
+    fleet.network.validators[8]
+        .hand_out_first(vec![ProtocolTask::text("i".repeat(300), "a chair")]);
     fleet.network.validators[1].hand_out_first(vec![ProtocolTask::image(
         "t-not-base64",
         "this image is not base64 !!",
