@@ -938,17 +938,18 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         // Parse once ourselves so a syntax error is reported as such, with its line.
-        if let Err(err) = text.parse::<toml::Table>() {
-            return Err(ConfigError::Syntax {
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|err| ConfigError::Syntax {
                 path: origin.to_owned(),
                 message: err.to_string(),
-            });
-        }
+            })?;
         let prefix = format!("{ENV_PREFIX}__");
         let overrides: config::Map<String, String> = env
             .into_iter()
             .filter(|(key, _)| key.starts_with(&prefix))
             .collect();
+        check_types_strictly(table, &overrides)?;
         let layered = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .add_source(
@@ -1092,6 +1093,82 @@ impl Config {
 
 /// serde's messages mention Rust types; keep the part an operator needs.
 /// The `config` crate appends its own " for key `...`"; the key is already ours to name.
+/// Deserializes the file, with the environment's overrides laid over it, straight from TOML
+/// values, which convert nothing: the layered `config` crate below would round `2.5` into an
+/// integer key and read `true` or `"yes"` as 1, so a wrong type would pass unnoticed. An
+/// override is taken as the TOML value it spells (`5`, `2.5`, `true`) and, when its key wants
+/// text (a password of digits), as the string itself.
+fn check_types_strictly(
+    file: toml::Table,
+    overrides: &config::Map<String, String>,
+) -> Result<(), ConfigError> {
+    // (path in the config, the override's value)
+    let overrides: Vec<(Vec<String>, &String)> = overrides
+        .iter()
+        .filter_map(|(name, value)| {
+            let rest = name.strip_prefix(ENV_PREFIX)?.strip_prefix("__")?;
+            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            Some((path, value))
+        })
+        .collect();
+    let mut as_text = vec![false; overrides.len()];
+    loop {
+        let mut merged = file.clone();
+        for ((path, value), text) in overrides.iter().zip(&as_text) {
+            let typed = if *text {
+                toml::Value::String((*value).clone())
+            } else {
+                format!("v = {value}")
+                    .parse::<toml::Table>()
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .unwrap_or_else(|| toml::Value::String((*value).clone()))
+            };
+            insert_at(&mut merged, path, typed);
+        }
+        let Err(err) = serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(merged))
+        else {
+            return Ok(());
+        };
+        let key = err.path().to_string();
+        let retry = overrides
+            .iter()
+            .zip(as_text.iter_mut())
+            .find(|((path, _), text)| !**text && path.join(".") == key);
+        match retry {
+            Some((_, text)) => *text = true,
+            None => {
+                return Err(ConfigError::Invalid {
+                    key: if key == "." { "<root>".into() } else { key },
+                    problem: clean_problem(&err.inner().to_string()),
+                })
+            }
+        }
+    }
+}
+
+/// Sets `table[path[0]][path[1]]… = value`, creating tables on the way (a non-table in the way
+/// is replaced, as the override replaces it).
+fn insert_at(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut current = table;
+    for name in parents {
+        let entry = current
+            .entry(name.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(next) = entry else {
+            return;
+        };
+        current = next;
+    }
+    current.insert(last.clone(), value);
+}
+
 fn clean_problem(message: &str) -> String {
     let message = message.split(" for key `").next().unwrap_or(message);
     message.replace("invalid type: ", "wrong type: ")

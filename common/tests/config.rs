@@ -259,3 +259,61 @@ fn tier2_settings_are_checked_and_pick_an_endpoint_per_gpu() {
         );
     }
 }
+
+#[test]
+fn numbers_and_booleans_of_the_wrong_kind_are_refused_not_converted() {
+    // The layered config reader would round 2.5 to an integer and read true as 1.
+    for (text, key) in [
+        (
+            "[submitter]\nmax_send_tries = 2.5\n",
+            "submitter.max_send_tries",
+        ),
+        (
+            "[object_store]\nmax_object_bytes = true\n",
+            "object_store.max_object_bytes",
+        ),
+        (
+            "[worker]\ngate_pass_threshold = true\n",
+            "worker.gate_pass_threshold",
+        ),
+        ("[broker]\nprefix = 5\n", "broker.prefix"),
+        ("[puller]\ntick_ms = -1\n", "puller.tick_ms"),
+    ] {
+        let err = parse(text).expect_err(text);
+        assert!(
+            matches!(err, ConfigError::Invalid { key: ref k, .. } if k == key),
+            "{text}: {err:?}"
+        );
+    }
+    let err = Config::from_toml_with_env(
+        "",
+        Path::new("test.toml"),
+        env(&[("SPLATFLEET__SUBMITTER__MAX_SEND_TRIES", "2.5")]),
+    )
+    .expect_err("2.5 tries from the environment");
+    assert!(
+        err.to_string().contains("submitter.max_send_tries"),
+        "{err}"
+    );
+    let err = Config::from_toml_with_env(
+        "",
+        Path::new("test.toml"),
+        env(&[("SPLATFLEET__PULLER__TICK_MS", "yes")]),
+    )
+    .expect_err("yes as a tick");
+    assert!(err.to_string().contains("puller.tick_ms"), "{err}");
+    // Text keys still take what looks like a number, and number keys numbers in text.
+    let config = Config::from_toml_with_env(
+        "",
+        Path::new("test.toml"),
+        env(&[
+            ("SPLATFLEET__BROKER__PREFIX", "2024"),
+            ("SPLATFLEET__DATABASE__PORT", "6543"),
+            ("SPLATFLEET__PULLER__BACKLOG_FACTOR", "2"),
+        ]),
+    )
+    .expect("overrides load");
+    assert_eq!(config.broker.prefix, "2024");
+    assert_eq!(config.database.port, 6543);
+    assert_eq!(config.puller.backlog_factor, 2.0);
+}

@@ -52,3 +52,32 @@ fn environment_overrides_puller_keys() {
     assert_eq!(config.puller.tick_ms, 100);
     assert_eq!(config.puller.backlog_factor, 2.5);
 }
+
+#[test]
+fn the_puller_binary_exits_78_naming_a_wrongly_typed_key() {
+    splatfleet_tests::check_role_refuses_wrong_types(
+        std::path::Path::new(env!("CARGO_BIN_EXE_splatfleet-puller")),
+        &[
+            (
+                "[puller]\ntick_ms = \"fast\"\n",
+                ("SPLATFLEET__PULLER__TICK_MS", "fast"),
+                "puller.tick_ms",
+            ),
+            (
+                "[dendrite]\nmax_response_bytes = \"8 MB\"\n",
+                ("SPLATFLEET__DENDRITE__MAX_RESPONSE_BYTES", "lots"),
+                "dendrite.max_response_bytes",
+            ),
+            (
+                "[discovery]\nmin_stake = \"much\"\n",
+                ("SPLATFLEET__DISCOVERY__MIN_STAKE", "much"),
+                "discovery.min_stake",
+            ),
+            (
+                "[broker]\ndelivery_limit = [1, 2]\n",
+                ("SPLATFLEET__BROKER__DELIVERY_LIMIT", "lots"),
+                "broker.delivery_limit",
+            ),
+        ],
+    );
+}

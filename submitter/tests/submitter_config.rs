@@ -83,3 +83,27 @@ fn submitter_keys_can_be_overridden_from_the_environment() {
     assert_eq!(config.object_store.root, Path::new("/srv/artifacts"));
     assert_eq!(config.submitter.max_send_tries, 5);
 }
+
+#[test]
+fn the_submitter_binary_exits_78_naming_a_wrongly_typed_key() {
+    splatfleet_tests::check_role_refuses_wrong_types(
+        Path::new(env!("CARGO_BIN_EXE_splatfleet-submitter")),
+        &[
+            (
+                "[submitter]\nmax_send_tries = 2.5\n",
+                ("SPLATFLEET__SUBMITTER__MAX_SEND_TRIES", "2.5"),
+                "submitter.max_send_tries",
+            ),
+            (
+                "[object_store]\nmax_object_bytes = true\n",
+                ("SPLATFLEET__OBJECT_STORE__MAX_OBJECT_BYTES", "yes"),
+                "object_store.max_object_bytes",
+            ),
+            (
+                "[database]\nport = \"five\"\n",
+                ("SPLATFLEET__DATABASE__PORT", "five"),
+                "database.port",
+            ),
+        ],
+    );
+}

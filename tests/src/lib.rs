@@ -6,6 +6,7 @@
 //! `SPLATFLEET_TEST_PG_{HOST,PORT,USER,PASSWORD}`, defaulting to the ones `ops/dev-up.sh`
 //! starts on 127.0.0.1.
 
+pub mod corpus;
 pub mod process;
 pub mod sim;
 
@@ -304,4 +305,64 @@ pub async fn check_role_stops_on_sigterm(
     );
     delete_topology(&broker).await;
     db
+}
+
+/// Bad-input suite: starts `binary` with each config that has a wrong type, once from the file
+/// and once from a `SPLATFLEET__…` override, and asserts it stops at once with exit status 78
+/// and a message on stderr naming the key, never a panic. Each case is (TOML, environment
+/// override, the key the message must name).
+pub fn check_role_refuses_wrong_types(binary: &Path, cases: &[(&str, (&str, &str), &str)]) {
+    use std::{process::Command, time::Duration};
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (index, (toml, (env_key, env_value), key)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad-{index}.toml"));
+        std::fs::write(&path, toml).expect("write config");
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, "").expect("write config");
+        for (config, env) in [(&path, None), (&good, Some((*env_key, *env_value)))] {
+            let mut command = Command::new(binary);
+            command
+                .arg("--config")
+                .arg(config)
+                .env_remove("SPLATFLEET_CONFIG")
+                .env_remove("RUST_LOG");
+            if let Some((name, value)) = env {
+                command.env(name, value);
+            }
+            let case = format!("{} with {toml:?} / {env:?}", binary.display());
+            let started = std::time::Instant::now();
+            let mut child = command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run the role binary");
+            // A role that accepted the config would run until stopped: give it 10 s.
+            let status = loop {
+                if let Some(status) = child.try_wait().expect("poll the role binary") {
+                    break status;
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("{case}: still running after 10 s; the config was accepted");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            assert_eq!(status.code(), Some(78), "{case}: {stderr}");
+            assert!(
+                stderr.contains(key),
+                "{case}: message does not name {key}: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{case}: {stderr}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{case}: took {:?}",
+                started.elapsed()
+            );
+        }
+    }
 }

@@ -177,3 +177,25 @@ fn keyfile_refusals_name_the_problem() {
     assert!(!format!("{hotkey:?}").contains(&secret_hex));
     fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn keyfiles_with_a_non_hex_seed_or_of_megabytes_are_refused() {
+    let dir = temp_dir("bad-input");
+    let not_hex = write_keyfile(&dir, "not-hex", r#"{"secretSeed": "0xnothex"}"#, 0o600);
+    assert!(
+        matches!(
+            load_hotkey_file(&not_hex),
+            Err(WalletError::NotHex {
+                field: "secretSeed",
+                ..
+            })
+        ),
+        "a seed that is not hex"
+    );
+    let huge = format!(r#"{{"secretSeed": "0x{}"}}"#, "ab".repeat(1 << 20));
+    let huge = write_keyfile(&dir, "huge", &huge, 0o600);
+    let err = load_hotkey_file(&huge).expect_err("a 2 MB keyfile");
+    assert!(matches!(err, WalletError::TooLarge { .. }), "{err:?}");
+    assert!(err.to_string().contains("huge"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -21,6 +21,19 @@ use super::{
     synapse::{self, Synapse, SynapseBody, TerminalInfo, SDK_VERSION_AS_INT},
 };
 
+/// Longest piece of a validator's own text (an error message, a parser's complaint quoting a
+/// field) kept in a [`DendriteError`]: errors are logged and stored in Postgres, and a hostile
+/// validator must not be able to write megabytes into either.
+pub const MAX_ERROR_TEXT_CHARS: usize = 512;
+
+/// `text` cut to [`MAX_ERROR_TEXT_CHARS`] characters, saying how long it was when cut.
+fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MAX_ERROR_TEXT_CHARS) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()),
+    }
+}
+
 /// Where a call goes: the axon's address and the validator hotkey it signs for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AxonTarget {
@@ -322,8 +335,11 @@ impl Dendrite {
             let message = serde_json::from_slice::<ErrorBody>(&bytes)
                 .ok()
                 .and_then(|b| b.message)
+                .map(|m| bounded(&m))
                 .unwrap_or_else(|| {
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned()
+                    bounded(&String::from_utf8_lossy(
+                        &bytes[..bytes.len().min(MAX_ERROR_TEXT_CHARS)],
+                    ))
                 });
             let code = status.as_u16();
             return Err(if status.is_server_error() {
@@ -344,10 +360,20 @@ impl Dendrite {
         }
         let body: SynapseBody<S> =
             serde_json::from_slice(&bytes).map_err(|e| DendriteError::BadResponse {
+                target: authority.clone(),
+                synapse: S::NAME,
+                // serde quotes a wrong-typed value whole, however long it is.
+                reason: bounded(&e.to_string()),
+            })?;
+        // The axon always answers with the synapse it was asked for; another name means the
+        // body is some other synapse whose fields would otherwise read as defaults.
+        if let Some(name) = body.name.as_deref().filter(|name| *name != S::NAME) {
+            return Err(DendriteError::BadResponse {
                 target: authority,
                 synapse: S::NAME,
-                reason: e.to_string(),
-            })?;
+                reason: format!("it names itself `{}`", bounded(name)),
+            });
+        }
         Ok(SynapseResponse {
             body,
             status: status.as_u16(),
@@ -365,4 +391,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_are_cut_on_a_character_boundary_and_say_so() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(MAX_ERROR_TEXT_CHARS + 10);
+        let cut = bounded(&long);
+        assert!(cut.starts_with(&"é".repeat(MAX_ERROR_TEXT_CHARS)), "{cut}");
+        assert!(
+            cut.ends_with(&format!("({} bytes in all)", long.len())),
+            "{cut}"
+        );
+        assert!(cut.chars().count() < MAX_ERROR_TEXT_CHARS + 40);
+    }
 }

@@ -403,6 +403,18 @@ impl Rig {
             .collect()
     }
 
+    /// Waits at most `timeout` for the submitter to stop by itself, and returns how it ended.
+    pub async fn stopped_by_itself(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<(), splatfleet_submitter::SubmitterError> {
+        let handle = self.submitter.take().expect("the submitter is running");
+        tokio::time::timeout(timeout, handle)
+            .await
+            .expect("the submitter stopped by itself")
+            .expect("submitter task")
+    }
+
     /// Stops the submitter (it must stop cleanly) and cleans up.
     pub async fn stop(mut self) {
         self.shutdown.trigger();

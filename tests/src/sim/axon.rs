@@ -12,8 +12,7 @@ use std::{
     time::Instant,
 };
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Limited};
 use hyper::{body::Incoming, header, service::service_fn, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
@@ -29,7 +28,11 @@ use splatfleet_common::{
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 
-use super::{events::EventLog, rules::ValidatorRules};
+use super::{
+    events::EventLog,
+    misbehaviour::{full, Misbehaviour, SimBody},
+    rules::ValidatorRules,
+};
 
 /// The axon's nonce slack (`ALLOWED_DELTA`, 4 s) in ns.
 const ALLOWED_DELTA_NS: f64 = 4_000_000_000.0;
@@ -61,6 +64,10 @@ pub struct SimValidator {
     /// HTTP statuses the next SubmitResults requests are answered with, before any rule
     /// runs (fault injection for tests).
     submit_faults: Mutex<std::collections::VecDeque<u16>>,
+    /// How PullTask and SubmitResults are answered instead of by the rules' answer, once
+    /// verified and judged (bad-input tests).
+    pull_misbehaviour: Mutex<Option<Misbehaviour>>,
+    submit_misbehaviour: Mutex<Option<Misbehaviour>>,
 }
 
 /// An error answer: status and message, as `create_error_response` sends them.
@@ -95,6 +102,8 @@ impl SimValidator {
             nonces: Mutex::new(HashMap::new()),
             events,
             submit_faults: Mutex::new(std::collections::VecDeque::new()),
+            pull_misbehaviour: Mutex::new(None),
+            submit_misbehaviour: Mutex::new(None),
         }
     }
 
@@ -106,6 +115,48 @@ impl SimValidator {
         }
     }
 
+    /// Answers every verified PullTask with `misbehaviour` (`None`: by the rules again). The
+    /// rules still run, so a task they assign stays assigned as on a real validator.
+    pub fn misbehave_on_pull(&self, misbehaviour: Option<Misbehaviour>) {
+        if let Ok(mut slot) = self.pull_misbehaviour.lock() {
+            *slot = misbehaviour;
+        }
+    }
+
+    /// Answers every SubmitResults that passed the axon's checks with `misbehaviour` (`None`:
+    /// honestly again). The rules judge the submission first, as a validator whose answer is
+    /// lost on the way back would have.
+    pub fn misbehave_on_submit(&self, misbehaviour: Option<Misbehaviour>) {
+        if let Ok(mut slot) = self.submit_misbehaviour.lock() {
+            *slot = misbehaviour;
+        }
+    }
+
+    /// The bad answer set for `slot`, recorded as an event, if one is set.
+    fn misbehaviour<S: Synapse>(
+        &self,
+        slot: &Mutex<Option<Misbehaviour>>,
+        syn: &SynapseBody<S>,
+    ) -> Result<Option<Response<SimBody>>, Failure> {
+        let Some(misbehaviour) = slot.lock().map_err(|_| Failure::internal())?.clone() else {
+            return Ok(None);
+        };
+        self.events.record(
+            "misbehaved",
+            json!({"validator_uid": self.uid, "synapse": S::NAME, "how": misbehaviour.label()}),
+        );
+        let honest = serde_json::to_vec(syn).unwrap_or_default();
+        Ok(Some(misbehaviour.answer(S::NAME, &honest)))
+    }
+
+    /// Hands out these tasks, in order, before the generated ones (bad-input tests: an image
+    /// prompt that is not base64, a prompt of megabytes).
+    pub fn hand_out_first(&self, tasks: Vec<splatfleet_common::protocol::sn17::ProtocolTask>) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.hand_out_first(tasks);
+        }
+    }
+
     /// Restricts which miner hotkeys count as registered (`None`: all).
     pub fn set_registered(&self, hotkeys: Option<Vec<String>>) {
         if let Ok(mut rules) = self.rules.lock() {
@@ -113,7 +164,7 @@ impl SimValidator {
         }
     }
 
-    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<SimBody> {
         let started = Instant::now();
         match self.dispatch(request, peer, started).await {
             Ok(response) => response,
@@ -137,7 +188,7 @@ impl SimValidator {
         request: Request<Incoming>,
         peer: SocketAddr,
         started: Instant,
-    ) -> Result<Response<Full<Bytes>>, Failure> {
+    ) -> Result<Response<SimBody>, Failure> {
         let path = request.uri().path().to_owned();
         let name = path.split('/').nth(1).unwrap_or("").to_owned();
         if !SERVED.contains(&name.as_str()) {
@@ -197,6 +248,9 @@ impl SimValidator {
                     rules.pull(syn.dendrite_hotkey(), syn.synapse.clone())
                 };
                 syn.synapse = rules_out;
+                if let Some(bad) = self.misbehaviour(&self.pull_misbehaviour, &syn)? {
+                    return Ok(bad);
+                }
                 Ok(self.success(syn, started))
             }
             "SubmitResults" => {
@@ -210,6 +264,9 @@ impl SimValidator {
                     )
                 };
                 syn.synapse = rules_out.map_err(|_| Failure::internal())?;
+                if let Some(bad) = self.misbehaviour(&self.submit_misbehaviour, &syn)? {
+                    return Ok(bad);
+                }
                 Ok(self.success(syn, started))
             }
             _ => {
@@ -311,11 +368,7 @@ impl SimValidator {
     }
 
     /// `synapse_to_response`: 200, the synapse as JSON, its headers.
-    fn success<S: Synapse>(
-        &self,
-        mut syn: SynapseBody<S>,
-        started: Instant,
-    ) -> Response<Full<Bytes>> {
+    fn success<S: Synapse>(&self, mut syn: SynapseBody<S>, started: Instant) -> Response<SimBody> {
         let mut axon = syn.axon.take().unwrap_or_default();
         axon.status_code = Some(200);
         if axon.status_message.as_deref().is_none_or(str::is_empty) {
@@ -349,9 +402,9 @@ fn parse_body<S: Synapse>(body: &[u8], header_hash: &str) -> Result<SynapseBody<
     Ok(syn)
 }
 
-fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<SimBody> {
     let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    let mut response = Response::new(full(bytes));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -4,7 +4,9 @@
 //! configured range, or — by configured shares — a sparse model, a tiny one, a degenerate one,
 //! invalid bytes, a truncated PLY, an HTTP 500 or a slow answer. A higher `enhance` form field
 //! makes sparse and tiny answers less likely, so a retry ladder has something real to win.
-//! A fixed [`Fault`] can also be forced for the first attempts or all of them.
+//! A fixed [`Fault`] can also be forced for the first attempts or all of them, including the
+//! wire-level ones of the bad-input suite: a body that trickles forever, one that never ends,
+//! and a `Content-Length` that promises more than is sent.
 
 use std::{
     collections::HashMap,
@@ -18,12 +20,21 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::{body::Incoming, header, service::service_fn, Method, Request, Response, StatusCode};
+use futures_util::{stream, StreamExt};
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::{
+    body::{Frame, Incoming},
+    header,
+    service::service_fn,
+    Method, Request, Response, StatusCode,
+};
 use hyper_util::rt::TokioIo;
 use splatfleet_common::splat::{write_ply, Splat};
 
-use super::models::{self, SimRng};
+use super::{
+    misbehaviour::{full, SimBody},
+    models::{self, SimRng},
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 /// Largest request body the service reads (image prompts are a few hundred KB).
@@ -45,6 +56,12 @@ pub enum Fault {
     Truncated,
     /// Never answer.
     Hang,
+    /// HTTP 200 and a PLY header, then one byte every 100 ms, forever (slowloris).
+    Trickle,
+    /// HTTP 200 and a PLY header, then 64 KiB chunks as fast as the client reads, forever.
+    Endless,
+    /// HTTP 200 whose `Content-Length` is twice the PLY sent; the connection ends short.
+    LyingLength,
 }
 
 /// Shares (each 0..1, summing to at most 1) of answers that are not a plausible object. The
@@ -182,8 +199,8 @@ fn respond(
     status: StatusCode,
     body: impl Into<Bytes>,
     content_type: &'static str,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
+) -> Response<SimBody> {
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -196,7 +213,7 @@ async fn handle(
     req: Request<Incoming>,
     settings: &GeneratorSettings,
     requests: &AtomicU64,
-) -> Response<Full<Bytes>> {
+) -> Response<SimBody> {
     if req.method() != Method::POST || req.uri().path() != "/generate/" {
         return respond(StatusCode::NOT_FOUND, "not found", "text/plain");
     }
@@ -291,7 +308,7 @@ fn latency_ms(settings: &GeneratorSettings, model: u64) -> u64 {
     (ms.max(0.0) as u64).min(settings.latency_max_ms)
 }
 
-fn ply_response(splat: &Splat) -> Response<Full<Bytes>> {
+fn ply_response(splat: &Splat) -> Response<SimBody> {
     match write_ply(splat) {
         Ok(bytes) => respond(StatusCode::OK, bytes, "application/octet-stream"),
         Err(e) => respond(
@@ -306,7 +323,7 @@ async fn answer_with(
     answer: Answer,
     settings: &GeneratorSettings,
     model: u64,
-) -> Response<Full<Bytes>> {
+) -> Response<SimBody> {
     let mut rng = SimRng::new(model);
     let object_size = rng.between(
         settings.gaussians,
@@ -341,7 +358,46 @@ async fn answer_with(
             std::future::pending::<()>().await;
             respond(StatusCode::OK, Bytes::new(), "text/plain")
         }
+        Answer::Forced(Fault::Trickle) => {
+            let header = stream::iter([Bytes::from_static(PLY_HEADER_START)]);
+            let drip = stream::unfold((), |()| async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Some((Bytes::from_static(b"0"), ()))
+            });
+            streamed(StreamExt::chain(header, drip))
+        }
+        Answer::Forced(Fault::Endless) => {
+            let header = stream::iter([Bytes::from_static(PLY_HEADER_START)]);
+            let flood = stream::repeat(Bytes::from(vec![0u8; 64 * 1024]));
+            streamed(StreamExt::chain(header, flood))
+        }
+        Answer::Forced(Fault::LyingLength) => {
+            let bytes = Bytes::from(write_ply(&object()).unwrap_or_default());
+            let promised = bytes.len() * 2;
+            // Streamed: a whole body's exact size would override the header.
+            let mut response = streamed(stream::iter([bytes]));
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, header::HeaderValue::from(promised));
+            response
+        }
     }
+}
+
+/// What a streamed bad answer starts with, so it passes a client's first look at a PLY.
+const PLY_HEADER_START: &[u8] = b"ply\nformat binary_little_endian 1.0\n";
+
+/// HTTP 200 whose body is `chunks`, sent as they come (chunked, no `Content-Length`).
+fn streamed(
+    chunks: impl futures_util::Stream<Item = Bytes> + Send + Sync + 'static,
+) -> Response<SimBody> {
+    let body = StreamBody::new(StreamExt::map(chunks, |chunk| Ok(Frame::data(chunk))));
+    let mut response = Response::new(BodyExt::boxed(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    response
 }
 
 /// FNV-1a of the prompt mixed with the seed: the same prompt and seed give the same model.

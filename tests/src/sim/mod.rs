@@ -6,6 +6,7 @@
 pub mod axon;
 pub mod events;
 pub mod generator;
+pub mod misbehaviour;
 pub mod models;
 pub mod rules;
 pub mod scorer;
@@ -16,6 +17,7 @@ pub mod validation;
 pub use axon::{spawn_validator, SimValidator};
 pub use events::EventLog;
 pub use generator::{AnswerMix, Fault, GeneratorSettings, SimGenerator};
+pub use misbehaviour::Misbehaviour;
 pub use rules::RuleSettings;
 pub use scorer::{ScoreMode, ScoreSettings};
 pub use validation::{SimValidation, ValidationFault, ValidationSettings};

@@ -173,6 +173,11 @@ impl ValidatorRules {
         }
     }
 
+    /// Hands out these tasks, in order, before the generated ones.
+    pub fn hand_out_first(&mut self, tasks: Vec<ProtocolTask>) {
+        self.tasks.hand_out_first(tasks);
+    }
+
     /// Restricts the miners this validator recognises (others are "not registered").
     pub fn set_registered(&mut self, hotkeys: Option<Vec<String>>) {
         self.registered = hotkeys;

@@ -28,6 +28,8 @@ const IMAGE_SIZE: u32 = 64;
 pub struct TaskFactory {
     rng: StdRng,
     image_fraction: f64,
+    /// Tasks handed out before any generated one (bad-input tests).
+    scripted: std::collections::VecDeque<ProtocolTask>,
 }
 
 impl TaskFactory {
@@ -35,10 +37,19 @@ impl TaskFactory {
         Self {
             rng: StdRng::seed_from_u64(seed),
             image_fraction: image_fraction.clamp(0.0, 1.0),
+            scripted: std::collections::VecDeque::new(),
         }
     }
 
+    /// Queues `tasks` to be handed out, in order, before the generated ones.
+    pub fn hand_out_first(&mut self, tasks: Vec<ProtocolTask>) {
+        self.scripted.extend(tasks);
+    }
+
     pub fn next_task(&mut self) -> ProtocolTask {
+        if let Some(task) = self.scripted.pop_front() {
+            return task;
+        }
         let id = uuid::Uuid::from_u128(self.rng.random()).to_string();
         if self.rng.random::<f64>() < self.image_fraction {
             let png = self.render_png();
