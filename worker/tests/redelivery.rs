@@ -211,7 +211,15 @@ async fn a_task_still_running_at_the_drain_deadline_is_nacked_for_redelivery() {
         took < Duration::from_secs(5),
         "stop took {took:?} with a 1 s drain"
     );
-    let (ready, _) = queue_state(&broker, &topology.queue(QueueKind::Tasks)).await;
+    // The nack is settled before the worker returns, but a quorum queue may count the
+    // returned message a moment later.
+    let tasks = topology.queue(QueueKind::Tasks);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut ready = queue_state(&broker, &tasks).await.0;
+    while ready == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ready = queue_state(&broker, &tasks).await.0;
+    }
     assert_eq!(ready, 1, "the unfinished task is back in the queue");
     let (results, _) = queue_state(&broker, &topology.queue(QueueKind::Results)).await;
     assert_eq!(results, 0, "nothing was answered for it");
