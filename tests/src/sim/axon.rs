@@ -29,7 +29,7 @@ use splatfleet_common::{
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 
-use super::{events::EventLog, rules::ValidatorRules};
+use super::{events::EventLog, pacer::TaskPacer, rules::ValidatorRules};
 
 /// The axon's nonce slack (`ALLOWED_DELTA`, 4 s) in ns.
 const ALLOWED_DELTA_NS: f64 = 4_000_000_000.0;
@@ -61,6 +61,8 @@ pub struct SimValidator {
     /// HTTP statuses the next SubmitResults requests are answered with, before any rule
     /// runs (fault injection for tests).
     submit_faults: Mutex<std::collections::VecDeque<u16>>,
+    /// The network's task supply limit (benchmarks): PullTask answers wait for a slot.
+    pacer: Option<Arc<TaskPacer>>,
 }
 
 /// An error answer: status and message, as `create_error_response` sends them.
@@ -95,7 +97,14 @@ impl SimValidator {
             nonces: Mutex::new(HashMap::new()),
             events,
             submit_faults: Mutex::new(std::collections::VecDeque::new()),
+            pacer: None,
         }
+    }
+
+    /// Holds every PullTask answer until `pacer` gives it a slot.
+    pub fn with_pacer(mut self, pacer: Option<Arc<TaskPacer>>) -> Self {
+        self.pacer = pacer;
+        self
     }
 
     /// Answers the next SubmitResults requests with these statuses (one each, in order)
@@ -192,6 +201,9 @@ impl SimValidator {
         match name.as_str() {
             "PullTask" => {
                 let mut syn: SynapseBody<PullTask> = parse_body(&body, &header_hash)?;
+                if let Some(pacer) = &self.pacer {
+                    pacer.wait().await;
+                }
                 let rules_out = {
                     let mut rules = self.rules.lock().map_err(|_| Failure::internal())?;
                     rules.pull(syn.dendrite_hotkey(), syn.synapse.clone())
