@@ -14,7 +14,7 @@ splatfleet side, per run (fresh database, queue prefix, object store):
 
 Celery side (ops/bench/celery_pipeline.py): a producer publishing `work` tasks (confirms,
 persistent, quorum queue; keeping the ready backlog under the same cap as the puller) ->
-N solo-pool workers (late ack, prefetch 1) each publishing a `submit` task (confirmed) ->
+N worker processes (threads pool, concurrency 1, late ack, prefetch 1) each publishing a `submit` task (confirmed) ->
 one submitter worker (threads pool) whose results the database backend writes to Postgres.
 Latency: work start - publish start; submit start - work done.
 
@@ -276,6 +276,7 @@ def summarise(hop1, hop2):
 
 class Splatfleet:
     name = "splatfleet"
+    puller = RELEASE / "splatfleet-puller"
 
     def __init__(self, args, counter):
         self.args = args
@@ -371,7 +372,7 @@ validators_file = "{self.keys / 'validators.toml'}"
         for gpu in range(workers):
             self.procs.wait_line(f"worker{gpu}", '"ready"')
         self.procs.wait_line("submitter", '"ready"')
-        puller = self.procs.start("puller", [RELEASE / "splatfleet-puller", "--config", config], env)
+        puller = self.procs.start("puller", [self.puller, "--config", config], env)
         meter = CpuMeter({
             "validators (sim)": [sim_validators.pid],
             "generator (sim)": [generator.pid],
@@ -501,7 +502,10 @@ class CeleryPipeline:
         for i in range(workers):
             worker = self.procs.start(
                 f"worker{i}",
-                common + ["-Q", celery_pipeline.TASKS, "--pool", "solo",
+                # One task at a time per process, as a splatfleet worker with slots = 1. (The
+                # solo pool stalls for 10 s at a time on quorum queues here; threads -c 1
+                # does not.)
+                common + ["-Q", celery_pipeline.TASKS, "--pool", "threads", "--concurrency", "1",
                           "-n", f"w{i}-{self.run_id}@%h"],
                 self.env())
             worker_pids.append(worker.pid)
@@ -726,7 +730,10 @@ def main():
                    help="prefork: pooled database connections; threads: one per result")
     p.add_argument("--celery-submitter-concurrency", type=int, default=2)
     p.add_argument("--log-level", default="info")
-    p.add_argument("--sides", default="splatfleet,celery")
+    p.add_argument("--sides", default="splatfleet,celery",
+                   help="comma-separated: splatfleet, celery, splatfleet-b (with --ab-puller)")
+    p.add_argument("--ab-puller", type=Path,
+                   help="another splatfleet-puller binary, run as side splatfleet-b")
     p.add_argument("--no-half", action="store_true", help="skip the half-rate latency runs")
     p.add_argument("--keep", action="store_true", help="keep run directories (logs)")
     p.add_argument("--json", type=Path, default=WORK / "results.json")
@@ -734,6 +741,10 @@ def main():
     WORK.mkdir(parents=True, exist_ok=True)
     workers_list = [int(x) for x in args.workers.split(",")]
     sides = {"splatfleet": Splatfleet, "celery": CeleryPipeline}
+    if args.ab_puller:
+        # A/B of a puller change: the same fleet with another puller binary, run beside.
+        sides["splatfleet-b"] = type("SplatfleetB", (Splatfleet,), {
+            "name": "splatfleet-b", "puller": args.ab_puller.resolve()})
     chosen = [sides[s] for s in args.sides.split(",")]
     info = versions()
     info["started"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

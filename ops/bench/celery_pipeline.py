@@ -1,7 +1,7 @@
 """The Celery baseline of the broker-path benchmark (ops/BENCH.md): the same durable two-hop
 hand-off as splatfleet's task and result queues, built the way Celery builds it.
 
-    producer --work--> [<id>.tasks, quorum] --> worker (solo pool, one task at a time)
+    producer --work--> [<id>.tasks, quorum] --> worker (one task at a time)
     worker   --submit--> [<id>.results, quorum] --> submitter worker --> PostgreSQL
                                                    (database result backend, one row per task)
 
@@ -17,7 +17,13 @@ import os
 import time
 
 from celery import Celery
+from celery.worker.consumer.delayed_delivery import DelayedDelivery
 from kombu import Exchange, Queue
+
+# With quorum queues Celery >= 5.5 turns on "native delayed delivery" for ETA/countdown tasks,
+# which declares 28 celery_delayed_* queues and exchanges, unprefixed, on the shared broker.
+# This pipeline sends no ETA tasks: leave that bootstep out.
+DelayedDelivery.include_if = lambda self, consumer: False
 
 BENCH_ID = os.environ.get("BENCH_ID", "celbench")
 TASKS = f"{BENCH_ID}.tasks"
