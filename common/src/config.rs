@@ -192,6 +192,10 @@ pub struct WorkerSettings {
     pub budget_margin_ms: u64,
     /// Parameter sets tried in order, each sent as extra form fields (a seed is always sent).
     pub ladder: Vec<BTreeMap<String, String>>,
+    /// What tier 1 checks: `full` (render and score, the default) or `validity_only`, a
+    /// benchmark and diagnostic mode that parses the model and applies the validator's
+    /// hard-zero rules and SN17's PLY rules without rendering (never for mining).
+    pub gate_mode: GateMode,
     /// Views and square size of the gate's render (the validator renders 16 at 518).
     pub gate_views: usize,
     pub gate_render_size: u32,
@@ -226,6 +230,19 @@ pub struct WorkerSettings {
     pub validation_unavailable: ValidationUnavailable,
 }
 
+/// How much of tier 1 the gate runs.
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GateMode {
+    /// Parse, the hard-zero and SN17 PLY rules, render the views and score them.
+    #[default]
+    Full,
+    /// Parse and the hard-zero and SN17 PLY rules only: no render, no local score measured
+    /// (a model that passes is recorded with local score 1). For benchmarks of the rest of
+    /// the fleet and for diagnosing it without a renderer; a mining fleet must not use it.
+    ValidityOnly,
+}
+
 /// What the worker does when the validation service gives no score.
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -258,6 +275,7 @@ impl Default for WorkerSettings {
                 step(&[("enhance", "extreme")]),
                 step(&[("enhance", "extreme"), ("sampler", "alternate")]),
             ],
+            gate_mode: GateMode::Full,
             gate_views: 16,
             gate_render_size: 518,
             gate_coverage_weight: 0.3,

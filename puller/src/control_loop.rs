@@ -1,6 +1,6 @@
-//! The puller's control loop: one task owns the [`Scheduler`] and, every tick, refreshes
-//! what Postgres knows (cooldowns, held tasks), reads the capacity signal, and starts pulls
-//! for the validators the policy chooses. Pulls, publishes and releases of lost tasks run as
+//! The puller's control loop: one task owns the [`Scheduler`] and, every tick, reads the
+//! capacity signal and, when a pull may start, refreshes what Postgres knows (cooldowns,
+//! held tasks) and starts pulls for the validators the policy chooses. Pulls, publishes and releases of lost tasks run as
 //! jobs beside the loop and report back; the loop alone changes scheduling state, so there
 //! are no locks around it.
 
@@ -311,23 +311,9 @@ impl ControlLoop {
         }
     }
 
-    /// One scheduling round: Postgres state, capacity, then pulls.
+    /// One scheduling round: capacity, then (only when a pull may start) Postgres state,
+    /// then pulls.
     async fn schedule(&mut self) -> Result<(), PullerError> {
-        for snap in record::snapshot(&self.pool).await? {
-            if let Some(until) = snap.cooldown_until {
-                self.scheduler.cooldowns.raise(&snap.hotkey, until);
-            }
-            let Some(standing) = self.scheduler.standing_mut(&snap.hotkey) else {
-                continue;
-            };
-            match snap.latest_task {
-                Some((task_id, true)) => standing.held_task = Some(task_id),
-                Some((task_id, false)) => {
-                    self.scheduler.task_closed(&snap.hotkey, &task_id, None);
-                }
-                None => {}
-            }
-        }
         let Some(context) = self.jobs_context.clone() else {
             return Ok(());
         };
@@ -352,6 +338,12 @@ impl ControlLoop {
             settings.max_concurrent_pulls,
         );
         report_capacity(signal, slots, in_flight);
+        if slots == 0 {
+            // Nothing may start this tick: the snapshot (one query over every validator)
+            // would change nothing that is used before the next tick's.
+            return Ok(());
+        }
+        self.refresh_from_postgres().await?;
         let now = now_secs();
         for hotkey in self.scheduler.choose(now, slots) {
             let Some(validator) = self.eligible.get(&hotkey).cloned() else {
@@ -360,6 +352,27 @@ impl ControlLoop {
             self.scheduler.pull_started(&hotkey, now);
             self.pulls_in_flight += 1;
             self.jobs.spawn(pull_job(context.clone(), validator));
+        }
+        Ok(())
+    }
+
+    /// Folds what Postgres knows (cooldowns, the latest task of each validator and whether
+    /// it is still open) into the scheduler.
+    async fn refresh_from_postgres(&mut self) -> Result<(), PullerError> {
+        for snap in record::snapshot(&self.pool).await? {
+            if let Some(until) = snap.cooldown_until {
+                self.scheduler.cooldowns.raise(&snap.hotkey, until);
+            }
+            let Some(standing) = self.scheduler.standing_mut(&snap.hotkey) else {
+                continue;
+            };
+            match snap.latest_task {
+                Some((task_id, true)) => standing.held_task = Some(task_id),
+                Some((task_id, false)) => {
+                    self.scheduler.task_closed(&snap.hotkey, &task_id, None);
+                }
+                None => {}
+            }
         }
         Ok(())
     }

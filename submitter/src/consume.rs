@@ -193,6 +193,7 @@ impl Handler {
             empty_reason: empty_reason.map(|r| if r.is_empty() { "empty result" } else { r }),
             worker: &msg.worker,
             local_score,
+            result_finished_unix_ms: msg.finished_at_unix_ms,
         };
         let mut tries = loop {
             let claim = db_retry("claim submission", self.db_backoff, &self.stop, || {

@@ -179,6 +179,8 @@ pub struct ClaimRequest<'a> {
     pub empty_reason: Option<&'a str>,
     pub worker: &'a str,
     pub local_score: Option<f32>,
+    /// When the worker finished the result (`ResultMsg::finished_at_unix_ms`).
+    pub result_finished_unix_ms: i64,
 }
 
 /// Claims the task's one submission: a new row, or a `sending` row of a submitter whose
@@ -189,8 +191,9 @@ pub async fn claim(pool: &Pool, request: &ClaimRequest<'_>) -> Result<Claim, DbE
         .await?
         .query_opt(
             "INSERT INTO submissions (task_id, empty, empty_reason, state, tries, claimed_by,
-                                      lease_until, worker, local_score)
-             VALUES ($1, $2, $3, 'sending', 0, $4, now() + make_interval(secs => $5), $6, $7)
+                                      lease_until, worker, local_score, result_finished_at)
+             VALUES ($1, $2, $3, 'sending', 0, $4, now() + make_interval(secs => $5), $6, $7,
+                     to_timestamp($8::float8 / 1000))
              ON CONFLICT (task_id) DO UPDATE SET claimed_by = EXCLUDED.claimed_by,
                  lease_until = EXCLUDED.lease_until
              WHERE submissions.state = 'sending' AND submissions.claimed_by IS NOT NULL
@@ -205,6 +208,7 @@ pub async fn claim(pool: &Pool, request: &ClaimRequest<'_>) -> Result<Claim, DbE
                 &request.lease_secs,
                 &request.worker,
                 &request.local_score,
+                &(request.result_finished_unix_ms as f64),
             ],
         )
         .await?;

@@ -44,7 +44,8 @@ async fn each_result_is_submitted_once_and_recorded_once_even_when_delivered_twi
             "SELECT t.task_id, t.status, s.tries, s.empty, s.task_fidelity_score,
                     s.cooldown_until IS NOT NULL, s.attempt_id IS NOT NULL,
                     vs.cooldown_until >= s.cooldown_until,
-                    (SELECT count(*) FROM attempts a WHERE a.task_id = t.id)
+                    (SELECT count(*) FROM attempts a WHERE a.task_id = t.id),
+                    (extract(epoch FROM s.result_finished_at) * 1000)::float8
              FROM submissions s JOIN tasks t ON t.id = s.task_id
              JOIN validator_state vs ON vs.validator_id = t.validator_id
              ORDER BY t.id",
@@ -53,7 +54,11 @@ async fn each_result_is_submitted_once_and_recorded_once_even_when_delivered_twi
         .await
         .expect("rows");
     assert_eq!(rows.len(), 3);
-    for (row, task) in rows.iter().zip([&with_spz, &ply_only, &empty]) {
+    for ((row, task), result) in rows
+        .iter()
+        .zip([&with_spz, &ply_only, &empty])
+        .zip(&results)
+    {
         let task_id: String = row.get(0);
         assert_eq!(task_id, task.task_id);
         let status: String = row.get(1);
@@ -64,6 +69,12 @@ async fn each_result_is_submitted_once_and_recorded_once_even_when_delivered_twi
         assert!(row.get::<_, bool>(5), "cooldown recorded");
         assert!(row.get::<_, bool>(7), "validator cooldown pushed");
         assert_eq!(row.get::<_, i64>(8), 2, "both attempts recorded once");
+        let finished: f64 = row.get(9);
+        assert!(
+            (finished - result.finished_at_unix_ms as f64).abs() < 1.0,
+            "{task_id}: result_finished_at {finished} vs {}",
+            result.finished_at_unix_ms
+        );
         if task.task_id == empty.task_id {
             assert_eq!(status, "submitted_empty");
             assert!(is_empty);

@@ -1,11 +1,12 @@
 //! The fidelity gate, tier 1 (DESIGN.md §7): render the model with `kernels` and score the
 //! measurements into a local score with the configured weights. The validator's hard-zero
-//! rules and SN17's strict PLY rules always fail an attempt, whatever its score.
+//! rules and SN17's strict PLY rules always fail an attempt, whatever its score. In
+//! `gate_mode = "validity_only"` (benchmarks and diagnostics) only those rules run.
 
 use std::{collections::BTreeMap, fmt};
 
 use splatfleet_common::{
-    config::WorkerSettings,
+    config::{GateMode, WorkerSettings},
     splat::{HardZero, PlyDecoded, Sn17PlyReport, Sn17Problem, SpzDecoded},
 };
 use splatfleet_kernels::{Backend, Metrics, OrbitSpec, Renderer, Rig, Views};
@@ -155,6 +156,7 @@ pub struct Gate {
     renderer: Renderer,
     rig: Rig,
     scoring: GateScoring,
+    mode: GateMode,
 }
 
 impl Gate {
@@ -169,6 +171,7 @@ impl Gate {
             renderer,
             rig: Rig::orbit(&OrbitSpec::validator_sized(settings.gate_views, size, size)),
             scoring: GateScoring::from_settings(settings),
+            mode: settings.gate_mode,
         }
     }
 
@@ -208,6 +211,18 @@ impl Gate {
             return GateVerdict {
                 passed: false,
                 local_score: 0.0,
+                reasons,
+                metrics,
+                views: None,
+            };
+        }
+        if self.mode == GateMode::ValidityOnly {
+            // Nothing measured: the record says so, and the model passes at score 1 so the
+            // ladder stops at the first valid attempt.
+            metrics.insert("validity_only".into(), 1.0);
+            return GateVerdict {
+                passed: true,
+                local_score: 1.0,
                 reasons,
                 metrics,
                 views: None,

@@ -116,6 +116,10 @@ struct GeneratorArgs {
     /// Delay of slow answers, milliseconds.
     #[arg(long, default_value_t = 2_000)]
     slow_ms: u64,
+    /// Zero-time generation for benchmarks: answer every request at once with one object of
+    /// the smallest `--gaussians`, written once at start (shares, latency and faults ignored).
+    #[arg(long)]
+    cached: bool,
 }
 
 /// `N` or `MIN-MAX`, both at least 1.
@@ -178,6 +182,10 @@ struct ValidatorsArgs {
     /// Stake written for each validator in validators.toml, TAO.
     #[arg(long, default_value_t = 10_000.0)]
     stake: f64,
+    /// Benchmarks: the whole network answers at most this many PullTask calls per second,
+    /// evenly spaced (an early call waits for its slot). Unset: no limit.
+    #[arg(long)]
+    task_rate: Option<f64>,
 }
 
 #[tokio::main]
@@ -240,6 +248,7 @@ async fn run_generator(args: GeneratorArgs) -> Result<(), String> {
         fault: args.fault,
         fault_attempts: args.fault_attempts.unwrap_or(u32::MAX),
         slow_ms: args.slow_ms,
+        cached: args.cached,
     };
     let generator = SimGenerator::start(args.port, settings)
         .await
@@ -312,7 +321,13 @@ async fn run_validators(args: ValidatorsArgs) -> Result<(), String> {
         seed: args.seed,
         stake: args.stake,
     };
-    let network = setup::start(&settings, events).await?;
+    if args
+        .task_rate
+        .is_some_and(|rate| !(rate.is_finite() && rate > 0.0))
+    {
+        return Err("--task-rate must be a positive number".into());
+    }
+    let network = setup::start_with(&settings, events, args.task_rate).await?;
     for v in &network.list.validators {
         println!(
             "validator uid={} hotkey={} addr={}:{}",

@@ -31,6 +31,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use super::{
     events::EventLog,
     misbehaviour::{full, Misbehaviour, SimBody},
+    pacer::TaskPacer,
     rules::ValidatorRules,
 };
 
@@ -68,6 +69,8 @@ pub struct SimValidator {
     /// verified and judged (bad-input tests).
     pull_misbehaviour: Mutex<Option<Misbehaviour>>,
     submit_misbehaviour: Mutex<Option<Misbehaviour>>,
+    /// The network's task supply limit (benchmarks): PullTask answers wait for a slot.
+    pacer: Option<Arc<TaskPacer>>,
 }
 
 /// An error answer: status and message, as `create_error_response` sends them.
@@ -104,7 +107,14 @@ impl SimValidator {
             submit_faults: Mutex::new(std::collections::VecDeque::new()),
             pull_misbehaviour: Mutex::new(None),
             submit_misbehaviour: Mutex::new(None),
+            pacer: None,
         }
+    }
+
+    /// Holds every PullTask answer until `pacer` gives it a slot.
+    pub fn with_pacer(mut self, pacer: Option<Arc<TaskPacer>>) -> Self {
+        self.pacer = pacer;
+        self
     }
 
     /// Answers the next SubmitResults requests with these statuses (one each, in order)
@@ -243,6 +253,9 @@ impl SimValidator {
         match name.as_str() {
             "PullTask" => {
                 let mut syn: SynapseBody<PullTask> = parse_body(&body, &header_hash)?;
+                if let Some(pacer) = &self.pacer {
+                    pacer.wait().await;
+                }
                 let rules_out = {
                     let mut rules = self.rules.lock().map_err(|_| Failure::internal())?;
                     rules.pull(syn.dendrite_hotkey(), syn.synapse.clone())

@@ -6,7 +6,9 @@
 //! makes sparse and tiny answers less likely, so a retry ladder has something real to win.
 //! A fixed [`Fault`] can also be forced for the first attempts or all of them, including the
 //! wire-level ones of the bad-input suite: a body that trickles forever, one that never ends,
-//! and a `Content-Length` that promises more than is sent.
+//! and a `Content-Length` that promises more than is sent. In `cached` mode (benchmarks of
+//! the rest of the fleet) every request gets the same PLY, written once at start, at once:
+//! zero-time generation.
 
 use std::{
     collections::HashMap,
@@ -117,6 +119,9 @@ pub struct GeneratorSettings {
     pub fault_attempts: u32,
     /// Delay of [`Fault::Slow`] and of slow answers from the mix, milliseconds.
     pub slow_ms: u64,
+    /// Answer every request at once with one plausible object of `gaussians`, written once
+    /// at start (mix, latency and faults are ignored).
+    pub cached: bool,
 }
 
 impl Default for GeneratorSettings {
@@ -131,6 +136,7 @@ impl Default for GeneratorSettings {
             fault: Fault::None,
             fault_attempts: u32::MAX,
             slow_ms: 2_000,
+            cached: false,
         }
     }
 }
@@ -149,6 +155,13 @@ impl SimGenerator {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
+        let cached = if settings.cached {
+            let ply = write_ply(&models::object(settings.gaussians, 1))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Some(Bytes::from(ply))
+        } else {
+            None
+        };
         let settings = Arc::new(settings);
         let counter = Arc::clone(&requests);
         let task = tokio::spawn(async move {
@@ -159,11 +172,19 @@ impl SimGenerator {
                 };
                 let settings = Arc::clone(&settings);
                 let counter = Arc::clone(&counter);
+                let cached = cached.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let settings = Arc::clone(&settings);
                         let counter = Arc::clone(&counter);
-                        async move { Ok::<_, Infallible>(handle(req, &settings, &counter).await) }
+                        let cached = cached.clone();
+                        async move {
+                            let response = match cached {
+                                Some(ply) => handle_cached(req, ply, &counter).await,
+                                None => handle(req, &settings, &counter).await,
+                            };
+                            Ok::<_, Infallible>(response)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -207,6 +228,25 @@ fn respond(
         header::HeaderValue::from_static(content_type),
     );
     response
+}
+
+/// Cached mode: read the form (the worker expects its request consumed), answer the one PLY.
+async fn handle_cached(
+    req: Request<Incoming>,
+    ply: Bytes,
+    requests: &AtomicU64,
+) -> Response<SimBody> {
+    if req.method() != Method::POST || req.uri().path() != "/generate/" {
+        return respond(StatusCode::NOT_FOUND, "not found", "text/plain");
+    }
+    requests.fetch_add(1, Ordering::SeqCst);
+    if let Err(e) = Limited::new(req.into_body(), MAX_REQUEST_BYTES)
+        .collect()
+        .await
+    {
+        return respond(StatusCode::BAD_REQUEST, format!("body: {e}"), "text/plain");
+    }
+    respond(StatusCode::OK, ply, "application/octet-stream")
 }
 
 async fn handle(
@@ -454,6 +494,50 @@ mod tests {
             samples[1_000]
         );
         assert_eq!(*samples.last().expect("samples"), 250);
+    }
+
+    /// One `POST /generate/` over a raw connection; the body of the answer.
+    async fn post_generate(url: &str, prompt: &str) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let addr = url.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let form = format!("prompt={prompt}&seed=3");
+        let request = format!(
+            "POST /generate/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read");
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header end");
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "status");
+        answer.split_off(split + 4)
+    }
+
+    #[tokio::test]
+    async fn cached_mode_answers_every_prompt_with_the_same_model() {
+        let settings = GeneratorSettings {
+            gaussians: 7_000,
+            cached: true,
+            latency_median_ms: 5_000,
+            fault: Fault::Hang,
+            ..GeneratorSettings::default()
+        };
+        let generator = SimGenerator::start(0, settings).await.expect("start");
+        let first = post_generate(&generator.url(), "a cat").await;
+        let second = post_generate(&generator.url(), "a dog").await;
+        assert_eq!(first, second, "one model for every prompt");
+        let decoded = splatfleet_common::splat::read_ply(
+            &first,
+            &splatfleet_common::splat::PlyLimits::default(),
+        )
+        .expect("a PLY");
+        assert_eq!(decoded.report.count, 7_000);
+        assert_eq!(generator.requests(), 2);
     }
 
     #[test]

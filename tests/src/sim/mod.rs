@@ -1,6 +1,7 @@
 //! `splatfleet-sim validators`: simulated SN17 validators (v45 rules) behind an axon that checks
 //! requests as Bittensor SDK 9.9.0's does, so the fleet's transport and pulling logic can be
-//! tested end to end on 127.0.0.1 without a chain; plus the outside services a worker talks
+//! tested end to end on 127.0.0.1 without a chain (a [`pacer`] can cap the task supply for
+//! benchmarks); plus the outside services a worker talks
 //! to: a generation service (`generator`) and the subnet's validation service (`validation`).
 
 pub mod axon;
@@ -8,6 +9,7 @@ pub mod events;
 pub mod generator;
 pub mod misbehaviour;
 pub mod models;
+pub mod pacer;
 pub mod rules;
 pub mod scorer;
 pub mod setup;

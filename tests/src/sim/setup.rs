@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use super::{
     axon::{spawn_validator, SimValidator},
     events::EventLog,
+    pacer::TaskPacer,
     rules::{RuleSettings, ValidatorRules},
     scorer::ScoreSettings,
     tasks::TaskFactory,
@@ -72,6 +73,17 @@ pub fn load_or_create(keys_dir: &Path, wallet: &str) -> Result<Hotkey, String> {
 
 /// Binds, writes wallets and the validator list, and starts serving.
 pub async fn start(settings: &NetworkSettings, events: EventLog) -> Result<Network, String> {
+    start_with(settings, events, None).await
+}
+
+/// [`start`], with the whole network's PullTask answers limited to `task_rate` per second
+/// (see [`TaskPacer`]; `None`: unlimited).
+pub async fn start_with(
+    settings: &NetworkSettings,
+    events: EventLog,
+    task_rate: Option<f64>,
+) -> Result<Network, String> {
+    let pacer = task_rate.map(|rate| Arc::new(TaskPacer::new(rate)));
     std::fs::create_dir_all(&settings.keys_dir)
         .map_err(|e| format!("{}: {e}", settings.keys_dir.display()))?;
     load_or_create(&settings.keys_dir, "miner")?;
@@ -111,7 +123,8 @@ pub async fn start(settings: &NetworkSettings, events: EventLog) -> Result<Netwo
             stake: settings.stake,
             validator_permit: true,
         });
-        let validator = Arc::new(SimValidator::new(i, hotkey, rules, events.clone()));
+        let validator =
+            Arc::new(SimValidator::new(i, hotkey, rules, events.clone()).with_pacer(pacer.clone()));
         tasks.push(spawn_validator(listener, validator.clone()));
         validators.push(validator);
     }
