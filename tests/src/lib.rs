@@ -6,6 +6,11 @@
 //! `SPLATFLEET_TEST_PG_{HOST,PORT,USER,PASSWORD}`, defaulting to the ones `ops/dev-up.sh`
 //! starts on 127.0.0.1.
 
+pub mod fault_proxy;
+pub mod fault_suite;
+pub mod fleet;
+pub mod private_broker;
+pub mod private_postgres;
 pub mod process;
 pub mod sim;
 
