@@ -443,6 +443,13 @@ pub async fn lost_tasks(pool: &Pool, grace_secs: u64) -> Result<Vec<LostTask>, D
 
 /// Takes the task's one submission for an empty release. `false`: the submitter (or an
 /// earlier release) already owns it.
+///
+/// A `failed` submission is taken over whoever failed it: an earlier release of ours, or a
+/// result the submitter gave up on (every send failed, or the validator refused it). Either
+/// way the validator never processed it; it still holds the task (that is why we release),
+/// and without the release it would hand the same task back on every pull for good. The row
+/// becomes the puller's empty release (`claimed_by` NULL), keeping the failed send's error in
+/// `empty_reason`.
 pub async fn claim_release(pool: &Pool, task_row: i64, reason: &str) -> Result<bool, DbError> {
     let claimed = client(pool)
         .await?
@@ -450,8 +457,12 @@ pub async fn claim_release(pool: &Pool, task_row: i64, reason: &str) -> Result<b
             "INSERT INTO submissions (task_id, empty, empty_reason, state, tries)
              VALUES ($1, true, $2, 'sending', 1)
              ON CONFLICT (task_id) DO UPDATE SET state = 'sending',
-                 tries = least(submissions.tries + 1, 32767)
-             WHERE submissions.empty AND submissions.state = 'failed'
+                 tries = least(submissions.tries + 1, 32767),
+                 empty_reason = CASE WHEN submissions.empty THEN submissions.empty_reason
+                     ELSE $2 || '; our result was not delivered: '
+                          || coalesce(submissions.error, 'no error recorded') END,
+                 empty = true, attempt_id = NULL, claimed_by = NULL, lease_until = NULL
+             WHERE submissions.state = 'failed'
              RETURNING id",
             &[&task_row, &reason],
         )
