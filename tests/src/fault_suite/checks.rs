@@ -78,6 +78,24 @@ pub async fn load_pg(
         .collect())
 }
 
+/// Validators whose pulls the puller stopped after a 401, with the reason.
+pub async fn load_pulls_stopped(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT v.hotkey, s.pulls_stopped_reason FROM validator_state s
+             JOIN validators v ON v.id = s.validator_id
+             WHERE s.pulls_stopped_reason IS NOT NULL",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| format!("{}: {}", r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
+}
+
 /// What the checks found. Every `Vec<String>` names the offending tasks as
 /// `validator-prefix/task_id: detail`.
 #[derive(Debug, Default, Clone)]
@@ -95,8 +113,16 @@ pub struct CheckReport {
     pub violations: usize,
     pub bad_signature_penalties: usize,
     pub low_score_penalties: usize,
-    /// Refusals by HTTP status (403 after a lost answer, 401 would be a signing bug).
+    /// Refusals by HTTP status (403 after a lost answer).
     pub refusals: BTreeMap<u64, usize>,
+    /// 401 "Nonce is too old": a request held in a paused link past the axon's nonce window
+    /// (4 s + the request's timeout) and delivered after the fleet had given up on it, so the
+    /// answer reached nobody.
+    pub stale_requests: usize,
+    /// Other 401s: a signing or nonce bug of the fleet.
+    pub unauthorized: Vec<String>,
+    /// Validators the puller stopped pulling from after a 401 (`pulls_stopped_reason`).
+    pub pulls_stopped: Vec<String>,
     /// Processed in a validator's log, not completed in Postgres.
     pub missing_in_pg: Vec<String>,
     /// Completed with HTTP 200 in Postgres, not processed in any validator's log.
@@ -106,6 +132,13 @@ pub struct CheckReport {
     pub feedback_problems: Vec<String>,
     /// Postgres tasks not closed: no completed submission and no recorded expiry.
     pub open_in_pg: Vec<String>,
+    /// Processed by the validator while Postgres records the send as failed: the validator's
+    /// answer was lost in a network fault and every resend failed too. No miner can know the
+    /// outcome then (the protocol has no way to ask); counted, not a failure.
+    pub answers_lost: Vec<String>,
+    /// Pulls the validators answered with a task we already held: a re-pull after a puller
+    /// restart, or (by the hundred) a validator stuck on a task the fleet cannot release.
+    pub same_task_pulls: usize,
     /// Expiries recorded in Postgres, with their reasons.
     pub expiries: Vec<String>,
     pub unreadable_log_lines: usize,
@@ -165,9 +198,15 @@ impl CheckReport {
 }
 
 /// Judges the run from the validators' events and the Postgres rows.
-pub fn check(events: &[ValidatorEvent], pg: &[PgTask], unreadable_log_lines: usize) -> CheckReport {
+pub fn check(
+    events: &[ValidatorEvent],
+    pg: &[PgTask],
+    pulls_stopped: Vec<String>,
+    unreadable_log_lines: usize,
+) -> CheckReport {
     let mut report = CheckReport {
         unreadable_log_lines,
+        pulls_stopped,
         ..CheckReport::default()
     };
     let mut handed_out: Vec<(String, String)> = Vec::new();
@@ -181,6 +220,7 @@ pub fn check(events: &[ValidatorEvent], pg: &[PgTask], unreadable_log_lines: usi
         };
         match event.kind.as_str() {
             "pull" if event.is_new_task() => handed_out.push(key()),
+            "pull" if event.outcome.as_deref() == Some("same") => report.same_task_pulls += 1,
             "verdict" => {
                 let outcome = event.outcome.as_deref().unwrap_or("");
                 if PROCESSED.contains(&outcome) {
@@ -200,8 +240,15 @@ pub fn check(events: &[ValidatorEvent], pg: &[PgTask], unreadable_log_lines: usi
             "rejected" => {
                 let status = event.status.unwrap_or(0);
                 *report.refusals.entry(status).or_default() += 1;
-                if status == 403 {
-                    report.in_doubt_resends += 1;
+                let message = event.message.as_deref().unwrap_or("");
+                match status {
+                    403 => report.in_doubt_resends += 1,
+                    401 if message.contains("Nonce is too old") => report.stale_requests += 1,
+                    401 => report.unauthorized.push(format!(
+                        "{}: {message}",
+                        &event.validator[..event.validator.len().min(8)]
+                    )),
+                    _ => {}
                 }
             }
             _ => {}
@@ -242,6 +289,12 @@ pub fn check(events: &[ValidatorEvent], pg: &[PgTask], unreadable_log_lines: usi
                 .push(format!("{name}: no task row ({:?})", verdict.outcome));
             continue;
         };
+        if task.submission_state.as_deref() == Some("failed") && task.by_submitter {
+            report
+                .answers_lost
+                .push(format!("{name}: validator saw {:?}", verdict.outcome));
+            continue;
+        }
         if task.submission_state.as_deref() != Some("completed") {
             report.missing_in_pg.push(format!(
                 "{name}: submission {:?}, task {}",
@@ -283,7 +336,12 @@ pub fn check(events: &[ValidatorEvent], pg: &[PgTask], unreadable_log_lines: usi
                 .push(format!("{name}: a task the validators never handed out"));
         }
         let completed = task.submission_state.as_deref() == Some("completed");
-        if task.status == "expired" {
+        let answer_lost = task.submission_state.as_deref() == Some("failed")
+            && task.by_submitter
+            && processed.contains_key(&key);
+        if answer_lost {
+            // Counted above; the task is closed (`failed`, with the send's error).
+        } else if task.status == "expired" {
             match &task.status_reason {
                 Some(reason) => report.expiries.push(format!("{name}: {reason}")),
                 None => report
@@ -346,7 +404,12 @@ mod tests {
             event("submit", "a", None),
             event("verdict", "a", Some("accepted")),
         ];
-        let report = check(&events, &[pg("a", Some("completed"), "submitted")], 0);
+        let report = check(
+            &events,
+            &[pg("a", Some("completed"), "submitted")],
+            Vec::new(),
+            0,
+        );
         assert!(report.failures().is_empty(), "{:?}", report.failures());
     }
 
@@ -366,7 +429,7 @@ mod tests {
             pg("twice", Some("completed"), "submitted"),
             pg("ghost", Some("completed"), "submitted"),
         ];
-        let report = check(&events, &rows, 0);
+        let report = check(&events, &rows, Vec::new(), 0);
         assert_eq!(report.lost.len(), 1, "{report:?}");
         assert_eq!(report.duplicates.len(), 1, "{report:?}");
         assert_eq!(report.missing_in_pg.len(), 1, "{report:?}");
@@ -375,5 +438,19 @@ mod tests {
         assert_eq!(report.missing_in_log.len(), 2, "{report:?}");
         assert_eq!(report.open_in_pg.len(), 1, "{report:?}");
         assert_eq!(report.failures().len(), 5, "{:?}", report.failures());
+    }
+
+    #[test]
+    fn a_processed_submission_whose_answer_was_lost_is_counted_not_failed() {
+        let events = [
+            event("pull", "a", Some("new")),
+            event("verdict", "a", Some("accepted")),
+        ];
+        let mut row = pg("a", Some("failed"), "failed");
+        row.validation_failed = None;
+        row.fidelity = None;
+        let report = check(&events, &[row], Vec::new(), 0);
+        assert_eq!(report.answers_lost.len(), 1, "{report:?}");
+        assert!(report.failures().is_empty(), "{:?}", report.failures());
     }
 }

@@ -107,9 +107,13 @@ pub struct SuiteSettings {
     pub proxy_faults_per_kind: usize,
     /// Random wait before each fault, after the previous recovery.
     pub delay: (Duration, Duration),
-    /// How long a fault lasts (a killed role stays down, a link stays broken, a service
-    /// stays stopped).
+    /// How long a killed role stays down (systemd's `RestartSec`) and RabbitMQ or
+    /// PostgreSQL stays stopped.
     pub hold: (Duration, Duration),
+    /// How long a link stays paused, dropped or reset: from shorter than every timeout on
+    /// that link (pull 5 s, submit 8 s, generate 4 s) to longer than all of them, so some
+    /// requests are cut mid-flight and some time out.
+    pub link_hold: (Duration, Duration),
     /// The fleet must be moving again (a new task pulled and a submission accepted) this long
     /// after a fault ends.
     pub recovery_bound: Duration,
@@ -132,7 +136,8 @@ impl SuiteSettings {
             postgres_restarts: 1,
             proxy_faults_per_kind: 1,
             delay: (Duration::from_millis(500), Duration::from_secs(3)),
-            hold: (Duration::from_millis(500), Duration::from_secs(4)),
+            hold: (Duration::from_millis(200), Duration::from_secs(4)),
+            link_hold: (Duration::from_millis(500), Duration::from_secs(12)),
             recovery_bound: Duration::from_secs(60),
             warmup_accepted: 3,
             settle: Duration::from_secs(5),
@@ -207,7 +212,13 @@ pub fn plan(settings: &SuiteSettings) -> Vec<PlannedFault> {
         .map(|fault| PlannedFault {
             fault,
             delay: between(&mut rng, settings.delay),
-            hold: between(&mut rng, settings.hold),
+            hold: between(
+                &mut rng,
+                match fault {
+                    Fault::Proxy(..) => settings.link_hold,
+                    _ => settings.hold,
+                },
+            ),
         })
         .collect()
 }
@@ -325,6 +336,28 @@ impl Harness {
                 return None;
             }
             self.supervise();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the role's current run logs a line containing `needle`; the time it was
+    /// seen, or `None` past `bound` from `since`.
+    async fn wait_role_output(
+        &mut self,
+        slot: RoleSlot,
+        needle: &str,
+        since: f64,
+        bound: Duration,
+    ) -> Option<f64> {
+        loop {
+            if self.fleet.role(slot).output().contains(needle) {
+                return Some(now_secs());
+            }
+            if now_secs() - since > bound.as_secs_f64() {
+                return None;
+            }
+            self.supervise();
+            self.log.refresh();
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -470,6 +503,19 @@ pub async fn run(
         let mut recovered_at = harness
             .wait_recovery(ended_at, settings.recovery_bound)
             .await;
+        if let (Fault::Kill(slot @ RoleSlot::Worker(_)), Some(pipeline)) =
+            (planned.fault, recovered_at)
+        {
+            // The other worker keeps the pipeline going: the restarted one has recovered
+            // when it publishes a result of its own.
+            let worked = harness
+                .wait_role_output(slot, "result published", ended_at, settings.recovery_bound)
+                .await;
+            recovered_at = worked.map(|t| t.max(pipeline));
+            if worked.is_none() {
+                notes.push("the restarted worker published no result within the bound".into());
+            }
+        }
         if recovered_at.is_none() && planned.fault == Fault::BrokerRestart {
             notes.push(format!(
                 "no recovery within {:?} after start_app: full node restart",
@@ -522,7 +568,13 @@ pub async fn run(
     harness.log.refresh();
     let client = harness.fleet.postgres.client(DBNAME).await?;
     let rows = checks::load_pg(&client).await?;
-    let check = checks::check(&harness.log.events, &rows, harness.log.unreadable_lines);
+    let pulls_stopped = checks::load_pulls_stopped(&client).await?;
+    let check = checks::check(
+        &harness.log.events,
+        &rows,
+        pulls_stopped,
+        harness.log.unreadable_lines,
+    );
     Ok(SuiteRun {
         seed: settings.seed,
         dir: dir.to_owned(),
@@ -616,12 +668,18 @@ impl SuiteRun {
             all.last().map(|s| format!("{s:.1}")).unwrap_or("-".into()),
         ));
         out.push_str(&format!(
-            "verdicts {:?} · postgres task statuses {:?} · refusals by status {:?} · expiries {}\n",
+            "verdicts {:?} · postgres task statuses {:?} · refusals by status {:?} (stale requests delivered late: {}) · expiries {} · answers lost {} · same-task pulls {}\n",
             c.verdicts,
             c.pg_statuses,
             c.refusals,
-            c.expiries.len()
+            c.stale_requests,
+            c.expiries.len(),
+            c.answers_lost.len(),
+            c.same_task_pulls,
         ));
+        for lost in &c.answers_lost {
+            out.push_str(&format!("- answer lost: {lost}\n"));
+        }
         if !self.unexpected_exits.is_empty() {
             out.push_str("\nroles that exited by themselves (restarted by the harness):\n");
             for exit in &self.unexpected_exits {
