@@ -421,14 +421,15 @@ impl Harness {
     }
 
     /// Whether every task is closed, no submission is being sent and the work queues are
-    /// empty.
+    /// empty. (A `failed` submission is final: the submitter gave up, or the puller's release
+    /// failed and the sweep retries it, which leaves its task open.)
     async fn drained(&self) -> Result<bool, SuiteError> {
         let client = self.fleet.postgres.client(DBNAME).await?;
         let open: i64 = client
             .query_one(
                 "SELECT (SELECT count(*) FROM tasks
                          WHERE status NOT IN ('submitted', 'submitted_empty', 'expired', 'failed'))
-                      + (SELECT count(*) FROM submissions WHERE state <> 'completed')",
+                      + (SELECT count(*) FROM submissions WHERE state = 'sending')",
                 &[],
             )
             .await?
