@@ -108,7 +108,8 @@ async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_
         .await
         .expect("db")
         .query_one(
-            "SELECT t.status, s.state, s.empty, s.empty_reason, s.claimed_by
+            "SELECT t.status, s.state, s.empty, s.empty_reason, s.claimed_by,
+                    s.validation_failed, s.task_fidelity_score
              FROM tasks t JOIN submissions s ON s.task_id = t.id WHERE t.task_id = $1",
             &[&task_id],
         )
@@ -123,6 +124,9 @@ async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_
         "the failed send's error is kept: {reason}"
     );
     assert!(row.get::<_, Option<String>>(4).is_none());
+    // The validator's feedback on the empty submission is recorded like any other.
+    assert_eq!(row.get::<_, Option<bool>>(5), Some(false));
+    assert_eq!(row.get::<_, Option<f32>>(6), Some(0.0));
     let same = fleet
         .events("pull")
         .iter()
