@@ -310,8 +310,9 @@ pub fn check(
                 task.empty
             ));
         }
-        if task.by_submitter {
-            // The validator's feedback: fidelity is the score when accepted, else 0.
+        {
+            // The validator's feedback (the submitter's sends and the puller's releases
+            // alike): fidelity is the score when accepted, else 0.
             let want = if outcome == "accepted" {
                 verdict.score.unwrap_or(0.0).min(1.0)
             } else {
