@@ -301,11 +301,15 @@ async fn release(
     )
     .await;
     let (record, report, label) = match outcome {
-        ReleaseOutcome::Released { cooldown_until } => {
+        ReleaseOutcome::Released {
+            cooldown_until,
+            feedback,
+        } => {
             let until = cooldown_until as f64;
             (
                 ReleaseRecord::Released {
                     cooldown_until: until,
+                    feedback,
                 },
                 JobOutcome::Released {
                     task_id: lost.task_id.clone(),

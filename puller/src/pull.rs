@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use splatfleet_common::{
     bittensor::{nonce::wall_clock_ns, AxonTarget, Dendrite, DendriteError},
-    protocol::sn17::{sign_license, ProtocolTask, PullTask, SubmitResults},
+    protocol::sn17::{sign_license, Feedback, ProtocolTask, PullTask, SubmitResults},
 };
 
 /// Longest task id the fleet records (the `tasks.task_id` column's limit).
@@ -98,8 +98,12 @@ pub async fn pull_task(dendrite: &Dendrite, target: &AxonTarget, timeout: Durati
 /// What an empty submission came to.
 #[derive(Debug, Clone)]
 pub enum ReleaseOutcome {
-    /// The validator took it; its cooldown now runs until `cooldown_until`.
-    Released { cooldown_until: i64 },
+    /// The validator took it; its cooldown now runs until `cooldown_until`. `feedback` is the
+    /// validator's answer to the empty submission, recorded like any other.
+    Released {
+        cooldown_until: i64,
+        feedback: Option<Feedback>,
+    },
     /// The validator had no such task for us any more (403): nothing held there.
     NotHeld(String),
     /// It did not answer usefully; try again later.
@@ -120,6 +124,7 @@ pub async fn release_empty(
     match dendrite.call(target, submission, timeout).await {
         Ok(response) => ReleaseOutcome::Released {
             cooldown_until: response.body.synapse.cooldown_until,
+            feedback: response.body.synapse.feedback,
         },
         Err(err) if err.status() == Some(403) => ReleaseOutcome::NotHeld(err.to_string()),
         Err(err) => ReleaseOutcome::Failed {

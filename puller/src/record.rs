@@ -13,6 +13,7 @@ use splatfleet_common::{
     db::{DbError, Pool},
     discovery::ValidatorInfo,
     messages::{TaskKind, TaskMsg, ValidatorRef},
+    protocol::sn17::Feedback,
 };
 
 use crate::validator_set::ValidatorSet;
@@ -443,6 +444,13 @@ pub async fn lost_tasks(pool: &Pool, grace_secs: u64) -> Result<Vec<LostTask>, D
 
 /// Takes the task's one submission for an empty release. `false`: the submitter (or an
 /// earlier release) already owns it.
+///
+/// A `failed` submission is taken over whoever failed it: an earlier release of ours, or a
+/// result the submitter gave up on (every send failed, or the validator refused it). Either
+/// way the validator never processed it; it still holds the task (that is why we release),
+/// and without the release it would hand the same task back on every pull for good. The row
+/// becomes the puller's empty release (`claimed_by` NULL), keeping the failed send's error in
+/// `empty_reason`.
 pub async fn claim_release(pool: &Pool, task_row: i64, reason: &str) -> Result<bool, DbError> {
     let claimed = client(pool)
         .await?
@@ -450,8 +458,12 @@ pub async fn claim_release(pool: &Pool, task_row: i64, reason: &str) -> Result<b
             "INSERT INTO submissions (task_id, empty, empty_reason, state, tries)
              VALUES ($1, true, $2, 'sending', 1)
              ON CONFLICT (task_id) DO UPDATE SET state = 'sending',
-                 tries = least(submissions.tries + 1, 32767)
-             WHERE submissions.empty AND submissions.state = 'failed'
+                 tries = least(submissions.tries + 1, 32767),
+                 empty_reason = CASE WHEN submissions.empty THEN submissions.empty_reason
+                     ELSE $2 || '; our result was not delivered: '
+                          || coalesce(submissions.error, 'no error recorded') END,
+                 empty = true, attempt_id = NULL, claimed_by = NULL, lease_until = NULL
+             WHERE submissions.state = 'failed'
              RETURNING id",
             &[&task_row, &reason],
         )
@@ -463,7 +475,10 @@ pub async fn claim_release(pool: &Pool, task_row: i64, reason: &str) -> Result<b
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReleaseRecord {
     /// The validator took it; cooldown until then (unix seconds).
-    Released { cooldown_until: f64 },
+    Released {
+        cooldown_until: f64,
+        feedback: Option<Feedback>,
+    },
     /// The validator no longer held it; we assume a cooldown until then.
     NotHeld {
         error: String,
@@ -481,38 +496,27 @@ pub async fn finish_release(
 ) -> Result<(), DbError> {
     let mut client = client(pool).await?;
     let tx = client.transaction().await?;
-    match outcome {
-        ReleaseRecord::Released { cooldown_until }
-        | ReleaseRecord::NotHeld {
-            assumed_cooldown_until: cooldown_until,
-            ..
-        } => {
-            let (status, error, http): (&str, Option<&str>, i16) = match outcome {
-                ReleaseRecord::NotHeld { error, .. } => ("expired", Some(error.as_str()), 403),
-                _ => ("submitted_empty", None, 200),
-            };
-            tx.execute(
-                "UPDATE submissions SET state = 'completed', sent_at = now(),
-                     completed_at = now(), http_status = $2, error = $3,
-                     cooldown_until = to_timestamp($4)
-                 WHERE task_id = $1",
-                &[&task_row, &http, &error, cooldown_until],
-            )
-            .await?;
-            tx.execute(
-                "UPDATE tasks SET status = $2, status_reason = 'released by the puller: lost',
-                     updated_at = now() WHERE id = $1",
-                &[&task_row, &status],
-            )
-            .await?;
-            tx.execute(
-                "UPDATE validator_state SET cooldown_until =
-                     greatest(cooldown_until, to_timestamp($2)), updated_at = now()
-                 FROM tasks t WHERE t.id = $1 AND validator_state.validator_id = t.validator_id",
-                &[&task_row, cooldown_until],
-            )
-            .await?;
-        }
+    let (status, error, http, cooldown_until, feedback) = match outcome {
+        ReleaseRecord::Released {
+            cooldown_until,
+            feedback,
+        } => (
+            "submitted_empty",
+            None,
+            200i16,
+            cooldown_until,
+            feedback.as_ref(),
+        ),
+        ReleaseRecord::NotHeld {
+            error,
+            assumed_cooldown_until,
+        } => (
+            "expired",
+            Some(error.as_str()),
+            403,
+            assumed_cooldown_until,
+            None,
+        ),
         ReleaseRecord::Failed { status, error } => {
             let http = status.and_then(|s| i16::try_from(s).ok());
             tx.execute(
@@ -521,8 +525,47 @@ pub async fn finish_release(
                 &[&task_row, &http, error],
             )
             .await?;
+            tx.commit().await?;
+            return Ok(());
         }
-    }
+    };
+    let generations =
+        feedback.map(|f| i32::try_from(f.generations_within_the_window).unwrap_or(i32::MAX));
+    tx.execute(
+        "UPDATE submissions SET state = 'completed', sent_at = now(),
+             completed_at = now(), http_status = $2, error = $3,
+             cooldown_until = to_timestamp($4),
+             validation_failed = $5, task_fidelity_score = $6,
+             average_fidelity_score = $7, generations_within_the_window = $8,
+             current_duel_rating = $9, current_miner_reward = $10
+         WHERE task_id = $1",
+        &[
+            &task_row,
+            &http,
+            &error,
+            cooldown_until,
+            &feedback.map(|f| f.validation_failed),
+            &feedback.map(|f| f.task_fidelity_score as f32),
+            &feedback.map(|f| f.average_fidelity_score as f32),
+            &generations,
+            &feedback.map(|f| f.current_duel_rating as f32),
+            &feedback.map(|f| f.current_miner_reward as f32),
+        ],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE tasks SET status = $2, status_reason = 'released by the puller: lost',
+             updated_at = now() WHERE id = $1",
+        &[&task_row, &status],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE validator_state SET cooldown_until =
+             greatest(cooldown_until, to_timestamp($2)), updated_at = now()
+         FROM tasks t WHERE t.id = $1 AND validator_state.validator_id = t.validator_id",
+        &[&task_row, cooldown_until],
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -7,6 +7,11 @@
 //! starts on 127.0.0.1.
 
 pub mod corpus;
+pub mod fault_proxy;
+pub mod fault_suite;
+pub mod fleet;
+pub mod private_broker;
+pub mod private_postgres;
 pub mod process;
 pub mod sim;
 

@@ -1,0 +1,138 @@
+//! A result the submitter gave up on (every send failed: the link to the validator was down
+//! longer than `max_send_tries` lasted) leaves its task `failed` with a non-empty `failed`
+//! submission, while the validator still holds the task and hands it back on every pull. The
+//! puller must release it with an empty submission so the validator hands out the next task;
+//! found by the fault suite (tests/RELIABILITY.md), where three of four validators stayed
+//! stuck on such tasks for the rest of the run, pulled every tick.
+
+mod support;
+
+use std::time::Duration;
+
+use splatfleet_common::{broker::Disposition, messages::TaskMsg};
+use support::{violations, Fleet};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_holds_it() {
+    let fleet = Fleet::start(1, Vec::new(), "").await;
+    // A stand-in for worker + submitter: the first task's send "fails for good", recorded as
+    // the submitter records a give-up; later tasks are acked and left alone.
+    let consumer = fleet
+        .broker
+        .consumer::<TaskMsg>(1, "gave-up-submitter")
+        .await
+        .expect("consumer");
+    let (pool, stop) = (fleet.pool.clone(), CancellationToken::new());
+    let first_task = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = first_task.clone();
+    let consuming = tokio::spawn(consumer.run(stop.clone(), move |incoming| {
+        let (pool, seen) = (pool.clone(), seen.clone());
+        async move {
+            let task = incoming.body;
+            let first = {
+                let mut seen = seen.lock().expect("first task");
+                let first = seen.is_none();
+                if first {
+                    *seen = Some(task.task_id.clone());
+                }
+                first
+            };
+            if first {
+                let client = pool.get().await.expect("db");
+                client
+                    .execute(
+                        "INSERT INTO submissions (task_id, empty, state, tries, claimed_by,
+                                                  error, completed_at, worker)
+                         SELECT id, false, 'failed', 8, 'submitter-test',
+                                'connection closed before message completed', now(), 'w/gpu0'
+                         FROM tasks WHERE task_id = $1",
+                        &[&task.task_id],
+                    )
+                    .await
+                    .expect("failed submission");
+                client
+                    .execute(
+                        "UPDATE tasks SET status = 'failed',
+                             status_reason = 'submission not delivered: connection closed'
+                         WHERE task_id = $1",
+                        &[&task.task_id],
+                    )
+                    .await
+                    .expect("failed task");
+            }
+            Disposition::Ack
+        }
+    }));
+    let mut puller = fleet.spawn_puller();
+
+    let mut released = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Some(task_id) = first_task.lock().expect("first task").clone() else {
+            continue;
+        };
+        let empty_verdict = fleet
+            .events("verdict")
+            .iter()
+            .any(|v| v["task_id"] == task_id.as_str() && v["outcome"] == "empty");
+        let next_task = fleet
+            .events("pull")
+            .iter()
+            .filter(|p| p["outcome"] == "new")
+            .count()
+            >= 2;
+        if empty_verdict && next_task {
+            released = true;
+            break;
+        }
+    }
+    puller.terminate();
+    let _ = puller.wait_exit(Duration::from_secs(15));
+    stop.cancel();
+    let _ = consuming.await;
+    let task_id = first_task
+        .lock()
+        .expect("first task")
+        .clone()
+        .expect("a task was pulled");
+    assert!(
+        released,
+        "the validator never got the task back (and never handed out another); pulls: {:?}; puller log:\n{}",
+        fleet.events("pull").len(),
+        puller.log.join("\n")
+    );
+    let row = fleet
+        .pool
+        .get()
+        .await
+        .expect("db")
+        .query_one(
+            "SELECT t.status, s.state, s.empty, s.empty_reason, s.claimed_by,
+                    s.validation_failed, s.task_fidelity_score
+             FROM tasks t JOIN submissions s ON s.task_id = t.id WHERE t.task_id = $1",
+            &[&task_id],
+        )
+        .await
+        .expect("the task's submission");
+    assert_eq!(row.get::<_, String>(0), "submitted_empty");
+    assert_eq!(row.get::<_, String>(1), "completed");
+    assert!(row.get::<_, bool>(2), "the release is an empty submission");
+    let reason: String = row.get(3);
+    assert!(
+        reason.contains("connection closed before message completed"),
+        "the failed send's error is kept: {reason}"
+    );
+    assert!(row.get::<_, Option<String>>(4).is_none());
+    // The validator's feedback on the empty submission is recorded like any other.
+    assert_eq!(row.get::<_, Option<bool>>(5), Some(false));
+    assert_eq!(row.get::<_, Option<f32>>(6), Some(0.0));
+    let same = fleet
+        .events("pull")
+        .iter()
+        .filter(|p| p["outcome"] == "same")
+        .count();
+    assert!(same <= 3, "the held task was pulled {same} times");
+    assert!(violations(&fleet).is_empty(), "{:?}", violations(&fleet));
+    fleet.finish().await;
+}
