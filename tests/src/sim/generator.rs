@@ -12,7 +12,6 @@
 
 use std::{
     collections::HashMap,
-    convert::Infallible,
     net::SocketAddr,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -26,14 +25,12 @@ use futures_util::{stream, StreamExt};
 use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::{
     body::{Frame, Incoming},
-    header,
-    service::service_fn,
-    Method, Request, Response, StatusCode,
+    header, Method, Request, Response, StatusCode,
 };
-use hyper_util::rt::TokioIo;
 use splatfleet_common::splat::{write_ply, Splat};
 
 use super::{
+    http_server::serve,
     misbehaviour::{full, SimBody},
     models::{self, SimRng},
 };
@@ -164,32 +161,15 @@ impl SimGenerator {
         };
         let settings = Arc::new(settings);
         let counter = Arc::clone(&requests);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let settings = Arc::clone(&settings);
-                let counter = Arc::clone(&counter);
-                let cached = cached.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let settings = Arc::clone(&settings);
-                        let counter = Arc::clone(&counter);
-                        let cached = cached.clone();
-                        async move {
-                            let response = match cached {
-                                Some(ply) => handle_cached(req, ply, &counter).await,
-                                None => handle(req, &settings, &counter).await,
-                            };
-                            Ok::<_, Infallible>(response)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let task = serve(listener, move |req| {
+            let settings = Arc::clone(&settings);
+            let counter = Arc::clone(&counter);
+            let cached = cached.clone();
+            async move {
+                match cached {
+                    Some(ply) => handle_cached(req, ply, &counter).await,
+                    None => handle(req, &settings, &counter).await,
+                }
             }
         });
         Ok(Self {

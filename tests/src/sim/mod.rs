@@ -7,6 +7,7 @@
 pub mod axon;
 pub mod events;
 pub mod generator;
+pub mod http_server;
 pub mod misbehaviour;
 pub mod models;
 pub mod pacer;

@@ -13,7 +13,6 @@
 //! HTTP 500, garbage, no score, hang) and a request log let tests see what the worker sent.
 
 use std::{
-    convert::Infallible,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
@@ -22,11 +21,12 @@ use std::{
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::{body::Incoming, header, service::service_fn, Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{body::Incoming, header, Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use splatfleet_common::splat::{decode_spz, read_ply, PlyLimits, Splat, SpzLimits};
 use tokio::{net::TcpListener, task::JoinHandle};
+
+use super::http_server::serve;
 
 /// The real service's cap on `data` (500 MiB of base64) plus room for the other fields.
 const MAX_REQUEST_BYTES: usize = 501 * 1024 * 1024;
@@ -115,25 +115,10 @@ impl SimValidation {
         let received = Arc::new(Mutex::new(Vec::new()));
         let settings = Arc::new(settings);
         let log = Arc::clone(&received);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let settings = Arc::clone(&settings);
-                let log = Arc::clone(&log);
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let settings = Arc::clone(&settings);
-                        let log = Arc::clone(&log);
-                        async move { Ok::<_, Infallible>(handle(req, &settings, &log).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let task = serve(listener, move |req| {
+            let settings = Arc::clone(&settings);
+            let log = Arc::clone(&log);
+            async move { handle(req, &settings, &log).await }
         });
         Ok(Self {
             addr,
