@@ -31,6 +31,12 @@ impl GenerateError {
             Self::NotPly { .. } => "not_ply",
         }
     }
+
+    /// The service could not be reached at all (nothing listening, connection refused):
+    /// it said nothing about the request.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Exchange(ExchangeError::Connect { .. }))
+    }
 }
 
 /// A client of one generation service.

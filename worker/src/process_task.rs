@@ -68,8 +68,22 @@ fn ms_since(start: Instant) -> u32 {
     u32::try_from(start.elapsed().as_millis()).unwrap_or(u32::MAX)
 }
 
+/// How long to wait before asking an unreachable generation service again, and how many
+/// times per task (each wait also stops at the time budget).
+const UNREACHABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const UNREACHABLE_RETRIES: u32 = 10;
+
+/// How one attempt ended.
+enum Attempted {
+    Passed(Chosen),
+    Failed,
+    /// The generation service could not be reached: the rung was not really tried.
+    Unreachable,
+}
+
 /// The attempt that passed, with what is needed to store it.
 struct Chosen {
+    /// Position of its record among the task's attempts.
     index: usize,
     ply_bytes: Bytes,
     decoded: Arc<PlyDecoded>,
@@ -132,25 +146,40 @@ impl TaskContext {
         let mut attempts = Vec::new();
         let mut chosen: Option<Chosen> = None;
         let stop_score = self.settings.stop_score();
-        for (index, step) in self.settings.ladder.iter().enumerate() {
+        let mut rung = 0;
+        let mut unreachable_retries = 0;
+        while let Some(step) = self.settings.ladder.get(rung) {
             let now = now_unix_ms();
             if now >= end {
                 break;
             }
             let remaining = std::time::Duration::from_millis(u64::try_from(end - now).unwrap_or(0));
             let timeout = remaining.min(self.settings.generate_timeout());
-            let (record, passed) = self.attempt(task, index, step, timeout).await;
+            let (record, attempted) = self.attempt(task, rung, step, timeout).await;
             attempts.push(record);
-            if let Some(passed) = passed {
-                let score = f64::from(passed.score);
-                // Keep the best passing attempt; ties keep the earlier one.
-                if chosen.as_ref().is_none_or(|best| passed.score > best.score) {
-                    chosen = Some(passed);
+            match attempted {
+                Attempted::Passed(mut passed) => {
+                    passed.index = attempts.len() - 1;
+                    let score = f64::from(passed.score);
+                    // Keep the best passing attempt; ties keep the earlier one.
+                    if chosen.as_ref().is_none_or(|best| passed.score > best.score) {
+                        chosen = Some(passed);
+                    }
+                    if score >= stop_score {
+                        break;
+                    }
                 }
-                if score >= stop_score {
-                    break;
+                // A service that cannot be reached said nothing about this rung's
+                // parameters: wait and ask again rather than spend the rung (a short outage
+                // would otherwise burn the whole ladder in seconds).
+                Attempted::Unreachable if unreachable_retries < UNREACHABLE_RETRIES => {
+                    unreachable_retries += 1;
+                    tokio::time::sleep(UNREACHABLE_WAIT.min(remaining)).await;
+                    continue;
                 }
+                Attempted::Unreachable | Attempted::Failed => {}
             }
+            rung += 1;
         }
         metrics::histogram!("splatfleet_worker_attempts_per_task").record(attempts.len() as f64);
         let Some(chosen) = chosen else {
@@ -167,7 +196,7 @@ impl TaskContext {
         index: usize,
         step: &BTreeMap<String, String>,
         timeout: std::time::Duration,
-    ) -> (AttemptRecord, Option<Chosen>) {
+    ) -> (AttemptRecord, Attempted) {
         let mut params = step.clone();
         params.insert(
             "seed".into(),
@@ -195,7 +224,12 @@ impl TaskContext {
                 metrics::counter!("splatfleet_worker_gate_decisions_total", "reason" => err.kind())
                     .increment(1);
                 record.error = Some(err.to_string());
-                return (record, None);
+                let ended = if err.is_unreachable() {
+                    Attempted::Unreachable
+                } else {
+                    Attempted::Failed
+                };
+                return (record, ended);
             }
         };
         let stage = Instant::now();
@@ -210,11 +244,11 @@ impl TaskContext {
                 metrics::counter!("splatfleet_worker_gate_decisions_total", "reason" => "bad_ply")
                     .increment(1);
                 record.error = Some(format!("PLY does not parse: {err}"));
-                return (record, None);
+                return (record, Attempted::Failed);
             }
             Err(err) => {
                 record.error = Some(format!("decoding task failed: {err}"));
-                return (record, None);
+                return (record, Attempted::Failed);
             }
         };
         record.gaussian_count = u32::try_from(decoded.report.count).ok();
@@ -233,7 +267,7 @@ impl TaskContext {
             Ok(judged) => judged,
             Err(err) => {
                 record.error = Some(format!("gate task failed: {err}"));
-                return (record, None);
+                return (record, Attempted::Failed);
             }
         };
         record.local_score = Some(verdict.local_score);
@@ -244,7 +278,7 @@ impl TaskContext {
             .increment(1);
         if !verdict.passed {
             record.error = Some(verdict.reasons_text());
-            return (record, None);
+            return (record, Attempted::Failed);
         }
         let decoded = Arc::new(decoded);
         let (score, spz) = match &self.validation {
@@ -261,7 +295,7 @@ impl TaskContext {
                     Tier2::Failed(reason) => {
                         record.gate_passed = Some(false);
                         record.error = Some(reason);
-                        return (record, None);
+                        return (record, Attempted::Failed);
                     }
                 }
             }
@@ -274,7 +308,7 @@ impl TaskContext {
             score,
             spz,
         };
-        (record, Some(chosen))
+        (record, Attempted::Passed(chosen))
     }
 
     /// Tier 2: encodes the model as SPZ (what a validator receives) and asks the validation

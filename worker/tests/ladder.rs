@@ -1,7 +1,8 @@
 //! The retry ladder against the simulated generator's bad models: a sparse first answer is
 //! gated out and the enhanced retry is submitted; tasks whose every answer is degenerate or
 //! under the gaussian floor end Empty naming the rule; with a stop score above every attempt
-//! the whole ladder runs and the best attempt by local score is kept.
+//! the whole ladder runs and the best attempt by local score is kept; a generation service
+//! that is down at first is waited for without spending ladder rungs.
 
 mod support;
 
@@ -9,8 +10,8 @@ use std::collections::BTreeMap;
 
 use splatfleet_common::messages::{ResultMsg, ResultOutcome, TaskKind};
 use splatfleet_tests::{
-    delete_topology,
-    sim::{AnswerMix, Fault},
+    delete_topology, free_addr,
+    sim::{AnswerMix, Fault, SimGenerator},
 };
 use support::{small_models, task, Harness};
 
@@ -170,4 +171,55 @@ async fn an_unreachable_stop_score_runs_the_whole_ladder_and_keeps_the_best_atte
         result.attempts[usize::from(*chosen_attempt)].ply.is_some(),
         "the chosen attempt names its stored PLY"
     );
+}
+
+#[tokio::test]
+async fn a_generation_service_down_at_first_is_waited_for_without_spending_rungs() {
+    // Nothing listens on this port until the service comes up 1.5 s into the task.
+    let late = free_addr();
+    let harness = Harness::start_with(small_models(Fault::None), |config| {
+        config.worker.generation_endpoints = vec![format!("http://{late}")];
+        config.worker.ladder = vec![rung(&[])];
+    })
+    .await;
+    harness
+        .send(&task("t-late", TaskKind::Text, "a tin robot"))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let service = SimGenerator::start(late.port(), small_models(Fault::None))
+        .await
+        .expect("the late generation service starts");
+    let result = harness.next_result().await;
+    let ResultOutcome::Ready { chosen_attempt, .. } = &result.outcome else {
+        panic!(
+            "expected Ready, got {:?} after {:?}",
+            result.outcome, result.attempts
+        );
+    };
+    let tries = result.attempts.len();
+    assert!(
+        tries >= 2,
+        "the first try found nothing listening: {:?}",
+        result.attempts
+    );
+    assert_eq!(
+        usize::from(*chosen_attempt),
+        tries - 1,
+        "the last try is the one kept"
+    );
+    for attempt in &result.attempts[..tries - 1] {
+        let error = attempt.error.as_deref().unwrap_or_default();
+        assert!(error.contains("could not be reached"), "{error}");
+    }
+    for attempt in &result.attempts {
+        assert_eq!(
+            attempt.params.get("attempt").map(String::as_str),
+            Some("0"),
+            "one rung, retried"
+        );
+    }
+    assert_eq!(service.requests(), 1);
+    let (broker, config) = harness.stop().await;
+    broker.close().await;
+    delete_topology(&config.broker).await;
 }
