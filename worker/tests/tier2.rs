@@ -146,6 +146,29 @@ impl Direct {
     }
 }
 
+/// A one-rung worker context whose validation service scores every model `score` (keep
+/// the generator alive while the context is used).
+async fn one_rung_scored(score: f64) -> (SimGenerator, SimValidation, Direct) {
+    let generator = SimGenerator::start(0, generator_settings(GAUSSIANS))
+        .await
+        .expect("generator");
+    let validation = SimValidation::start(
+        0,
+        ValidationSettings {
+            fixed_score: Some(score),
+            ..ValidationSettings::default()
+        },
+    )
+    .await
+    .expect("validation service");
+    let settings = WorkerSettings {
+        ladder: vec![Default::default()],
+        ..worker_settings(&generator)
+    };
+    let direct = Direct::new(settings, Some(&validation.url()));
+    (generator, validation, direct)
+}
+
 fn expect_ready(result: &ResultMsg) -> (f32, u16) {
     match &result.outcome {
         ResultOutcome::Ready {
@@ -268,23 +291,7 @@ async fn tier2_score_under_the_threshold_fails_every_attempt_and_ends_empty() {
 
 #[tokio::test]
 async fn a_task_announcing_a_higher_threshold_is_held_to_it() {
-    let generator = SimGenerator::start(0, generator_settings(GAUSSIANS))
-        .await
-        .expect("generator");
-    let validation = SimValidation::start(
-        0,
-        ValidationSettings {
-            fixed_score: Some(0.65),
-            ..ValidationSettings::default()
-        },
-    )
-    .await
-    .expect("validation service");
-    let settings = WorkerSettings {
-        ladder: vec![Default::default()],
-        ..worker_settings(&generator)
-    };
-    let direct = Direct::new(settings, Some(&validation.url()));
+    let (_generator, _validation, direct) = one_rung_scored(0.65).await;
     let mut strict = task("t-tier2-strict", "a vase");
     strict.validation_threshold = 0.7;
     let result = direct.context.process(&strict).await.expect("answered");
@@ -472,23 +479,7 @@ fn png_prompt() -> String {
 
 #[tokio::test]
 async fn an_image_task_is_validated_at_the_image_endpoint_with_its_image() {
-    let generator = SimGenerator::start(0, generator_settings(GAUSSIANS))
-        .await
-        .expect("generator");
-    let validation = SimValidation::start(
-        0,
-        ValidationSettings {
-            fixed_score: Some(0.75),
-            ..ValidationSettings::default()
-        },
-    )
-    .await
-    .expect("validation service");
-    let settings = WorkerSettings {
-        ladder: vec![Default::default()],
-        ..worker_settings(&generator)
-    };
-    let direct = Direct::new(settings, Some(&validation.url()));
+    let (_generator, validation, direct) = one_rung_scored(0.75).await;
     let prompt = png_prompt();
     let mut image = task("t-tier2-image", &prompt);
     image.kind = TaskKind::Image;
