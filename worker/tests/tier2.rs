@@ -15,7 +15,7 @@ use std::{
 use splatfleet_common::{
     artifacts::ArtifactStore,
     config::{Config, ValidationUnavailable, WorkerSettings},
-    messages::{AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef},
+    messages::{AttemptRecord, ResultMsg, ResultOutcome, TaskKind},
 };
 use splatfleet_kernels::Renderer;
 use splatfleet_tests::{
@@ -29,7 +29,7 @@ use splatfleet_tests::{
 use splatfleet_worker::{
     generation_client::GenerationClient, validation_client::ValidationClient, Gate, TaskContext,
 };
-use support::Harness;
+use support::{task, Harness};
 
 mod support;
 
@@ -94,28 +94,6 @@ fn generator_settings(gaussians: usize) -> GeneratorSettings {
     GeneratorSettings {
         gaussians,
         ..GeneratorSettings::default()
-    }
-}
-
-fn task(id: &str, prompt: &str) -> TaskMsg {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    TaskMsg {
-        task_id: id.into(),
-        validator: ValidatorRef {
-            uid: 3,
-            hotkey: "5FakeHotkey".into(),
-            ip: "127.0.0.1".into(),
-            port: 9100,
-        },
-        kind: TaskKind::Text,
-        prompt: prompt.into(),
-        validation_threshold: 0.6,
-        throttle_period_secs: 0,
-        pulled_at_unix_ms: now,
-        deadline_unix_ms: now + 60_000,
     }
 }
 
@@ -206,7 +184,9 @@ async fn tier1_and_tier2_pass_ends_ready_with_the_service_scores_recorded() {
         config.worker.validation_endpoints = vec![validation.url()];
     })
     .await;
-    harness.send(&task("t-tier2-pass", "a red teapot")).await;
+    harness
+        .send(&task("t-tier2-pass", TaskKind::Text, "a red teapot"))
+        .await;
     let result = harness.next_result().await;
 
     let (local_score, chosen) = expect_ready(&result);
@@ -256,7 +236,7 @@ async fn tier2_score_under_the_threshold_fails_every_attempt_and_ends_empty() {
     let direct = Direct::new(worker_settings(&generator), Some(&validation.url()));
     let result = direct
         .context
-        .process(&task("t-tier2-low", "a chair"))
+        .process(&task("t-tier2-low", TaskKind::Text, "a chair"))
         .await
         .expect("answered");
     let reason = expect_empty(&result);
@@ -292,7 +272,7 @@ async fn tier2_score_under_the_threshold_fails_every_attempt_and_ends_empty() {
 #[tokio::test]
 async fn a_task_announcing_a_higher_threshold_is_held_to_it() {
     let (_generator, _validation, direct) = one_rung_scored(0.65).await;
-    let mut strict = task("t-tier2-strict", "a vase");
+    let mut strict = task("t-tier2-strict", TaskKind::Text, "a vase");
     strict.validation_threshold = 0.7;
     let result = direct.context.process(&strict).await.expect("answered");
     let reason = expect_empty(&result);
@@ -317,7 +297,7 @@ async fn a_model_failing_tier1_never_reaches_the_validation_service() {
     let direct = Direct::new(settings, Some(&validation.url()));
     let result = direct
         .context
-        .process(&task("t-tier1-fail", "a sparse lamp"))
+        .process(&task("t-tier1-fail", TaskKind::Text, "a sparse lamp"))
         .await
         .expect("answered");
     let reason = expect_empty(&result);
@@ -371,7 +351,7 @@ async fn with_outage(outage: Outage, policy: ValidationUnavailable, id: &str) ->
     let direct = Direct::new(settings, Some(&url));
     let result = direct
         .context
-        .process(&task(id, "a blue mug"))
+        .process(&task(id, TaskKind::Text, "a blue mug"))
         .await
         .expect("answered");
     (result, service.map_or(0, |s| s.requests()))
@@ -481,8 +461,7 @@ fn png_prompt() -> String {
 async fn an_image_task_is_validated_at_the_image_endpoint_with_its_image() {
     let (_generator, validation, direct) = one_rung_scored(0.75).await;
     let prompt = png_prompt();
-    let mut image = task("t-tier2-image", &prompt);
-    image.kind = TaskKind::Image;
+    let image = task("t-tier2-image", TaskKind::Image, &prompt);
     let result = direct.context.process(&image).await.expect("answered");
     let (local_score, _) = expect_ready(&result);
     assert_eq!(local_score, 0.75);
