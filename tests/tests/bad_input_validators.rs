@@ -3,17 +3,14 @@
 //! error naming the problem, with the validator's own text cut short (errors are logged and
 //! stored), then talk to the same validator normally once it behaves.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use splatfleet_common::{
-    bittensor::{
-        dendrite::MAX_ERROR_TEXT_CHARS, AxonTarget, Dendrite, DendriteError, DendriteSettings,
-    },
+    bittensor::{dendrite::MAX_ERROR_TEXT_CHARS, Dendrite, DendriteError, DendriteSettings},
     protocol::sn17::{ProtocolTask, PullTask},
 };
 use splatfleet_tests::sim::{
-    events::EventLog,
-    setup::{self, Network, NetworkSettings},
+    setup::{self, MinerFixture, NetworkSettings},
     Misbehaviour, RuleSettings, ScoreMode, ScoreSettings,
 };
 
@@ -23,16 +20,13 @@ const CAP: usize = 8 * 1024 * 1024;
 /// An error's text may quote the validator this much, plus our own words around it.
 const MAX_ERROR_LEN: usize = MAX_ERROR_TEXT_CHARS * 4 + 256;
 
-struct Fixture {
-    network: Network,
-    dendrite: Dendrite,
-    target: AxonTarget,
-    keys_dir: PathBuf,
-}
+/// The shared fixture, so this file can give it its own methods.
+struct Fixture(MinerFixture);
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.keys_dir).ok();
+impl std::ops::Deref for Fixture {
+    type Target = MinerFixture;
+    fn deref(&self) -> &MinerFixture {
+        &self.0
     }
 }
 
@@ -41,7 +35,7 @@ async fn start() -> Fixture {
     let settings = NetworkSettings {
         count: 1,
         base_port: 0,
-        keys_dir: keys_dir.clone(),
+        keys_dir,
         rules: RuleSettings::default(),
         scoring: ScoreSettings {
             mode: ScoreMode::PayloadSize,
@@ -51,18 +45,7 @@ async fn start() -> Fixture {
         seed: 3,
         stake: 5_000.0,
     };
-    let network = setup::start(&settings, EventLog::in_memory())
-        .await
-        .expect("sim starts");
-    let miner = setup::load_or_create(&keys_dir, "miner").expect("miner wallet");
-    let dendrite = Dendrite::new(Arc::new(miner), DendriteSettings::default());
-    let target = network.list.validators[0].axon();
-    Fixture {
-        network,
-        dendrite,
-        target,
-        keys_dir,
-    }
+    Fixture(MinerFixture::start(&settings).await)
 }
 
 impl Fixture {

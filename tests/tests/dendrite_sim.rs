@@ -2,7 +2,7 @@
 //! pull, submit (accepted, rejected with penalty, empty, bad license), the axon's 401/403/404/500
 //! answers, the response cap, timeouts, refused connections, and the cooldown with time scaling.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -16,22 +16,19 @@ use splatfleet_common::{
 };
 use splatfleet_tests::sim::{
     events::EventLog,
-    setup::{self, Network, NetworkSettings},
+    setup::{self, MinerFixture, NetworkSettings},
     RuleSettings, ScoreMode, ScoreSettings,
 };
 
 const CALL: Duration = Duration::from_secs(5);
 
-struct Fixture {
-    network: Network,
-    dendrite: Dendrite,
-    target: AxonTarget,
-    keys_dir: PathBuf,
-}
+/// The shared fixture, so this file can give it its own methods.
+struct Fixture(MinerFixture);
 
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        std::fs::remove_dir_all(&self.keys_dir).ok();
+impl std::ops::Deref for Fixture {
+    type Target = MinerFixture;
+    fn deref(&self) -> &MinerFixture {
+        &self.0
     }
 }
 
@@ -40,7 +37,7 @@ async fn start(count: u16, time_scale: f64) -> Fixture {
     let settings = NetworkSettings {
         count,
         base_port: 0,
-        keys_dir: keys_dir.clone(),
+        keys_dir,
         rules: RuleSettings {
             time_scale,
             ..RuleSettings::default()
@@ -56,18 +53,7 @@ async fn start(count: u16, time_scale: f64) -> Fixture {
         seed: 7,
         stake: 5_000.0,
     };
-    let network = setup::start(&settings, EventLog::in_memory())
-        .await
-        .expect("sim starts");
-    let miner = setup::load_or_create(&keys_dir, "miner").expect("miner wallet");
-    let dendrite = Dendrite::new(Arc::new(miner), DendriteSettings::default());
-    let target = network.list.validators[0].axon();
-    Fixture {
-        network,
-        dendrite,
-        target,
-        keys_dir,
-    }
+    Fixture(MinerFixture::start(&settings).await)
 }
 
 impl Fixture {

@@ -9,7 +9,7 @@ use std::{
 use splatfleet_common::{
     bittensor::{
         wallet::{load_hotkey_file, write_seed_keyfile},
-        Hotkey,
+        AxonTarget, Dendrite, DendriteSettings, Hotkey,
     },
     discovery::{static_list::StaticValidatorList, ValidatorInfo},
 };
@@ -142,4 +142,39 @@ pub async fn start_with(
         tasks,
         events,
     })
+}
+
+/// A started network with a miner wallet and a dendrite aimed at validator 0: where tests that
+/// talk to one simulated validator through the real transport begin. Its keys directory
+/// (`settings.keys_dir`) is removed on drop.
+#[derive(Debug)]
+pub struct MinerFixture {
+    pub network: Network,
+    pub dendrite: Dendrite,
+    pub target: AxonTarget,
+    pub keys_dir: PathBuf,
+}
+
+impl MinerFixture {
+    /// Starts the network of `settings` and the miner's dendrite (panics on failure: tests).
+    pub async fn start(settings: &NetworkSettings) -> Self {
+        let network = start(settings, EventLog::in_memory())
+            .await
+            .expect("sim starts");
+        let miner = load_or_create(&settings.keys_dir, "miner").expect("miner wallet");
+        let dendrite = Dendrite::new(Arc::new(miner), DendriteSettings::default());
+        let target = network.list.validators[0].axon();
+        Self {
+            network,
+            dendrite,
+            target,
+            keys_dir: settings.keys_dir.clone(),
+        }
+    }
+}
+
+impl Drop for MinerFixture {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.keys_dir).ok();
+    }
 }
