@@ -211,6 +211,8 @@ pub fn check(
     };
     let mut handed_out: Vec<(String, String)> = Vec::new();
     let mut processed: HashMap<(String, String), Vec<&ValidatorEvent>> = HashMap::new();
+    // Tasks a resend reached after the first copy (its answer lost in a fault).
+    let mut resent: HashSet<(String, String)> = HashSet::new();
     for event in events {
         let key = || {
             (
@@ -228,6 +230,7 @@ pub fn check(
                     processed.entry(key()).or_default().push(event);
                 } else if UNPROCESSED.contains(&outcome) {
                     report.in_doubt_resends += 1;
+                    resent.insert(key());
                 } else {
                     *report.verdicts.entry(outcome.to_owned()).or_default() += 1;
                 }
@@ -303,6 +306,15 @@ pub fn check(
             continue;
         }
         let outcome = verdict.outcome.as_deref().unwrap_or("");
+        if resent.contains(key) && task.fidelity == Some(0.0) && outcome != "empty" {
+            // The first copy was processed but its answer never came back (the send timed
+            // out in a link fault); the resend was refused as "not your task" with fidelity 0,
+            // and that refusal is all the fleet could see and record.
+            report.answers_lost.push(format!(
+                "{name}: validator saw {outcome}, the resend's refusal was recorded"
+            ));
+            continue;
+        }
         let empty_in_log = outcome == "empty";
         if task.empty != Some(empty_in_log) {
             report.feedback_problems.push(format!(
@@ -439,6 +451,24 @@ mod tests {
         assert_eq!(report.missing_in_log.len(), 2, "{report:?}");
         assert_eq!(report.open_in_pg.len(), 1, "{report:?}");
         assert_eq!(report.failures().len(), 5, "{:?}", report.failures());
+    }
+
+    #[test]
+    fn a_resend_refused_after_its_first_copy_was_accepted_is_counted_not_failed() {
+        let events = [
+            event("pull", "a", Some("new")),
+            event("verdict", "a", Some("accepted")),
+            event("verdict", "a", Some("wrong_task")),
+        ];
+        let mut row = pg("a", Some("completed"), "submitted");
+        row.validation_failed = Some(false);
+        row.fidelity = Some(0.0);
+        let report = check(&events, &[row.clone()], Vec::new(), 0);
+        assert_eq!(report.answers_lost.len(), 1, "{report:?}");
+        assert!(report.failures().is_empty(), "{:?}", report.failures());
+        // Without the resend, the same rows are a feedback mismatch.
+        let report = check(&events[..2], &[row], Vec::new(), 0);
+        assert_eq!(report.feedback_problems.len(), 1, "{report:?}");
     }
 
     #[test]
