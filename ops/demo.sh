@@ -3,6 +3,7 @@
 #
 #   ops/demo.sh [--tasks N] [--timeout SECS] [--profile release|debug] [--no-build]
 #               [--run-dir DIR] [--drop-db]
+#               [--duration SECS] [--validators N] [--time-scale X] [--sample-secs N]
 #
 # It runs ops/dev-up.sh, builds the binaries, then starts as separate processes, all reading
 # one generated config in a run directory (target/demo/<UTC time>/, every process's log there):
@@ -24,6 +25,12 @@
 # The run directory also gets summary.env (the counts, for scripts), report.txt, and
 # metrics/<process>.prom, each role's /metrics as scraped at the end of the run.
 #
+# Long runs (ops/bench/soak.sh): --duration SECS runs the fleet for that long instead of up to a
+# task count (exit 0 when every process stayed up throughout); --validators and --time-scale
+# change the simulated network (default 8 at 60x); --sample-secs N appends, every N seconds,
+# each process's memory, CPU time, threads and open files to resources.tsv, the database's size
+# and row counts to database.tsv, and this run's queue depths to queues.tsv.
+#
 # Environment: DEMO_TASKS, DEMO_TIMEOUT_SECS, DEMO_PROFILE (same as the flags), CARGO_TARGET_DIR,
 # SPLATFLEET_TEST_PG_{HOST,PORT,USER,PASSWORD} and SPLATFLEET_TEST_AMQP_URL (where PostgreSQL and
 # RabbitMQ are; defaults: ops/dev-up.sh's on 127.0.0.1).
@@ -40,6 +47,8 @@ RUN=
 VALIDATORS=8
 TIME_SCALE=60
 GAUSSIANS=8000
+DURATION=0
+SAMPLE_SECS=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 2; }
@@ -58,11 +67,23 @@ while [ $# -gt 0 ]; do
         --run-dir) RUN=${2:?--run-dir needs a directory}; shift 2 ;;
         --run-dir=*) RUN=${1#*=}; shift ;;
         --drop-db) DROP_DB=1; shift ;;
+        --duration) DURATION=${2:?--duration needs seconds}; shift 2 ;;
+        --duration=*) DURATION=${1#*=}; shift ;;
+        --validators) VALIDATORS=${2:?--validators needs a number}; shift 2 ;;
+        --validators=*) VALIDATORS=${1#*=}; shift ;;
+        --time-scale) TIME_SCALE=${2:?--time-scale needs a number}; shift 2 ;;
+        --time-scale=*) TIME_SCALE=${1#*=}; shift ;;
+        --sample-secs) SAMPLE_SECS=${2:?--sample-secs needs seconds}; shift 2 ;;
+        --sample-secs=*) SAMPLE_SECS=${1#*=}; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
 [[ $TASKS =~ ^[1-9][0-9]*$ ]] || die "--tasks must be a positive number, not '$TASKS'"
+[[ $DURATION =~ ^[0-9]+$ ]] || die "--duration must be a number of seconds, not '$DURATION'"
+[[ $VALIDATORS =~ ^[1-9][0-9]*$ ]] || die "--validators must be a positive number, not '$VALIDATORS'"
+[[ $TIME_SCALE =~ ^[1-9][0-9]*$ ]] || die "--time-scale must be a positive whole number, not '$TIME_SCALE'"
+[[ $SAMPLE_SECS =~ ^[0-9]+$ ]] || die "--sample-secs must be a number of seconds, not '$SAMPLE_SECS'"
 # About 1.5 tasks a second come from 8 validators with 5 s cooldowns; leave room for a slow machine.
 [ -n "$TIMEOUT" ] || TIMEOUT=$((120 + TASKS * 3))
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive number of seconds, not '$TIMEOUT'"
@@ -343,8 +364,8 @@ progress() {
         text=$(scrape "${WORKER_PORTS[gpu]}")
         generated=$((generated + $(metric_sum "$text" splatfleet_worker_results_total)))
     done
-    printf 'demo: [%4ds] pulled %3d  generated %3d  submitted %3d (empty %d)  accepted %3d  / %d\n' \
-        $((SECONDS - run_started)) "$pulled" "$generated" "$submitted" "$empties" "$accepted" "$TASKS"
+    printf 'demo: [%4ds] pulled %3d  generated %3d  submitted %3d (empty %d)  accepted %3d  / %s\n' \
+        $((SECONDS - run_started)) "$pulled" "$generated" "$submitted" "$empties" "$accepted" "$target"
 }
 check_alive() {
     local name
@@ -354,16 +375,64 @@ check_alive() {
     done
 }
 
+# sample: one row per process in resources.tsv (seconds into the run, name, pid, resident
+# KiB, CPU clock ticks so far, threads, open files), one in database.tsv and one per queue of
+# this run in queues.tsv (ready messages, from the puller's gauges), for ops/bench/soak.sh.
+sample() {
+    local t=$((SECONDS - run_started)) name pid rss cpu_threads fds row text
+    for name in "${ORDER[@]}"; do
+        pid=${PIDS[$name]:-}
+        [ -n "$pid" ] || continue
+        rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
+        [ -n "$rss" ] || continue
+        # Fields after the command name's ')': utime and stime are the 12th and 13th, threads the 18th.
+        cpu_threads=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{printf "%d\t%d", $12 + $13, $18}')
+        fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$name" "$pid" "$rss" "$cpu_threads" "$fds"
+    done >>"$RUN/resources.tsv"
+    row=$(psql_db "$DB" "SELECT pg_database_size(current_database()),
+        (SELECT count(*) FROM tasks), (SELECT count(*) FROM attempts),
+        (SELECT count(*) FROM submissions),
+        (SELECT count(*) FROM tasks WHERE status NOT IN ('submitted', 'submitted_empty', 'expired', 'failed'))" \
+        2>/dev/null | tr '|' '\t') || row=""
+    [ -z "$row" ] || printf '%s\t%s\n' "$t" "$row" >>"$RUN/database.tsv"
+    text=$(scrape "$PULLER_PORT")
+    printf '%s\n' "$text" | awk -v t="$t" -F'[{}"= ]+' \
+        '/^splatfleet_broker_queue_messages_ready\{/ { printf "%s\t%s\t%s\n", t, $3, $NF }' \
+        >>"$RUN/queues.tsv"
+}
+
 run_started=$SECONDS
-deadline=$((SECONDS + TIMEOUT))
-completed=0
+if [ "$DURATION" -gt 0 ]; then
+    deadline=$((SECONDS + DURATION)) progress_every=30 target="${DURATION}s"
+    say "running for ${DURATION}s (--duration)"
+else
+    deadline=$((SECONDS + TIMEOUT)) progress_every=2 target=$TASKS
+fi
+if [ "$SAMPLE_SECS" -gt 0 ]; then
+    printf 'seconds\tprocess\tpid\trss_kib\tcpu_ticks\tthreads\topen_files\n' >"$RUN/resources.tsv"
+    printf 'seconds\tdatabase_bytes\ttasks\tattempts\tsubmissions\topen_tasks\n' >"$RUN/database.tsv"
+    printf 'seconds\tqueue\tready\n' >"$RUN/queues.tsv"
+fi
+completed=0 last_progress=-1000 last_sample=-1000
 while :; do
+    if [ "$SAMPLE_SECS" -gt 0 ] && [ $((SECONDS - last_sample)) -ge "$SAMPLE_SECS" ]; then
+        last_sample=$SECONDS
+        sample
+    fi
     sleep 2
     check_alive
-    progress
-    if [ "$submitted" -ge "$TASKS" ]; then completed=1; break; fi
-    [ "$SECONDS" -lt "$deadline" ] || break
+    if [ $((SECONDS - last_progress)) -ge "$progress_every" ]; then
+        last_progress=$SECONDS
+        progress
+    fi
+    if [ "$DURATION" -eq 0 ] && [ "$submitted" -ge "$TASKS" ]; then completed=1; break; fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        [ "$DURATION" -eq 0 ] || completed=1
+        break
+    fi
 done
+[ "$SAMPLE_SECS" -eq 0 ] || sample
 
 # Every role's metrics as they stand, for the record (ops/test.sh lints them with promtool).
 scrape "$PULLER_PORT" >"$RUN/metrics/puller.prom"
@@ -408,6 +477,10 @@ say "contact sheets ($sheets PNGs, 4x4 views each): $RUN/artifacts/preview/"
 if [ "$DROP_DB" -eq 1 ]; then db_note="$DB (dropped at exit)"; else db_note=$DB; fi
 say "logs: $RUN/logs/   config: $CONFIG   database: $db_note"
 say "pulled $pulled, submitted $submitted ($empties empty), accepted $accepted in ${run_secs}s"
+if [ "$DURATION" -gt 0 ]; then
+    say "done: ran ${DURATION}s with every process up; $submitted tasks submitted"
+    exit 0
+fi
 if [ "$completed" -ne 1 ]; then
     say "FAILED: only $submitted of $TASKS tasks were submitted within ${TIMEOUT}s"
     exit 1
