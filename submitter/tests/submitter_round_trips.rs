@@ -5,7 +5,9 @@
 //! protocol: the proxy only reads the frontend messages it forwards). A round trip is one
 //! message the client waits on a `ReadyForQuery` for: a `Sync` (extended protocol: one
 //! prepare, or one bind/execute of a prepared statement) or a simple `Query` (`BEGIN`,
-//! `COMMIT`). `Parse` counts statements prepared, `Execute` statements run. Next to the wire
+//! `COMMIT`), less the `Close` + `Sync` pairs tokio-postgres sends without waiting when it
+//! drops a prepared statement. `Parse` counts statements prepared, `Execute` statements
+//! run. Next to the wire
 //! counts, `pg_stat_database.xact_commit` of this test's own database gives the transactions
 //! the server saw, as ops/BENCH.md reads them (nothing else uses the database while it is
 //! measured: the test waits on the simulated validators and the proxy, not on SQL).
@@ -49,6 +51,8 @@ struct WireCounts {
     parses: AtomicU64,
     /// Statements executed (`E`).
     executes: AtomicU64,
+    /// Prepared statements closed (`C`), each with a `Sync` nobody waits on.
+    closes: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +61,7 @@ struct Snapshot {
     syncs: u64,
     parses: u64,
     executes: u64,
+    closes: u64,
 }
 
 impl WireCounts {
@@ -66,6 +71,7 @@ impl WireCounts {
             syncs: self.syncs.load(Ordering::SeqCst),
             parses: self.parses.load(Ordering::SeqCst),
             executes: self.executes.load(Ordering::SeqCst),
+            closes: self.closes.load(Ordering::SeqCst),
         }
     }
 
@@ -75,6 +81,7 @@ impl WireCounts {
             b'S' => &self.syncs,
             b'P' => &self.parses,
             b'E' => &self.executes,
+            b'C' => &self.closes,
             _ => return,
         };
         counter.fetch_add(1, Ordering::SeqCst);
@@ -231,9 +238,10 @@ async fn round_trips_per_submitted_task_on_the_normal_path() {
 
     let per_task = |before: u64, after: u64| (after - before) as f64 / TASKS as f64;
     let round_trips = per_task(
-        wire_before.syncs + wire_before.queries,
-        wire_after.syncs + wire_after.queries,
+        wire_before.syncs + wire_before.queries - wire_before.closes,
+        wire_after.syncs + wire_after.queries - wire_after.closes,
     );
+    let closes = per_task(wire_before.closes, wire_after.closes);
     let parses = per_task(wire_before.parses, wire_after.parses);
     let executes = per_task(wire_before.executes, wire_after.executes);
     let simple = per_task(wire_before.queries, wire_after.queries);
@@ -241,7 +249,7 @@ async fn round_trips_per_submitted_task_on_the_normal_path() {
     println!(
         "submitter, per submitted task ({TASKS} tasks): {round_trips:.2} round trips \
          ({simple:.2} simple queries), {parses:.2} statements prepared, {executes:.2} \
-         statements executed, {transactions:.2} transactions committed (xact_commit)"
+         statements executed, {closes:.2} statements closed, {transactions:.2} transactions committed (xact_commit)"
     );
 
     rig.wait_count(
