@@ -176,12 +176,7 @@ impl Handler {
         let known = match &loaded {
             Ok(_) => {
                 let first = db_retry("claim task", self.db_backoff, &self.stop, || {
-                    record::claim_first(
-                        &self.pool,
-                        &msg.validator.hotkey,
-                        &msg.task_id,
-                        &request,
-                    )
+                    record::claim_first(&self.pool, &msg.validator.hotkey, &msg.task_id, &request)
                 })
                 .await?;
                 match first {
@@ -324,7 +319,9 @@ impl Handler {
                     })
                     .await?;
                     let Some(now_tries) = marked else {
-                        tracing::warn!("another submitter took the submission over; leaving it to them");
+                        tracing::warn!(
+                            "another submitter took the submission over; leaving it to them"
+                        );
                         return Ok(Disposition::Ack);
                     };
                     now_tries

@@ -723,8 +723,7 @@ pub async fn finish(
     let f = feedback.as_ref();
     let generations = f.map(|f| i32::try_from(f.generations_within_the_window).unwrap_or(i32::MAX));
     let statement = prepared(&client, &FINISH_SQL).await?;
-    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        vec![&task_row, &claimed_by];
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&task_row, &claimed_by];
     params.extend(columns.params());
     let validation_failed = f.map(|f| f.validation_failed);
     let fidelity = f.map(|f| f.task_fidelity_score as f32);

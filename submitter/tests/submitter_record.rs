@@ -15,6 +15,9 @@ use splatfleet_tests::FreshDatabase;
 const HOTKEY: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
 const ME: &str = "test-host:1:aaaaaaaa";
 
+/// `attempt_no, params.seed, started_at, finished_at, gate_passed` of an attempt row.
+type AttemptSummary = (i16, Option<String>, f64, f64, Option<bool>);
+
 async fn database() -> (FreshDatabase, Pool) {
     let db = FreshDatabase::create().await;
     let pool = db::connect(&db.settings).await.expect("database");
@@ -120,7 +123,10 @@ fn answered() -> Finish {
 }
 
 /// `state, tries, claimed_by, sent_at IS NOT NULL, lease_until > now()` of the task's row.
-async fn submission(pool: &Pool, task_row: i64) -> Option<(String, i16, Option<String>, bool, bool)> {
+async fn submission(
+    pool: &Pool,
+    task_row: i64,
+) -> Option<(String, i16, Option<String>, bool, bool)> {
     pool.get()
         .await
         .expect("client")
@@ -213,10 +219,15 @@ async fn claim_first_writes_nothing_for_an_unknown_task_or_an_existing_row() {
         let first = record::claim_first(&pool, HOTKEY, task_id, &request())
             .await
             .expect("claim");
-        assert!(matches!(first, FirstClaim::Existing(ref t) if t.id == row), "{first:?}");
-        let (state, now_tries, now_claimed_by, _, _) =
-            submission(&pool, row).await.expect("row");
-        assert_eq!((state.as_str(), now_tries, now_claimed_by), ("sending", tries, claimed_by));
+        assert!(
+            matches!(first, FirstClaim::Existing(ref t) if t.id == row),
+            "{first:?}"
+        );
+        let (state, now_tries, now_claimed_by, _, _) = submission(&pool, row).await.expect("row");
+        assert_eq!(
+            (state.as_str(), now_tries, now_claimed_by),
+            ("sending", tries, claimed_by)
+        );
     }
     pool.close();
     db.drop_now().await;
@@ -290,10 +301,16 @@ async fn finish_records_everything_once_and_nothing_when_the_row_is_not_ours() {
     assert_eq!(got.get::<_, f64>(4), 1_900_000_000.0);
     assert!(got.get::<_, bool>(5));
     assert_eq!(got.get::<_, i16>(6), 2, "the chosen attempt is linked");
-    assert_eq!(got.get::<_, Option<String>>(7).as_deref(), Some("ply/aa/a.ply"));
+    assert_eq!(
+        got.get::<_, Option<String>>(7).as_deref(),
+        Some("ply/aa/a.ply")
+    );
     assert_eq!(got.get::<_, Option<i16>>(8), Some(3));
     assert_eq!(got.get::<_, String>(9), "submitted");
-    assert_eq!(got.get::<_, Option<String>>(10).as_deref(), Some("submitted"));
+    assert_eq!(
+        got.get::<_, Option<String>>(10).as_deref(),
+        Some("submitted")
+    );
     assert_eq!(got.get::<_, f64>(11), 1_900_000_000.0);
     let attempts = client
         .query(
@@ -304,15 +321,27 @@ async fn finish_records_everything_once_and_nothing_when_the_row_is_not_ours() {
         )
         .await
         .expect("attempts");
-    let attempts: Vec<(i16, Option<String>, f64, f64, Option<bool>)> = attempts
+    let attempts: Vec<AttemptSummary> = attempts
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
     assert_eq!(
         attempts,
         vec![
-            (1, Some("1".into()), 1_700_000_000.0, 1_700_000_001.5, Some(false)),
-            (2, Some("2".into()), 1_700_000_000.0, 1_700_000_001.5, Some(true)),
+            (
+                1,
+                Some("1".into()),
+                1_700_000_000.0,
+                1_700_000_001.5,
+                Some(false)
+            ),
+            (
+                2,
+                Some("2".into()),
+                1_700_000_000.0,
+                1_700_000_001.5,
+                Some(true)
+            ),
         ]
     );
     drop(client);
