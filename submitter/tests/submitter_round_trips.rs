@@ -252,6 +252,12 @@ async fn round_trips_per_submitted_task_on_the_normal_path() {
          statements executed, {closes:.2} statements closed, {transactions:.2} transactions committed (xact_commit)"
     );
 
+    // The normal path is one statement before the send and one after it (2.00 here; each
+    // pooled connection prepares them once more on first use). Before claim_first and the
+    // one-statement finish it was 10 statements and 22 round trips.
+    assert!(executes <= 2.5, "{executes:.2} statements per task");
+    assert!(round_trips <= 4.0, "{round_trips:.2} round trips per task");
+
     rig.wait_count(
         "SELECT count(*) FROM submissions WHERE state = 'completed' AND tries = 1",
         i64::try_from(TASKS + 1).expect("count"),
