@@ -1,6 +1,12 @@
-//! Handling one `ResultMsg` delivery, exactly once per task: find the task, skip it if its
-//! submission already finished, load the model, claim the submission row, send (again after
-//! transient failures, while worth it), record everything in one transaction, then ack.
+//! Handling one `ResultMsg` delivery, exactly once per task: load the model, claim the
+//! submission row, send (again after transient failures, while worth it), record everything
+//! in one statement, then ack.
+//!
+//! The normal path (the puller recorded the task, nobody claimed it yet) costs one statement
+//! before the send: task lookup, claim and the first send's mark together
+//! (`record::claim_first`). Anything else (a task to adopt, a submission row already there,
+//! a model that cannot be loaded) goes step by step: find the task, skip it if its submission
+//! already finished (or record it as late or unloadable), claim, mark, send.
 //!
 //! Redeliveries: a result whose submission completed (or failed for good) is acked without
 //! sending. One whose sender died mid-send (a `sending` row whose lease ran out) is sent
@@ -22,6 +28,7 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use splatfleet_common::{
     artifacts::ArtifactStore,
     bittensor::{AxonTarget, Dendrite},
@@ -33,8 +40,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::{
-    load_artifact, metrics,
-    record::{self, Claim, ClaimRequest, Finish, SubmissionState},
+    load_artifact::{self, LoadError},
+    metrics,
+    record::{self, Claim, ClaimRequest, Finish, FirstClaim, SubmissionState, TaskRow},
     retry::{db_retry, Backoff, DbRetryError, SendPolicy},
     sign,
     submit::{self, SendOutcome},
@@ -53,22 +61,32 @@ pub struct Handler {
     /// This process's name on the rows it claims.
     pub instance: String,
     pub stop: CancellationToken,
-    /// Task rows being handled in this process (a redelivery waits for the first).
-    in_flight: Mutex<HashSet<i64>>,
+    /// Tasks (validator hotkey, task id) being handled in this process (a redelivery waits
+    /// for the first): a claim by this same instance succeeds, so only this keeps two
+    /// deliveries here from both sending.
+    in_flight: Mutex<HashSet<(String, String)>>,
 }
 
-/// Removes a task row from the in-flight set when dropped.
+/// Removes a task from the in-flight set when dropped.
 struct InFlight<'a> {
     handler: &'a Handler,
-    task_row: i64,
+    task: (String, String),
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if let Ok(mut set) = self.handler.in_flight.lock() {
-            set.remove(&self.task_row);
+            set.remove(&self.task);
         }
     }
+}
+
+/// A result's model, loaded, and what its claim records.
+struct Loaded<'m> {
+    /// `None`: an empty result.
+    spz: Option<Bytes>,
+    empty_reason: Option<&'m str>,
+    local_score: Option<f32>,
 }
 
 fn now_secs() -> f64 {
@@ -143,12 +161,58 @@ impl Handler {
     }
 
     async fn handle_result(&self, msg: &ResultMsg) -> Result<Disposition, Stop> {
+        let _guard = self.enter(msg).await?;
+        // The model is loaded before anything is claimed: a result that cannot be loaded
+        // must leave no submission row behind (the puller releases its task once lost).
+        let loaded = self.load(msg).await;
+        let request = ClaimRequest {
+            claimed_by: &self.instance,
+            lease_secs: self.lease_secs(),
+            empty_reason: loaded.as_ref().ok().and_then(|l| l.empty_reason),
+            worker: &msg.worker,
+            local_score: loaded.as_ref().ok().and_then(|l| l.local_score),
+            result_finished_unix_ms: msg.finished_at_unix_ms,
+        };
+        let known = match &loaded {
+            Ok(_) => {
+                let first = db_retry("claim task", self.db_backoff, &self.stop, || {
+                    record::claim_first(&self.pool, &msg.validator.hotkey, &msg.task_id, &request)
+                })
+                .await?;
+                match first {
+                    FirstClaim::Claimed(task) => {
+                        // Claimed and marked as sent once: straight to the send.
+                        let spz = loaded.ok().and_then(|l| l.spz);
+                        return self.send(msg, &task, spz, Some(1)).await;
+                    }
+                    FirstClaim::Existing(task) => Some(task),
+                    FirstClaim::UnknownTask => None,
+                }
+            }
+            Err(_) => None,
+        };
+        self.handle_slowly(msg, known, loaded, &request).await
+    }
+
+    /// Everything but the normal path, step by step: an adopted task, a redelivery, a take-over,
+    /// a late or unloadable result.
+    async fn handle_slowly(
+        &self,
+        msg: &ResultMsg,
+        known: Option<TaskRow>,
+        loaded: Result<Loaded<'_>, LoadError>,
+        request: &ClaimRequest<'_>,
+    ) -> Result<Disposition, Stop> {
         let validator = msg.validator.hotkey.as_str();
-        let task = db_retry("find task", self.db_backoff, &self.stop, || {
-            record::find_or_adopt_task(&self.pool, msg)
-        })
-        .await?;
-        let _guard = self.enter(task.id).await?;
+        let task = match known {
+            Some(task) => task,
+            None => {
+                db_retry("find task", self.db_backoff, &self.stop, || {
+                    record::find_or_adopt_task(&self.pool, msg)
+                })
+                .await?
+            }
+        };
         let state = db_retry("read submission", self.db_backoff, &self.stop, || {
             record::submission_state(&self.pool, task.id)
         })
@@ -156,48 +220,22 @@ impl Handler {
         if let Some(disposition) = self.already_handled(msg, task.id, &state).await? {
             return Ok(disposition);
         }
-
-        let (spz, empty_reason, local_score) = match &msg.outcome {
-            ResultOutcome::Ready {
-                ply,
-                spz,
-                local_score,
-                ..
-            } => match load_artifact::load_spz(
-                &self.store,
-                ply,
-                spz.as_ref(),
-                self.max_artifact_bytes,
-            )
-            .await
-            {
-                Ok(bytes) => (Some(bytes), None, Some(*local_score)),
-                Err(err) => {
-                    tracing::error!(%err, "cannot load the result's model; recording it and dead-lettering the result");
-                    let reason = err.to_string();
-                    db_retry("record unloadable", self.db_backoff, &self.stop, || {
-                        record::record_unloadable(&self.pool, task.id, msg, &reason)
-                    })
-                    .await?;
-                    metrics::submission(validator, "unloadable");
-                    return Ok(Disposition::DeadLetter);
-                }
-            },
-            ResultOutcome::Empty { reason } => (None, Some(reason.as_str()), None),
+        let spz = match loaded {
+            Ok(loaded) => loaded.spz,
+            Err(err) => {
+                tracing::error!(%err, "cannot load the result's model; recording it and dead-lettering the result");
+                let reason = err.to_string();
+                db_retry("record unloadable", self.db_backoff, &self.stop, || {
+                    record::record_unloadable(&self.pool, task.id, msg, &reason)
+                })
+                .await?;
+                metrics::submission(validator, "unloadable");
+                return Ok(Disposition::DeadLetter);
+            }
         };
-
-        let request = ClaimRequest {
-            task_row: task.id,
-            claimed_by: &self.instance,
-            lease_secs: self.lease_secs(),
-            empty_reason: empty_reason.map(|r| if r.is_empty() { "empty result" } else { r }),
-            worker: &msg.worker,
-            local_score,
-            result_finished_unix_ms: msg.finished_at_unix_ms,
-        };
-        let mut tries = loop {
+        let tries = loop {
             let claim = db_retry("claim submission", self.db_backoff, &self.stop, || {
-                record::claim(&self.pool, &request)
+                record::claim(&self.pool, task.id, request)
             })
             .await?;
             match claim {
@@ -218,7 +256,54 @@ impl Handler {
         if tries > 0 {
             tracing::warn!(tries, "completing a send that was interrupted");
         }
+        self.send(msg, &task, spz, None).await
+    }
 
+    /// The model to submit (`None`: an empty result), with what the claim records about it.
+    async fn load<'m>(&self, msg: &'m ResultMsg) -> Result<Loaded<'m>, LoadError> {
+        match &msg.outcome {
+            ResultOutcome::Ready {
+                ply,
+                spz,
+                local_score,
+                ..
+            } => {
+                let bytes = load_artifact::load_spz(
+                    &self.store,
+                    ply,
+                    spz.as_ref(),
+                    self.max_artifact_bytes,
+                )
+                .await?;
+                Ok(Loaded {
+                    spz: Some(bytes),
+                    empty_reason: None,
+                    local_score: Some(*local_score),
+                })
+            }
+            ResultOutcome::Empty { reason } => Ok(Loaded {
+                spz: None,
+                empty_reason: Some(if reason.is_empty() {
+                    "empty result"
+                } else {
+                    reason.as_str()
+                }),
+                local_score: None,
+            }),
+        }
+    }
+
+    /// Sends our claimed submission (again after transient failures, while worth it) and
+    /// records how it ended. `marked`: the send count when the claim already recorded the
+    /// first send (the normal path's [`record::claim_first`]).
+    async fn send(
+        &self,
+        msg: &ResultMsg,
+        task: &TaskRow,
+        spz: Option<Bytes>,
+        mut marked: Option<u32>,
+    ) -> Result<Disposition, Stop> {
+        let validator = msg.validator.hotkey.as_str();
         let target = AxonTarget {
             ip: msg.validator.ip.clone(),
             port: msg.validator.port,
@@ -226,15 +311,22 @@ impl Handler {
         };
         let mut failures_here = 0u32;
         let finish = loop {
-            let marked = db_retry("mark sending", self.db_backoff, &self.stop, || {
-                record::mark_sending(&self.pool, task.id, &self.instance, self.lease_secs())
-            })
-            .await?;
-            let Some(now_tries) = marked else {
-                tracing::warn!("another submitter took the submission over; leaving it to them");
-                return Ok(Disposition::Ack);
+            let tries = match marked.take() {
+                Some(tries) => tries,
+                None => {
+                    let marked = db_retry("mark sending", self.db_backoff, &self.stop, || {
+                        record::mark_sending(&self.pool, task.id, &self.instance, self.lease_secs())
+                    })
+                    .await?;
+                    let Some(now_tries) = marked else {
+                        tracing::warn!(
+                            "another submitter took the submission over; leaving it to them"
+                        );
+                        return Ok(Disposition::Ack);
+                    };
+                    now_tries
+                }
             };
-            tries = now_tries;
             let submission = sign::signed_submission(
                 self.dendrite.hotkey(),
                 &msg.validator.hotkey,
@@ -313,17 +405,18 @@ impl Handler {
     }
 
     /// Waits until no other delivery of this task is handled in this process, then marks it.
-    async fn enter(&self, task_row: i64) -> Result<InFlight<'_>, Stop> {
+    async fn enter(&self, msg: &ResultMsg) -> Result<InFlight<'_>, Stop> {
+        let task = (msg.validator.hotkey.clone(), msg.task_id.clone());
         loop {
             let inserted = self
                 .in_flight
                 .lock()
-                .map(|mut set| set.insert(task_row))
+                .map(|mut set| set.insert(task.clone()))
                 .unwrap_or(true);
             if inserted {
                 return Ok(InFlight {
                     handler: self,
-                    task_row,
+                    task,
                 });
             }
             tokio::select! {
