@@ -432,7 +432,6 @@ while :; do
         break
     fi
 done
-[ "$SAMPLE_SECS" -eq 0 ] || sample
 
 # Every role's metrics as they stand, for the record (ops/test.sh lints them with promtool).
 scrape "$PULLER_PORT" >"$RUN/metrics/puller.prom"
@@ -449,6 +448,8 @@ while [ "$open" -gt 0 ] && [ "$SECONDS" -lt "$drain_deadline" ]; do
     progress
 done
 run_secs=$((SECONDS - run_started))
+# The last sample: after the drain, before the processes stop (the puller already has).
+[ "$SAMPLE_SECS" -eq 0 ] || sample
 cleanup
 
 # --- the report ---------------------------------------------------------------------------

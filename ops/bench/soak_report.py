@@ -130,7 +130,7 @@ def main():
         out.append(
             f"| {name} | {mib(rss(first)):.1f} | {mib(rss(ref)):.1f} | {mib(rss(last)):.1f} | "
             f"{mib(max(rss(r) for r in rows)):.1f} | {mib(growth):+.1f} MiB ({100.0 * growth / max(rss(ref), 1):+.1f} %) | "
-            f"≤ {mib(bound_kib):.1f} {'ok' if ok else '**FAIL**'} | {trend:+.2f} | {cpu:.0f} | "
+            f"≤ {mib(bound_kib):.1f} {'ok' if ok else '**FAIL**'} | {trend:+.2f} | {cpu:.1f} | "
             f"{ref['threads']}→{last['threads']} | {ref['open_files']}→{last['open_files']} |")
 
     out.append("\nLog lines at ERROR and WARN level:\n")
@@ -153,10 +153,11 @@ def main():
         out.append(f"- size {int(first['database_bytes']) / 2**20:.1f} → {int(last['database_bytes']) / 2**20:.1f} MiB "
                    f"for {first['tasks']} → {last['tasks']} tasks"
                    + (f" ({dbytes / dt / 1024:.1f} KiB per task)" if dt > 0 else ""))
+        left_open = int(summary.get("tasks_open", last["open_tasks"]) or 0)
         out.append(f"- attempts {last['attempts']}, submissions {last['submissions']}; "
-                   f"open tasks: max {max(int(r['open_tasks']) for r in db)}, at the end {last['open_tasks']}")
-        if int(last["open_tasks"]) != 0:
-            failures.append(f"{last['open_tasks']} tasks still open after the drain")
+                   f"open tasks: max {max(int(r['open_tasks']) for r in db)}, after the drain {left_open}")
+        if left_open != 0:
+            failures.append(f"{left_open} tasks still open after the drain")
         half = [r for r in db if int(r["seconds"]) >= end_t // 2]
         if len(half) >= 2 and int(half[-1]["tasks"]) > int(half[0]["tasks"]) and dt > 0:
             late = (int(half[-1]["database_bytes"]) - int(half[0]["database_bytes"])) / (int(half[-1]["tasks"]) - int(half[0]["tasks"]))
