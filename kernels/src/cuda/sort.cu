@@ -69,6 +69,21 @@ extern "C" __global__ void depth_keys(const unsigned int* __restrict__ counts, c
     values[k] = o;
 }
 
+// The same keys in 32 bits when they fit: a visible depth lies in [near, far] with near > 0,
+// where float bits order like the floats, so (view << depth_bits) | (bits - near_bits) sorts
+// exactly as the 64-bit key does (the validator's rig: 27 depth bits + 4 view bits).
+extern "C" __global__ void depth_keys_u32(const unsigned int* __restrict__ counts, const unsigned int* __restrict__ positions,
+                                          const float* __restrict__ depths, unsigned int n, unsigned int views,
+                                          unsigned int near_bits, unsigned int depth_bits,
+                                          unsigned int* __restrict__ keys, unsigned int* __restrict__ values)
+{
+    unsigned int o = blockIdx.x * blockDim.x + threadIdx.x;
+    if (o >= n * views || counts[o] == 0) return;
+    unsigned int k = positions[o];
+    keys[k] = ((o / n) << depth_bits) | (__float_as_uint(depths[o]) - near_bits);
+    values[k] = o;
+}
+
 // 1 where a (view, gaussian) pair touches any tile.
 extern "C" __global__ void visible_flags(const unsigned int* __restrict__ counts, unsigned int vn,
                                          unsigned int* __restrict__ flags)

@@ -200,6 +200,9 @@ impl Buffers {
         grow(stream, &mut self.depth_values_alt, k)?;
         grow(stream, &mut self.sorted_counts, k)?;
         grow(stream, &mut self.emit_offsets, k)?;
+        // The 32-bit depth keys sort in the intersection key buffers (free until binning).
+        grow(stream, &mut self.keys, k)?;
+        grow(stream, &mut self.keys_alt, k)?;
         let blocks = k.div_ceil(super::launch::RADIX_CHUNK);
         grow(stream, &mut self.histogram, 256 * blocks)?;
         grow(stream, &mut self.histogram_scan, 256 * blocks)

@@ -21,6 +21,30 @@ const SCAN_TILE: usize = 1024;
 /// Keys per radix block (`RADIX_CHUNK` in sort.cu).
 pub const RADIX_CHUNK: usize = 2048;
 
+/// The visible depths' range as float bits, for 32-bit depth keys: every visible depth lies
+/// in the rig's [near, far], so its bits minus `near_bits` fit in `bits`.
+#[derive(Debug, Clone, Copy)]
+pub struct DepthSpan {
+    pub near_bits: u32,
+    pub bits: u32,
+}
+
+impl DepthSpan {
+    /// `None` unless every camera has 0 < near ≤ far < ∞ (where float bits order like floats).
+    pub fn of(rig: &Rig) -> Option<Self> {
+        let near = rig.cameras.iter().map(|c| c.near).reduce(f32::min)?;
+        let far = rig.cameras.iter().map(|c| c.far).reduce(f32::max)?;
+        if !(near > 0.0 && far.is_finite() && far >= near) {
+            return None;
+        }
+        let span = far.to_bits() - near.to_bits();
+        Some(Self {
+            near_bits: near.to_bits(),
+            bits: (u32::BITS - span.leading_zeros()).max(1),
+        })
+    }
+}
+
 /// The scratch buffers a radix sort borrows.
 struct RadixBuffers<'a> {
     histogram: &'a mut CudaSlice<u32>,
@@ -36,6 +60,7 @@ pub struct Kernels {
     scan_add: CudaFunction,
     visible_flags: CudaFunction,
     depth_keys: CudaFunction,
+    depth_keys_u32: CudaFunction,
     gather_counts: CudaFunction,
     emit_tile_keys: CudaFunction,
     radix_histogram_u64: CudaFunction,
@@ -75,6 +100,7 @@ impl Kernels {
             scan_add: sort.load_function("scan_add")?,
             visible_flags: sort.load_function("visible_flags")?,
             depth_keys: sort.load_function("depth_keys")?,
+            depth_keys_u32: sort.load_function("depth_keys_u32")?,
             gather_counts: sort.load_function("gather_counts")?,
             emit_tile_keys: sort.load_function("emit_tile_keys")?,
             radix_histogram_u64: sort.load_function("radix_histogram_u64")?,
@@ -184,6 +210,7 @@ impl Kernels {
 
     /// Writes the depth keys of the visible pairs, sorts them by (view, depth), and scans
     /// their tile counts in that order into emission offsets; returns the intersections.
+    #[allow(clippy::too_many_arguments)]
     pub fn depth_order(
         &self,
         stream: &Arc<CudaStream>,
@@ -192,8 +219,53 @@ impl Kernels {
         views: usize,
         visible: usize,
         view_bits: u32,
+        depth_span: Option<DepthSpan>,
     ) -> Result<u32, DriverError> {
-        let (n32, v32, k32) = (n as u32, views as u32, visible as u32);
+        let (n32, v32) = (n as u32, views as u32);
+        if let Some(span) = depth_span.filter(|s| s.bits + view_bits <= 32) {
+            let mut launch = stream.launch_builder(&self.depth_keys_u32);
+            launch
+                .arg(&b.tile_counts)
+                .arg(&b.visible_positions)
+                .arg(&b.depths)
+                .arg(&n32)
+                .arg(&v32)
+                .arg(&span.near_bits)
+                .arg(&span.bits)
+                .arg(&mut b.keys)
+                .arg(&mut b.depth_values);
+            // SAFETY: matches `depth_keys_u32`; `keys` and `depth_values` hold `visible`
+            // entries (ensure_visible).
+            unsafe { launch.launch(linear(n * views, 256)) }?;
+            let Buffers {
+                keys,
+                keys_alt,
+                depth_values,
+                depth_values_alt,
+                histogram,
+                histogram_scan,
+                scan_sums,
+                ..
+            } = &mut *b;
+            let mut sort = RadixBuffers {
+                histogram,
+                histogram_scan,
+                scan_sums,
+            };
+            self.radix_sort(
+                stream,
+                &self.radix_histogram_u32,
+                &self.radix_scatter_u32,
+                keys,
+                keys_alt,
+                depth_values,
+                depth_values_alt,
+                &mut sort,
+                visible,
+                span.bits + view_bits,
+            )?;
+            return self.emission_offsets(stream, b, visible);
+        }
         let mut launch = stream.launch_builder(&self.depth_keys);
         launch
             .arg(&b.tile_counts)
@@ -234,6 +306,18 @@ impl Kernels {
                 32 + view_bits,
             )?;
         }
+        self.emission_offsets(stream, b, visible)
+    }
+
+    /// Gathers the tile counts in depth order and scans them into emission offsets; returns
+    /// the intersections.
+    fn emission_offsets(
+        &self,
+        stream: &Arc<CudaStream>,
+        b: &mut Buffers,
+        visible: usize,
+    ) -> Result<u32, DriverError> {
+        let k32 = visible as u32;
         let mut launch = stream.launch_builder(&self.gather_counts);
         launch
             .arg(&b.depth_values)
@@ -559,5 +643,37 @@ impl Kernels {
             .arg(&mut b.summary);
         // SAFETY: matches `pack_metrics`; summary holds 13 entries per view plus one.
         unsafe { launch.launch(linear(views * 13 + 1, 128)) }.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DepthSpan;
+    use crate::rig::Rig;
+
+    #[test]
+    fn the_validator_rig_s_depths_fit_27_bits_and_keep_their_order() {
+        let rig = Rig::validator();
+        let span = DepthSpan::of(&rig).expect("near 0.01, far 100");
+        assert_eq!(span.bits, 27);
+        // Float bits minus the near plane's order as the depths do, across the whole range.
+        let mut depths: Vec<f32> = (0..10_000)
+            .map(|i| 0.01 + (100.0 - 0.01) * ((i as f32 * 0.618_034) % 1.0))
+            .chain([0.01, 100.0, 2.5, 2.500_000_2])
+            .collect();
+        depths.sort_by(f32::total_cmp);
+        let keys: Vec<u32> = depths.iter().map(|d| d.to_bits() - span.near_bits).collect();
+        assert!(keys.windows(2).all(|k| k[0] <= k[1]));
+        assert!(keys.iter().all(|&k| k < 1 << span.bits));
+    }
+
+    #[test]
+    fn a_rig_with_a_non_positive_near_plane_keeps_64_bit_keys() {
+        let mut rig = Rig::validator();
+        rig.cameras[3].near = 0.0;
+        assert!(DepthSpan::of(&rig).is_none());
+        rig.cameras[3].near = 0.01;
+        rig.cameras[5].far = f32::INFINITY;
+        assert!(DepthSpan::of(&rig).is_none());
     }
 }

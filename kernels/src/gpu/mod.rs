@@ -198,7 +198,15 @@ impl GpuRenderer {
             .map_err(GpuError::from)?;
         let intersections = if visible > 0 {
             self.kernels
-                .depth_order(&self.stream, &mut self.bufs, n, views, visible, view_bits)
+                .depth_order(
+                    &self.stream,
+                    &mut self.bufs,
+                    n,
+                    views,
+                    visible,
+                    view_bits,
+                    launch::DepthSpan::of(rig),
+                )
                 .map_err(GpuError::from)? as usize
         } else {
             0
