@@ -62,7 +62,15 @@ pub struct ControlLoop {
     last_set: Option<ValidatorSet>,
     jobs: JoinSet<JobReport>,
     pulls_in_flight: usize,
+    /// When every validator was last read from Postgres (unix seconds; 0: never).
+    last_full_snapshot: f64,
 }
+
+/// Between full reads, only validators holding a task are read from Postgres: only the
+/// submitter changes the others' standing (it closes the task and records the cooldown), and
+/// it does so for tasks we hold. The full read every few seconds catches anything else (a
+/// second puller, a hand edit).
+const FULL_SNAPSHOT_EVERY_SECS: f64 = 5.0;
 
 impl ControlLoop {
     pub async fn new(config: Config, pool: Pool, broker: Arc<Broker>) -> Result<Self, PullerError> {
@@ -95,6 +103,7 @@ impl ControlLoop {
             last_set: None,
             jobs: JoinSet::new(),
             pulls_in_flight: 0,
+            last_full_snapshot: 0.0,
         })
     }
 
@@ -359,7 +368,25 @@ impl ControlLoop {
     /// Folds what Postgres knows (cooldowns, the latest task of each validator and whether
     /// it is still open) into the scheduler.
     async fn refresh_from_postgres(&mut self) -> Result<(), PullerError> {
-        for snap in record::snapshot(&self.pool).await? {
+        let now = now_secs();
+        let full = now - self.last_full_snapshot >= FULL_SNAPSHOT_EVERY_SECS;
+        let holding: Vec<String> = if full {
+            Vec::new()
+        } else {
+            self.scheduler
+                .validators()
+                .filter(|(_, standing)| standing.held_task.is_some())
+                .map(|(hotkey, _)| hotkey.clone())
+                .collect()
+        };
+        if !full && holding.is_empty() {
+            return Ok(());
+        }
+        let snapshots = record::snapshot(&self.pool, (!full).then_some(holding.as_slice())).await?;
+        if full {
+            self.last_full_snapshot = now;
+        }
+        for snap in snapshots {
             if let Some(until) = snap.cooldown_until {
                 self.scheduler.cooldowns.raise(&snap.hotkey, until);
             }

@@ -237,8 +237,12 @@ pub struct ValidatorSnapshot {
     pub latest_task: Option<(String, bool)>,
 }
 
-/// Every validator's cooldown and latest task, in one consistent read.
-pub async fn snapshot(pool: &Pool) -> Result<Vec<ValidatorSnapshot>, DbError> {
+/// The cooldown and latest task of every validator, or of `only` those hotkeys, in one
+/// consistent read.
+pub async fn snapshot(
+    pool: &Pool,
+    only: Option<&[String]>,
+) -> Result<Vec<ValidatorSnapshot>, DbError> {
     let rows = client(pool)
         .await?
         .query(
@@ -251,8 +255,9 @@ pub async fn snapshot(pool: &Pool) -> Result<Vec<ValidatorSnapshot>, DbError> {
                  SELECT t.task_id, t.status, s.cooldown_until FROM tasks t
                  LEFT JOIN submissions s ON s.task_id = t.id
                  WHERE t.validator_id = v.id ORDER BY t.pulled_at DESC, t.id DESC LIMIT 1
-             ) lt ON true",
-            &[],
+             ) lt ON true
+             WHERE $1::text[] IS NULL OR v.hotkey = ANY($1::text[])",
+            &[&only],
         )
         .await?;
     Ok(rows
