@@ -2,7 +2,8 @@
 """Soak report (ops/bench/soak.sh): reads a demo run directory sampled with --sample-secs and
 checks it against the soak's bounds, printing Markdown; exit 1 when a bound failed.
 
-Bounds (stated before the run, in ops/BENCH.md):
+Bounds (stated before the run, in ops/BENCH.md), for the fleet's roles (puller, workers,
+submitter; the simulated validators and generators are reported, not bounded):
 - memory: each process's resident set at the end is at most 1.25x its size at the reference
   point (5 minutes in, or a fifth of a shorter run) plus 16 MiB;
 - threads and open files at the end at most the reference + 8 (nothing leaks per task);
@@ -44,6 +45,16 @@ def slope_per_hour(points):
         return float("nan")
     sxy = sum((p[0] - mx) * (p[1] - my) for p in points)
     return sxy / sxx * 3600.0
+
+
+def is_test_double(process):
+    return process == "validators" or process.startswith("generator")
+
+
+def bound_text(bounded, ok, bound_kib):
+    if not bounded:
+        return "— (test double)"
+    return f"≤ {mib(bound_kib):.1f} {'ok' if ok else '**FAIL**'}"
 
 
 def log_levels(path):
@@ -118,9 +129,12 @@ def main():
         growth = rss(last) - rss(ref)
         trend = slope_per_hour([(int(r["seconds"]), mib(rss(r))) for r in rows if int(r["seconds"]) >= ref_t])
         cpu = int(last["cpu_ticks"]) / CLK_TCK
-        ok = rss(last) <= bound_kib
-        th_ok = int(last["threads"]) <= int(ref["threads"]) + 8
-        fd_ok = int(last["open_files"]) <= int(ref["open_files"]) + 8
+        # The simulated validators and generators stand in for the outside world (the sim
+        # validators keep every task they handed out, by design): reported, not bounded.
+        bounded = not is_test_double(name)
+        ok = rss(last) <= bound_kib or not bounded
+        th_ok = int(last["threads"]) <= int(ref["threads"]) + 8 or not bounded
+        fd_ok = int(last["open_files"]) <= int(ref["open_files"]) + 8 or not bounded
         if not ok:
             failures.append(f"{name}: RSS {mib(rss(last)):.1f} MiB at the end, over the bound {mib(bound_kib):.1f} MiB")
         if not th_ok:
@@ -130,7 +144,7 @@ def main():
         out.append(
             f"| {name} | {mib(rss(first)):.1f} | {mib(rss(ref)):.1f} | {mib(rss(last)):.1f} | "
             f"{mib(max(rss(r) for r in rows)):.1f} | {mib(growth):+.1f} MiB ({100.0 * growth / max(rss(ref), 1):+.1f} %) | "
-            f"≤ {mib(bound_kib):.1f} {'ok' if ok else '**FAIL**'} | {trend:+.2f} | {cpu:.1f} | "
+            f"{bound_text(bounded, ok, bound_kib)} | {trend:+.2f} | {cpu:.1f} | "
             f"{ref['threads']}→{last['threads']} | {ref['open_files']}→{last['open_files']} |")
 
     out.append("\nLog lines at ERROR and WARN level:\n")
