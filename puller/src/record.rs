@@ -237,29 +237,28 @@ pub struct ValidatorSnapshot {
     pub latest_task: Option<(String, bool)>,
 }
 
+/// The snapshot's statement (`$1`: the hotkeys to read, NULL for all). Public so a test can
+/// check its plan: one index row per validator for the latest task
+/// (`tasks_validator_latest_idx`), whatever the table's size.
+pub const SNAPSHOT_SQL: &str = "SELECT v.hotkey,
+            extract(epoch FROM greatest(vs.cooldown_until, lt.cooldown_until))::float8,
+            lt.task_id, lt.status
+     FROM validators v
+     LEFT JOIN validator_state vs ON vs.validator_id = v.id
+     LEFT JOIN LATERAL (
+         SELECT t.task_id, t.status, s.cooldown_until FROM tasks t
+         LEFT JOIN submissions s ON s.task_id = t.id
+         WHERE t.validator_id = v.id ORDER BY t.pulled_at DESC, t.id DESC LIMIT 1
+     ) lt ON true
+     WHERE $1::text[] IS NULL OR v.hotkey = ANY($1::text[])";
+
 /// The cooldown and latest task of every validator, or of `only` those hotkeys, in one
 /// consistent read.
 pub async fn snapshot(
     pool: &Pool,
     only: Option<&[String]>,
 ) -> Result<Vec<ValidatorSnapshot>, DbError> {
-    let rows = client(pool)
-        .await?
-        .query(
-            "SELECT v.hotkey,
-                    extract(epoch FROM greatest(vs.cooldown_until, lt.cooldown_until))::float8,
-                    lt.task_id, lt.status
-             FROM validators v
-             LEFT JOIN validator_state vs ON vs.validator_id = v.id
-             LEFT JOIN LATERAL (
-                 SELECT t.task_id, t.status, s.cooldown_until FROM tasks t
-                 LEFT JOIN submissions s ON s.task_id = t.id
-                 WHERE t.validator_id = v.id ORDER BY t.pulled_at DESC, t.id DESC LIMIT 1
-             ) lt ON true
-             WHERE $1::text[] IS NULL OR v.hotkey = ANY($1::text[])",
-            &[&only],
-        )
-        .await?;
+    let rows = client(pool).await?.query(SNAPSHOT_SQL, &[&only]).await?;
     Ok(rows
         .iter()
         .map(|r| {

@@ -91,3 +91,66 @@ async fn the_narrow_snapshot_reads_only_the_validators_asked_for_and_agrees_with
         .expect("empty")
         .is_empty());
 }
+
+/// Every `Plan` node of an `EXPLAIN (FORMAT JSON)` tree.
+fn plan_nodes(plan: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+    out.push(plan.clone());
+    if let Some(children) = plan.get("Plans").and_then(|p| p.as_array()) {
+        for child in children {
+            plan_nodes(child, out);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_snapshot_reads_one_task_row_per_validator_however_many_tasks_there_are() {
+    let (_db, pool) = database().await;
+    seed(&pool).await;
+    let client = pool.get().await.expect("client");
+    // A few thousand tasks: the old (validator_id, pulled_at) index made Postgres read and
+    // sort all of a validator's tasks for its latest one.
+    client
+        .execute(
+            "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
+                                deadline_at, validation_threshold, throttle_period_s, status)
+             SELECT v.id, 'bulk-' || v.id || '-' || g, 'text', repeat('a', 64), 'a teapot',
+                    now() - make_interval(secs => g), now(), 0.6, 30, 'submitted'
+             FROM validators v, generate_series(1, 1500) g",
+            &[],
+        )
+        .await
+        .expect("bulk tasks");
+    client.batch_execute("ANALYZE").await.expect("analyze");
+    let explain = format!(
+        "EXPLAIN (ANALYZE, FORMAT JSON) {}",
+        splatfleet_puller::record::SNAPSHOT_SQL
+    );
+    let none: Option<Vec<String>> = None;
+    let row = client.query_one(&explain, &[&none]).await.expect("explain");
+    let plan: serde_json::Value = row.get(0);
+    let mut nodes = Vec::new();
+    plan_nodes(&plan[0]["Plan"], &mut nodes);
+    let tasks: Vec<&serde_json::Value> = nodes
+        .iter()
+        .filter(|n| n["Relation Name"] == "tasks")
+        .collect();
+    assert!(!tasks.is_empty(), "no scan of tasks in {plan}");
+    for scan in &tasks {
+        assert_eq!(scan["Index Name"], "tasks_validator_latest_idx", "{scan}");
+        let rows = scan["Actual Rows"].as_f64().unwrap_or(f64::MAX);
+        assert!(rows <= 1.0, "{rows} task rows read per validator: {scan}");
+    }
+    assert!(
+        nodes.iter().all(|n| n["Node Type"] != "Sort"),
+        "the snapshot sorts: {plan}"
+    );
+    // The latest task is still the one the seed made last for each validator.
+    let snapshot = splatfleet_puller::record::snapshot(&pool, None)
+        .await
+        .expect("snapshot");
+    let holding = snapshot
+        .iter()
+        .find(|s| s.hotkey == HOLDING)
+        .expect("holding");
+    assert_eq!(holding.latest_task, Some(("t-open".into(), true)));
+}
