@@ -662,7 +662,10 @@ mod tests {
             .chain([0.01, 100.0, 2.5, 2.500_000_2])
             .collect();
         depths.sort_by(f32::total_cmp);
-        let keys: Vec<u32> = depths.iter().map(|d| d.to_bits() - span.near_bits).collect();
+        let keys: Vec<u32> = depths
+            .iter()
+            .map(|d| d.to_bits() - span.near_bits)
+            .collect();
         assert!(keys.windows(2).all(|k| k[0] <= k[1]));
         assert!(keys.iter().all(|&k| k < 1 << span.bits));
     }
