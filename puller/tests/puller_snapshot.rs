@@ -2,7 +2,7 @@
 //! narrow one (what the puller reads between full reads) only the hotkeys asked for, with the
 //! same latest task, openness and cooldown.
 
-use splatfleet_common::db::{self, Pool};
+use splatfleet_common::db::Pool;
 use splatfleet_puller::record;
 use splatfleet_tests::FreshDatabase;
 
@@ -12,10 +12,7 @@ const IDLE: &str = "5FLSigC9HGRKVhB9FiEo4Y3koPsNmBmLJbpXg2mp1hXcS59Y";
 
 async fn database() -> (FreshDatabase, Pool) {
     let db = FreshDatabase::create().await;
-    let pool = db::connect(&db.settings).await.expect("database");
-    db::migrate(&pool, db::embedded_migrations())
-        .await
-        .expect("migrations");
+    let pool = db.migrated_pool().await;
     (db, pool)
 }
 

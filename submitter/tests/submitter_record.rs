@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use splatfleet_common::{
-    db::{self, Pool},
+    db::Pool,
     messages::{ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, ValidatorRef},
     protocol::sn17::Feedback,
 };
@@ -20,10 +20,7 @@ type AttemptSummary = (i16, Option<String>, f64, f64, Option<bool>);
 
 async fn database() -> (FreshDatabase, Pool) {
     let db = FreshDatabase::create().await;
-    let pool = db::connect(&db.settings).await.expect("database");
-    db::migrate(&pool, db::embedded_migrations())
-        .await
-        .expect("migrations");
+    let pool = db.migrated_pool().await;
     (db, pool)
 }
 

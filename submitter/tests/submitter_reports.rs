@@ -1,7 +1,7 @@
 //! Reports and the training export on a seeded dataset give the numbers worked out by hand
 //! (in the comments below).
 
-use splatfleet_common::db::{self, Pool};
+use splatfleet_common::db::Pool;
 use splatfleet_submitter::{
     export::{self, TaskTypeFilter},
     reports::{self, Format, GroupBy, Report},
@@ -98,10 +98,7 @@ fn num(value: &serde_json::Value) -> f64 {
 #[tokio::test]
 async fn reports_on_a_seeded_dataset_give_the_numbers_worked_out_by_hand() {
     let fresh = FreshDatabase::create().await;
-    let pool = db::connect(&fresh.settings).await.expect("db");
-    db::migrate(&pool, db::embedded_migrations())
-        .await
-        .expect("migrate");
+    let pool = fresh.migrated_pool().await;
     let client = pool.get().await.expect("client");
     let mut ids = Vec::new();
     for (uid, hotkey) in [(0, A), (1, B)] {

@@ -107,6 +107,16 @@ impl FreshDatabase {
         }
     }
 
+    /// A pool on this database with every migration applied.
+    pub async fn migrated_pool(&self) -> splatfleet_common::db::Pool {
+        use splatfleet_common::db;
+        let pool = db::connect(&self.settings).await.expect("database");
+        db::migrate(&pool, db::embedded_migrations())
+            .await
+            .expect("migrations");
+        pool
+    }
+
     /// Drops the database, closing whatever is still connected to it.
     pub async fn drop_now(self) {
         let name = &self.settings.dbname;

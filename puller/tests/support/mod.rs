@@ -102,12 +102,7 @@ impl Fleet {
             .await
             .expect("broker");
         broker.declare_topology().await.expect("topology");
-        let pool = splatfleet_common::db::connect(&db.settings)
-            .await
-            .expect("database");
-        splatfleet_common::db::migrate(&pool, splatfleet_common::db::embedded_migrations())
-            .await
-            .expect("migrations");
+        let pool = db.migrated_pool().await;
         Self {
             network,
             keys_dir,

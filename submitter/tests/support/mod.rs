@@ -18,7 +18,7 @@ use splatfleet_common::{
     bittensor::{AxonTarget, Dendrite, DendriteSettings},
     broker::{Broker, Publisher},
     config::{BrokerSettings, Config, ObjectStoreSettings},
-    db::{self, Pool},
+    db::Pool,
     messages::{AttemptRecord, ResultMsg, ResultOutcome, TaskKind, ValidatorRef},
     protocol::sn17::PullTask,
     shutdown::Shutdown,
@@ -157,10 +157,7 @@ impl Rig {
             .expect("broker");
         broker.declare_topology().await.expect("topology");
         let publisher = broker.publisher::<ResultMsg>().await.expect("publisher");
-        let pool = db::connect(&db.settings).await.expect("database");
-        db::migrate(&pool, db::embedded_migrations())
-            .await
-            .expect("migrations");
+        let pool = db.migrated_pool().await;
         let store = ArtifactStore::open(&ObjectStoreSettings {
             root: artifacts,
             ..ObjectStoreSettings::default()
