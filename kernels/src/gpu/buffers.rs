@@ -12,6 +12,27 @@ use crate::rig::Rig;
 /// fx, fy, cx, cy, near, far.
 pub const CAMERA_FLOATS: usize = 18;
 
+/// Scratch the scans and radix sorts share: the block sums of each scan level (raw and
+/// scanned) and the radix digit counts per block with their scan.
+#[derive(Debug)]
+pub struct SortScratch {
+    pub scan_sums: Vec<(CudaSlice<u32>, CudaSlice<u32>)>,
+    pub histogram: CudaSlice<u32>,
+    pub histogram_scan: CudaSlice<u32>,
+}
+
+impl SortScratch {
+    /// Room for 256 digit counts per radix block.
+    fn grow_histograms(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        blocks: usize,
+    ) -> Result<(), DriverError> {
+        grow(stream, &mut self.histogram, 256 * blocks)?;
+        grow(stream, &mut self.histogram_scan, 256 * blocks)
+    }
+}
+
 #[derive(Debug)]
 pub struct Buffers {
     pub positions: CudaSlice<f32>,
@@ -37,14 +58,11 @@ pub struct Buffers {
     pub depth_values_alt: CudaSlice<u32>,
     pub sorted_counts: CudaSlice<u32>,
     pub emit_offsets: CudaSlice<u32>,
-    /// Block sums of each scan level, raw and scanned.
-    pub scan_sums: Vec<(CudaSlice<u32>, CudaSlice<u32>)>,
     pub keys: CudaSlice<u32>,
     pub keys_alt: CudaSlice<u32>,
     pub values: CudaSlice<u32>,
     pub values_alt: CudaSlice<u32>,
-    pub histogram: CudaSlice<u32>,
-    pub histogram_scan: CudaSlice<u32>,
+    pub scratch: SortScratch,
     pub ranges: CudaSlice<u32>,
     pub image: CudaSlice<f32>,
     pub view_acc: CudaSlice<f64>,
@@ -102,13 +120,15 @@ impl Buffers {
             depth_values_alt: one_u()?,
             sorted_counts: one_u()?,
             emit_offsets: one_u()?,
-            scan_sums: Vec::new(),
             keys: one_u()?,
             keys_alt: one_u()?,
             values: one_u()?,
             values_alt: one_u()?,
-            histogram: one_u()?,
-            histogram_scan: one_u()?,
+            scratch: SortScratch {
+                scan_sums: Vec::new(),
+                histogram: one_u()?,
+                histogram_scan: one_u()?,
+            },
             ranges: one_u()?,
             image: one_f()?,
             view_acc: stream.alloc_zeros::<f64>(1)?,
@@ -204,8 +224,7 @@ impl Buffers {
         grow(stream, &mut self.keys, k)?;
         grow(stream, &mut self.keys_alt, k)?;
         let blocks = k.div_ceil(super::launch::RADIX_CHUNK);
-        grow(stream, &mut self.histogram, 256 * blocks)?;
-        grow(stream, &mut self.histogram_scan, 256 * blocks)
+        self.scratch.grow_histograms(stream, blocks)
     }
 
     /// Sizes the sort buffers for `m` intersections and `ranges` (view, tile) slots.
@@ -221,8 +240,7 @@ impl Buffers {
         grow(stream, &mut self.values, m)?;
         grow(stream, &mut self.values_alt, m)?;
         let blocks = m.div_ceil(super::launch::RADIX_CHUNK);
-        grow(stream, &mut self.histogram, 256 * blocks)?;
-        grow(stream, &mut self.histogram_scan, 256 * blocks)?;
+        self.scratch.grow_histograms(stream, blocks)?;
         grow(stream, &mut self.ranges, 2 * ranges)
     }
 

@@ -10,7 +10,7 @@ use cudarc::driver::{
 };
 
 use super::{
-    buffers::{grow, Buffers},
+    buffers::{grow, Buffers, SortScratch},
     compile::{ptx_for, DECODE, METRICS, RASTER, SORT},
     DeviceNormalisation, GpuError,
 };
@@ -43,13 +43,6 @@ impl DepthSpan {
             bits: (u32::BITS - span.leading_zeros()).max(1),
         })
     }
-}
-
-/// The scratch buffers a radix sort borrows.
-struct RadixBuffers<'a> {
-    histogram: &'a mut CudaSlice<u32>,
-    histogram_scan: &'a mut CudaSlice<u32>,
-    scan_sums: &'a mut Vec<(CudaSlice<u32>, CudaSlice<u32>)>,
 }
 
 #[derive(Debug)]
@@ -199,13 +192,14 @@ impl Kernels {
         launch.arg(&b.tile_counts).arg(&vn32).arg(&mut b.flags);
         // SAFETY: matches `visible_flags`; both buffers hold vn entries.
         unsafe { launch.launch(linear(vn, 256)) }?;
-        let Buffers {
-            flags,
-            visible_positions,
-            scan_sums,
-            ..
-        } = b;
-        self.scan(stream, flags, visible_positions, vn, scan_sums, true)
+        self.scan(
+            stream,
+            &b.flags,
+            &mut b.visible_positions,
+            vn,
+            &mut b.scratch.scan_sums,
+            true,
+        )
     }
 
     /// Writes the depth keys of the visible pairs, sorts them by (view, depth), and scans
@@ -237,30 +231,15 @@ impl Kernels {
             // SAFETY: matches `depth_keys_u32`; `keys` and `depth_values` hold `visible`
             // entries (ensure_visible).
             unsafe { launch.launch(linear(n * views, 256)) }?;
-            let Buffers {
-                keys,
-                keys_alt,
-                depth_values,
-                depth_values_alt,
-                histogram,
-                histogram_scan,
-                scan_sums,
-                ..
-            } = &mut *b;
-            let mut sort = RadixBuffers {
-                histogram,
-                histogram_scan,
-                scan_sums,
-            };
             self.radix_sort(
                 stream,
                 &self.radix_histogram_u32,
                 &self.radix_scatter_u32,
-                keys,
-                keys_alt,
-                depth_values,
-                depth_values_alt,
-                &mut sort,
+                &mut b.keys,
+                &mut b.keys_alt,
+                &mut b.depth_values,
+                &mut b.depth_values_alt,
+                &mut b.scratch,
                 visible,
                 span.bits + view_bits,
             )?;
@@ -277,35 +256,18 @@ impl Kernels {
             .arg(&mut b.depth_values);
         // SAFETY: matches `depth_keys`; the key buffers hold `visible` entries.
         unsafe { launch.launch(linear(n * views, 256)) }?;
-        {
-            let Buffers {
-                depth_keys,
-                depth_keys_alt,
-                depth_values,
-                depth_values_alt,
-                histogram,
-                histogram_scan,
-                scan_sums,
-                ..
-            } = &mut *b;
-            let mut sort = RadixBuffers {
-                histogram,
-                histogram_scan,
-                scan_sums,
-            };
-            self.radix_sort(
-                stream,
-                &self.radix_histogram_u64,
-                &self.radix_scatter_u64,
-                depth_keys,
-                depth_keys_alt,
-                depth_values,
-                depth_values_alt,
-                &mut sort,
-                visible,
-                32 + view_bits,
-            )?;
-        }
+        self.radix_sort(
+            stream,
+            &self.radix_histogram_u64,
+            &self.radix_scatter_u64,
+            &mut b.depth_keys,
+            &mut b.depth_keys_alt,
+            &mut b.depth_values,
+            &mut b.depth_values_alt,
+            &mut b.scratch,
+            visible,
+            32 + view_bits,
+        )?;
         self.emission_offsets(stream, b, visible)
     }
 
@@ -326,18 +288,12 @@ impl Kernels {
             .arg(&mut b.sorted_counts);
         // SAFETY: matches `gather_counts`; `sorted_counts` holds `visible` entries.
         unsafe { launch.launch(linear(visible, 256)) }?;
-        let Buffers {
-            sorted_counts,
-            emit_offsets,
-            scan_sums,
-            ..
-        } = b;
         self.scan(
             stream,
-            sorted_counts,
-            emit_offsets,
+            &b.sorted_counts,
+            &mut b.emit_offsets,
             visible,
-            scan_sums,
+            &mut b.scratch.scan_sums,
             true,
         )
     }
@@ -436,30 +392,15 @@ impl Kernels {
         // SAFETY: matches `emit_tile_keys` (256 pairs per block, EMIT_PAIRS); keys/values
         // hold the scanned total `intersections`.
         unsafe { launch.launch(linear(visible, 256)) }?;
-        let Buffers {
-            keys,
-            keys_alt,
-            values,
-            values_alt,
-            histogram,
-            histogram_scan,
-            scan_sums,
-            ..
-        } = b;
-        let mut sort = RadixBuffers {
-            histogram,
-            histogram_scan,
-            scan_sums,
-        };
         self.radix_sort(
             stream,
             &self.radix_histogram_u32,
             &self.radix_scatter_u32,
-            keys,
-            keys_alt,
-            values,
-            values_alt,
-            &mut sort,
+            &mut b.keys,
+            &mut b.keys_alt,
+            &mut b.values,
+            &mut b.values_alt,
+            &mut b.scratch,
             intersections,
             tile_bits + view_bits,
         )
@@ -477,7 +418,7 @@ impl Kernels {
         keys_alt: &mut CudaSlice<K>,
         values: &mut CudaSlice<u32>,
         values_alt: &mut CudaSlice<u32>,
-        sort: &mut RadixBuffers<'_>,
+        sort: &mut SortScratch,
         m: usize,
         key_bits: u32,
     ) -> Result<(), DriverError> {
@@ -498,16 +439,16 @@ impl Kernels {
                 .arg(&*keys)
                 .arg(&m32)
                 .arg(&shift)
-                .arg(&mut *sort.histogram);
+                .arg(&mut sort.histogram);
             // SAFETY: matches `radix_histogram_*`; histogram holds 256 × blocks.
             unsafe { launch.launch(cfg) }?;
             // Only the offsets matter here: no total, so no sync per pass.
             self.scan(
                 stream,
-                sort.histogram,
-                sort.histogram_scan,
+                &sort.histogram,
+                &mut sort.histogram_scan,
                 256 * nblocks,
-                sort.scan_sums,
+                &mut sort.scan_sums,
                 false,
             )?;
             let mut launch = stream.launch_builder(scatter_fn);
@@ -516,7 +457,7 @@ impl Kernels {
                 .arg(&*values)
                 .arg(&m32)
                 .arg(&shift)
-                .arg(&*sort.histogram_scan)
+                .arg(&sort.histogram_scan)
                 .arg(&mut *keys_alt)
                 .arg(&mut *values_alt);
             // SAFETY: matches `radix_scatter_*`; output buffers hold m entries.
