@@ -1,104 +1,230 @@
 // Binning and ordering, in two stable LSD radix sorts: the visible (view, gaussian) pairs by
-// (view, depth), then one key per touched tile, emitted in that order, by (view, tile). Every
-// tile's list ends up in depth order with ties by gaussian index, the order gsplat's single
-// (view, tile, depth) sort gives, while the long intersection list is sorted on 15 bits
-// instead of 47. Then the start/end of every (view, tile). CPU reference: cpu/raster.rs.
+// depth, then one key per touched tile, emitted in that order, by tile. Every tile's list ends
+// up in depth order with ties by gaussian index, the order gsplat's single (view, tile, depth)
+// sort gives, while the long intersection list is sorted on at most 15 bits instead of 47.
+// Then the start/end of every (view, tile). CPU reference: cpu/raster.rs.
+//
+// The view goes into one of the two keys, not both: the pairs arrive in view order, so either
+// the depth sort keeps views apart ((view, depth) keys) and the tile sort may ignore them
+// (a stable sort by tile leaves each (view, tile) run contiguous and in depth order), or the
+// depth sort mixes views and the tile sort separates them again ((view, tile) keys).
+//
+// Scans and radix passes are single pass, with decoupled look-back (Merrill & Garland): each
+// block takes a ticket for its chunk (so chunks start in order and every block waits only on
+// blocks already running), publishes its own total as soon as it has it, then walks back over
+// its predecessors' totals until it meets one that already holds everything before it. A
+// radix pass needs only the whole input's digit counts, which the kernel that writes the keys
+// counts for every pass at once, so no pass has a separate histogram or scan.
 
 #define SCAN_THREADS 256
 #define SCAN_ITEMS 4
 #define SCAN_TILE (SCAN_THREADS * SCAN_ITEMS)
+#define RADIX_THREADS 256
+#define RADIX_ITEMS 8
+#define RADIX_CHUNK (RADIX_THREADS * RADIX_ITEMS)
+#define MAX_PASSES 4
 
-// Exclusive scan of one tile of SCAN_TILE values per block; the tile total goes to sums.
-extern "C" __global__ void scan_tiles(const unsigned int* __restrict__ in, unsigned int* __restrict__ out,
-                                      unsigned int* __restrict__ sums, unsigned int n)
+// sort_state (u32), zeroed by the host before each render: tickets, totals, digit counts.
+#define STATE_TICKETS 0
+#define TICKET_VISIBLE 0
+#define TICKET_EMISSION 1
+#define TICKET_DEPTH_PASS 2   // + pass
+#define TICKET_TILE_PASS 6    // + pass
+#define STATE_VISIBLE 16
+#define STATE_INTERSECTIONS 17  // low, then high word
+#define STATE_DEPTH_DIGITS 32   // MAX_PASSES x 256
+#define STATE_TILE_DIGITS (STATE_DEPTH_DIGITS + MAX_PASSES * 256)
+
+// Radix look-back words: flag in the top two bits, count below (the host keeps every sort
+// under 2^30 keys). Scan look-back words are 64-bit, so an intersection total that would not
+// fit 32 bits is still summed exactly and reported.
+#define LB_AGGREGATE 0x40000000u
+#define LB_PREFIX 0x80000000u
+#define LB_FLAGS 0xc0000000u
+#define LB_VALUE 0x3fffffffu
+#define LB64_AGGREGATE (1ull << 62)
+#define LB64_PREFIX (2ull << 62)
+#define LB64_VALUE ((1ull << 62) - 1ull)
+
+__device__ __forceinline__ unsigned int float_to_ordered(float f) {
+    unsigned int u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// Pass p of a plan: shift in byte p of `shifts`, width in byte p of `widths`.
+__device__ __forceinline__ unsigned int plan_byte(unsigned int packed, unsigned int p) {
+    return (packed >> (8 * p)) & 0xffu;
+}
+
+// Counts `key`'s digit of every pass into the block's shared counts.
+__device__ __forceinline__ void count_digits(unsigned int key, unsigned int passes, unsigned int shifts,
+                                             unsigned int widths, unsigned int* s_counts)
 {
-    __shared__ unsigned int s_warp[SCAN_THREADS / 32];
-    unsigned int base = blockIdx.x * SCAN_TILE + threadIdx.x * SCAN_ITEMS;
-    unsigned int v[SCAN_ITEMS];
-    unsigned int local = 0;
-    for (int k = 0; k < SCAN_ITEMS; ++k) {
-        v[k] = (base + k < n) ? in[base + k] : 0u;
-        local += v[k];
+    for (unsigned int p = 0; p < passes; ++p) {
+        unsigned int digit = (key >> plan_byte(shifts, p)) & ((1u << plan_byte(widths, p)) - 1u);
+        atomicAdd(&s_counts[p * 256 + digit], 1u);
     }
+}
+
+// Adds the block's shared digit counts to the global ones (blockDim.x == 256).
+__device__ __forceinline__ void flush_digits(const unsigned int* s_counts, unsigned int passes,
+                                             unsigned int* counts)
+{
+    for (unsigned int p = 0; p < passes; ++p) {
+        unsigned int c = s_counts[p * 256 + threadIdx.x];
+        if (c) atomicAdd(&counts[p * 256 + threadIdx.x], c);
+    }
+}
+
+// Exclusive scan of one value per thread over a 256-thread block; `total` gets the sum.
+__device__ __forceinline__ unsigned int block_exclusive_scan(unsigned int value, unsigned int* s_warp,
+                                                             unsigned int* total)
+{
     unsigned int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    unsigned int incl = local;
+    unsigned int incl = value;
     for (int off = 1; off < 32; off <<= 1) {
         unsigned int t = __shfl_up_sync(0xffffffffu, incl, off);
         if (lane >= off) incl += t;
     }
     if (lane == 31) s_warp[warp] = incl;
     __syncthreads();
-    if (warp == 0) {
-        unsigned int w = (lane < SCAN_THREADS / 32) ? s_warp[lane] : 0u;
-        unsigned int wi = w;
-        for (int off = 1; off < 32; off <<= 1) {
-            unsigned int t = __shfl_up_sync(0xffffffffu, wi, off);
-            if (lane >= off) wi += t;
-        }
-        if (lane < SCAN_THREADS / 32) s_warp[lane] = wi - w;
+    unsigned int before = 0, sum = 0;
+    for (unsigned int w = 0; w < 8; ++w) {
+        unsigned int s = s_warp[w];
+        if (w < warp) before += s;
+        sum += s;
     }
     __syncthreads();
-    unsigned int running = s_warp[warp] + incl - local;
+    *total = sum;
+    return before + incl - value;
+}
+
+// Warp 0 of block `b` adds up everything before it: publishes `aggregate`, walks back 32
+// predecessors at a time, publishes its inclusive prefix; returns the exclusive prefix (in
+// every lane of warp 0).
+__device__ unsigned long long scan_look_back(unsigned long long* status, unsigned int b,
+                                             unsigned long long aggregate)
+{
+    volatile unsigned long long* st = status;
+    unsigned int lane = threadIdx.x & 31;
+    if (b == 0) {
+        if (lane == 0) st[0] = LB64_PREFIX | aggregate;
+        return 0;
+    }
+    if (lane == 0) st[b] = LB64_AGGREGATE | aggregate;
+    unsigned long long exclusive = 0;
+    int top = (int)b - 1;
+    while (true) {
+        int idx = top - (int)lane;
+        unsigned long long s = idx >= 0 ? st[idx] : LB64_PREFIX;
+        while (__any_sync(0xffffffffu, (s >> 62) == 0)) {
+            if ((s >> 62) == 0) s = st[idx];
+        }
+        unsigned int prefixes = __ballot_sync(0xffffffffu, (s & LB64_PREFIX) != 0);
+        // Lane 0 is the nearest predecessor: sum up to and including the nearest prefix.
+        unsigned int last = prefixes ? (unsigned int)(__ffs(prefixes) - 1) : 31u;
+        unsigned long long v = lane <= last ? (s & LB64_VALUE) : 0ull;
+        for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+        exclusive += v;
+        if (prefixes) break;
+        top -= 32;
+    }
+    if (lane == 0) st[b] = LB64_PREFIX | (exclusive + aggregate);
+    return exclusive;
+}
+
+// Single-pass compaction of the visible (view, gaussian) pairs (tile count > 0) into depth
+// keys, in index order, with value view * n + gaussian. Key: (ordered depth bits - those of
+// the nearest near plane), with the view above them when `view_shift` < 32. Counts every
+// pass's digits and writes how many pairs are visible.
+extern "C" __global__ void visible_depth_keys(const unsigned int* __restrict__ counts, const float* __restrict__ depths,
+                                              unsigned int vn, unsigned int n, unsigned int near_ordered,
+                                              unsigned int view_shift, unsigned int passes, unsigned int shifts,
+                                              unsigned int widths, unsigned int* __restrict__ keys,
+                                              unsigned int* __restrict__ values, unsigned long long* status,
+                                              unsigned int* __restrict__ state)
+{
+    __shared__ unsigned int s_warp[8];
+    __shared__ unsigned int s_block;
+    __shared__ unsigned long long s_prefix;
+    __shared__ unsigned int s_counts[MAX_PASSES * 256];
+    if (threadIdx.x == 0) s_block = atomicAdd(&state[STATE_TICKETS + TICKET_VISIBLE], 1u);
+    for (unsigned int i = threadIdx.x; i < passes * 256; i += SCAN_THREADS) s_counts[i] = 0;
+    __syncthreads();
+    unsigned int b = s_block;
+    unsigned int first = b * SCAN_TILE + threadIdx.x * SCAN_ITEMS;
+    unsigned int flags = 0, local = 0;
     for (int k = 0; k < SCAN_ITEMS; ++k) {
-        if (base + k < n) out[base + k] = running;
+        if (first + k < vn && counts[first + k] > 0) { flags |= 1u << k; ++local; }
+    }
+    unsigned int block_total;
+    unsigned int before = block_exclusive_scan(local, s_warp, &block_total);
+    if (threadIdx.x < 32) {
+        unsigned long long prefix = scan_look_back(status, b, block_total);
+        if (threadIdx.x == 0) {
+            s_prefix = prefix;
+            if ((b + 1) * SCAN_TILE >= vn) state[STATE_VISIBLE] = (unsigned int)(prefix + block_total);
+        }
+    }
+    __syncthreads();
+    unsigned int pos = (unsigned int)s_prefix + before;
+    for (int k = 0; k < SCAN_ITEMS; ++k) {
+        if (!(flags & (1u << k))) continue;
+        unsigned int o = first + k;
+        unsigned int key = float_to_ordered(depths[o]) - near_ordered;
+        if (view_shift < 32) key |= (o / n) << view_shift;
+        keys[pos] = key;
+        values[pos] = o;
+        count_digits(key, passes, shifts, widths, s_counts);
+        ++pos;
+    }
+    __syncthreads();
+    flush_digits(s_counts, passes, &state[STATE_DEPTH_DIGITS]);
+}
+
+// Single-pass scan of the tile counts in depth order (gathered through the sorted values) into
+// emission offsets; the last block writes the total as two words. The grid covers every pair;
+// blocks past the visible count leave at once.
+extern "C" __global__ void emission_offsets(const unsigned int* __restrict__ sorted_values,
+                                            const unsigned int* __restrict__ counts,
+                                            unsigned int* __restrict__ offsets,
+                                            unsigned long long* status, unsigned int* state)
+{
+    __shared__ unsigned int s_warp[8];
+    __shared__ unsigned int s_block;
+    __shared__ unsigned long long s_prefix;
+    if (threadIdx.x == 0) s_block = atomicAdd(&state[STATE_TICKETS + TICKET_EMISSION], 1u);
+    __syncthreads();
+    unsigned int b = s_block;
+    unsigned int k_total = state[STATE_VISIBLE];
+    if (b * SCAN_TILE >= k_total) return;
+    unsigned int first = b * SCAN_TILE + threadIdx.x * SCAN_ITEMS;
+    unsigned int v[SCAN_ITEMS];
+    unsigned int local = 0;
+    for (int k = 0; k < SCAN_ITEMS; ++k) {
+        v[k] = first + k < k_total ? counts[sorted_values[first + k]] : 0u;
+        local += v[k];
+    }
+    unsigned int block_total;
+    unsigned int before = block_exclusive_scan(local, s_warp, &block_total);
+    if (threadIdx.x < 32) {
+        unsigned long long prefix = scan_look_back(status, b, block_total);
+        if (threadIdx.x == 0) {
+            s_prefix = prefix;
+            if ((b + 1) * SCAN_TILE >= k_total) {
+                unsigned long long total = prefix + block_total;
+                state[STATE_INTERSECTIONS] = (unsigned int)total;
+                state[STATE_INTERSECTIONS + 1] = (unsigned int)(total >> 32);
+            }
+        }
+    }
+    __syncthreads();
+    // Offsets past 2^32 wrap; the host refuses such a total before anything reads them.
+    unsigned int running = (unsigned int)s_prefix + before;
+    for (int k = 0; k < SCAN_ITEMS; ++k) {
+        if (first + k < k_total) offsets[first + k] = running;
         running += v[k];
     }
-    if (threadIdx.x == SCAN_THREADS - 1) sums[blockIdx.x] = running;
-}
-
-// Adds each tile's scanned offset to its values.
-extern "C" __global__ void scan_add(unsigned int* __restrict__ data, const unsigned int* __restrict__ offsets,
-                                    unsigned int n)
-{
-    unsigned int base = blockIdx.x * SCAN_TILE + threadIdx.x * SCAN_ITEMS;
-    unsigned int add = offsets[blockIdx.x];
-    for (int k = 0; k < SCAN_ITEMS; ++k)
-        if (base + k < n) data[base + k] += add;
-}
-
-// Compacts the visible (view, gaussian) pairs into depth keys, (view << 32) | depth bits, with
-// value view * n + gaussian, in index order (positions from a scan of the visibility flags).
-extern "C" __global__ void depth_keys(const unsigned int* __restrict__ counts, const unsigned int* __restrict__ positions,
-                                      const float* __restrict__ depths, unsigned int n, unsigned int views,
-                                      unsigned long long* __restrict__ keys, unsigned int* __restrict__ values)
-{
-    unsigned int o = blockIdx.x * blockDim.x + threadIdx.x;
-    if (o >= n * views || counts[o] == 0) return;
-    unsigned int k = positions[o];
-    keys[k] = ((unsigned long long)(o / n) << 32) | (unsigned long long)__float_as_uint(depths[o]);
-    values[k] = o;
-}
-
-// The same keys in 32 bits when they fit: a visible depth lies in [near, far] with near > 0,
-// where float bits order like the floats, so (view << depth_bits) | (bits - near_bits) sorts
-// exactly as the 64-bit key does (the validator's rig: 27 depth bits + 4 view bits).
-extern "C" __global__ void depth_keys_u32(const unsigned int* __restrict__ counts, const unsigned int* __restrict__ positions,
-                                          const float* __restrict__ depths, unsigned int n, unsigned int views,
-                                          unsigned int near_bits, unsigned int depth_bits,
-                                          unsigned int* __restrict__ keys, unsigned int* __restrict__ values)
-{
-    unsigned int o = blockIdx.x * blockDim.x + threadIdx.x;
-    if (o >= n * views || counts[o] == 0) return;
-    unsigned int k = positions[o];
-    keys[k] = ((o / n) << depth_bits) | (__float_as_uint(depths[o]) - near_bits);
-    values[k] = o;
-}
-
-// 1 where a (view, gaussian) pair touches any tile.
-extern "C" __global__ void visible_flags(const unsigned int* __restrict__ counts, unsigned int vn,
-                                         unsigned int* __restrict__ flags)
-{
-    unsigned int o = blockIdx.x * blockDim.x + threadIdx.x;
-    if (o < vn) flags[o] = counts[o] > 0 ? 1u : 0u;
-}
-
-// Tile counts in depth order, to scan into emission offsets.
-extern "C" __global__ void gather_counts(const unsigned int* __restrict__ sorted_values,
-                                         const unsigned int* __restrict__ counts, unsigned int k,
-                                         unsigned int* __restrict__ out)
-{
-    unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < k) out[i] = counts[sorted_values[i]];
 }
 
 // Walks the depth-sorted pairs and writes one (view << tile_bits | tile) key per touched tile,
@@ -107,23 +233,26 @@ extern "C" __global__ void gather_counts(const unsigned int* __restrict__ sorted
 // takes EMIT_PAIRS consecutive pairs into shared memory, then its threads stride over the
 // block's whole output range together, each finding its pair by binary search over the
 // pairs' offsets (a pair touching hundreds of tiles no longer leaves one thread writing them
-// one after another while its warp waits).
+// one after another while its warp waits). Counts the tile sort's digits on the way.
 #define EMIT_PAIRS 256
 
 extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorted_values, unsigned int k_total,
                                           const unsigned int* __restrict__ offsets, const uint2* __restrict__ rects,
                                           unsigned int n, unsigned int tiles_x, unsigned int tile_bits,
-                                          unsigned int m_total,
-                                          unsigned int* __restrict__ keys, unsigned int* __restrict__ values)
+                                          unsigned int m_total, unsigned int passes, unsigned int shifts,
+                                          unsigned int widths, unsigned int* __restrict__ keys,
+                                          unsigned int* __restrict__ values, unsigned int* __restrict__ state)
 {
     __shared__ unsigned int s_off[EMIT_PAIRS];
     __shared__ unsigned int s_o[EMIT_PAIRS];
     __shared__ unsigned int s_head[EMIT_PAIRS];
     __shared__ uint2 s_rect[EMIT_PAIRS];
     __shared__ unsigned int s_end;
+    __shared__ unsigned int s_counts[MAX_PASSES * 256];
     unsigned int first = blockIdx.x * EMIT_PAIRS;
     unsigned int pairs = min((unsigned int)EMIT_PAIRS, k_total - first);
     unsigned int tid = threadIdx.x;
+    for (unsigned int i = tid; i < passes * 256; i += blockDim.x) s_counts[i] = 0;
     if (tid < pairs) {
         unsigned int o = sorted_values[first + tid];
         s_o[tid] = o;
@@ -145,81 +274,61 @@ extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorte
         unsigned int x0 = r.x & 0xffffu, y0 = r.x >> 16, x1 = r.y & 0xffffu;
         unsigned int local = pos - s_off[lo], w = x1 - x0;
         unsigned int ty = y0 + local / w, tx = x0 + local % w;
-        keys[pos] = s_head[lo] | (ty * tiles_x + tx);
+        unsigned int key = s_head[lo] | (ty * tiles_x + tx);
+        keys[pos] = key;
         values[pos] = s_o[lo];
-    }
-}
-
-#define RADIX_THREADS 256
-#define RADIX_ITEMS 8
-#define RADIX_CHUNK (RADIX_THREADS * RADIX_ITEMS)
-
-// Digit counts per block, stored digit-major: hist[digit * blocks + block].
-template <typename K>
-__device__ void radix_histogram_impl(const K* __restrict__ keys, unsigned int m, unsigned int shift,
-                                     unsigned int* __restrict__ hist)
-{
-    __shared__ unsigned int s_hist[256];
-    s_hist[threadIdx.x] = 0;
-    __syncthreads();
-    unsigned int base = blockIdx.x * RADIX_CHUNK;
-    for (unsigned int k = threadIdx.x; k < RADIX_CHUNK; k += RADIX_THREADS) {
-        unsigned int idx = base + k;
-        if (idx < m) atomicAdd(&s_hist[(unsigned int)(keys[idx] >> shift) & 0xffu], 1u);
+        count_digits(key, passes, shifts, widths, s_counts);
     }
     __syncthreads();
-    hist[threadIdx.x * gridDim.x + blockIdx.x] = s_hist[threadIdx.x];
+    flush_digits(s_counts, passes, &state[STATE_TILE_DIGITS]);
 }
 
-// Stable scatter by one 8-bit digit, in two phases so the global writes are coalesced: the
-// block first ranks its chunk (in order, 256 keys at a time: equal digits of lower threads via
-// warp match, then of lower warps) and places it in shared memory grouped by digit, then
-// writes each digit's run to its global position in consecutive addresses.
-template <typename K>
-__device__ void radix_scatter_impl(const K* __restrict__ keys_in, const unsigned int* __restrict__ values_in,
-                                   unsigned int m, unsigned int shift, const unsigned int* __restrict__ offsets,
-                                   K* __restrict__ keys_out, unsigned int* __restrict__ values_out)
+// One stable radix pass on the `width`-bit digit at `shift` (width <= 8), in one kernel: the
+// block ranks its chunk in order (256 keys at a time: equal digits of lower threads via warp
+// match, then of lower warps), publishes its digit counts, looks back for the counts of the
+// chunks before it (one thread per digit), places the chunk in shared memory grouped by digit,
+// and writes each digit's run to consecutive global addresses. The key count, the whole
+// input's digit counts and the pass's ticket are in `state` at the given word offsets (the
+// grid may be larger than the count needs).
+extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
+                                      const unsigned int* __restrict__ values_in, unsigned int* state,
+                                      unsigned int count_at, unsigned int digits_at, unsigned int ticket_at,
+                                      unsigned int shift, unsigned int width, unsigned int* status,
+                                      unsigned int* __restrict__ keys_out, unsigned int* __restrict__ values_out)
 {
-    __shared__ unsigned int s_base[256];         // global start of each digit for this block
-    __shared__ unsigned int s_start[256];        // start of each digit within the chunk
-    __shared__ unsigned int s_next[256];         // next free slot of each digit within the chunk
+    const unsigned int* digit_counts = state + digits_at;
+    __shared__ unsigned int s_block;
+    __shared__ unsigned int s_count[256];   // keys of each digit ranked so far, then the chunk's
+    __shared__ unsigned int s_start[256];   // start of each digit within the chunk
+    __shared__ unsigned int s_base[256];    // global position of the chunk's first key of each digit
     __shared__ unsigned int s_warp[RADIX_THREADS / 32][256];
     __shared__ unsigned int s_scan[RADIX_THREADS / 32];
-    __shared__ K s_keys[RADIX_CHUNK];
+    __shared__ unsigned int s_keys[RADIX_CHUNK];
     __shared__ unsigned int s_vals[RADIX_CHUNK];
     unsigned int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    unsigned int blocks = gridDim.x;
-    unsigned int slot = tid * blocks + blockIdx.x;
-    unsigned int global_start = offsets[slot];
-    // This block's count of digit `tid`: the next digit-major entry minus this one.
-    unsigned int count = (slot + 1 < 256 * blocks ? offsets[slot + 1] : m) - global_start;
-    s_base[tid] = global_start;
-    // Exclusive scan of the 256 counts (one per thread) for the chunk-local starts.
-    unsigned int incl = count;
-    for (int off = 1; off < 32; off <<= 1) {
-        unsigned int t = __shfl_up_sync(0xffffffffu, incl, off);
-        if (lane >= off) incl += t;
-    }
-    if (lane == 31) s_scan[warp] = incl;
+    if (tid == 0) s_block = atomicAdd(&state[ticket_at], 1u);
+    s_count[tid] = 0;
     __syncthreads();
-    unsigned int before = 0;
-    for (unsigned int w = 0; w < warp; ++w) before += s_scan[w];
-    s_start[tid] = before + incl - count;
-    s_next[tid] = before + incl - count;
-    unsigned int lt_mask = (1u << lane) - 1u;
-    unsigned int base = blockIdx.x * RADIX_CHUNK;
+    unsigned int b = s_block;
+    unsigned int m = state[count_at];
+    unsigned int base = b * RADIX_CHUNK;
+    if (base >= m) return;
     unsigned int chunk = min((unsigned int)RADIX_CHUNK, m - base);
+    unsigned int digits = 1u << width, mask = digits - 1u;
+    unsigned int lt_mask = (1u << lane) - 1u;
+    unsigned int key[RADIX_ITEMS], val[RADIX_ITEMS], rank[RADIX_ITEMS];
     for (unsigned int step = 0; step < RADIX_ITEMS; ++step) {
         unsigned int k = step * RADIX_THREADS + tid;
         bool valid = k < chunk;
-        K key = valid ? keys_in[base + k] : (K)0;
+        key[step] = valid ? keys_in[base + k] : 0u;
+        val[step] = valid ? values_in[base + k] : 0u;
         // Invalid lanes take digit 256, which no valid lane shares.
-        unsigned int digit = valid ? (unsigned int)(key >> shift) & 0xffu : 256u;
+        unsigned int digit = valid ? (key[step] >> shift) & mask : 256u;
         for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) s_warp[w][tid] = 0;
         __syncthreads();
         unsigned int peers = __match_any_sync(0xffffffffu, digit);
-        unsigned int rank = __popc(peers & lt_mask);
-        if (valid && rank == 0) s_warp[warp][digit] = __popc(peers);
+        unsigned int r = __popc(peers & lt_mask);
+        if (valid && r == 0) s_warp[warp][digit] = __popc(peers);
         __syncthreads();
         unsigned int total = 0;
         for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) {
@@ -228,38 +337,52 @@ __device__ void radix_scatter_impl(const K* __restrict__ keys_in, const unsigned
             total += c;
         }
         __syncthreads();
-        if (valid) {
-            unsigned int local = s_next[digit] + s_warp[warp][digit] + rank;
-            s_keys[local] = key;
-            s_vals[local] = values_in[base + k];
-        }
+        rank[step] = valid ? s_count[digit] + s_warp[warp][digit] + r : 0u;
         __syncthreads();
-        s_next[tid] += total;
-        __syncthreads();
+        s_count[tid] += total;
     }
+    __syncthreads();
+    unsigned int mine = s_count[tid];
+    unsigned int exclusive = 0;
+    if (tid < digits) {
+        volatile unsigned int* st = status;
+        if (b == 0) {
+            st[tid] = LB_PREFIX | mine;
+        } else {
+            st[b * digits + tid] = LB_AGGREGATE | mine;
+            for (int p = (int)b - 1; p >= 0; --p) {
+                unsigned int s;
+                do { s = st[p * digits + tid]; } while ((s & LB_FLAGS) == 0);
+                exclusive += s & LB_VALUE;
+                if (s & LB_PREFIX) break;
+            }
+            st[b * digits + tid] = LB_PREFIX | (exclusive + mine);
+        }
+    }
+    // Chunk-local starts, and where each digit starts in the whole output.
+    unsigned int unused;
+    unsigned int start = block_exclusive_scan(mine, s_scan, &unused);
+    unsigned int global = block_exclusive_scan(tid < digits ? digit_counts[tid] : 0u, s_scan, &unused);
+    s_start[tid] = start;
+    s_base[tid] = global + exclusive;
+    __syncthreads();
+    for (unsigned int step = 0; step < RADIX_ITEMS; ++step) {
+        unsigned int k = step * RADIX_THREADS + tid;
+        if (k < chunk) {
+            unsigned int local = s_start[(key[step] >> shift) & mask] + rank[step];
+            s_keys[local] = key[step];
+            s_vals[local] = val[step];
+        }
+    }
+    __syncthreads();
     for (unsigned int i = tid; i < chunk; i += RADIX_THREADS) {
-        K key = s_keys[i];
-        unsigned int digit = (unsigned int)(key >> shift) & 0xffu;
+        unsigned int k = s_keys[i];
+        unsigned int digit = (k >> shift) & mask;
         unsigned int pos = s_base[digit] + (i - s_start[digit]);
-        keys_out[pos] = key;
+        keys_out[pos] = k;
         values_out[pos] = s_vals[i];
     }
 }
-
-extern "C" __global__ void radix_histogram_u64(const unsigned long long* keys, unsigned int m, unsigned int shift,
-                                               unsigned int* hist)
-{ radix_histogram_impl(keys, m, shift, hist); }
-extern "C" __global__ void radix_histogram_u32(const unsigned int* keys, unsigned int m, unsigned int shift,
-                                               unsigned int* hist)
-{ radix_histogram_impl(keys, m, shift, hist); }
-extern "C" __global__ void radix_scatter_u64(const unsigned long long* keys_in, const unsigned int* values_in,
-                                             unsigned int m, unsigned int shift, const unsigned int* offsets,
-                                             unsigned long long* keys_out, unsigned int* values_out)
-{ radix_scatter_impl(keys_in, values_in, m, shift, offsets, keys_out, values_out); }
-extern "C" __global__ void radix_scatter_u32(const unsigned int* keys_in, const unsigned int* values_in,
-                                             unsigned int m, unsigned int shift, const unsigned int* offsets,
-                                             unsigned int* keys_out, unsigned int* values_out)
-{ radix_scatter_impl(keys_in, values_in, m, shift, offsets, keys_out, values_out); }
 
 // Start and end of every (view, tile) run in the sorted keys; ranges must be zeroed first.
 extern "C" __global__ void tile_ranges(const unsigned int* __restrict__ keys, unsigned int m,

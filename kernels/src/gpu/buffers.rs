@@ -6,32 +6,12 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr, DriverError, ValidAsZeroBits};
 use splatfleet_common::splat::Splat;
 
+use super::launch::{state, RADIX_CHUNK, SCAN_TILE};
 use crate::rig::Rig;
 
 /// Floats per camera in the `Cam` struct of decode.cu: rotation (9), translation (3),
 /// fx, fy, cx, cy, near, far.
 pub const CAMERA_FLOATS: usize = 18;
-
-/// Scratch the scans and radix sorts share: the block sums of each scan level (raw and
-/// scanned) and the radix digit counts per block with their scan.
-#[derive(Debug)]
-pub struct SortScratch {
-    pub scan_sums: Vec<(CudaSlice<u32>, CudaSlice<u32>)>,
-    pub histogram: CudaSlice<u32>,
-    pub histogram_scan: CudaSlice<u32>,
-}
-
-impl SortScratch {
-    /// Room for 256 digit counts per radix block.
-    fn grow_histograms(
-        &mut self,
-        stream: &Arc<CudaStream>,
-        blocks: usize,
-    ) -> Result<(), DriverError> {
-        grow(stream, &mut self.histogram, 256 * blocks)?;
-        grow(stream, &mut self.histogram_scan, 256 * blocks)
-    }
-}
 
 #[derive(Debug)]
 pub struct Buffers {
@@ -50,19 +30,20 @@ pub struct Buffers {
     pub depths: CudaSlice<f32>,
     pub rects: CudaSlice<u32>,
     pub tile_counts: CudaSlice<u32>,
-    pub flags: CudaSlice<u32>,
-    pub visible_positions: CudaSlice<u32>,
-    pub depth_keys: CudaSlice<u64>,
-    pub depth_keys_alt: CudaSlice<u64>,
     pub depth_values: CudaSlice<u32>,
     pub depth_values_alt: CudaSlice<u32>,
-    pub sorted_counts: CudaSlice<u32>,
     pub emit_offsets: CudaSlice<u32>,
+    /// Depth keys, then the tile keys (the depth keys are spent once emission starts).
     pub keys: CudaSlice<u32>,
     pub keys_alt: CudaSlice<u32>,
     pub values: CudaSlice<u32>,
     pub values_alt: CudaSlice<u32>,
-    pub scratch: SortScratch,
+    /// Tickets, the visible and intersection counts and the digit counts (`launch::state`).
+    pub sort_state: CudaSlice<u32>,
+    /// Look-back words of the radix passes: one per (digit, block) of each pass.
+    pub lookback: CudaSlice<u32>,
+    /// Look-back words of the two scans: one per block each.
+    pub scan_status: CudaSlice<u64>,
     pub ranges: CudaSlice<u32>,
     pub image: CudaSlice<f32>,
     pub view_acc: CudaSlice<f64>,
@@ -112,23 +93,16 @@ impl Buffers {
             depths: one_f()?,
             rects: one_u()?,
             tile_counts: one_u()?,
-            flags: one_u()?,
-            visible_positions: one_u()?,
-            depth_keys: stream.alloc_zeros::<u64>(1)?,
-            depth_keys_alt: stream.alloc_zeros::<u64>(1)?,
             depth_values: one_u()?,
             depth_values_alt: one_u()?,
-            sorted_counts: one_u()?,
             emit_offsets: one_u()?,
             keys: one_u()?,
             keys_alt: one_u()?,
             values: one_u()?,
             values_alt: one_u()?,
-            scratch: SortScratch {
-                scan_sums: Vec::new(),
-                histogram: one_u()?,
-                histogram_scan: one_u()?,
-            },
+            sort_state: stream.alloc_zeros::<u32>(state::WORDS)?,
+            lookback: one_u()?,
+            scan_status: stream.alloc_zeros::<u64>(1)?,
             ranges: one_u()?,
             image: one_f()?,
             view_acc: stream.alloc_zeros::<f64>(1)?,
@@ -167,13 +141,16 @@ impl Buffers {
         Ok(())
     }
 
-    /// Sizes the per-gaussian and per-(view, gaussian) buffers.
+    /// Sizes the per-gaussian and per-(view, gaussian) buffers, the depth sort's among them
+    /// (its count stays on the device, so they hold every pair), with `depth_digits`
+    /// look-back words per radix block.
     pub fn ensure_model(
         &mut self,
         stream: &Arc<CudaStream>,
         n: usize,
         vn: usize,
         views: usize,
+        depth_digits: usize,
     ) -> Result<(), DriverError> {
         grow(stream, &mut self.colors, 3 * n)?;
         grow(stream, &mut self.xy, 2 * vn)?;
@@ -181,8 +158,21 @@ impl Buffers {
         grow(stream, &mut self.depths, vn)?;
         grow(stream, &mut self.rects, 2 * vn)?;
         grow(stream, &mut self.tile_counts, vn)?;
-        grow(stream, &mut self.flags, vn)?;
-        grow(stream, &mut self.visible_positions, vn)?;
+        grow(stream, &mut self.keys, vn)?;
+        grow(stream, &mut self.keys_alt, vn)?;
+        grow(stream, &mut self.depth_values, vn)?;
+        grow(stream, &mut self.depth_values_alt, vn)?;
+        grow(stream, &mut self.emit_offsets, vn)?;
+        grow(
+            stream,
+            &mut self.scan_status,
+            2 * vn.div_ceil(SCAN_TILE).max(1),
+        )?;
+        grow(
+            stream,
+            &mut self.lookback,
+            depth_digits * vn.div_ceil(RADIX_CHUNK).max(1),
+        )?;
         grow(stream, &mut self.cameras, views * CAMERA_FLOATS)?;
         grow(stream, &mut self.view_acc, views * 8)?;
         grow(stream, &mut self.view_bbox, views * 4)?;
@@ -207,31 +197,13 @@ impl Buffers {
         stream.memcpy_htod(host.as_slice(), &mut self.cameras.slice_mut(..host.len()))
     }
 
-    /// Sizes the depth-sort buffers for `k` visible (view, gaussian) pairs.
-    pub fn ensure_visible(
-        &mut self,
-        stream: &Arc<CudaStream>,
-        k: usize,
-    ) -> Result<(), DriverError> {
-        let k = k.max(1);
-        grow(stream, &mut self.depth_keys, k)?;
-        grow(stream, &mut self.depth_keys_alt, k)?;
-        grow(stream, &mut self.depth_values, k)?;
-        grow(stream, &mut self.depth_values_alt, k)?;
-        grow(stream, &mut self.sorted_counts, k)?;
-        grow(stream, &mut self.emit_offsets, k)?;
-        // The 32-bit depth keys sort in the intersection key buffers (free until binning).
-        grow(stream, &mut self.keys, k)?;
-        grow(stream, &mut self.keys_alt, k)?;
-        let blocks = k.div_ceil(super::launch::RADIX_CHUNK);
-        self.scratch.grow_histograms(stream, blocks)
-    }
-
-    /// Sizes the sort buffers for `m` intersections and `ranges` (view, tile) slots.
+    /// Sizes the tile sort's buffers for `m` intersections (`tile_digits` look-back words per
+    /// radix block) and `ranges` (view, tile) slots.
     pub fn ensure_intersections(
         &mut self,
         stream: &Arc<CudaStream>,
         m: usize,
+        tile_digits: usize,
         ranges: usize,
     ) -> Result<(), DriverError> {
         let m = m.max(1);
@@ -239,8 +211,11 @@ impl Buffers {
         grow(stream, &mut self.keys_alt, m)?;
         grow(stream, &mut self.values, m)?;
         grow(stream, &mut self.values_alt, m)?;
-        let blocks = m.div_ceil(super::launch::RADIX_CHUNK);
-        self.scratch.grow_histograms(stream, blocks)?;
+        grow(
+            stream,
+            &mut self.lookback,
+            tile_digits * m.div_ceil(RADIX_CHUNK),
+        )?;
         grow(stream, &mut self.ranges, 2 * ranges)
     }
 

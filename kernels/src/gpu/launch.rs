@@ -5,61 +5,167 @@
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig,
-    PushKernelArg,
+    CudaContext, CudaFunction, CudaStream, DriverError, LaunchConfig, PushKernelArg,
 };
 
 use super::{
-    buffers::{grow, Buffers, SortScratch},
+    buffers::Buffers,
     compile::{ptx_for, DECODE, METRICS, RASTER, SORT},
     DeviceNormalisation, GpuError,
 };
 use crate::{constants::TILE_SIZE, rig::Rig};
 
-/// Values scanned per block (`SCAN_TILE` in sort.cu).
-const SCAN_TILE: usize = 1024;
+/// Values per block of the single-pass scans (`SCAN_TILE` in sort.cu).
+pub const SCAN_TILE: usize = 1024;
 /// Keys per radix block (`RADIX_CHUNK` in sort.cu).
 pub const RADIX_CHUNK: usize = 2048;
+/// Most radix passes one sort takes (`MAX_PASSES`): 32-bit keys, at most 8 bits a pass.
+const MAX_PASSES: u32 = 4;
 
-/// The visible depths' range as float bits, for 32-bit depth keys: every visible depth lies
-/// in the rig's [near, far], so its bits minus `near_bits` fit in `bits`.
-#[derive(Debug, Clone, Copy)]
+/// Word offsets in the `sort_state` buffer, as the `STATE_*` and `TICKET_*` defines of sort.cu.
+pub mod state {
+    pub const TICKET_DEPTH_PASS: u32 = 2;
+    pub const TICKET_TILE_PASS: u32 = 6;
+    pub const VISIBLE: u32 = 16;
+    pub const INTERSECTIONS: u32 = 17;
+    pub const DEPTH_DIGITS: u32 = 32;
+    pub const TILE_DIGITS: u32 = DEPTH_DIGITS + super::MAX_PASSES * 256;
+    /// Words in all.
+    pub const WORDS: usize = (TILE_DIGITS + super::MAX_PASSES * 256) as usize;
+}
+
+/// How a sort's key bits split into LSD radix passes of at most 8 bits, as even as possible
+/// (27 bits: 7, 7, 7, 6): fewer digits per pass rank faster and write longer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassPlan {
+    pub passes: u32,
+    /// Byte p: the shift of pass p.
+    pub shifts: u32,
+    /// Byte p: the digit width of pass p.
+    pub widths: u32,
+}
+
+impl PassPlan {
+    pub fn for_bits(bits: u32) -> Self {
+        let bits = bits.clamp(1, 32);
+        let passes = bits.div_ceil(8);
+        let (base, extra) = (bits / passes, bits % passes);
+        let (mut shifts, mut widths, mut shift) = (0, 0, 0);
+        for p in 0..passes {
+            let width = base + u32::from(p < extra);
+            shifts |= shift << (8 * p);
+            widths |= width << (8 * p);
+            shift += width;
+        }
+        Self {
+            passes,
+            shifts,
+            widths,
+        }
+    }
+
+    /// (shift, width) of pass `p`.
+    pub fn pass(&self, p: u32) -> (u32, u32) {
+        (
+            (self.shifts >> (8 * p)) & 0xff,
+            (self.widths >> (8 * p)) & 0xff,
+        )
+    }
+
+    /// Look-back words per radix block, over all passes.
+    pub fn digits(&self) -> usize {
+        (0..self.passes).map(|p| 1usize << self.pass(p).1).sum()
+    }
+}
+
+/// Float bits mapped so unsigned order is float order (`float_to_ordered` in the .cu files).
+pub fn float_to_ordered(f: f32) -> u32 {
+    let u = f.to_bits();
+    if u & 0x8000_0000 != 0 {
+        !u
+    } else {
+        u | 0x8000_0000
+    }
+}
+
+/// The visible depths' range as ordered float bits: every visible depth lies in the rig's
+/// [near, far], so its ordered bits minus `near_ordered` fit in `bits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DepthSpan {
-    pub near_bits: u32,
+    pub near_ordered: u32,
     pub bits: u32,
 }
 
 impl DepthSpan {
-    /// `None` unless every camera has 0 < near ≤ far < ∞ (where float bits order like floats).
-    pub fn of(rig: &Rig) -> Option<Self> {
-        let near = rig.cameras.iter().map(|c| c.near).reduce(f32::min)?;
-        let far = rig.cameras.iter().map(|c| c.far).reduce(f32::max)?;
-        if !(near > 0.0 && far.is_finite() && far >= near) {
-            return None;
+    /// Full 32-bit keys when a plane is NaN or the planes are out of order (the cull then
+    /// decides alone what is visible).
+    pub fn of(rig: &Rig) -> Self {
+        let planes = rig.cameras.iter().flat_map(|c| [c.near, c.far]);
+        let near = rig.cameras.iter().map(|c| c.near).reduce(f32::min);
+        let far = rig.cameras.iter().map(|c| c.far).reduce(f32::max);
+        match (near, far) {
+            (Some(near), Some(far)) if near <= far && !planes.clone().any(f32::is_nan) => {
+                let span = float_to_ordered(far) - float_to_ordered(near);
+                Self {
+                    near_ordered: float_to_ordered(near),
+                    bits: (u32::BITS - span.leading_zeros()).max(1),
+                }
+            }
+            _ => Self {
+                near_ordered: 0,
+                bits: 32,
+            },
         }
-        let span = far.to_bits() - near.to_bits();
-        Some(Self {
-            near_bits: near.to_bits(),
-            bits: (u32::BITS - span.leading_zeros()).max(1),
-        })
     }
+}
+
+/// Which of the two sorts carries the view (sort.cu's header says why one is enough).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortPlan {
+    pub span: DepthSpan,
+    /// Where the view sits in the depth key; 32 = not in it (the tile key has it instead).
+    pub view_shift: u32,
+    pub depth: PassPlan,
+    pub tile: PassPlan,
+}
+
+impl SortPlan {
+    /// The view goes with the depth when both fit 32 bits, so the longer tile sort works on
+    /// the tile bits alone (the validator's rig: 31-bit depth keys, 11-bit tile keys).
+    pub fn new(span: DepthSpan, view_bits: u32, tile_bits: u32) -> Self {
+        if span.bits + view_bits <= 32 {
+            Self {
+                span,
+                view_shift: span.bits,
+                depth: PassPlan::for_bits(span.bits + view_bits),
+                tile: PassPlan::for_bits(tile_bits),
+            }
+        } else {
+            Self {
+                span,
+                view_shift: 32,
+                depth: PassPlan::for_bits(span.bits),
+                tile: PassPlan::for_bits(tile_bits + view_bits),
+            }
+        }
+    }
+}
+
+/// Which keys a radix sort moves: the depth keys carry `depth_values`, the tile keys `values`.
+#[derive(Debug, Clone, Copy)]
+enum Keys {
+    Depth,
+    Tile,
 }
 
 #[derive(Debug)]
 pub struct Kernels {
     model_stats: CudaFunction,
     decode_project: CudaFunction,
-    scan_tiles: CudaFunction,
-    scan_add: CudaFunction,
-    visible_flags: CudaFunction,
-    depth_keys: CudaFunction,
-    depth_keys_u32: CudaFunction,
-    gather_counts: CudaFunction,
+    visible_depth_keys: CudaFunction,
+    emission_offsets: CudaFunction,
     emit_tile_keys: CudaFunction,
-    radix_histogram_u64: CudaFunction,
-    radix_scatter_u64: CudaFunction,
-    radix_histogram_u32: CudaFunction,
-    radix_scatter_u32: CudaFunction,
+    radix_pass: CudaFunction,
     tile_ranges: CudaFunction,
     rasterize: CudaFunction,
     view_metrics: CudaFunction,
@@ -89,17 +195,10 @@ impl Kernels {
         Ok(Self {
             model_stats: decode.load_function("model_stats")?,
             decode_project: decode.load_function("decode_project")?,
-            scan_tiles: sort.load_function("scan_tiles")?,
-            scan_add: sort.load_function("scan_add")?,
-            visible_flags: sort.load_function("visible_flags")?,
-            depth_keys: sort.load_function("depth_keys")?,
-            depth_keys_u32: sort.load_function("depth_keys_u32")?,
-            gather_counts: sort.load_function("gather_counts")?,
+            visible_depth_keys: sort.load_function("visible_depth_keys")?,
+            emission_offsets: sort.load_function("emission_offsets")?,
             emit_tile_keys: sort.load_function("emit_tile_keys")?,
-            radix_histogram_u64: sort.load_function("radix_histogram_u64")?,
-            radix_scatter_u64: sort.load_function("radix_scatter_u64")?,
-            radix_histogram_u32: sort.load_function("radix_histogram_u32")?,
-            radix_scatter_u32: sort.load_function("radix_scatter_u32")?,
+            radix_pass: sort.load_function("radix_pass")?,
             tile_ranges: sort.load_function("tile_ranges")?,
             rasterize: raster.load_function("rasterize")?,
             view_metrics: metrics.load_function("view_metrics")?,
@@ -180,187 +279,68 @@ impl Kernels {
         unsafe { launch.launch(linear(n, 256)) }.map(drop)
     }
 
-    /// Flags the visible (view, gaussian) pairs and scans the flags; returns how many.
-    pub fn count_visible(
-        &self,
-        stream: &Arc<CudaStream>,
-        b: &mut Buffers,
-        vn: usize,
-    ) -> Result<u32, DriverError> {
-        let vn32 = vn as u32;
-        let mut launch = stream.launch_builder(&self.visible_flags);
-        launch.arg(&b.tile_counts).arg(&vn32).arg(&mut b.flags);
-        // SAFETY: matches `visible_flags`; both buffers hold vn entries.
-        unsafe { launch.launch(linear(vn, 256)) }?;
-        self.scan(
-            stream,
-            &b.flags,
-            &mut b.visible_positions,
-            vn,
-            &mut b.scratch.scan_sums,
-            true,
-        )
-    }
-
-    /// Writes the depth keys of the visible pairs, sorts them by (view, depth), and scans
-    /// their tile counts in that order into emission offsets; returns the intersections.
-    #[allow(clippy::too_many_arguments)]
+    /// Compacts the visible pairs into depth keys, sorts them, and scans their tile counts in
+    /// that order into emission offsets, all on the device: the visible count and the
+    /// intersections land in `sort_state` (`state::VISIBLE`, `state::INTERSECTIONS`).
     pub fn depth_order(
         &self,
         stream: &Arc<CudaStream>,
         b: &mut Buffers,
         n: usize,
-        views: usize,
-        visible: usize,
-        view_bits: u32,
-        depth_span: Option<DepthSpan>,
-    ) -> Result<u32, DriverError> {
-        let (n32, v32) = (n as u32, views as u32);
-        if let Some(span) = depth_span.filter(|s| s.bits + view_bits <= 32) {
-            let mut launch = stream.launch_builder(&self.depth_keys_u32);
-            launch
-                .arg(&b.tile_counts)
-                .arg(&b.visible_positions)
-                .arg(&b.depths)
-                .arg(&n32)
-                .arg(&v32)
-                .arg(&span.near_bits)
-                .arg(&span.bits)
-                .arg(&mut b.keys)
-                .arg(&mut b.depth_values);
-            // SAFETY: matches `depth_keys_u32`; `keys` and `depth_values` hold `visible`
-            // entries (ensure_visible).
-            unsafe { launch.launch(linear(n * views, 256)) }?;
-            self.radix_sort(
-                stream,
-                &self.radix_histogram_u32,
-                &self.radix_scatter_u32,
-                &mut b.keys,
-                &mut b.keys_alt,
-                &mut b.depth_values,
-                &mut b.depth_values_alt,
-                &mut b.scratch,
-                visible,
-                span.bits + view_bits,
-            )?;
-            return self.emission_offsets(stream, b, visible);
-        }
-        let mut launch = stream.launch_builder(&self.depth_keys);
-        launch
-            .arg(&b.tile_counts)
-            .arg(&b.visible_positions)
-            .arg(&b.depths)
-            .arg(&n32)
-            .arg(&v32)
-            .arg(&mut b.depth_keys)
-            .arg(&mut b.depth_values);
-        // SAFETY: matches `depth_keys`; the key buffers hold `visible` entries.
-        unsafe { launch.launch(linear(n * views, 256)) }?;
-        self.radix_sort(
-            stream,
-            &self.radix_histogram_u64,
-            &self.radix_scatter_u64,
-            &mut b.depth_keys,
-            &mut b.depth_keys_alt,
-            &mut b.depth_values,
-            &mut b.depth_values_alt,
-            &mut b.scratch,
-            visible,
-            32 + view_bits,
-        )?;
-        self.emission_offsets(stream, b, visible)
-    }
-
-    /// Gathers the tile counts in depth order and scans them into emission offsets; returns
-    /// the intersections.
-    fn emission_offsets(
-        &self,
-        stream: &Arc<CudaStream>,
-        b: &mut Buffers,
-        visible: usize,
-    ) -> Result<u32, DriverError> {
-        let k32 = visible as u32;
-        let mut launch = stream.launch_builder(&self.gather_counts);
-        launch
-            .arg(&b.depth_values)
-            .arg(&b.tile_counts)
-            .arg(&k32)
-            .arg(&mut b.sorted_counts);
-        // SAFETY: matches `gather_counts`; `sorted_counts` holds `visible` entries.
-        unsafe { launch.launch(linear(visible, 256)) }?;
-        self.scan(
-            stream,
-            &b.sorted_counts,
-            &mut b.emit_offsets,
-            visible,
-            &mut b.scratch.scan_sums,
-            true,
-        )
-    }
-
-    /// Scans `input[..n]` into `output`, recursing over block sums; returns the total when
-    /// `need_total` (a read back to the host, so a sync), else 0. The level buffers grow only
-    /// when a larger input arrives, so steady-state calls allocate nothing.
-    fn scan(
-        &self,
-        stream: &Arc<CudaStream>,
-        input: &CudaSlice<u32>,
-        output: &mut CudaSlice<u32>,
-        n: usize,
-        sums: &mut Vec<(CudaSlice<u32>, CudaSlice<u32>)>,
-        need_total: bool,
-    ) -> Result<u32, DriverError> {
-        let mut levels = 1;
-        let mut blocks_at_level = n.div_ceil(SCAN_TILE).max(1);
-        while blocks_at_level > 1 {
-            levels += 1;
-            blocks_at_level = blocks_at_level.div_ceil(SCAN_TILE);
-        }
-        while sums.len() < levels {
-            sums.push((stream.alloc_zeros::<u32>(1)?, stream.alloc_zeros::<u32>(1)?));
-        }
-        self.scan_level(stream, input, output, n, sums, need_total)
-    }
-
-    fn scan_level(
-        &self,
-        stream: &Arc<CudaStream>,
-        input: &CudaSlice<u32>,
-        output: &mut CudaSlice<u32>,
-        n: usize,
-        sums: &mut [(CudaSlice<u32>, CudaSlice<u32>)],
-        need_total: bool,
-    ) -> Result<u32, DriverError> {
-        let nblocks = n.div_ceil(SCAN_TILE).max(1);
-        let Some(((raw, scanned), deeper)) = sums.split_first_mut() else {
-            // `scan` sized the levels for this input; nothing to scan into otherwise.
-            return Ok(0);
-        };
-        grow(stream, raw, nblocks)?;
-        grow(stream, scanned, nblocks)?;
-        let n32 = n as u32;
-        let cfg = LaunchConfig {
-            grid_dim: (nblocks as u32, 1, 1),
+        vn: usize,
+        plan: &SortPlan,
+    ) -> Result<(), DriverError> {
+        let scan_blocks = vn.div_ceil(SCAN_TILE).max(1);
+        let radix_blocks = vn.div_ceil(RADIX_CHUNK).max(1);
+        // One block per SCAN_TILE values: the look-back status has a word per block.
+        let scan_cfg = LaunchConfig {
+            grid_dim: (scan_blocks as u32, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut launch = stream.launch_builder(&self.scan_tiles);
-        launch.arg(input).arg(&mut *output).arg(&mut *raw).arg(&n32);
-        // SAFETY: matches `scan_tiles`; `raw` holds one sum per block.
-        unsafe { launch.launch(cfg) }?;
-        if nblocks == 1 {
-            if !need_total {
-                return Ok(0);
-            }
-            let total = stream.clone_dtoh(&raw.slice(..1))?;
-            return Ok(total[0]);
-        }
-        let total = self.scan_level(stream, raw, scanned, nblocks, deeper, need_total)?;
-        let mut launch = stream.launch_builder(&self.scan_add);
-        launch.arg(&mut *output).arg(&*scanned).arg(&n32);
-        // SAFETY: matches `scan_add`; one offset per block.
-        unsafe { launch.launch(cfg) }?;
-        Ok(total)
+        stream.memset_zeros(&mut b.sort_state)?;
+        stream.memset_zeros(&mut b.scan_status.slice_mut(..2 * scan_blocks))?;
+        stream.memset_zeros(&mut b.lookback.slice_mut(..plan.depth.digits() * radix_blocks))?;
+        let (vn32, n32) = (vn as u32, n as u32);
+        let mut launch = stream.launch_builder(&self.visible_depth_keys);
+        launch
+            .arg(&b.tile_counts)
+            .arg(&b.depths)
+            .arg(&vn32)
+            .arg(&n32)
+            .arg(&plan.span.near_ordered)
+            .arg(&plan.view_shift)
+            .arg(&plan.depth.passes)
+            .arg(&plan.depth.shifts)
+            .arg(&plan.depth.widths)
+            .arg(&mut b.keys)
+            .arg(&mut b.depth_values)
+            .arg(&mut b.scan_status)
+            .arg(&mut b.sort_state);
+        // SAFETY: matches `visible_depth_keys`; keys and values hold vn entries, the scan
+        // status one word per block (ensure_model).
+        unsafe { launch.launch(scan_cfg) }?;
+        self.radix_sort(
+            stream,
+            b,
+            Keys::Depth,
+            &plan.depth,
+            radix_blocks,
+            state::VISIBLE,
+            state::DEPTH_DIGITS,
+            state::TICKET_DEPTH_PASS,
+        )?;
+        let mut emission_status = b.scan_status.slice_mut(scan_blocks..2 * scan_blocks);
+        let mut launch = stream.launch_builder(&self.emission_offsets);
+        launch
+            .arg(&b.depth_values)
+            .arg(&b.tile_counts)
+            .arg(&mut b.emit_offsets)
+            .arg(&mut emission_status)
+            .arg(&mut b.sort_state);
+        // SAFETY: matches `emission_offsets`; offsets hold vn entries, blocks past the
+        // visible count return before touching them.
+        unsafe { launch.launch(scan_cfg) }.map(drop)
     }
 
     /// Emits one (view, tile) key per intersection in depth order and sorts them stably.
@@ -374,8 +354,10 @@ impl Kernels {
         intersections: usize,
         tiles_x: u32,
         tile_bits: u32,
-        view_bits: u32,
+        plan: &SortPlan,
     ) -> Result<(), DriverError> {
+        let radix_blocks = intersections.div_ceil(RADIX_CHUNK).max(1);
+        stream.memset_zeros(&mut b.lookback.slice_mut(..plan.tile.digits() * radix_blocks))?;
         let (n32, k32, m32) = (n as u32, visible as u32, intersections as u32);
         let mut launch = stream.launch_builder(&self.emit_tile_keys);
         launch
@@ -387,84 +369,77 @@ impl Kernels {
             .arg(&tiles_x)
             .arg(&tile_bits)
             .arg(&m32)
+            .arg(&plan.tile.passes)
+            .arg(&plan.tile.shifts)
+            .arg(&plan.tile.widths)
             .arg(&mut b.keys)
-            .arg(&mut b.values);
+            .arg(&mut b.values)
+            .arg(&mut b.sort_state);
         // SAFETY: matches `emit_tile_keys` (256 pairs per block, EMIT_PAIRS); keys/values
         // hold the scanned total `intersections`.
         unsafe { launch.launch(linear(visible, 256)) }?;
         self.radix_sort(
             stream,
-            &self.radix_histogram_u32,
-            &self.radix_scatter_u32,
-            &mut b.keys,
-            &mut b.keys_alt,
-            &mut b.values,
-            &mut b.values_alt,
-            &mut b.scratch,
-            intersections,
-            tile_bits + view_bits,
+            b,
+            Keys::Tile,
+            &plan.tile,
+            radix_blocks,
+            state::INTERSECTIONS,
+            state::TILE_DIGITS,
+            state::TICKET_TILE_PASS,
         )
     }
 
-    /// Stable LSD radix sort of `keys[..m]` (with values) on the low `key_bits` bits, 8 at a
-    /// time; the result ends in `keys`/`values`.
+    /// Stable LSD radix sort of the depth or tile keys (with values), one single-pass kernel
+    /// per pass; the result ends in `keys` and the matching values buffer. `blocks` chunks
+    /// cover the most keys there can be; the count itself is read on the device.
     #[allow(clippy::too_many_arguments)]
-    fn radix_sort<K: DeviceRepr>(
+    fn radix_sort(
         &self,
         stream: &Arc<CudaStream>,
-        histogram_fn: &CudaFunction,
-        scatter_fn: &CudaFunction,
-        keys: &mut CudaSlice<K>,
-        keys_alt: &mut CudaSlice<K>,
-        values: &mut CudaSlice<u32>,
-        values_alt: &mut CudaSlice<u32>,
-        sort: &mut SortScratch,
-        m: usize,
-        key_bits: u32,
+        b: &mut Buffers,
+        which: Keys,
+        plan: &PassPlan,
+        blocks: usize,
+        count_at: u32,
+        digits_at: u32,
+        ticket_at: u32,
     ) -> Result<(), DriverError> {
-        if m == 0 {
-            return Ok(());
-        }
-        let nblocks = m.div_ceil(RADIX_CHUNK);
-        let m32 = m as u32;
         let cfg = LaunchConfig {
-            grid_dim: (nblocks as u32, 1, 1),
+            grid_dim: (blocks as u32, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut shift = 0u32;
-        while shift < key_bits {
-            let mut launch = stream.launch_builder(histogram_fn);
+        let mut status_at = 0;
+        for p in 0..plan.passes {
+            let (shift, width) = plan.pass(p);
+            let words = (1usize << width) * blocks;
+            let (values, values_alt) = match which {
+                Keys::Depth => (&mut b.depth_values, &mut b.depth_values_alt),
+                Keys::Tile => (&mut b.values, &mut b.values_alt),
+            };
+            let mut status = b.lookback.slice_mut(status_at..status_at + words);
+            let (pass_digits, pass_ticket) = (digits_at + 256 * p, ticket_at + p);
+            let mut launch = stream.launch_builder(&self.radix_pass);
             launch
-                .arg(&*keys)
-                .arg(&m32)
-                .arg(&shift)
-                .arg(&mut sort.histogram);
-            // SAFETY: matches `radix_histogram_*`; histogram holds 256 × blocks.
-            unsafe { launch.launch(cfg) }?;
-            // Only the offsets matter here: no total, so no sync per pass.
-            self.scan(
-                stream,
-                &sort.histogram,
-                &mut sort.histogram_scan,
-                256 * nblocks,
-                &mut sort.scan_sums,
-                false,
-            )?;
-            let mut launch = stream.launch_builder(scatter_fn);
-            launch
-                .arg(&*keys)
+                .arg(&b.keys)
                 .arg(&*values)
-                .arg(&m32)
+                .arg(&mut b.sort_state)
+                .arg(&count_at)
+                .arg(&pass_digits)
+                .arg(&pass_ticket)
                 .arg(&shift)
-                .arg(&sort.histogram_scan)
-                .arg(&mut *keys_alt)
+                .arg(&width)
+                .arg(&mut status)
+                .arg(&mut b.keys_alt)
                 .arg(&mut *values_alt);
-            // SAFETY: matches `radix_scatter_*`; output buffers hold m entries.
+            // SAFETY: matches `radix_pass`; the key and value buffers hold blocks × chunk
+            // entries or more, the status slice one word per (digit, block).
             unsafe { launch.launch(cfg) }?;
-            std::mem::swap(keys, keys_alt);
+            drop(launch);
+            std::mem::swap(&mut b.keys, &mut b.keys_alt);
             std::mem::swap(values, values_alt);
-            shift += 8;
+            status_at += words;
         }
         Ok(())
     }
@@ -589,15 +564,15 @@ impl Kernels {
 
 #[cfg(test)]
 mod tests {
-    use super::DepthSpan;
+    use super::{float_to_ordered, DepthSpan, PassPlan, SortPlan};
     use crate::rig::Rig;
 
     #[test]
     fn the_validator_rig_s_depths_fit_27_bits_and_keep_their_order() {
         let rig = Rig::validator();
-        let span = DepthSpan::of(&rig).expect("near 0.01, far 100");
+        let span = DepthSpan::of(&rig);
         assert_eq!(span.bits, 27);
-        // Float bits minus the near plane's order as the depths do, across the whole range.
+        // Ordered bits minus the near plane's order as the depths do, across the whole range.
         let mut depths: Vec<f32> = (0..10_000)
             .map(|i| 0.01 + (100.0 - 0.01) * ((i as f32 * 0.618_034) % 1.0))
             .chain([0.01, 100.0, 2.5, 2.500_000_2])
@@ -605,19 +580,66 @@ mod tests {
         depths.sort_by(f32::total_cmp);
         let keys: Vec<u32> = depths
             .iter()
-            .map(|d| d.to_bits() - span.near_bits)
+            .map(|&d| float_to_ordered(d) - span.near_ordered)
             .collect();
         assert!(keys.windows(2).all(|k| k[0] <= k[1]));
         assert!(keys.iter().all(|&k| k < 1 << span.bits));
     }
 
     #[test]
-    fn a_rig_with_a_non_positive_near_plane_keeps_64_bit_keys() {
+    fn ordered_bits_sort_negative_and_positive_depths_alike() {
+        let values = [-100.0f32, -2.5, -0.01, 0.0, 0.01, 2.5, 100.0, f32::INFINITY];
+        let ordered: Vec<u32> = values.iter().map(|&v| float_to_ordered(v)).collect();
+        assert!(ordered.windows(2).all(|o| o[0] < o[1]));
         let mut rig = Rig::validator();
-        rig.cameras[3].near = 0.0;
-        assert!(DepthSpan::of(&rig).is_none());
-        rig.cameras[3].near = 0.01;
+        rig.cameras[3].near = -1.0;
+        let span = DepthSpan::of(&rig);
+        assert_eq!(span.near_ordered, float_to_ordered(-1.0));
+        let key = float_to_ordered(100.0) - span.near_ordered;
+        assert!(u64::from(key) < 1u64 << span.bits);
         rig.cameras[5].far = f32::INFINITY;
-        assert!(DepthSpan::of(&rig).is_none());
+        assert_eq!(DepthSpan::of(&rig).bits, 32);
+        rig.cameras[0].near = f32::NAN;
+        let unknown = DepthSpan::of(&rig);
+        assert_eq!((unknown.near_ordered, unknown.bits), (0, 32));
+    }
+
+    #[test]
+    fn passes_split_the_bits_evenly_and_cover_them_in_order() {
+        for bits in 1..=32 {
+            let plan = PassPlan::for_bits(bits);
+            assert_eq!(plan.passes, bits.div_ceil(8));
+            let mut next = 0;
+            for p in 0..plan.passes {
+                let (shift, width) = plan.pass(p);
+                assert_eq!(shift, next, "{bits} bits, pass {p}");
+                assert!((1..=8).contains(&width));
+                next += width;
+            }
+            assert_eq!(next, bits);
+        }
+        let plan = PassPlan::for_bits(27);
+        assert_eq!(
+            (0..4).map(|p| plan.pass(p).1).collect::<Vec<_>>(),
+            [7, 7, 7, 6]
+        );
+        assert_eq!(plan.digits(), 3 * 128 + 64);
+    }
+
+    #[test]
+    fn the_view_goes_into_exactly_one_of_the_two_keys() {
+        let rig = Rig::validator();
+        let plan = SortPlan::new(DepthSpan::of(&rig), 4, 11);
+        assert_eq!(plan.view_shift, 27);
+        assert_eq!(plan.depth, PassPlan::for_bits(31));
+        assert_eq!(plan.tile, PassPlan::for_bits(11));
+        let wide = DepthSpan {
+            near_ordered: 0,
+            bits: 32,
+        };
+        let plan = SortPlan::new(wide, 4, 11);
+        assert_eq!(plan.view_shift, 32);
+        assert_eq!(plan.depth, PassPlan::for_bits(32));
+        assert_eq!(plan.tile, PassPlan::for_bits(15));
     }
 }

@@ -42,6 +42,9 @@ pub enum GpuError {
     },
 }
 
+/// Most tile intersections one render may have (radix look-back words count in 30 bits).
+const MAX_INTERSECTIONS: u64 = 1 << 30;
+
 /// Wall time of each stage of the last call, when profiling is on (CUDA events).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimes {
@@ -150,12 +153,13 @@ impl GpuRenderer {
             }
             .into());
         };
+        let plan = launch::SortPlan::new(launch::DepthSpan::of(rig), view_bits, tile_bits);
         let mut times = StageTimes::default();
         let t0 = self.event()?;
 
         // 1. Model statistics → normalisation and the floater sphere.
         self.bufs
-            .ensure_model(&self.stream, n, vn, views)
+            .ensure_model(&self.stream, n, vn, views, plan.depth.digits())
             .map_err(GpuError::from)?;
         self.kernels
             .model_stats(&self.stream, &mut self.bufs, n)
@@ -188,31 +192,36 @@ impl GpuRenderer {
         let t1 = self.event()?;
 
         // 3. Depth-sort the visible pairs, emit one key per touched tile in that order, sort
-        //    those stably by (view, tile), and find each tile's range.
-        let visible = self
-            .kernels
-            .count_visible(&self.stream, &mut self.bufs, vn)
-            .map_err(GpuError::from)? as usize;
-        self.bufs
-            .ensure_visible(&self.stream, visible)
+        //    those stably by tile, and find each tile's range. The one read back here is
+        //    the intersection count, which sizes the tile sort.
+        self.kernels
+            .depth_order(&self.stream, &mut self.bufs, n, vn, &plan)
             .map_err(GpuError::from)?;
-        let intersections = if visible > 0 {
-            self.kernels
-                .depth_order(
-                    &self.stream,
-                    &mut self.bufs,
-                    n,
-                    views,
-                    visible,
-                    view_bits,
-                    launch::DepthSpan::of(rig),
-                )
-                .map_err(GpuError::from)? as usize
-        } else {
-            0
-        };
+        let counts =
+            self.stream
+                .clone_dtoh(&self.bufs.sort_state.slice(
+                    launch::state::VISIBLE as usize..launch::state::INTERSECTIONS as usize + 2,
+                ))
+                .map_err(GpuError::from)?;
+        let visible = counts[0] as usize;
+        let intersections = u64::from(counts[1]) | (u64::from(counts[2]) << 32);
+        // Radix look-back words hold counts in 30 bits.
+        if intersections >= MAX_INTERSECTIONS {
+            return Err(GpuError::TooLarge {
+                what: "tile intersections",
+                needed: usize::try_from(intersections).unwrap_or(usize::MAX),
+                limit: MAX_INTERSECTIONS as usize - 1,
+            }
+            .into());
+        }
+        let intersections = intersections as usize;
         self.bufs
-            .ensure_intersections(&self.stream, intersections, views << tile_bits)
+            .ensure_intersections(
+                &self.stream,
+                intersections,
+                plan.tile.digits(),
+                views << tile_bits,
+            )
             .map_err(GpuError::from)?;
         if intersections > 0 {
             self.kernels
@@ -224,7 +233,7 @@ impl GpuRenderer {
                     intersections,
                     tiles_x,
                     tile_bits,
-                    view_bits,
+                    &plan,
                 )
                 .map_err(GpuError::from)?;
         }
