@@ -17,6 +17,31 @@
 #define CULL_SCALE 1.02f
 #define CULL_PAD 0.05f
 
+// Whether sigma can fall to the cull bound anywhere in [x0, x1] x [y0, y1] (pixel centres):
+// the ellipse, not its box, against the sub-tile. Sigma is convex, so when the centre lies
+// outside, its least value is on an edge that faces the centre, at the edge's own minimiser
+// (dy = -b dx / c along a vertical edge, dx = -b dy / a along a horizontal one) clamped to
+// the edge. A thin, tilted gaussian's box covers sub-tiles its ellipse misses.
+__device__ __forceinline__ bool ellipse_reaches(float2 mu, float4 co, float4 cull, float x0, float x1,
+                                                float y0, float y1)
+{
+    float dxl = x0 - mu.x, dxh = x1 - mu.x, dyl = y0 - mu.y, dyh = y1 - mu.y;
+    bool in_x = dxl <= 0.f && dxh >= 0.f, in_y = dyl <= 0.f && dyh >= 0.f;
+    if (in_x && in_y) return true;
+    float least = 3.0e38f;
+    if (!in_x) {
+        float dx = dxl > 0.f ? dxl : dxh;
+        float dy = fminf(fmaxf(cull.y * dx, dyl), dyh);
+        least = fminf(least, 0.5f * (co.x * dx * dx + co.z * dy * dy) + co.y * dx * dy);
+    }
+    if (!in_y) {
+        float dy = dyl > 0.f ? dyl : dyh;
+        float dx = fminf(fmaxf(cull.z * dy, dxl), dxh);
+        least = fminf(least, 0.5f * (co.x * dx * dx + co.z * dy * dy) + co.y * dx * dy);
+    }
+    return !(least > cull.x);  // NaN passes: cull only what is surely out
+}
+
 extern "C" __global__ void rasterize(
     const uint2* __restrict__ ranges, const unsigned int* __restrict__ sorted_values,
     const float2* __restrict__ xy, const float4* __restrict__ conic_opacity,
@@ -28,6 +53,7 @@ extern "C" __global__ void rasterize(
     __shared__ float4 s_co[BLOCK];
     __shared__ float3 s_rgb[BLOCK];
     __shared__ float4 s_box[BLOCK];  // x0, x1, y0, y1 where alpha may reach ALPHA_MIN
+    __shared__ float4 s_cull[BLOCK]; // sigma bound, -b/c, -b/a (edge minimisers), unused
     const unsigned int tr = threadIdx.x;
     const unsigned int warp = tr >> 5, lane = tr & 31;
     // Warps in two columns of four rows, each an 8x4 block of pixels.
@@ -58,17 +84,20 @@ extern "C" __global__ void rasterize(
             s_rgb[tr] = make_float3(colors[3 * gi], colors[3 * gi + 1], colors[3 * gi + 2]);
             float level = logf(255.0f * co.w);  // sigma above this: alpha < 1/255
             float det = co.x * co.z - co.y * co.y;
-            float4 box;
+            float4 box, cull = make_float4(__int_as_float(0x7f800000), 0.f, 0.f, 0.f);  // +inf: no bound
             if (!(level > 0.0f)) {
                 box = make_float4(1.0f, -1.0f, 1.0f, -1.0f);  // never contributes
             } else if (!(det > 0.0f) || !(co.x > 0.0f) || !(co.z > 0.0f)) {
                 box = make_float4(-3.0e38f, 3.0e38f, -3.0e38f, 3.0e38f);  // no culling
             } else {
-                float q = 2.0f * (level * CULL_SCALE + CULL_PAD) / det;
+                float bound = level * CULL_SCALE + CULL_PAD;
+                float q = 2.0f * bound / det;
                 float ex = sqrtf(q * co.z) + CULL_PAD, ey = sqrtf(q * co.x) + CULL_PAD;
                 box = make_float4(p.x - ex, p.x + ex, p.y - ey, p.y + ey);
+                cull = make_float4(bound, -co.y / co.z, -co.y / co.x, 0.f);
             }
             s_box[tr] = box;
+            s_cull[tr] = cull;
         }
         __syncthreads();
         unsigned int batch = min((unsigned int)BLOCK, range.y - start);
@@ -81,6 +110,7 @@ extern "C" __global__ void rasterize(
             if (mine < batch) {
                 float4 box = s_box[mine];
                 hit = !(box.y < wx0 || box.x > wx1 || box.w < wy0 || box.z > wy1);
+                if (hit) hit = ellipse_reaches(s_xy[mine], s_co[mine], s_cull[mine], wx0, wx1, wy0, wy1);
             }
             unsigned int hits = __ballot_sync(0xffffffffu, hit);
             while (hits != 0u && !done) {

@@ -283,13 +283,14 @@ extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorte
     flush_digits(s_counts, passes, &state[STATE_TILE_DIGITS]);
 }
 
-// One stable radix pass on the `width`-bit digit at `shift` (width <= 8), in one kernel: the
-// block ranks its chunk in order (256 keys at a time: equal digits of lower threads via warp
-// match, then of lower warps), publishes its digit counts, looks back for the counts of the
-// chunks before it (one thread per digit), places the chunk in shared memory grouped by digit,
-// and writes each digit's run to consecutive global addresses. The key count, the whole
-// input's digit counts and the pass's ticket are in `state` at the given word offsets (the
-// grid may be larger than the count needs).
+// One stable radix pass on the `width`-bit digit at `shift` (width <= 8), in one kernel: each
+// warp ranks its own 256 consecutive keys of the block's chunk, 32 at a time, against its own
+// digit counters (warp match, no block-wide barrier); the warps' counts then give each warp's
+// offset within every digit. The block publishes its digit counts, looks back for the counts
+// of the chunks before it (one thread per digit), places the chunk in shared memory grouped
+// by digit, and writes each digit's run to consecutive global addresses. The key count, the
+// whole input's digit counts and the pass's ticket are in `state` at the given word offsets
+// (the grid may be larger than the count needs).
 extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
                                       const unsigned int* __restrict__ values_in, unsigned int* state,
                                       unsigned int count_at, unsigned int digits_at, unsigned int ticket_at,
@@ -298,16 +299,15 @@ extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
 {
     const unsigned int* digit_counts = state + digits_at;
     __shared__ unsigned int s_block;
-    __shared__ unsigned int s_count[256];   // keys of each digit ranked so far, then the chunk's
     __shared__ unsigned int s_start[256];   // start of each digit within the chunk
     __shared__ unsigned int s_base[256];    // global position of the chunk's first key of each digit
-    __shared__ unsigned int s_warp[RADIX_THREADS / 32][256];
+    __shared__ unsigned int s_warp[RADIX_THREADS / 32][256];  // per-warp counts, then offsets
     __shared__ unsigned int s_scan[RADIX_THREADS / 32];
     __shared__ unsigned int s_keys[RADIX_CHUNK];
     __shared__ unsigned int s_vals[RADIX_CHUNK];
     unsigned int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     if (tid == 0) s_block = atomicAdd(&state[ticket_at], 1u);
-    s_count[tid] = 0;
+    for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) s_warp[w][tid] = 0;
     __syncthreads();
     unsigned int b = s_block;
     unsigned int m = state[count_at];
@@ -316,33 +316,31 @@ extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
     unsigned int chunk = min((unsigned int)RADIX_CHUNK, m - base);
     unsigned int digits = 1u << width, mask = digits - 1u;
     unsigned int lt_mask = (1u << lane) - 1u;
+    unsigned int* counters = s_warp[warp];
     unsigned int key[RADIX_ITEMS], val[RADIX_ITEMS], rank[RADIX_ITEMS];
     for (unsigned int step = 0; step < RADIX_ITEMS; ++step) {
-        unsigned int k = step * RADIX_THREADS + tid;
+        unsigned int k = warp * (32 * RADIX_ITEMS) + step * 32 + lane;
         bool valid = k < chunk;
         key[step] = valid ? keys_in[base + k] : 0u;
         val[step] = valid ? values_in[base + k] : 0u;
         // Invalid lanes take digit 256, which no valid lane shares.
         unsigned int digit = valid ? (key[step] >> shift) & mask : 256u;
-        for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) s_warp[w][tid] = 0;
-        __syncthreads();
         unsigned int peers = __match_any_sync(0xffffffffu, digit);
         unsigned int r = __popc(peers & lt_mask);
-        if (valid && r == 0) s_warp[warp][digit] = __popc(peers);
-        __syncthreads();
-        unsigned int total = 0;
-        for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) {
-            unsigned int c = s_warp[w][tid];
-            s_warp[w][tid] = total;
-            total += c;
-        }
-        __syncthreads();
-        rank[step] = valid ? s_count[digit] + s_warp[warp][digit] + r : 0u;
-        __syncthreads();
-        s_count[tid] += total;
+        unsigned int prior = valid ? counters[digit] : 0u;
+        __syncwarp();
+        if (valid && r == 0) counters[digit] = prior + __popc(peers);
+        __syncwarp();
+        rank[step] = prior + r;
     }
     __syncthreads();
-    unsigned int mine = s_count[tid];
+    // Thread `tid` owns digit tid: the warps' counts become their offsets within the digit.
+    unsigned int mine = 0;
+    for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) {
+        unsigned int c = s_warp[w][tid];
+        s_warp[w][tid] = mine;
+        mine += c;
+    }
     unsigned int exclusive = 0;
     if (tid < digits) {
         volatile unsigned int* st = status;
@@ -350,11 +348,20 @@ extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
             st[tid] = LB_PREFIX | mine;
         } else {
             st[b * digits + tid] = LB_AGGREGATE | mine;
-            for (int p = (int)b - 1; p >= 0; --p) {
-                unsigned int s;
-                do { s = st[p * digits + tid]; } while ((s & LB_FLAGS) == 0);
-                exclusive += s & LB_VALUE;
-                if (s & LB_PREFIX) break;
+            // Four predecessors per round trip; a word not yet published is read again.
+            int p = (int)b - 1;
+            while (true) {
+                unsigned int s[4];
+                for (int j = 0; j < 4; ++j) s[j] = p - j >= 0 ? st[(p - j) * digits + tid] : LB_PREFIX;
+                int j = 0;
+                bool found = false;
+                for (; j < 4; ++j) {
+                    if ((s[j] & LB_FLAGS) == 0) break;
+                    exclusive += s[j] & LB_VALUE;
+                    if (s[j] & LB_PREFIX) { found = true; break; }
+                }
+                if (found) break;
+                p -= j;
             }
             st[b * digits + tid] = LB_PREFIX | (exclusive + mine);
         }
@@ -367,9 +374,10 @@ extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
     s_base[tid] = global + exclusive;
     __syncthreads();
     for (unsigned int step = 0; step < RADIX_ITEMS; ++step) {
-        unsigned int k = step * RADIX_THREADS + tid;
+        unsigned int k = warp * (32 * RADIX_ITEMS) + step * 32 + lane;
         if (k < chunk) {
-            unsigned int local = s_start[(key[step] >> shift) & mask] + rank[step];
+            unsigned int digit = (key[step] >> shift) & mask;
+            unsigned int local = s_start[digit] + s_warp[warp][digit] + rank[step];
             s_keys[local] = key[step];
             s_vals[local] = val[step];
         }
@@ -385,12 +393,26 @@ extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
 }
 
 // Start and end of every (view, tile) run in the sorted keys; ranges must be zeroed first.
+// Four keys per thread (one 16-byte load) and the two neighbours.
 extern "C" __global__ void tile_ranges(const unsigned int* __restrict__ keys, unsigned int m,
                                        uint2* __restrict__ ranges)
 {
-    unsigned int k = blockIdx.x * blockDim.x + threadIdx.x;
-    if (k >= m) return;
-    unsigned int id = keys[k];
-    if (k == 0 || keys[k - 1] != id) ranges[id].x = k;
-    if (k == m - 1 || keys[k + 1] != id) ranges[id].y = k + 1;
+    unsigned int first = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
+    if (first >= m) return;
+    unsigned int k[6];
+    k[0] = first > 0 ? keys[first - 1] : 0xffffffffu;
+    if (first + 4 <= m) {
+        uint4 q = *reinterpret_cast<const uint4*>(keys + first);
+        k[1] = q.x; k[2] = q.y; k[3] = q.z; k[4] = q.w;
+    } else {
+        for (unsigned int j = 0; j < 4; ++j) k[1 + j] = first + j < m ? keys[first + j] : 0xffffffffu;
+    }
+    k[5] = first + 4 < m ? keys[first + 4] : 0xffffffffu;
+    for (unsigned int j = 0; j < 4; ++j) {
+        unsigned int i = first + j;
+        if (i >= m) break;
+        unsigned int id = k[1 + j];
+        if (i == 0 || k[j] != id) ranges[id].x = i;
+        if (i == m - 1 || k[2 + j] != id) ranges[id].y = i + 1;
+    }
 }

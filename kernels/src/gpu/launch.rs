@@ -458,8 +458,9 @@ impl Kernels {
         let m32 = m as u32;
         let mut launch = stream.launch_builder(&self.tile_ranges);
         launch.arg(&b.keys).arg(&m32).arg(&mut b.ranges);
-        // SAFETY: matches `tile_ranges`; ranges hold 2 × (views << tile_bits).
-        unsafe { launch.launch(linear(m, 256)) }.map(drop)
+        // SAFETY: matches `tile_ranges` (four keys per thread); ranges hold 2 × (views <<
+        // tile_bits).
+        unsafe { launch.launch(linear(m.div_ceil(4), 256)) }.map(drop)
     }
 
     #[allow(clippy::too_many_arguments)]
