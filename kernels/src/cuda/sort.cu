@@ -133,6 +133,26 @@ __device__ unsigned long long scan_look_back(unsigned long long* status, unsigne
     return exclusive;
 }
 
+// Single-pass exclusive scan across the grid of one value per thread, block `b` (from its
+// ticket) covering the blocks before it: returns the block's prefix to every thread, this
+// thread's offset within the block in `before`, and the total through this block in
+// `through` (the whole total, in the last block).
+__device__ unsigned long long grid_exclusive_scan(unsigned int local, unsigned int b, unsigned long long* status,
+                                                  unsigned int* before, unsigned long long* through)
+{
+    __shared__ unsigned int s_warp[8];
+    __shared__ unsigned long long s_prefix;
+    unsigned int block_total;
+    *before = block_exclusive_scan(local, s_warp, &block_total);
+    if (threadIdx.x < 32) {
+        unsigned long long prefix = scan_look_back(status, b, block_total);
+        if (threadIdx.x == 0) s_prefix = prefix;
+    }
+    __syncthreads();
+    *through = s_prefix + block_total;
+    return s_prefix;
+}
+
 // Single-pass compaction of the visible (view, gaussian) pairs (tile count > 0) into depth
 // keys, in index order, with value view * n + gaussian. Key: (ordered depth bits - those of
 // the nearest near plane), with the view above them when `view_shift` < 32. Counts every
@@ -144,9 +164,7 @@ extern "C" __global__ void visible_depth_keys(const unsigned int* __restrict__ c
                                               unsigned int* __restrict__ values, unsigned long long* status,
                                               unsigned int* __restrict__ state)
 {
-    __shared__ unsigned int s_warp[8];
     __shared__ unsigned int s_block;
-    __shared__ unsigned long long s_prefix;
     __shared__ unsigned int s_counts[MAX_PASSES * 256];
     if (threadIdx.x == 0) s_block = atomicAdd(&state[STATE_TICKETS + TICKET_VISIBLE], 1u);
     for (unsigned int i = threadIdx.x; i < passes * 256; i += SCAN_THREADS) s_counts[i] = 0;
@@ -157,17 +175,10 @@ extern "C" __global__ void visible_depth_keys(const unsigned int* __restrict__ c
     for (int k = 0; k < SCAN_ITEMS; ++k) {
         if (first + k < vn && counts[first + k] > 0) { flags |= 1u << k; ++local; }
     }
-    unsigned int block_total;
-    unsigned int before = block_exclusive_scan(local, s_warp, &block_total);
-    if (threadIdx.x < 32) {
-        unsigned long long prefix = scan_look_back(status, b, block_total);
-        if (threadIdx.x == 0) {
-            s_prefix = prefix;
-            if ((b + 1) * SCAN_TILE >= vn) state[STATE_VISIBLE] = (unsigned int)(prefix + block_total);
-        }
-    }
-    __syncthreads();
-    unsigned int pos = (unsigned int)s_prefix + before;
+    unsigned int before;
+    unsigned long long through;
+    unsigned int pos = (unsigned int)grid_exclusive_scan(local, b, status, &before, &through) + before;
+    if (threadIdx.x == 0 && (b + 1) * SCAN_TILE >= vn) state[STATE_VISIBLE] = (unsigned int)through;
     for (int k = 0; k < SCAN_ITEMS; ++k) {
         if (!(flags & (1u << k))) continue;
         unsigned int o = first + k;
@@ -190,9 +201,7 @@ extern "C" __global__ void emission_offsets(const unsigned int* __restrict__ sor
                                             unsigned int* __restrict__ offsets,
                                             unsigned long long* status, unsigned int* state)
 {
-    __shared__ unsigned int s_warp[8];
     __shared__ unsigned int s_block;
-    __shared__ unsigned long long s_prefix;
     if (threadIdx.x == 0) s_block = atomicAdd(&state[STATE_TICKETS + TICKET_EMISSION], 1u);
     __syncthreads();
     unsigned int b = s_block;
@@ -205,22 +214,14 @@ extern "C" __global__ void emission_offsets(const unsigned int* __restrict__ sor
         v[k] = first + k < k_total ? counts[sorted_values[first + k]] : 0u;
         local += v[k];
     }
-    unsigned int block_total;
-    unsigned int before = block_exclusive_scan(local, s_warp, &block_total);
-    if (threadIdx.x < 32) {
-        unsigned long long prefix = scan_look_back(status, b, block_total);
-        if (threadIdx.x == 0) {
-            s_prefix = prefix;
-            if ((b + 1) * SCAN_TILE >= k_total) {
-                unsigned long long total = prefix + block_total;
-                state[STATE_INTERSECTIONS] = (unsigned int)total;
-                state[STATE_INTERSECTIONS + 1] = (unsigned int)(total >> 32);
-            }
-        }
-    }
-    __syncthreads();
+    unsigned int before;
+    unsigned long long through;
     // Offsets past 2^32 wrap; the host refuses such a total before anything reads them.
-    unsigned int running = (unsigned int)s_prefix + before;
+    unsigned int running = (unsigned int)grid_exclusive_scan(local, b, status, &before, &through) + before;
+    if (threadIdx.x == 0 && (b + 1) * SCAN_TILE >= k_total) {
+        state[STATE_INTERSECTIONS] = (unsigned int)through;
+        state[STATE_INTERSECTIONS + 1] = (unsigned int)(through >> 32);
+    }
     for (int k = 0; k < SCAN_ITEMS; ++k) {
         if (first + k < k_total) offsets[first + k] = running;
         running += v[k];

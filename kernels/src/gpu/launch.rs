@@ -1,6 +1,6 @@
 //! One typed launcher per kernel: grid and block sizes, argument order matching the `.cu`
-//! signatures, and the small host-side steps between them (zeroing accumulators, the scan
-//! recursion, the radix passes).
+//! signatures, and the small host-side steps between them (zeroing accumulators and
+//! look-back words, planning and chaining the radix passes).
 
 use std::sync::Arc;
 
