@@ -16,6 +16,15 @@
 // Enlargement of the culling ellipse, so float rounding in sigma never culls a contributor.
 #define CULL_SCALE 1.02f
 #define CULL_PAD 0.05f
+#define LOG2E 1.4426950408889634f
+
+// 2^x by the SFU (what __expf uses after scaling its argument by log2 e).
+__device__ __forceinline__ float fast_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
 
 // Whether sigma can fall to the cull bound anywhere in [x0, x1] x [y0, y1] (pixel centres):
 // the ellipse, not its box, against the sub-tile. Sigma is convex, so when the centre lies
@@ -51,7 +60,10 @@ extern "C" __global__ void rasterize(
 {
     __shared__ float2 s_xy[BLOCK];
     __shared__ float4 s_co[BLOCK];
-    __shared__ float3 s_rgb[BLOCK];
+    __shared__ float4 s_rgb[BLOCK];  // one 16-byte load per hit
+    // The exponent of alpha in base 2, -sigma * log2(e), as a quadratic in (dx, dy), with
+    // log2(opacity) beside it: a hit costs one exp2 and no scaling.
+    __shared__ float4 s_pow[BLOCK];
     __shared__ float4 s_box[BLOCK];  // x0, x1, y0, y1 where alpha may reach ALPHA_MIN
     __shared__ float4 s_cull[BLOCK]; // sigma bound, -b/c, -b/a (edge minimisers), unused
     const unsigned int tr = threadIdx.x;
@@ -81,7 +93,8 @@ extern "C" __global__ void rasterize(
             float4 co = conic_opacity[o];
             s_xy[tr] = p;
             s_co[tr] = co;
-            s_rgb[tr] = make_float3(colors[3 * gi], colors[3 * gi + 1], colors[3 * gi + 2]);
+            s_rgb[tr] = make_float4(colors[3 * gi], colors[3 * gi + 1], colors[3 * gi + 2], 0.f);
+            s_pow[tr] = make_float4(-0.5f * LOG2E * co.x, -LOG2E * co.y, -0.5f * LOG2E * co.z, __log2f(co.w));
             float level = logf(255.0f * co.w);  // sigma above this: alpha < 1/255
             float det = co.x * co.z - co.y * co.y;
             float4 box, cull = make_float4(__int_as_float(0x7f800000), 0.f, 0.f, 0.f);  // +inf: no bound
@@ -116,15 +129,16 @@ extern "C" __global__ void rasterize(
             while (hits != 0u && !done) {
                 unsigned int t = chunk + (unsigned int)(__ffs(hits) - 1);
                 hits &= hits - 1u;
-                float4 co = s_co[t];
-                float dx = s_xy[t].x - fx, dy = s_xy[t].y - fy;
-                float sigma = 0.5f * (co.x * dx * dx + co.z * dy * dy) + co.y * dx * dy;
-                float alpha = fminf(ALPHA_MAX, co.w * __expf(-sigma));
-                if (sigma < 0.f || alpha < ALPHA_MIN) continue;
+                float4 pw = s_pow[t];
+                float2 m = s_xy[t];
+                float dx = m.x - fx, dy = m.y - fy;
+                float power = pw.x * dx * dx + pw.z * dy * dy + pw.y * dx * dy;  // -sigma log2 e
+                float alpha = fminf(ALPHA_MAX, fast_exp2(power + pw.w));
+                if (power > 0.f || alpha < ALPHA_MIN) continue;
                 float next_T = T * (1.0f - alpha);
                 if (next_T <= T_MIN) { done = true; break; }
                 float vis = alpha * T;
-                float3 c = s_rgb[t];
+                float4 c = s_rgb[t];
                 r += c.x * vis; g += c.y * vis; b += c.z * vis;
                 T = next_T;
             }
