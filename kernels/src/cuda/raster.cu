@@ -26,6 +26,26 @@ __device__ __forceinline__ float fast_exp2(float x)
     return y;
 }
 
+__device__ __forceinline__ unsigned int warp_min(unsigned int v)
+{
+#if __CUDA_ARCH__ >= 800
+    return __reduce_min_sync(0xffffffffu, v);
+#else
+    for (int off = 16; off > 0; off >>= 1) v = min(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+#endif
+}
+
+__device__ __forceinline__ unsigned int warp_max(unsigned int v)
+{
+#if __CUDA_ARCH__ >= 800
+    return __reduce_max_sync(0xffffffffu, v);
+#else
+    for (int off = 16; off > 0; off >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, off));
+    return v;
+#endif
+}
+
 // Whether sigma can fall to the cull bound anywhere in [x0, x1] x [y0, y1] (pixel centres):
 // the ellipse, not its box, against the sub-tile. Sigma is convex, so when the centre lies
 // outside, its least value is on an edge that faces the centre, at the edge's own minimiser
@@ -73,8 +93,6 @@ extern "C" __global__ void rasterize(
     const unsigned int sub_y = blockIdx.y * TILE_SIZE + (warp >> 1) * 4;
     const unsigned int px_x = sub_x + (lane & 7);
     const unsigned int px_y = sub_y + (lane >> 3);
-    const float wx0 = (float)sub_x + 0.5f, wx1 = wx0 + 7.0f;
-    const float wy0 = (float)sub_y + 0.5f, wy1 = wy0 + 3.0f;
     unsigned int view = blockIdx.z;
     unsigned int tile = blockIdx.y * tiles_x + blockIdx.x;
     bool inside = px_x < width && px_y < height;
@@ -118,12 +136,18 @@ extern "C" __global__ void rasterize(
         // gathers the hits, and the warp blends only those, in depth order.
         for (unsigned int chunk = 0; chunk < batch; chunk += 32) {
             if (__all_sync(0xffffffffu, done)) break;
+            // Cull against the box of the warp's unfinished pixels, not the whole sub-tile:
+            // once most of it has saturated, what the rest can see is much less.
+            float ax0 = (float)warp_min(done ? 0xffffu : px_x) + 0.5f;
+            float ax1 = (float)warp_max(done ? 0u : px_x) + 0.5f;
+            float ay0 = (float)warp_min(done ? 0xffffu : px_y) + 0.5f;
+            float ay1 = (float)warp_max(done ? 0u : px_y) + 0.5f;
             unsigned int mine = chunk + lane;
             bool hit = false;
             if (mine < batch) {
                 float4 box = s_box[mine];
-                hit = !(box.y < wx0 || box.x > wx1 || box.w < wy0 || box.z > wy1);
-                if (hit) hit = ellipse_reaches(s_xy[mine], s_co[mine], s_cull[mine], wx0, wx1, wy0, wy1);
+                hit = !(box.y < ax0 || box.x > ax1 || box.w < ay0 || box.z > ay1);
+                if (hit) hit = ellipse_reaches(s_xy[mine], s_co[mine], s_cull[mine], ax0, ax1, ay0, ay1);
             }
             unsigned int hits = __ballot_sync(0xffffffffu, hit);
             while (hits != 0u && !done) {
