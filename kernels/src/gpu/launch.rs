@@ -100,11 +100,15 @@ impl DepthSpan {
     /// Full 32-bit keys when a plane is NaN or the planes are out of order (the cull then
     /// decides alone what is visible).
     pub fn of(rig: &Rig) -> Self {
-        let planes = rig.cameras.iter().flat_map(|c| [c.near, c.far]);
+        // f32::min and max skip NaN, so a NaN plane is looked for on its own.
+        let any_nan = rig
+            .cameras
+            .iter()
+            .any(|c| c.near.is_nan() || c.far.is_nan());
         let near = rig.cameras.iter().map(|c| c.near).reduce(f32::min);
         let far = rig.cameras.iter().map(|c| c.far).reduce(f32::max);
         match (near, far) {
-            (Some(near), Some(far)) if near <= far && !planes.clone().any(f32::is_nan) => {
+            (Some(near), Some(far)) if near <= far && !any_nan => {
                 let span = float_to_ordered(far) - float_to_ordered(near);
                 Self {
                     near_ordered: float_to_ordered(near),
