@@ -13,7 +13,8 @@ use std::{io::Write, path::PathBuf, time::Instant};
 use rand::SeedableRng;
 use splatfleet_common::splat::Splat;
 use splatfleet_kernels::{
-    cpu, decode_normalise, gaussians::floater_fraction, gpu::GpuRenderer, Metrics, Rig, Views,
+    cpu, decode_normalise, gaussians::floater_fraction, gpu::GpuRenderer, KernelError, Metrics,
+    NormaliseError, Rig, Views,
 };
 
 #[path = "shared/test_splats.rs"]
@@ -125,6 +126,32 @@ fn dump_case(
     )
 }
 
+/// The GPU path must give the CPU reference's typed errors for models it cannot normalise,
+/// and render normally afterwards.
+fn check_invalid_models(gpu: &mut GpuRenderer, rig: &Rig) -> Result<(), String> {
+    let mut flat = Splat::zeroed(64, 0, false);
+    let degenerate = gpu.render_and_measure(&flat, rig, false);
+    flat.positions[7] = [f32::NAN, 0.0, 0.0];
+    let non_finite = gpu.render_and_measure(&flat, rig, false);
+    let ok = matches!(
+        degenerate,
+        Err(KernelError::Normalise(NormaliseError::DegenerateExtent(_)))
+    ) && matches!(
+        non_finite,
+        Err(KernelError::Normalise(NormaliseError::NonFinite))
+    );
+    println!(
+        "check invalid models: all at one point -> {:?}; a NaN position -> {:?}",
+        degenerate.err(),
+        non_finite.err()
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err("invalid models did not give the CPU reference's errors".into())
+    }
+}
+
 fn main() -> Result<(), String> {
     let args = parse_args()?;
     let mut gpu = GpuRenderer::new(0).map_err(|e| format!("no GPU: {e}"))?;
@@ -135,6 +162,7 @@ fn main() -> Result<(), String> {
         args.reps
     );
     let rig = Rig::validator();
+    check_invalid_models(&mut gpu, &rig)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
     for &n in &args.sizes {
         for kind in ["random", "structured"] {

@@ -36,12 +36,19 @@ pub const MAX_GAUSSIANS: usize = 10_000_000;
 
 /// The constants as C `#define`s, prepended to every CUDA source.
 pub fn cuda_prelude() -> String {
+    // Shortest round-trip digits, so the kernel's float literals are the same floats.
+    let weights = ssim_window()
+        .iter()
+        .map(|w| format!("{w:e}f"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "#define SH_C0 {SH_C0:e}f\n#define EPS2D {EPS2D:e}f\n#define ALPHA_MAX {ALPHA_MAX:e}f\n\
          #define ALPHA_MIN ({ALPHA_MIN:e}f)\n#define T_MIN {T_MIN:e}f\n#define EXTEND_MAX {EXTEND_MAX:e}f\n\
          #define TILE_SIZE {TILE_SIZE}\n#define QUAT_NORM_EPS {QUAT_NORM_EPS:e}f\n\
-         #define SILHOUETTE_ALPHA {SILHOUETTE_ALPHA:e}f\n#define FLOATER_RMS_FACTOR {FLOATER_RMS_FACTOR:e}f\n\
-         #define SSIM_WINDOW {SSIM_WINDOW}\n#define SSIM_C1 {SSIM_C1:e}f\n#define SSIM_C2 {SSIM_C2:e}f\n"
+         #define SILHOUETTE_ALPHA {SILHOUETTE_ALPHA:e}f\n#define REF_BBOX_SIZE {REF_BBOX_SIZE:e}f\n#define FLOATER_RMS_FACTOR {FLOATER_RMS_FACTOR:e}f\n\
+         #define SSIM_WINDOW {SSIM_WINDOW}\n#define SSIM_C1 {SSIM_C1:e}f\n#define SSIM_C2 {SSIM_C2:e}f\n\
+         #define SSIM_WEIGHTS {weights}\n"
     )
 }
 
@@ -59,4 +66,24 @@ pub fn ssim_window() -> [f32; SSIM_WINDOW] {
         *v /= sum;
     }
     w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cuda_prelude, ssim_window};
+
+    #[test]
+    fn the_kernels_ssim_weights_are_the_reference_s_floats() {
+        let prelude = cuda_prelude();
+        let line = prelude
+            .lines()
+            .find_map(|l| l.strip_prefix("#define SSIM_WEIGHTS "))
+            .expect("the prelude defines SSIM_WEIGHTS");
+        let parsed: Vec<f32> = line
+            .split(", ")
+            .map(|w| w.trim_end_matches('f').parse().expect("a float literal"))
+            .collect();
+        assert_eq!(parsed, ssim_window());
+        assert!((parsed.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    }
 }

@@ -14,6 +14,10 @@ __device__ __forceinline__ unsigned int float_to_ordered(float f) {
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
+__device__ __forceinline__ float ordered_to_float(unsigned int u) {
+    return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
+}
+
 __device__ __forceinline__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 // stats: [0] sum of all coordinates, [1] sum w, [2..4] sum w*p, [5] sum w*|p|^2 (w = sigmoid opacity)
@@ -70,15 +74,55 @@ extern "C" __global__ void model_stats(
     }
 }
 
+// What decode_project needs from the statistics: the validator's recentring and scale, and
+// the floater sphere. `valid` is false when a coordinate is not finite or the model has no
+// extent; the host reports that from the statistics it reads back with the metrics.
+struct Norm {
+    float mean, scale;
+    double cx, cy, cz, limit2;
+    bool valid;
+};
+
+// As the CPU reference's `normalisation_of` and `floater_fraction` (gaussians.rs) derive
+// them, in double, with no fused multiply-adds (the host's `normalisation_from` in
+// gpu/mod.rs checks the same statistics afterwards and reports what is invalid).
+__device__ Norm normalisation_of(const double* __restrict__ stats, const unsigned int* __restrict__ bounds,
+                                 unsigned int n)
+{
+    Norm r;
+    bool finite = isfinite(stats[0]);
+    double extent = 0.0;
+    for (int a = 0; a < 3; ++a) {
+        float lo = ordered_to_float(bounds[a]), hi = ordered_to_float(bounds[3 + a]);
+        finite = finite && isfinite(lo) && isfinite(hi);
+        extent = fmax(extent, __dsub_rn((double)hi, (double)lo));
+    }
+    r.valid = finite && extent > 0.0;
+    r.mean = (float)(stats[0] / __dmul_rn(3.0, (double)n));
+    r.scale = (float)((double)REF_BBOX_SIZE / extent);
+    double w = stats[1];
+    if (w > 0.0) {
+        r.cx = stats[2] / w; r.cy = stats[3] / w; r.cz = stats[4] / w;
+        double mu2 = __dadd_rn(__dadd_rn(__dmul_rn(r.cx, r.cx), __dmul_rn(r.cy, r.cy)), __dmul_rn(r.cz, r.cz));
+        double rms2 = fmax(__dsub_rn(stats[5] / w, mu2), 0.0);
+        double factor = (double)FLOATER_RMS_FACTOR;
+        r.limit2 = __dmul_rn(__dmul_rn(factor, factor), rms2);
+    } else {
+        r.cx = r.cy = r.cz = 0.0;
+        r.limit2 = __longlong_as_double(0x7ff0000000000000ll);  // +inf: no floaters
+    }
+    return r;
+}
+
 // One thread per gaussian: activate, normalise, count floaters, project into every camera.
 // Per (view, gaussian) outputs at index v * n + i: xy, conic + opacity, depth, tile rect and
-// tile count (0 when culled).
+// tile count (0 when culled). The normalisation is derived from model_stats' output on the
+// device, once per block, so the host does not wait for it.
 extern "C" __global__ void decode_project(
     const float* __restrict__ positions, const float* __restrict__ opacity_logits,
     const float* __restrict__ log_scales, const float* __restrict__ rotations,
     const float* __restrict__ sh_dc, unsigned int n,
-    float mean, float scale,
-    double floater_cx, double floater_cy, double floater_cz, double floater_limit2,
+    const double* __restrict__ stats, const unsigned int* __restrict__ bounds,
     const Cam* __restrict__ cams, unsigned int views, unsigned int width, unsigned int height,
     unsigned int tiles_x, unsigned int tiles_y,
     float* __restrict__ colors,             // [n, 3]
@@ -89,11 +133,20 @@ extern "C" __global__ void decode_project(
     unsigned int* __restrict__ tile_counts, // [views, n]
     unsigned int* __restrict__ floaters)
 {
+    __shared__ Norm s_norm;
+    if (threadIdx.x == 0) s_norm = normalisation_of(stats, bounds, n);
+    __syncthreads();
+    const Norm nm = s_norm;
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
+    if (!nm.valid) {
+        for (unsigned int v = 0; v < views; ++v) tile_counts[v * n + i] = 0;
+        return;
+    }
+    const float mean = nm.mean, scale = nm.scale;
     float px = positions[3 * i], py = positions[3 * i + 1], pz = positions[3 * i + 2];
-    double dx = (double)px - floater_cx, dy = (double)py - floater_cy, dz = (double)pz - floater_cz;
-    if (dx * dx + dy * dy + dz * dz > floater_limit2) atomicAdd(floaters, 1u);
+    double dx = (double)px - nm.cx, dy = (double)py - nm.cy, dz = (double)pz - nm.cz;
+    if (dx * dx + dy * dy + dz * dz > nm.limit2) atomicAdd(floaters, 1u);
 
     float m[3] = {(px - mean) * scale, (py - mean) * scale, (pz - mean) * scale};
     float opacity = fminf(fmaxf(sigmoidf(opacity_logits[i]) * (1.0f / scale), 0.0f), 1.0f);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr, DriverError, ValidAsZeroBits};
 use splatfleet_common::splat::Splat;
 
-use super::launch::{state, RADIX_CHUNK, SCAN_TILE};
+use super::launch::{state, RADIX_CHUNK, SCAN_TILE, SUMMARY_EXTRA};
 use crate::rig::Rig;
 
 /// Floats per camera in the `Cam` struct of decode.cu: rotation (9), translation (3),
@@ -51,7 +51,6 @@ pub struct Buffers {
     pub ssim_sum: CudaSlice<f64>,
     /// Everything the host reads back after a render, packed by `pack_metrics`.
     pub summary: CudaSlice<f64>,
-    pub ssim_window: CudaSlice<f32>,
 }
 
 /// Replaces `slot` with a larger buffer when it holds fewer than `len` elements.
@@ -109,7 +108,6 @@ impl Buffers {
             view_bbox: stream.alloc_zeros::<i32>(1)?,
             ssim_sum: stream.alloc_zeros::<f64>(1)?,
             summary: stream.alloc_zeros::<f64>(1)?,
-            ssim_window: stream.clone_htod(&crate::constants::ssim_window())?,
         })
     }
 
@@ -177,7 +175,7 @@ impl Buffers {
         grow(stream, &mut self.view_acc, views * 8)?;
         grow(stream, &mut self.view_bbox, views * 4)?;
         grow(stream, &mut self.ssim_sum, views.max(1))?;
-        grow(stream, &mut self.summary, views * 13 + 1)?;
+        grow(stream, &mut self.summary, views * 13 + SUMMARY_EXTRA)?;
         Ok(())
     }
 

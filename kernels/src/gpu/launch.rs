@@ -11,7 +11,7 @@ use cudarc::driver::{
 use super::{
     buffers::Buffers,
     compile::{ptx_for, DECODE, METRICS, RASTER, SORT},
-    DeviceNormalisation, GpuError,
+    GpuError,
 };
 use crate::{constants::TILE_SIZE, rig::Rig};
 
@@ -19,6 +19,14 @@ use crate::{constants::TILE_SIZE, rig::Rig};
 pub const SCAN_TILE: usize = 1024;
 /// Keys per radix block (`RADIX_CHUNK` in sort.cu).
 pub const RADIX_CHUNK: usize = 2048;
+/// Image rows per `view_metrics` block (`VIEW_METRICS_ROWS` in metrics.cu).
+const VIEW_METRICS_ROWS: u32 = 8;
+/// Output columns and rows per `ssim_adjacent` block (`SSIM_COLS`, `SSIM_ROWS`).
+const SSIM_COLS: u32 = 64;
+const SSIM_ROWS: u32 = 128;
+/// Summary entries after the 13 per view: the floater count, the six model statistics and
+/// the six bounds (`pack_metrics`).
+pub const SUMMARY_EXTRA: usize = 13;
 /// Most radix passes one sort takes (`MAX_PASSES`): 32-bit keys, at most 8 bits a pass.
 const MAX_PASSES: u32 = 4;
 
@@ -244,14 +252,11 @@ impl Kernels {
         stream: &Arc<CudaStream>,
         b: &mut Buffers,
         n: usize,
-        norm: &DeviceNormalisation,
         rig: &Rig,
         tiles_x: u32,
         tiles_y: u32,
     ) -> Result<(), DriverError> {
         let (n32, views, w, h) = (n as u32, rig.views() as u32, rig.width, rig.height);
-        let [cx, cy, cz] = norm.floater_centre;
-        let limit2 = norm.floater_limit2;
         let mut launch = stream.launch_builder(&self.decode_project);
         launch
             .arg(&b.positions)
@@ -260,12 +265,8 @@ impl Kernels {
             .arg(&b.rotations)
             .arg(&b.sh_dc)
             .arg(&n32)
-            .arg(&norm.mean)
-            .arg(&norm.scale)
-            .arg(&cx)
-            .arg(&cy)
-            .arg(&cz)
-            .arg(&limit2)
+            .arg(&b.stats)
+            .arg(&b.bounds)
             .arg(&b.cameras)
             .arg(&views)
             .arg(&w)
@@ -520,8 +521,8 @@ impl Kernels {
         // SAFETY: matches `reset_metrics`; the buffers hold 8, 4 and 1 entries per view.
         unsafe { launch.launch(linear(views * 8, 128)) }?;
         let cfg = LaunchConfig {
-            grid_dim: (w.div_ceil(16), h.div_ceil(16), views as u32),
-            block_dim: (16, 16, 1),
+            grid_dim: (h.div_ceil(VIEW_METRICS_ROWS), views as u32, 1),
+            block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
         let mut launch = stream.launch_builder(&self.view_metrics);
@@ -537,20 +538,16 @@ impl Kernels {
         if views >= 2 && w > 2 * r && h > 2 * r {
             let cfg = LaunchConfig {
                 grid_dim: (
-                    (w - 2 * r).div_ceil(16),
-                    (h - 2 * r).div_ceil(16),
+                    (w - 2 * r).div_ceil(SSIM_COLS),
+                    (h - 2 * r).div_ceil(SSIM_ROWS),
                     views as u32 - 1,
                 ),
-                block_dim: (16, 16, 1),
+                // One thread per (output column, channel).
+                block_dim: (3 * SSIM_COLS, 1, 1),
                 shared_mem_bytes: 0,
             };
             let mut launch = stream.launch_builder(&self.ssim_adjacent);
-            launch
-                .arg(&b.image)
-                .arg(&w)
-                .arg(&h)
-                .arg(&b.ssim_window)
-                .arg(&mut b.ssim_sum);
+            launch.arg(&b.image).arg(&w).arg(&h).arg(&mut b.ssim_sum);
             // SAFETY: matches `ssim_adjacent`; one sum per adjacent pair.
             unsafe { launch.launch(cfg) }?;
         }
@@ -560,10 +557,12 @@ impl Kernels {
             .arg(&b.view_bbox)
             .arg(&b.ssim_sum)
             .arg(&b.floaters)
+            .arg(&b.stats)
+            .arg(&b.bounds)
             .arg(&views32)
             .arg(&mut b.summary);
-        // SAFETY: matches `pack_metrics`; summary holds 13 entries per view plus one.
-        unsafe { launch.launch(linear(views * 13 + 1, 128)) }.map(drop)
+        // SAFETY: matches `pack_metrics`; summary holds SUMMARY_EXTRA entries after 13 per view.
+        unsafe { launch.launch(linear(views * 13 + SUMMARY_EXTRA, 128)) }.map(drop)
     }
 }
 

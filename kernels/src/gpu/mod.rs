@@ -17,7 +17,7 @@ pub use compile::cache_dir;
 
 use self::{buffers::Buffers, launch::Kernels};
 use crate::{
-    constants::{FLOATER_RMS_FACTOR, MAX_GAUSSIANS, REF_BBOX_SIZE, TILE_SIZE},
+    constants::{MAX_GAUSSIANS, TILE_SIZE},
     gaussians::NormaliseError,
     metrics::{Metrics, ViewMetrics},
     rig::Rig,
@@ -157,37 +157,21 @@ impl GpuRenderer {
         let mut times = StageTimes::default();
         let t0 = self.event()?;
 
-        // 1. Model statistics → normalisation and the floater sphere.
+        // 1. Model statistics; decode_project derives the normalisation and the floater
+        //    sphere from them on the device, and the host checks them with the metrics.
         self.bufs
             .ensure_model(&self.stream, n, vn, views, plan.depth.digits())
             .map_err(GpuError::from)?;
-        self.kernels
-            .model_stats(&self.stream, &mut self.bufs, n)
-            .map_err(GpuError::from)?;
-        let stats = self
-            .stream
-            .clone_dtoh(&self.bufs.stats)
-            .map_err(GpuError::from)?;
-        let bounds = self
-            .stream
-            .clone_dtoh(&self.bufs.bounds)
-            .map_err(GpuError::from)?;
-        let norm = normalisation_from(&stats, &bounds, n)?;
-
-        // 2. Decode + normalise + project into every view.
         self.bufs
             .upload_cameras(&self.stream, rig)
             .map_err(GpuError::from)?;
         self.kernels
-            .decode_project(
-                &self.stream,
-                &mut self.bufs,
-                n,
-                &norm,
-                rig,
-                tiles_x,
-                tiles_y,
-            )
+            .model_stats(&self.stream, &mut self.bufs, n)
+            .map_err(GpuError::from)?;
+
+        // 2. Decode + normalise + project into every view.
+        self.kernels
+            .decode_project(&self.stream, &mut self.bufs, n, rig, tiles_x, tiles_y)
             .map_err(GpuError::from)?;
         let t1 = self.event()?;
 
@@ -277,12 +261,17 @@ impl GpuRenderer {
         let (acc, rest) = summary.split_at(views * 8);
         let (bbox, rest) = rest.split_at(views * 4);
         let (ssim, rest) = rest.split_at(views);
+        let (floaters, rest) = rest.split_at(1);
+        let (stats, bounds) = rest.split_at(6);
+        // An invalid model rendered nothing (decode_project culled every gaussian); say why.
+        let bounds: Vec<u32> = bounds[..6].iter().map(|&b| b as u32).collect();
+        check_normalisation(stats, &bounds)?;
         let bbox: Vec<i32> = bbox.iter().map(|&b| b as i32).collect();
         let metrics = metrics_from(
             acc,
             &bbox,
             &ssim[..views.saturating_sub(1)],
-            rest.first().map_or(0, |&f| f as u32),
+            floaters[0] as u32,
             n,
             rig,
         );
@@ -392,15 +381,6 @@ fn check_splat(splat: &Splat) -> Result<(), NormaliseError> {
         .map_err(|e| NormaliseError::Shape(e.to_string()))
 }
 
-/// What `decode_project` needs from the statistics.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DeviceNormalisation {
-    pub mean: f32,
-    pub scale: f32,
-    pub floater_centre: [f64; 3],
-    pub floater_limit2: f64,
-}
-
 fn ordered_to_float(u: u32) -> f32 {
     f32::from_bits(if u & 0x8000_0000 != 0 {
         u & 0x7fff_ffff
@@ -409,11 +389,9 @@ fn ordered_to_float(u: u32) -> f32 {
     })
 }
 
-fn normalisation_from(
-    stats: &[f64],
-    bounds: &[u32],
-    n: usize,
-) -> Result<DeviceNormalisation, NormaliseError> {
+/// The errors the CPU reference's `normalisation_of` gives, from the statistics
+/// `model_stats` left on the device: decode_project skips the model on the same conditions.
+fn check_normalisation(stats: &[f64], bounds: &[u32]) -> Result<(), NormaliseError> {
     let lo: Vec<f32> = bounds[..3].iter().map(|&u| ordered_to_float(u)).collect();
     let hi: Vec<f32> = bounds[3..6].iter().map(|&u| ordered_to_float(u)).collect();
     if !stats[0].is_finite() || lo.iter().chain(&hi).any(|v| !v.is_finite()) {
@@ -425,20 +403,7 @@ fn normalisation_from(
     if extent <= 0.0 {
         return Err(NormaliseError::DegenerateExtent(extent as f32));
     }
-    let w = stats[1];
-    let (floater_centre, floater_limit2) = if w > 0.0 {
-        let mu = [stats[2] / w, stats[3] / w, stats[4] / w];
-        let rms2 = (stats[5] / w - (mu[0] * mu[0] + mu[1] * mu[1] + mu[2] * mu[2])).max(0.0);
-        (mu, f64::from(FLOATER_RMS_FACTOR).powi(2) * rms2)
-    } else {
-        ([0.0; 3], f64::INFINITY)
-    };
-    Ok(DeviceNormalisation {
-        mean: (stats[0] / (3.0 * n as f64)) as f32,
-        scale: (f64::from(REF_BBOX_SIZE) / extent) as f32,
-        floater_centre,
-        floater_limit2,
-    })
+    Ok(())
 }
 
 fn metrics_from(
