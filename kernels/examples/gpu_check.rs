@@ -152,6 +152,46 @@ fn check_invalid_models(gpu: &mut GpuRenderer, rig: &Rig) -> Result<(), String> 
     }
 }
 
+/// Buffers grow and are reused, and the tile sort's count never leaves the device: the same
+/// splat must render to the same pixels whether it comes first (its first render runs twice,
+/// once to learn the count), after a much larger model, or after a smaller one.
+fn check_history_independence(
+    gpu: &mut GpuRenderer,
+    rig: &Rig,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<(), String> {
+    let small = random_splat(100_000, rng);
+    let large = random_splat(1_000_000, rng);
+    let tiny = structured_splat(1_000, rng);
+    let mut renders = Vec::new();
+    for splat in [&small, &large, &small, &tiny, &small] {
+        gpu.poison_outputs(f32::NAN).map_err(|e| e.to_string())?;
+        let (views, metrics) = gpu
+            .render_and_measure(splat, rig, true)
+            .map_err(|e| e.to_string())?;
+        renders.push((views.ok_or("views were asked for")?, metrics));
+    }
+    let (first, first_metrics) = &renders[0];
+    let mut worst = 0.0f64;
+    let mut same = true;
+    for (views, metrics) in [&renders[2], &renders[4]] {
+        same &= views
+            .pixels
+            .iter()
+            .zip(&first.pixels)
+            .all(|(a, b)| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        worst = worst.max(metric_difference(first_metrics, metrics).0);
+    }
+    println!(
+        "check history: 100 k random rendered first, after 1 M and after 1 k: pixels identical {same}, worst metric rel diff {worst:.1e}"
+    );
+    if same && worst < 1e-9 {
+        Ok(())
+    } else {
+        Err("a render depended on what was rendered before it".into())
+    }
+}
+
 fn main() -> Result<(), String> {
     let args = parse_args()?;
     let mut gpu = GpuRenderer::new(0).map_err(|e| format!("no GPU: {e}"))?;
@@ -164,6 +204,9 @@ fn main() -> Result<(), String> {
     let rig = Rig::validator();
     check_invalid_models(&mut gpu, &rig)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
+    if args.cpu {
+        check_history_independence(&mut gpu, &rig, &mut rng)?;
+    }
     for &n in &args.sizes {
         for kind in ["random", "structured"] {
             let splat = if kind == "random" {

@@ -114,7 +114,7 @@ ssim_adjacent(const float4* __restrict__ img, unsigned int width, unsigned int h
     };
 
     float ring[5][SSIM_WINDOW];
-    double sum = 0.0;
+    float sum = 0.f;  // at most 128 values per thread; the block's total is summed in double
     stage(0, 0);
     __syncthreads();
     for (int chunk = 0; chunk < SSIM_CHUNKS; ++chunk) {
@@ -144,15 +144,17 @@ ssim_adjacent(const float4* __restrict__ img, unsigned int width, unsigned int h
                 }
                 float mu1 = q[0], mu2 = q[1];
                 float sx = q[2] - mu1 * mu1, sy = q[3] - mu2 * mu2, sxy = q[4] - mu1 * mu2;
-                float s = ((2.f * mu1 * mu2 + SSIM_C1) * (2.f * sxy + SSIM_C2)) /
-                          ((mu1 * mu1 + mu2 * mu2 + SSIM_C1) * (sx + sy + SSIM_C2));
-                sum += (double)s;
+                // The denominator lies between about C1 * C2 and 4, where the fast divide is
+                // within 2 ulp.
+                sum += __fdividef((2.f * mu1 * mu2 + SSIM_C1) * (2.f * sxy + SSIM_C2),
+                                  (mu1 * mu1 + mu2 * mu2 + SSIM_C1) * (sx + sy + SSIM_C2));
             }
         }
         __syncthreads();
     }
-    for (int off = 16; off > 0; off >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, off);
-    if ((tid & 31) == 0) s_red[tid >> 5] = sum;
+    double total = (double)sum;
+    for (int off = 16; off > 0; off >>= 1) total += __shfl_down_sync(0xffffffffu, total, off);
+    if ((tid & 31) == 0) s_red[tid >> 5] = total;
     __syncthreads();
     if (tid == 0) {
         double s = 0;
@@ -173,19 +175,24 @@ extern "C" __global__ void reset_metrics(double* __restrict__ acc, int* __restri
 }
 
 // Packs everything the host needs into one array, so one copy brings it back:
-// [acc: views * 8][bbox: views * 4][ssim_sum: views][floaters: 1][stats: 6][bounds: 6].
+// [acc: views * 8][bbox: views * 4][ssim_sum: views][floaters: 1][stats: 6][bounds: 6]
+// [visible pairs][intersections, low and high word] (sort.cu's STATE_VISIBLE onwards).
 extern "C" __global__ void pack_metrics(const double* __restrict__ acc, const int* __restrict__ bbox,
                                         const double* __restrict__ ssim_sum,
                                         const unsigned int* __restrict__ floaters,
                                         const double* __restrict__ stats,
-                                        const unsigned int* __restrict__ bounds, unsigned int views,
+                                        const unsigned int* __restrict__ bounds,
+                                        const unsigned int* __restrict__ sort_state, unsigned int views,
                                         double* __restrict__ out)
 {
+    const unsigned int STATE_VISIBLE = 16;  // sort.cu
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    unsigned int extra = views * 13;
     if (i < views * 8) out[i] = acc[i];
     else if (i < views * 12) out[i] = (double)bbox[i - views * 8];
-    else if (i < views * 13) out[i] = ssim_sum[i - views * 12];
-    else if (i == views * 13) out[i] = (double)floaters[0];
-    else if (i < views * 13 + 7) out[i] = stats[i - views * 13 - 1];
-    else if (i < views * 13 + 13) out[i] = (double)bounds[i - views * 13 - 7];
+    else if (i < extra) out[i] = ssim_sum[i - views * 12];
+    else if (i == extra) out[i] = (double)floaters[0];
+    else if (i < extra + 7) out[i] = stats[i - extra - 1];
+    else if (i < extra + 13) out[i] = (double)bounds[i - extra - 7];
+    else if (i < extra + 16) out[i] = (double)sort_state[STATE_VISIBLE + (i - extra - 13)];
 }

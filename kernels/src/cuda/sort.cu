@@ -219,7 +219,8 @@ extern "C" __global__ void emission_offsets(const unsigned int* __restrict__ sor
     // Offsets past 2^32 wrap; the host refuses such a total before anything reads them.
     unsigned int running = (unsigned int)grid_exclusive_scan(local, b, status, &before, &through) + before;
     if (threadIdx.x == 0 && (b + 1) * SCAN_TILE >= k_total) {
-        state[STATE_INTERSECTIONS] = (unsigned int)through;
+        // The low word saturates, so a total past 2^32 still reads as too many below.
+        state[STATE_INTERSECTIONS] = through > 0xffffffffull ? 0xffffffffu : (unsigned int)through;
         state[STATE_INTERSECTIONS + 1] = (unsigned int)(through >> 32);
     }
     for (int k = 0; k < SCAN_ITEMS; ++k) {
@@ -230,17 +231,20 @@ extern "C" __global__ void emission_offsets(const unsigned int* __restrict__ sor
 
 // Walks the depth-sorted pairs and writes one (view << tile_bits | tile) key per touched tile,
 // row by row as gsplat walks them; a stable sort on these keys then leaves every tile's
-// gaussians in depth order (ties by index). Load-balanced so the writes are coalesced: a block
+// gaussians in depth order (ties by index). The visible and intersection counts are read from
+// `state`; the grid covers every pair. When the intersections would not fit the `capacity`
+// the key buffers hold, nothing is written: the host sees the count, grows the buffers and
+// renders again. Load-balanced so the writes are coalesced: a block
 // takes EMIT_PAIRS consecutive pairs into shared memory, then its threads stride over the
 // block's whole output range together, each finding its pair by binary search over the
 // pairs' offsets (a pair touching hundreds of tiles no longer leaves one thread writing them
 // one after another while its warp waits). Counts the tile sort's digits on the way.
 #define EMIT_PAIRS 256
 
-extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorted_values, unsigned int k_total,
+extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorted_values,
                                           const unsigned int* __restrict__ offsets, const uint2* __restrict__ rects,
                                           unsigned int n, unsigned int tiles_x, unsigned int tile_bits,
-                                          unsigned int m_total, unsigned int passes, unsigned int shifts,
+                                          unsigned int capacity, unsigned int passes, unsigned int shifts,
                                           unsigned int widths, unsigned int* __restrict__ keys,
                                           unsigned int* __restrict__ values, unsigned int* __restrict__ state)
 {
@@ -250,7 +254,9 @@ extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorte
     __shared__ uint2 s_rect[EMIT_PAIRS];
     __shared__ unsigned int s_end;
     __shared__ unsigned int s_counts[MAX_PASSES * 256];
+    const unsigned int k_total = state[STATE_VISIBLE], m_total = state[STATE_INTERSECTIONS];
     unsigned int first = blockIdx.x * EMIT_PAIRS;
+    if (first >= k_total || m_total > capacity) return;
     unsigned int pairs = min((unsigned int)EMIT_PAIRS, k_total - first);
     unsigned int tid = threadIdx.x;
     for (unsigned int i = tid; i < passes * 256; i += blockDim.x) s_counts[i] = 0;
@@ -290,13 +296,15 @@ extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorte
 // offset within every digit. The block publishes its digit counts, looks back for the counts
 // of the chunks before it (one thread per digit), places the chunk in shared memory grouped
 // by digit, and writes each digit's run to consecutive global addresses. The key count, the
-// whole input's digit counts and the pass's ticket are in `state` at the given word offsets
-// (the grid may be larger than the count needs).
+// whole input's digit counts and the pass's ticket are in `state` at the given word offsets.
+// The grid is sized to stay resident, and each block takes tickets until the keys run out, so
+// the host never needs the count; a count over `capacity` (the buffers' size) sorts nothing.
 extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
                                       const unsigned int* __restrict__ values_in, unsigned int* state,
-                                      unsigned int count_at, unsigned int digits_at, unsigned int ticket_at,
-                                      unsigned int shift, unsigned int width, unsigned int* status,
-                                      unsigned int* __restrict__ keys_out, unsigned int* __restrict__ values_out)
+                                      unsigned int count_at, unsigned int capacity, unsigned int digits_at,
+                                      unsigned int ticket_at, unsigned int shift, unsigned int width,
+                                      unsigned int* status, unsigned int* __restrict__ keys_out,
+                                      unsigned int* __restrict__ values_out)
 {
     const unsigned int* digit_counts = state + digits_at;
     __shared__ unsigned int s_block;
@@ -307,113 +315,121 @@ extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
     __shared__ unsigned int s_keys[RADIX_CHUNK];
     __shared__ unsigned int s_vals[RADIX_CHUNK];
     unsigned int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    if (tid == 0) s_block = atomicAdd(&state[ticket_at], 1u);
-    for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) s_warp[w][tid] = 0;
-    __syncthreads();
-    unsigned int b = s_block;
     unsigned int m = state[count_at];
-    unsigned int base = b * RADIX_CHUNK;
-    if (base >= m) return;
-    unsigned int chunk = min((unsigned int)RADIX_CHUNK, m - base);
-    unsigned int digits = 1u << width, mask = digits - 1u;
-    unsigned int lt_mask = (1u << lane) - 1u;
-    unsigned int* counters = s_warp[warp];
-    unsigned int key[RADIX_ITEMS], val[RADIX_ITEMS], rank[RADIX_ITEMS];
-    for (unsigned int step = 0; step < RADIX_ITEMS; ++step) {
-        unsigned int k = warp * (32 * RADIX_ITEMS) + step * 32 + lane;
-        bool valid = k < chunk;
-        key[step] = valid ? keys_in[base + k] : 0u;
-        val[step] = valid ? values_in[base + k] : 0u;
-        // Invalid lanes take digit 256, which no valid lane shares.
-        unsigned int digit = valid ? (key[step] >> shift) & mask : 256u;
-        unsigned int peers = __match_any_sync(0xffffffffu, digit);
-        unsigned int r = __popc(peers & lt_mask);
-        unsigned int prior = valid ? counters[digit] : 0u;
-        __syncwarp();
-        if (valid && r == 0) counters[digit] = prior + __popc(peers);
-        __syncwarp();
-        rank[step] = prior + r;
-    }
-    __syncthreads();
-    // Thread `tid` owns digit tid: the warps' counts become their offsets within the digit.
-    unsigned int mine = 0;
-    for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) {
-        unsigned int c = s_warp[w][tid];
-        s_warp[w][tid] = mine;
-        mine += c;
-    }
-    unsigned int exclusive = 0;
-    if (tid < digits) {
-        volatile unsigned int* st = status;
-        if (b == 0) {
-            st[tid] = LB_PREFIX | mine;
-        } else {
-            st[b * digits + tid] = LB_AGGREGATE | mine;
-            // Four predecessors per round trip; a word not yet published is read again.
-            int p = (int)b - 1;
-            while (true) {
-                unsigned int s[4];
-                for (int j = 0; j < 4; ++j) s[j] = p - j >= 0 ? st[(p - j) * digits + tid] : LB_PREFIX;
-                int j = 0;
-                bool found = false;
-                for (; j < 4; ++j) {
-                    if ((s[j] & LB_FLAGS) == 0) break;
-                    exclusive += s[j] & LB_VALUE;
-                    if (s[j] & LB_PREFIX) { found = true; break; }
+    if (m > capacity) m = 0;
+    for (;;) {
+        if (tid == 0) s_block = atomicAdd(&state[ticket_at], 1u);
+        for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) s_warp[w][tid] = 0;
+        __syncthreads();
+        unsigned int b = s_block;
+        unsigned int base = b * RADIX_CHUNK;
+        if (base >= m) return;
+        unsigned int chunk = min((unsigned int)RADIX_CHUNK, m - base);
+        unsigned int digits = 1u << width, mask = digits - 1u;
+        unsigned int lt_mask = (1u << lane) - 1u;
+        unsigned int* counters = s_warp[warp];
+        unsigned int key[RADIX_ITEMS], val[RADIX_ITEMS], rank[RADIX_ITEMS];
+        for (unsigned int step = 0; step < RADIX_ITEMS; ++step) {
+            unsigned int k = warp * (32 * RADIX_ITEMS) + step * 32 + lane;
+            bool valid = k < chunk;
+            key[step] = valid ? keys_in[base + k] : 0u;
+            val[step] = valid ? values_in[base + k] : 0u;
+            // Invalid lanes take digit 256, which no valid lane shares.
+            unsigned int digit = valid ? (key[step] >> shift) & mask : 256u;
+            unsigned int peers = __match_any_sync(0xffffffffu, digit);
+            unsigned int r = __popc(peers & lt_mask);
+            unsigned int prior = valid ? counters[digit] : 0u;
+            __syncwarp();
+            if (valid && r == 0) counters[digit] = prior + __popc(peers);
+            __syncwarp();
+            rank[step] = prior + r;
+        }
+        __syncthreads();
+        // Thread `tid` owns digit tid: the warps' counts become their offsets within the digit.
+        unsigned int mine = 0;
+        for (unsigned int w = 0; w < RADIX_THREADS / 32; ++w) {
+            unsigned int c = s_warp[w][tid];
+            s_warp[w][tid] = mine;
+            mine += c;
+        }
+        unsigned int exclusive = 0;
+        if (tid < digits) {
+            volatile unsigned int* st = status;
+            if (b == 0) {
+                st[tid] = LB_PREFIX | mine;
+            } else {
+                st[b * digits + tid] = LB_AGGREGATE | mine;
+                // Four predecessors per round trip; a word not yet published is read again.
+                int p = (int)b - 1;
+                while (true) {
+                    unsigned int s[4];
+                    for (int j = 0; j < 4; ++j) s[j] = p - j >= 0 ? st[(p - j) * digits + tid] : LB_PREFIX;
+                    int j = 0;
+                    bool found = false;
+                    for (; j < 4; ++j) {
+                        if ((s[j] & LB_FLAGS) == 0) break;
+                        exclusive += s[j] & LB_VALUE;
+                        if (s[j] & LB_PREFIX) { found = true; break; }
+                    }
+                    if (found) break;
+                    p -= j;
                 }
-                if (found) break;
-                p -= j;
+                st[b * digits + tid] = LB_PREFIX | (exclusive + mine);
             }
-            st[b * digits + tid] = LB_PREFIX | (exclusive + mine);
         }
-    }
-    // Chunk-local starts, and where each digit starts in the whole output.
-    unsigned int unused;
-    unsigned int start = block_exclusive_scan(mine, s_scan, &unused);
-    unsigned int global = block_exclusive_scan(tid < digits ? digit_counts[tid] : 0u, s_scan, &unused);
-    s_start[tid] = start;
-    s_base[tid] = global + exclusive;
-    __syncthreads();
-    for (unsigned int step = 0; step < RADIX_ITEMS; ++step) {
-        unsigned int k = warp * (32 * RADIX_ITEMS) + step * 32 + lane;
-        if (k < chunk) {
-            unsigned int digit = (key[step] >> shift) & mask;
-            unsigned int local = s_start[digit] + s_warp[warp][digit] + rank[step];
-            s_keys[local] = key[step];
-            s_vals[local] = val[step];
+        // Chunk-local starts, and where each digit starts in the whole output.
+        unsigned int unused;
+        unsigned int start = block_exclusive_scan(mine, s_scan, &unused);
+        unsigned int global = block_exclusive_scan(tid < digits ? digit_counts[tid] : 0u, s_scan, &unused);
+        s_start[tid] = start;
+        s_base[tid] = global + exclusive;
+        __syncthreads();
+        for (unsigned int step = 0; step < RADIX_ITEMS; ++step) {
+            unsigned int k = warp * (32 * RADIX_ITEMS) + step * 32 + lane;
+            if (k < chunk) {
+                unsigned int digit = (key[step] >> shift) & mask;
+                unsigned int local = s_start[digit] + s_warp[warp][digit] + rank[step];
+                s_keys[local] = key[step];
+                s_vals[local] = val[step];
+            }
         }
-    }
-    __syncthreads();
-    for (unsigned int i = tid; i < chunk; i += RADIX_THREADS) {
-        unsigned int k = s_keys[i];
-        unsigned int digit = (k >> shift) & mask;
-        unsigned int pos = s_base[digit] + (i - s_start[digit]);
-        keys_out[pos] = k;
-        values_out[pos] = s_vals[i];
+        __syncthreads();
+        for (unsigned int i = tid; i < chunk; i += RADIX_THREADS) {
+            unsigned int k = s_keys[i];
+            unsigned int digit = (k >> shift) & mask;
+            unsigned int pos = s_base[digit] + (i - s_start[digit]);
+            keys_out[pos] = k;
+            values_out[pos] = s_vals[i];
+        }
+        __syncthreads();  // the next chunk reuses the shared arrays
     }
 }
 
 // Start and end of every (view, tile) run in the sorted keys; ranges must be zeroed first.
-// Four keys per thread (one 16-byte load) and the two neighbours.
-extern "C" __global__ void tile_ranges(const unsigned int* __restrict__ keys, unsigned int m,
-                                       uint2* __restrict__ ranges)
+// Four keys per thread (one 16-byte load) and the two neighbours, striding over the count in
+// `state` (nothing when it is over `capacity`: the host renders again).
+extern "C" __global__ void tile_ranges(const unsigned int* __restrict__ keys, const unsigned int* __restrict__ state,
+                                       unsigned int capacity, uint2* __restrict__ ranges)
 {
-    unsigned int first = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
-    if (first >= m) return;
-    unsigned int k[6];
-    k[0] = first > 0 ? keys[first - 1] : 0xffffffffu;
-    if (first + 4 <= m) {
-        uint4 q = *reinterpret_cast<const uint4*>(keys + first);
-        k[1] = q.x; k[2] = q.y; k[3] = q.z; k[4] = q.w;
-    } else {
-        for (unsigned int j = 0; j < 4; ++j) k[1 + j] = first + j < m ? keys[first + j] : 0xffffffffu;
-    }
-    k[5] = first + 4 < m ? keys[first + 4] : 0xffffffffu;
-    for (unsigned int j = 0; j < 4; ++j) {
-        unsigned int i = first + j;
-        if (i >= m) break;
-        unsigned int id = k[1 + j];
-        if (i == 0 || k[j] != id) ranges[id].x = i;
-        if (i == m - 1 || k[2 + j] != id) ranges[id].y = i + 1;
+    unsigned int m = state[STATE_INTERSECTIONS];
+    if (m > capacity) return;
+    for (unsigned int first = 4 * (blockIdx.x * blockDim.x + threadIdx.x); first < m;
+         first += 4 * gridDim.x * blockDim.x) {
+        unsigned int k[6];
+        k[0] = first > 0 ? keys[first - 1] : 0xffffffffu;
+        if (first + 4 <= m) {
+            uint4 q = *reinterpret_cast<const uint4*>(keys + first);
+            k[1] = q.x; k[2] = q.y; k[3] = q.z; k[4] = q.w;
+        } else {
+            for (unsigned int j = 0; j < 4; ++j) k[1 + j] = first + j < m ? keys[first + j] : 0xffffffffu;
+        }
+        k[5] = first + 4 < m ? keys[first + 4] : 0xffffffffu;
+        for (unsigned int j = 0; j < 4; ++j) {
+            unsigned int i = first + j;
+            if (i >= m) break;
+            unsigned int id = k[1 + j];
+            if (i == 0 || k[j] != id) ranges[id].x = i;
+            if (i == m - 1 || k[2 + j] != id) ranges[id].y = i + 1;
+        }
     }
 }

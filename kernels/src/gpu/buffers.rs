@@ -195,6 +195,28 @@ impl Buffers {
         stream.memcpy_htod(host.as_slice(), &mut self.cameras.slice_mut(..host.len()))
     }
 
+    /// How many tile intersections the key, value and look-back buffers can sort now
+    /// (`tile_digits` look-back words per radix chunk), below the radix counts' 2^30.
+    pub fn intersection_capacity(&self, tile_digits: usize) -> usize {
+        let keys = self
+            .keys
+            .len()
+            .min(self.keys_alt.len())
+            .min(self.values.len())
+            .min(self.values_alt.len());
+        let chunks = self.lookback.len() / tile_digits.max(1);
+        keys.min(chunks * RADIX_CHUNK).min((1 << 30) - 1)
+    }
+
+    /// Sizes `ranges` for `slots` (view, tile) pairs.
+    pub fn ensure_ranges(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        slots: usize,
+    ) -> Result<(), DriverError> {
+        grow(stream, &mut self.ranges, 2 * slots)
+    }
+
     /// Sizes the tile sort's buffers for `m` intersections (`tile_digits` look-back words per
     /// radix block) and `ranges` (view, tile) slots.
     pub fn ensure_intersections(

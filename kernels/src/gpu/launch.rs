@@ -24,9 +24,9 @@ const VIEW_METRICS_ROWS: u32 = 8;
 /// Output columns and rows per `ssim_adjacent` block (`SSIM_COLS`, `SSIM_ROWS`).
 const SSIM_COLS: u32 = 64;
 const SSIM_ROWS: u32 = 128;
-/// Summary entries after the 13 per view: the floater count, the six model statistics and
-/// the six bounds (`pack_metrics`).
-pub const SUMMARY_EXTRA: usize = 13;
+/// Summary entries after the 13 per view: the floater count, the six model statistics, the
+/// six bounds, the visible count and the intersection count's two words (`pack_metrics`).
+pub const SUMMARY_EXTRA: usize = 16;
 /// Most radix passes one sort takes (`MAX_PASSES`): 32-bit keys, at most 8 bits a pass.
 const MAX_PASSES: u32 = 4;
 
@@ -184,6 +184,10 @@ pub struct Kernels {
     ssim_adjacent: CudaFunction,
     reset_metrics: CudaFunction,
     pack_metrics: CudaFunction,
+    /// Radix blocks that fit on the device at once: the passes' persistent grid.
+    radix_resident: usize,
+    /// Likewise for `tile_ranges` (256 threads a block).
+    ranges_resident: usize,
 }
 
 fn blocks(n: usize, per_block: usize) -> u32 {
@@ -204,14 +208,27 @@ impl Kernels {
         let sort = ctx.load_module(ptx_for(&SORT, major, minor)?)?;
         let raster = ctx.load_module(ptx_for(&RASTER, major, minor)?)?;
         let metrics = ctx.load_module(ptx_for(&METRICS, major, minor)?)?;
+        let radix_pass = sort.load_function("radix_pass")?;
+        let tile_ranges = sort.load_function("tile_ranges")?;
+        let sms = ctx.attribute(
+            cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+        )?;
+        let sms = usize::try_from(sms).unwrap_or(1).max(1);
+        let resident = |f: &CudaFunction| -> Result<usize, DriverError> {
+            Ok(sms
+                * f.occupancy_max_active_blocks_per_multiprocessor(256, 0, None)?
+                    .max(1) as usize)
+        };
         Ok(Self {
+            radix_resident: resident(&radix_pass)?,
+            ranges_resident: resident(&tile_ranges)?,
             model_stats: decode.load_function("model_stats")?,
             decode_project: decode.load_function("decode_project")?,
             visible_depth_keys: sort.load_function("visible_depth_keys")?,
             emission_offsets: sort.load_function("emission_offsets")?,
             emit_tile_keys: sort.load_function("emit_tile_keys")?,
-            radix_pass: sort.load_function("radix_pass")?,
-            tile_ranges: sort.load_function("tile_ranges")?,
+            radix_pass,
+            tile_ranges,
             rasterize: raster.load_function("rasterize")?,
             view_metrics: metrics.load_function("view_metrics")?,
             ssim_adjacent: metrics.load_function("ssim_adjacent")?,
@@ -330,7 +347,7 @@ impl Kernels {
             b,
             Keys::Depth,
             &plan.depth,
-            radix_blocks,
+            vn,
             state::VISIBLE,
             state::DEPTH_DIGITS,
             state::TICKET_DEPTH_PASS,
@@ -348,47 +365,49 @@ impl Kernels {
         unsafe { launch.launch(scan_cfg) }.map(drop)
     }
 
-    /// Emits one (view, tile) key per intersection in depth order and sorts them stably.
+    /// Emits one (view, tile) key per intersection in depth order and sorts them stably; the
+    /// visible and intersection counts are read on the device, and nothing is written when
+    /// the intersections exceed `capacity`.
     #[allow(clippy::too_many_arguments)]
     pub fn bin_tiles(
         &self,
         stream: &Arc<CudaStream>,
         b: &mut Buffers,
         n: usize,
-        visible: usize,
-        intersections: usize,
+        vn: usize,
+        capacity: usize,
         tiles_x: u32,
         tile_bits: u32,
         plan: &SortPlan,
     ) -> Result<(), DriverError> {
-        let radix_blocks = intersections.div_ceil(RADIX_CHUNK).max(1);
-        stream.memset_zeros(&mut b.lookback.slice_mut(..plan.tile.digits() * radix_blocks))?;
-        let (n32, k32, m32) = (n as u32, visible as u32, intersections as u32);
+        let chunks = capacity.div_ceil(RADIX_CHUNK).max(1);
+        stream.memset_zeros(&mut b.lookback.slice_mut(..plan.tile.digits() * chunks))?;
+        let (n32, cap32) = (n as u32, capacity as u32);
         let mut launch = stream.launch_builder(&self.emit_tile_keys);
         launch
             .arg(&b.depth_values)
-            .arg(&k32)
             .arg(&b.emit_offsets)
             .arg(&b.rects)
             .arg(&n32)
             .arg(&tiles_x)
             .arg(&tile_bits)
-            .arg(&m32)
+            .arg(&cap32)
             .arg(&plan.tile.passes)
             .arg(&plan.tile.shifts)
             .arg(&plan.tile.widths)
             .arg(&mut b.keys)
             .arg(&mut b.values)
             .arg(&mut b.sort_state);
-        // SAFETY: matches `emit_tile_keys` (256 pairs per block, EMIT_PAIRS); keys/values
-        // hold the scanned total `intersections`.
-        unsafe { launch.launch(linear(visible, 256)) }?;
+        // SAFETY: matches `emit_tile_keys` (256 pairs per block, EMIT_PAIRS, over every pair;
+        // blocks past the visible count leave); keys/values hold `capacity` entries and
+        // nothing is written past it.
+        unsafe { launch.launch(linear(vn, 256)) }?;
         self.radix_sort(
             stream,
             b,
             Keys::Tile,
             &plan.tile,
-            radix_blocks,
+            capacity,
             state::INTERSECTIONS,
             state::TILE_DIGITS,
             state::TICKET_TILE_PASS,
@@ -396,8 +415,9 @@ impl Kernels {
     }
 
     /// Stable LSD radix sort of the depth or tile keys (with values), one single-pass kernel
-    /// per pass; the result ends in `keys` and the matching values buffer. `blocks` chunks
-    /// cover the most keys there can be; the count itself is read on the device.
+    /// per pass; the result ends in `keys` and the matching values buffer. The count is read
+    /// on the device; `capacity` keys fit the buffers (one look-back word per digit and
+    /// chunk of them is zeroed), and a larger count sorts nothing.
     #[allow(clippy::too_many_arguments)]
     fn radix_sort(
         &self,
@@ -405,16 +425,19 @@ impl Kernels {
         b: &mut Buffers,
         which: Keys,
         plan: &PassPlan,
-        blocks: usize,
+        capacity: usize,
         count_at: u32,
         digits_at: u32,
         ticket_at: u32,
     ) -> Result<(), DriverError> {
+        let blocks = capacity.div_ceil(RADIX_CHUNK).max(1);
+        // Blocks take chunks by ticket until the keys run out: a grid that stays resident.
         let cfg = LaunchConfig {
-            grid_dim: (blocks as u32, 1, 1),
+            grid_dim: (blocks.min(self.radix_resident) as u32, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
+        let cap32 = capacity as u32;
         let mut status_at = 0;
         for p in 0..plan.passes {
             let (shift, width) = plan.pass(p);
@@ -431,6 +454,7 @@ impl Kernels {
                 .arg(&*values)
                 .arg(&mut b.sort_state)
                 .arg(&count_at)
+                .arg(&cap32)
                 .arg(&pass_digits)
                 .arg(&pass_ticket)
                 .arg(&shift)
@@ -438,8 +462,8 @@ impl Kernels {
                 .arg(&mut status)
                 .arg(&mut b.keys_alt)
                 .arg(&mut *values_alt);
-            // SAFETY: matches `radix_pass`; the key and value buffers hold blocks × chunk
-            // entries or more, the status slice one word per (digit, block).
+            // SAFETY: matches `radix_pass`; the key and value buffers hold `capacity` entries,
+            // the status slice one word per (digit, chunk of them).
             unsafe { launch.launch(cfg) }?;
             drop(launch);
             std::mem::swap(&mut b.keys, &mut b.keys_alt);
@@ -453,19 +477,29 @@ impl Kernels {
         &self,
         stream: &Arc<CudaStream>,
         b: &mut Buffers,
-        m: usize,
+        capacity: usize,
         slots: usize,
     ) -> Result<(), DriverError> {
         stream.memset_zeros(&mut b.ranges.slice_mut(..2 * slots))?;
-        if m == 0 {
-            return Ok(());
-        }
-        let m32 = m as u32;
+        let cap32 = capacity as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                blocks(capacity.div_ceil(4), 256).min(self.ranges_resident as u32),
+                1,
+                1,
+            ),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
         let mut launch = stream.launch_builder(&self.tile_ranges);
-        launch.arg(&b.keys).arg(&m32).arg(&mut b.ranges);
-        // SAFETY: matches `tile_ranges` (four keys per thread); ranges hold 2 × (views <<
-        // tile_bits).
-        unsafe { launch.launch(linear(m.div_ceil(4), 256)) }.map(drop)
+        launch
+            .arg(&b.keys)
+            .arg(&b.sort_state)
+            .arg(&cap32)
+            .arg(&mut b.ranges);
+        // SAFETY: matches `tile_ranges` (four keys per thread, striding over the count);
+        // keys hold `capacity` entries, ranges 2 × (views << tile_bits).
+        unsafe { launch.launch(cfg) }.map(drop)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -559,6 +593,7 @@ impl Kernels {
             .arg(&b.floaters)
             .arg(&b.stats)
             .arg(&b.bounds)
+            .arg(&b.sort_state)
             .arg(&views32)
             .arg(&mut b.summary);
         // SAFETY: matches `pack_metrics`; summary holds SUMMARY_EXTRA entries after 13 per view.

@@ -154,110 +154,39 @@ impl GpuRenderer {
             .into());
         };
         let plan = launch::SortPlan::new(launch::DepthSpan::of(rig), view_bits, tile_bits);
-        let mut times = StageTimes::default();
-        let t0 = self.event()?;
-
-        // 1. Model statistics; decode_project derives the normalisation and the floater
-        //    sphere from them on the device, and the host checks them with the metrics.
-        self.bufs
-            .ensure_model(&self.stream, n, vn, views, plan.depth.digits())
-            .map_err(GpuError::from)?;
-        self.bufs
-            .upload_cameras(&self.stream, rig)
-            .map_err(GpuError::from)?;
-        self.kernels
-            .model_stats(&self.stream, &mut self.bufs, n)
-            .map_err(GpuError::from)?;
-
-        // 2. Decode + normalise + project into every view.
-        self.kernels
-            .decode_project(&self.stream, &mut self.bufs, n, rig, tiles_x, tiles_y)
-            .map_err(GpuError::from)?;
-        let t1 = self.event()?;
-
-        // 3. Depth-sort the visible pairs, emit one key per touched tile in that order, sort
-        //    those stably by tile, and find each tile's range. The one read back here is
-        //    the intersection count, which sizes the tile sort.
-        self.kernels
-            .depth_order(&self.stream, &mut self.bufs, n, vn, &plan)
-            .map_err(GpuError::from)?;
-        let counts =
-            self.stream
-                .clone_dtoh(&self.bufs.sort_state.slice(
-                    launch::state::VISIBLE as usize..launch::state::INTERSECTIONS as usize + 2,
-                ))
-                .map_err(GpuError::from)?;
-        let visible = counts[0] as usize;
-        let intersections = u64::from(counts[1]) | (u64::from(counts[2]) << 32);
-        // Radix look-back words hold counts in 30 bits.
-        if intersections >= MAX_INTERSECTIONS {
-            return Err(GpuError::TooLarge {
-                what: "tile intersections",
-                needed: usize::try_from(intersections).unwrap_or(usize::MAX),
-                limit: MAX_INTERSECTIONS as usize - 1,
+        let slots = views << tile_bits;
+        // Nothing is read back before the end: the intersections are counted on the device
+        // and sorted into buffers of the capacity they had. A model that needs more shows it
+        // in the summary; the buffers grow and the render runs again (once per growth).
+        let (summary, times) = loop {
+            let capacity = self.bufs.intersection_capacity(plan.tile.digits());
+            let (summary, times) =
+                self.run_pipeline(n, vn, rig, &plan, tiles_x, tiles_y, tile_bits, capacity)?;
+            let at = views * 13 + 13;
+            let intersections = summary[at + 1] as u64 | ((summary[at + 2] as u64) << 32);
+            // Radix look-back words hold counts in 30 bits.
+            if intersections >= MAX_INTERSECTIONS {
+                return Err(GpuError::TooLarge {
+                    what: "tile intersections",
+                    needed: usize::try_from(intersections).unwrap_or(usize::MAX),
+                    limit: MAX_INTERSECTIONS as usize - 1,
+                }
+                .into());
             }
-            .into());
-        }
-        let intersections = intersections as usize;
-        self.bufs
-            .ensure_intersections(
-                &self.stream,
-                intersections,
-                plan.tile.digits(),
-                views << tile_bits,
-            )
-            .map_err(GpuError::from)?;
-        if intersections > 0 {
-            self.kernels
-                .bin_tiles(
-                    &self.stream,
-                    &mut self.bufs,
-                    n,
-                    visible,
-                    intersections,
-                    tiles_x,
-                    tile_bits,
-                    &plan,
-                )
+            let intersections = intersections as usize;
+            if intersections <= capacity {
+                break (
+                    summary,
+                    StageTimes {
+                        intersections,
+                        ..times
+                    },
+                );
+            }
+            self.bufs
+                .ensure_intersections(&self.stream, intersections, plan.tile.digits(), slots)
                 .map_err(GpuError::from)?;
-        }
-        self.kernels
-            .tile_ranges(
-                &self.stream,
-                &mut self.bufs,
-                intersections,
-                views << tile_bits,
-            )
-            .map_err(GpuError::from)?;
-        let t2 = self.event()?;
-
-        // 4. Rasterise.
-        self.bufs
-            .ensure_image(&self.stream, views * w as usize * h as usize)
-            .map_err(GpuError::from)?;
-        self.kernels
-            .rasterize(
-                &self.stream,
-                &mut self.bufs,
-                n,
-                rig,
-                tiles_x,
-                tiles_y,
-                tile_bits,
-            )
-            .map_err(GpuError::from)?;
-        let t3 = self.event()?;
-
-        // 5. Metrics.
-        self.kernels
-            .metrics(&self.stream, &mut self.bufs, rig)
-            .map_err(GpuError::from)?;
-        // One copy back: pack_metrics laid out acc, bbox, SSIM sums and the floater count.
-        let summary = self
-            .stream
-            .clone_dtoh(&self.bufs.summary)
-            .map_err(GpuError::from)?;
-        let t4 = self.event()?;
+        };
         let (acc, rest) = summary.split_at(views * 8);
         let (bbox, rest) = rest.split_at(views * 4);
         let (ssim, rest) = rest.split_at(views);
@@ -294,6 +223,104 @@ impl GpuRenderer {
         } else {
             None
         };
+        self.last_times = StageTimes {
+            upload: self.last_times.upload,
+            ..times
+        };
+        Ok((views_out, metrics))
+    }
+
+    /// Queues the whole pipeline for `n` gaussians (`vn` view pairs) and reads back the packed
+    /// summary, the one host read: acc, bbox, SSIM sums, floaters, model statistics and bounds,
+    /// then the visible count and the intersection count (two words). Tile keys beyond
+    /// `capacity` are not written; the caller checks the count.
+    #[allow(clippy::too_many_arguments)]
+    fn run_pipeline(
+        &mut self,
+        n: usize,
+        vn: usize,
+        rig: &Rig,
+        plan: &launch::SortPlan,
+        tiles_x: u32,
+        tiles_y: u32,
+        tile_bits: u32,
+        capacity: usize,
+    ) -> Result<(Vec<f64>, StageTimes), KernelError> {
+        let views = rig.views();
+        let (w, h) = (rig.width, rig.height);
+        let slots = views << tile_bits;
+        let t0 = self.event()?;
+
+        // 1. Model statistics; decode_project derives the normalisation and the floater
+        //    sphere from them on the device, and the host checks them with the metrics.
+        self.bufs
+            .ensure_model(&self.stream, n, vn, views, plan.depth.digits())
+            .map_err(GpuError::from)?;
+        self.bufs
+            .upload_cameras(&self.stream, rig)
+            .map_err(GpuError::from)?;
+        self.kernels
+            .model_stats(&self.stream, &mut self.bufs, n)
+            .map_err(GpuError::from)?;
+
+        // 2. Decode + normalise + project into every view.
+        self.kernels
+            .decode_project(&self.stream, &mut self.bufs, n, rig, tiles_x, tiles_y)
+            .map_err(GpuError::from)?;
+        let t1 = self.event()?;
+
+        // 3. Depth-sort the visible pairs, emit one key per touched tile in that order, sort
+        //    those stably by tile, and find each tile's range; the counts stay on the device.
+        self.kernels
+            .depth_order(&self.stream, &mut self.bufs, n, vn, plan)
+            .map_err(GpuError::from)?;
+        self.bufs
+            .ensure_ranges(&self.stream, slots)
+            .map_err(GpuError::from)?;
+        self.kernels
+            .bin_tiles(
+                &self.stream,
+                &mut self.bufs,
+                n,
+                vn,
+                capacity,
+                tiles_x,
+                tile_bits,
+                plan,
+            )
+            .map_err(GpuError::from)?;
+        self.kernels
+            .tile_ranges(&self.stream, &mut self.bufs, capacity, slots)
+            .map_err(GpuError::from)?;
+        let t2 = self.event()?;
+
+        // 4. Rasterise.
+        self.bufs
+            .ensure_image(&self.stream, views * w as usize * h as usize)
+            .map_err(GpuError::from)?;
+        self.kernels
+            .rasterize(
+                &self.stream,
+                &mut self.bufs,
+                n,
+                rig,
+                tiles_x,
+                tiles_y,
+                tile_bits,
+            )
+            .map_err(GpuError::from)?;
+        let t3 = self.event()?;
+
+        // 5. Metrics, packed with everything else the host needs into one copy back.
+        self.kernels
+            .metrics(&self.stream, &mut self.bufs, rig)
+            .map_err(GpuError::from)?;
+        let summary = self
+            .stream
+            .clone_dtoh(&self.bufs.summary)
+            .map_err(GpuError::from)?;
+        let t4 = self.event()?;
+        let mut times = StageTimes::default();
         if let (Some(t0), Some(t1), Some(t2), Some(t3), Some(t4)) = (t0, t1, t2, t3, t4) {
             times.decode_project = elapsed(&t0, &t1)?;
             times.sort = elapsed(&t1, &t2)?;
@@ -301,10 +328,7 @@ impl GpuRenderer {
             times.metrics = elapsed(&t3, &t4)?;
             times.total_on_device = elapsed(&t0, &t4)?;
         }
-        times.intersections = intersections;
-        times.upload = self.last_times.upload;
-        self.last_times = times;
-        Ok((views_out, metrics))
+        Ok((summary, times))
     }
 
     /// Writes `value` over every output buffer, so a check cannot pass on stale results.
