@@ -32,6 +32,7 @@
 #define TICKET_TILE_PASS 6    // + pass
 #define STATE_VISIBLE 16
 #define STATE_INTERSECTIONS 17  // low, then high word
+#define STATE_HEAVY 19          // tiles moved to the front of the rasteriser's queue
 #define STATE_DEPTH_DIGITS 32   // MAX_PASSES x 256
 #define STATE_TILE_DIGITS (STATE_DEPTH_DIGITS + MAX_PASSES * 256)
 
@@ -432,4 +433,30 @@ extern "C" __global__ void tile_ranges(const unsigned int* __restrict__ keys, co
             if (i == m - 1 || k[2 + j] != id) ranges[id].y = i + 1;
         }
     }
+}
+
+// Moves the crowded (view, tile) slots, those holding more than HEAVY_FACTOR times the average
+// intersections per tile, to a list the rasteriser starts with: [slot, start, end] each, at
+// most `cap` of them, their ranges marked taken (start 0xffffffff). On a centred object a few
+// tiles hold most of the work; launched in tile order, the last view's would start last and
+// leave the device idle around them. A model without such tiles keeps tile order, which
+// suits it (neighbouring tiles share gaussians in the caches).
+#define HEAVY_FACTOR 8ull
+
+extern "C" __global__ void heavy_tiles(unsigned int* state, unsigned int capacity, unsigned int slots,
+                                       unsigned int tiles, unsigned int cap, uint2* __restrict__ ranges,
+                                       unsigned int* __restrict__ heavy)
+{
+    unsigned int slot = blockIdx.x * blockDim.x + threadIdx.x;
+    unsigned long long m = state[STATE_INTERSECTIONS];
+    if (slot >= slots || m > capacity) return;
+    uint2 r = ranges[slot];
+    unsigned long long len = r.y - r.x;
+    if (r.y <= r.x || len * tiles <= HEAVY_FACTOR * m) return;
+    unsigned int at = atomicAdd(&state[STATE_HEAVY], 1u);
+    if (at >= cap) return;  // stays in tile order
+    heavy[3 * at] = slot;
+    heavy[3 * at + 1] = r.x;
+    heavy[3 * at + 2] = r.y;
+    ranges[slot] = make_uint2(0xffffffffu, 0u);
 }

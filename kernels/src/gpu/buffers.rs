@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr, DriverError, ValidAsZeroBits};
 use splatfleet_common::splat::Splat;
 
-use super::launch::{state, RADIX_CHUNK, SCAN_TILE, SUMMARY_EXTRA};
+use super::launch::{state, HEAVY_CAP, RADIX_CHUNK, SCAN_TILE, SUMMARY_EXTRA};
 use crate::rig::Rig;
 
 /// Floats per camera in the `Cam` struct of decode.cu: rotation (9), translation (3),
@@ -45,6 +45,8 @@ pub struct Buffers {
     /// Look-back words of the two scans: one per block each.
     pub scan_status: CudaSlice<u64>,
     pub ranges: CudaSlice<u32>,
+    /// The crowded tiles the rasteriser starts with: [slot, start, end] each.
+    pub heavy: CudaSlice<u32>,
     pub image: CudaSlice<f32>,
     pub view_acc: CudaSlice<f64>,
     pub view_bbox: CudaSlice<i32>,
@@ -103,6 +105,7 @@ impl Buffers {
             lookback: one_u()?,
             scan_status: stream.alloc_zeros::<u64>(1)?,
             ranges: one_u()?,
+            heavy: stream.alloc_zeros::<u32>(3 * HEAVY_CAP)?,
             image: one_f()?,
             view_acc: stream.alloc_zeros::<f64>(1)?,
             view_bbox: stream.alloc_zeros::<i32>(1)?,

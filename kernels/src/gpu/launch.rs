@@ -19,6 +19,9 @@ use crate::{constants::TILE_SIZE, rig::Rig};
 pub const SCAN_TILE: usize = 1024;
 /// Keys per radix block (`RADIX_CHUNK` in sort.cu).
 pub const RADIX_CHUNK: usize = 2048;
+/// Most crowded tiles `heavy_tiles` moves to the front of the rasteriser's queue; that many
+/// blocks lead every raster launch (those past the count leave at once).
+pub const HEAVY_CAP: usize = 1024;
 /// Image rows per `view_metrics` block (`VIEW_METRICS_ROWS` in metrics.cu).
 const VIEW_METRICS_ROWS: u32 = 8;
 /// Output columns and rows per `ssim_adjacent` block (`SSIM_COLS`, `SSIM_ROWS`).
@@ -36,6 +39,7 @@ pub mod state {
     pub const TICKET_TILE_PASS: u32 = 6;
     pub const VISIBLE: u32 = 16;
     pub const INTERSECTIONS: u32 = 17;
+    pub const HEAVY: u32 = 19;
     pub const DEPTH_DIGITS: u32 = 32;
     pub const TILE_DIGITS: u32 = DEPTH_DIGITS + super::MAX_PASSES * 256;
     /// Words in all.
@@ -179,6 +183,7 @@ pub struct Kernels {
     emit_tile_keys: CudaFunction,
     radix_pass: CudaFunction,
     tile_ranges: CudaFunction,
+    heavy_tiles: CudaFunction,
     rasterize: CudaFunction,
     view_metrics: CudaFunction,
     ssim_adjacent: CudaFunction,
@@ -229,6 +234,7 @@ impl Kernels {
             emit_tile_keys: sort.load_function("emit_tile_keys")?,
             radix_pass,
             tile_ranges,
+            heavy_tiles: sort.load_function("heavy_tiles")?,
             rasterize: raster.load_function("rasterize")?,
             view_metrics: metrics.load_function("view_metrics")?,
             ssim_adjacent: metrics.load_function("ssim_adjacent")?,
@@ -502,6 +508,34 @@ impl Kernels {
         unsafe { launch.launch(cfg) }.map(drop)
     }
 
+    /// Lists the crowded tiles for the rasteriser to start with (`HEAVY_CAP` at most).
+    pub fn heavy_tiles(
+        &self,
+        stream: &Arc<CudaStream>,
+        b: &mut Buffers,
+        capacity: usize,
+        slots: usize,
+        tiles: usize,
+    ) -> Result<(), DriverError> {
+        let (cap32, slots32, tiles32, heavy32) = (
+            capacity as u32,
+            slots as u32,
+            tiles as u32,
+            HEAVY_CAP as u32,
+        );
+        let mut launch = stream.launch_builder(&self.heavy_tiles);
+        launch
+            .arg(&mut b.sort_state)
+            .arg(&cap32)
+            .arg(&slots32)
+            .arg(&tiles32)
+            .arg(&heavy32)
+            .arg(&mut b.ranges)
+            .arg(&mut b.heavy);
+        // SAFETY: matches `heavy_tiles`; ranges hold `slots` entries, heavy 3 × HEAVY_CAP.
+        unsafe { launch.launch(linear(slots, 256)) }.map(drop)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn rasterize(
         &self,
@@ -514,12 +548,16 @@ impl Kernels {
         tile_bits: u32,
     ) -> Result<(), DriverError> {
         let (n32, w, h) = (n as u32, rig.width, rig.height);
+        let (tiles, heavy_cap) = (tiles_x * tiles_y, HEAVY_CAP as u32);
         let cfg = LaunchConfig {
-            grid_dim: (tiles_x, tiles_y, rig.views() as u32),
+            // The crowded tiles' blocks first, then one per (view, tile) in tile order.
+            grid_dim: (heavy_cap + tiles * rig.views() as u32, 1, 1),
             // One thread per pixel of the tile; raster.cu maps each warp to an 8x4 sub-tile.
             block_dim: (TILE_SIZE * TILE_SIZE, 1, 1),
             shared_mem_bytes: 0,
         };
+        let heavy_at = state::HEAVY as usize;
+        let heavy_count = b.sort_state.slice(heavy_at..heavy_at + 1);
         let mut launch = stream.launch_builder(&self.rasterize);
         launch
             .arg(&b.ranges)
@@ -532,8 +570,13 @@ impl Kernels {
             .arg(&h)
             .arg(&tiles_x)
             .arg(&tile_bits)
+            .arg(&b.heavy)
+            .arg(&heavy_count)
+            .arg(&heavy_cap)
+            .arg(&tiles)
             .arg(&mut b.image);
-        // SAFETY: matches `rasterize` in raster.cu; image holds views × h × w pixels.
+        // SAFETY: matches `rasterize` in raster.cu; image holds views × h × w pixels, heavy
+        // 3 × HEAVY_CAP entries (heavy_tiles ran first).
         unsafe { launch.launch(cfg) }.map(drop)
     }
 

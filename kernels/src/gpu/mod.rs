@@ -1,8 +1,9 @@
 //! The CUDA backend: a [`GpuRenderer`] owns the device context, the compiled kernels and
 //! every device buffer, grown on demand and reused between calls so steady-state renders
 //! allocate nothing. One call runs the whole pipeline on one stream: model statistics,
-//! decode + normalise + project, scan, key emission, radix sort, tile ranges, rasterise,
-//! metrics; only the small results come back unless views are asked for.
+//! decode + normalise + project, scan, key emission, radix sort, tile ranges and the crowded
+//! tiles, rasterise, metrics. Nothing is read back until the end: one packed summary (and
+//! the views, when asked for).
 
 mod buffers;
 mod compile;
@@ -291,6 +292,15 @@ impl GpuRenderer {
             .map_err(GpuError::from)?;
         self.kernels
             .tile_ranges(&self.stream, &mut self.bufs, capacity, slots)
+            .map_err(GpuError::from)?;
+        self.kernels
+            .heavy_tiles(
+                &self.stream,
+                &mut self.bufs,
+                capacity,
+                slots,
+                views * (tiles_x * tiles_y) as usize,
+            )
             .map_err(GpuError::from)?;
         let t2 = self.event()?;
 
