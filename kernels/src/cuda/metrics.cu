@@ -4,21 +4,26 @@
 // (torchmetrics: 11x11 Gaussian window, sigma 1.5, data range 1, windows wholly inside the
 // image). CPU reference: cpu/metrics.rs.
 
+#define SSIM_R (SSIM_WINDOW / 2)
+#define SSIM_COLS 64                         // output columns per block: two warps per channel
+#define SSIM_ROWS 128                        // output rows per block
+#define SSIM_IN_COLS (SSIM_COLS + 2 * SSIM_R)
+#define SSIM_CHUNKS ((SSIM_ROWS + 2 * SSIM_R + SSIM_WINDOW - 1) / SSIM_WINDOW)
+#define SSIM_THREADS (3 * SSIM_COLS)
 #define VIEW_METRICS_ROWS 8     // image rows per block
-#define VIEW_METRICS_THREADS 256
+#define VIEW_METRICS_THREADS SSIM_THREADS  // both run in one launch
 
 // acc per view (8 doubles): count, r, g, b, saturation, laplacian n, sum, sum of squares.
 // bbox per view (4 ints): min x, min y, max x, max y (pre-set to INT_MAX, INT_MAX, -1, -1).
-// A block walks 8 rows of one view, each thread about 16 pixels, so the reductions and the
+// A block walks 8 rows of one view, each thread about 20 pixels, so the reductions and the
 // atomics are paid once per 4 k pixels instead of once per pixel.
-extern "C" __global__ void __launch_bounds__(VIEW_METRICS_THREADS)
-view_metrics(const float4* __restrict__ img, unsigned int width, unsigned int height,
-             double* __restrict__ acc, int* __restrict__ bbox)
+__device__ void view_metrics(const float4* __restrict__ img, unsigned int width, unsigned int height,
+                             double* __restrict__ acc, int* __restrict__ bbox, unsigned int row_block,
+                             unsigned int view)
 {
     __shared__ double s_acc[8][VIEW_METRICS_THREADS / 32];
     __shared__ int s_box[4][VIEW_METRICS_THREADS / 32];
-    unsigned int view = blockIdx.y;
-    unsigned int y0 = blockIdx.x * VIEW_METRICS_ROWS;
+    unsigned int y0 = row_block * VIEW_METRICS_ROWS;
     unsigned int rows = min((unsigned int)VIEW_METRICS_ROWS, height - y0);
     const float4* v = img + (size_t)view * width * height;
     // Per-thread and warp sums in float (a few hundred pixels lose nothing that matters);
@@ -72,13 +77,6 @@ view_metrics(const float4* __restrict__ img, unsigned int width, unsigned int he
     }
 }
 
-#define SSIM_R (SSIM_WINDOW / 2)
-#define SSIM_COLS 64                         // output columns per block: two warps per channel
-#define SSIM_ROWS 128                        // output rows per block
-#define SSIM_IN_COLS (SSIM_COLS + 2 * SSIM_R)
-#define SSIM_CHUNKS ((SSIM_ROWS + 2 * SSIM_R + SSIM_WINDOW - 1) / SSIM_WINDOW)
-#define SSIM_THREADS (3 * SSIM_COLS)
-
 __constant__ float c_ssim_w[SSIM_WINDOW] = {SSIM_WEIGHTS};
 
 // SSIM of view z against view z + 1 over output positions [R, W - R) x [R, H - R). A block
@@ -88,16 +86,15 @@ __constant__ float c_ssim_w[SSIM_WINDOW] = {SSIM_WEIGHTS};
 // by the window, so every ring index is a constant); the vertical window is then summed from
 // the ring. Input rows are staged 11 at a time, double-buffered, as planar floats (no alpha).
 // The sums are taken in the CPU reference's order; the block's total goes to ssim_sum[z].
-extern "C" __global__ void __launch_bounds__(SSIM_THREADS, 4)
-ssim_adjacent(const float4* __restrict__ img, unsigned int width, unsigned int height,
-              double* __restrict__ ssim_sum)
+__device__ void ssim_adjacent(const float4* __restrict__ img, unsigned int width, unsigned int height,
+                              double* __restrict__ ssim_sum, unsigned int col_block, unsigned int row_block,
+                              unsigned int pair)
 {
     __shared__ float s_rows[2][SSIM_WINDOW][6][SSIM_IN_COLS];  // a.r a.g a.b b.r b.g b.b
     __shared__ double s_red[SSIM_THREADS / 32];
-    unsigned int pair = blockIdx.z;
     const float4* A = img + (size_t)pair * width * height;
     const float4* B = img + (size_t)(pair + 1) * width * height;
-    const int x_in = blockIdx.x * SSIM_COLS, y_in = blockIdx.y * SSIM_ROWS;  // first input pixel
+    const int x_in = col_block * SSIM_COLS, y_in = row_block * SSIM_ROWS;  // first input pixel
     const int tid = threadIdx.x, c = tid / SSIM_COLS, col = tid % SSIM_COLS;
     const int out_x = x_in + col + SSIM_R;
     const bool col_valid = out_x < (int)width - SSIM_R;
@@ -160,6 +157,25 @@ ssim_adjacent(const float4* __restrict__ img, unsigned int width, unsigned int h
         double s = 0;
         for (int k = 0; k < SSIM_THREADS / 32; ++k) s += s_red[k];
         atomicAdd(&ssim_sum[pair], s);
+    }
+}
+
+// Both metrics in one launch: the SSIM blocks first (`ssim_cols` x `ssim_rows` blocks per
+// adjacent pair, `pairs` pairs), then the view-metrics blocks (`view_rows` per view). SSIM is
+// bound on arithmetic and the view metrics on memory: launched together, the view metrics'
+// blocks run in the room the SSIM blocks leave instead of after them.
+extern "C" __global__ void __launch_bounds__(SSIM_THREADS, 4)
+measure_views(const float4* __restrict__ img, unsigned int width, unsigned int height,
+              unsigned int ssim_cols, unsigned int ssim_rows, unsigned int pairs, unsigned int view_rows,
+              double* __restrict__ ssim_sum, double* __restrict__ acc, int* __restrict__ bbox)
+{
+    unsigned int b = blockIdx.x, per_pair = ssim_cols * ssim_rows;
+    if (b < per_pair * pairs) {
+        unsigned int in_pair = b % per_pair;
+        ssim_adjacent(img, width, height, ssim_sum, in_pair % ssim_cols, in_pair / ssim_cols, b / per_pair);
+    } else {
+        b -= per_pair * pairs;
+        view_metrics(img, width, height, acc, bbox, b % view_rows, b / view_rows);
     }
 }
 

@@ -22,9 +22,9 @@ pub const RADIX_CHUNK: usize = 2048;
 /// Most crowded tiles `heavy_tiles` moves to the front of the rasteriser's queue; that many
 /// blocks lead every raster launch (those past the count leave at once).
 pub const HEAVY_CAP: usize = 1024;
-/// Image rows per `view_metrics` block (`VIEW_METRICS_ROWS` in metrics.cu).
+/// Image rows per view-metrics block of `measure_views` (`VIEW_METRICS_ROWS` in metrics.cu).
 const VIEW_METRICS_ROWS: u32 = 8;
-/// Output columns and rows per `ssim_adjacent` block (`SSIM_COLS`, `SSIM_ROWS`).
+/// Output columns and rows per SSIM block of `measure_views` (`SSIM_COLS`, `SSIM_ROWS`).
 const SSIM_COLS: u32 = 64;
 const SSIM_ROWS: u32 = 128;
 /// Summary entries after the 13 per view: the floater count, the six model statistics, the
@@ -185,8 +185,7 @@ pub struct Kernels {
     tile_ranges: CudaFunction,
     heavy_tiles: CudaFunction,
     rasterize: CudaFunction,
-    view_metrics: CudaFunction,
-    ssim_adjacent: CudaFunction,
+    measure_views: CudaFunction,
     reset_metrics: CudaFunction,
     pack_metrics: CudaFunction,
     /// Radix blocks that fit on the device at once: the passes' persistent grid.
@@ -236,8 +235,7 @@ impl Kernels {
             tile_ranges,
             heavy_tiles: sort.load_function("heavy_tiles")?,
             rasterize: raster.load_function("rasterize")?,
-            view_metrics: metrics.load_function("view_metrics")?,
-            ssim_adjacent: metrics.load_function("ssim_adjacent")?,
+            measure_views: metrics.load_function("measure_views")?,
             reset_metrics: metrics.load_function("reset_metrics")?,
             pack_metrics: metrics.load_function("pack_metrics")?,
         })
@@ -597,37 +595,40 @@ impl Kernels {
             .arg(&views32);
         // SAFETY: matches `reset_metrics`; the buffers hold 8, 4 and 1 entries per view.
         unsafe { launch.launch(linear(views * 8, 128)) }?;
+        // SSIM blocks for every adjacent pair (none when the image is narrower than the
+        // window), then the view-metrics blocks, in one launch (metrics.cu says why).
+        let r = (crate::constants::SSIM_WINDOW / 2) as u32;
+        let (ssim_cols, ssim_rows, pairs) = if views >= 2 && w > 2 * r && h > 2 * r {
+            (
+                (w - 2 * r).div_ceil(SSIM_COLS),
+                (h - 2 * r).div_ceil(SSIM_ROWS),
+                views as u32 - 1,
+            )
+        } else {
+            (0, 0, 0)
+        };
+        let view_rows = h.div_ceil(VIEW_METRICS_ROWS);
         let cfg = LaunchConfig {
-            grid_dim: (h.div_ceil(VIEW_METRICS_ROWS), views as u32, 1),
-            block_dim: (256, 1, 1),
+            grid_dim: (ssim_cols * ssim_rows * pairs + view_rows * views32, 1, 1),
+            // One thread per (output column, channel) in the SSIM blocks.
+            block_dim: (3 * SSIM_COLS, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut launch = stream.launch_builder(&self.view_metrics);
+        let mut launch = stream.launch_builder(&self.measure_views);
         launch
             .arg(&b.image)
             .arg(&w)
             .arg(&h)
+            .arg(&ssim_cols)
+            .arg(&ssim_rows)
+            .arg(&pairs)
+            .arg(&view_rows)
+            .arg(&mut b.ssim_sum)
             .arg(&mut b.view_acc)
             .arg(&mut b.view_bbox);
-        // SAFETY: matches `view_metrics`; accumulators hold 8 and 4 entries per view.
+        // SAFETY: matches `measure_views`; one SSIM sum per adjacent pair, 8 and 4
+        // accumulators per view.
         unsafe { launch.launch(cfg) }?;
-        let r = (crate::constants::SSIM_WINDOW / 2) as u32;
-        if views >= 2 && w > 2 * r && h > 2 * r {
-            let cfg = LaunchConfig {
-                grid_dim: (
-                    (w - 2 * r).div_ceil(SSIM_COLS),
-                    (h - 2 * r).div_ceil(SSIM_ROWS),
-                    views as u32 - 1,
-                ),
-                // One thread per (output column, channel).
-                block_dim: (3 * SSIM_COLS, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            let mut launch = stream.launch_builder(&self.ssim_adjacent);
-            launch.arg(&b.image).arg(&w).arg(&h).arg(&mut b.ssim_sum);
-            // SAFETY: matches `ssim_adjacent`; one sum per adjacent pair.
-            unsafe { launch.launch(cfg) }?;
-        }
         let mut launch = stream.launch_builder(&self.pack_metrics);
         launch
             .arg(&b.view_acc)
