@@ -34,7 +34,20 @@ pub const SSIM_C2: f32 = 0.03 * 0.03;
 /// Most gaussians the renderer accepts.
 pub const MAX_GAUSSIANS: usize = 10_000_000;
 
-/// The constants as C `#define`s, prepended to every CUDA source.
+/// Float bits mapped so that unsigned order is float order, and back (as
+/// `gpu::launch::float_to_ordered` on the host): the kernels' bounds and depth keys.
+const ORDERED_FLOAT_HELPERS: &str = "\
+__device__ __forceinline__ unsigned int float_to_ordered(float f) {
+    unsigned int u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float ordered_to_float(unsigned int u) {
+    return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
+}
+";
+
+/// The constants as C `#define`s, prepended to every CUDA source, and the helpers more than
+/// one source uses.
 pub fn cuda_prelude() -> String {
     // Shortest round-trip digits, so the kernel's float literals are the same floats.
     let weights = ssim_window()
@@ -48,7 +61,7 @@ pub fn cuda_prelude() -> String {
          #define TILE_SIZE {TILE_SIZE}\n#define QUAT_NORM_EPS {QUAT_NORM_EPS:e}f\n\
          #define SILHOUETTE_ALPHA {SILHOUETTE_ALPHA:e}f\n#define REF_BBOX_SIZE {REF_BBOX_SIZE:e}f\n#define FLOATER_RMS_FACTOR {FLOATER_RMS_FACTOR:e}f\n\
          #define SSIM_WINDOW {SSIM_WINDOW}\n#define SSIM_C1 {SSIM_C1:e}f\n#define SSIM_C2 {SSIM_C2:e}f\n\
-         #define SSIM_WEIGHTS {weights}\n"
+         #define SSIM_WEIGHTS {weights}\n{ORDERED_FLOAT_HELPERS}"
     )
 }
 

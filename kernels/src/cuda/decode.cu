@@ -9,15 +9,6 @@ struct Cam {
     float fx, fy, cx, cy, near_plane, far_plane;
 };
 
-__device__ __forceinline__ unsigned int float_to_ordered(float f) {
-    unsigned int u = __float_as_uint(f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-__device__ __forceinline__ float ordered_to_float(unsigned int u) {
-    return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
-}
-
 __device__ __forceinline__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 // stats: [0] sum of all coordinates, [1] sum w, [2..4] sum w*p, [5] sum w*|p|^2 (w = sigmoid opacity)

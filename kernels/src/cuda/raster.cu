@@ -29,22 +29,17 @@ __device__ __forceinline__ float fast_exp2(float x)
     return y;
 }
 
-__device__ __forceinline__ unsigned int warp_min(unsigned int v)
+// The warp's least (MAX false) or greatest (MAX true) value.
+template <bool MAX>
+__device__ __forceinline__ unsigned int warp_extreme(unsigned int v)
 {
 #if __CUDA_ARCH__ >= 800
-    return __reduce_min_sync(0xffffffffu, v);
+    return MAX ? __reduce_max_sync(0xffffffffu, v) : __reduce_min_sync(0xffffffffu, v);
 #else
-    for (int off = 16; off > 0; off >>= 1) v = min(v, __shfl_xor_sync(0xffffffffu, v, off));
-    return v;
-#endif
-}
-
-__device__ __forceinline__ unsigned int warp_max(unsigned int v)
-{
-#if __CUDA_ARCH__ >= 800
-    return __reduce_max_sync(0xffffffffu, v);
-#else
-    for (int off = 16; off > 0; off >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, off));
+    for (int off = 16; off > 0; off >>= 1) {
+        unsigned int other = __shfl_xor_sync(0xffffffffu, v, off);
+        v = MAX ? max(v, other) : min(v, other);
+    }
     return v;
 #endif
 }
@@ -157,10 +152,10 @@ extern "C" __global__ void __launch_bounds__(BLOCK, 6) rasterize(
             if (__all_sync(0xffffffffu, done)) break;
             // Cull against the box of the warp's unfinished pixels, not the whole sub-tile:
             // once most of it has saturated, what the rest can see is much less.
-            float ax0 = (float)warp_min(done ? 0xffffu : px_x) + 0.5f;
-            float ax1 = (float)warp_max(done ? 0u : px_x) + 0.5f;
-            float ay0 = (float)warp_min(done ? 0xffffu : px_y) + 0.5f;
-            float ay1 = (float)warp_max(done ? 0u : px_y) + 0.5f;
+            float ax0 = (float)warp_extreme<false>(done ? 0xffffu : px_x) + 0.5f;
+            float ax1 = (float)warp_extreme<true>(done ? 0u : px_x) + 0.5f;
+            float ay0 = (float)warp_extreme<false>(done ? 0xffffu : px_y) + 0.5f;
+            float ay1 = (float)warp_extreme<true>(done ? 0u : px_y) + 0.5f;
             unsigned int mine = chunk + lane;
             bool hit = false;
             if (mine < batch) {

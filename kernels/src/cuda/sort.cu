@@ -47,11 +47,6 @@
 #define LB64_PREFIX (2ull << 62)
 #define LB64_VALUE ((1ull << 62) - 1ull)
 
-__device__ __forceinline__ unsigned int float_to_ordered(float f) {
-    unsigned int u = __float_as_uint(f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
 // Pass p of a plan: shift in byte p of `shifts`, width in byte p of `widths`.
 __device__ __forceinline__ unsigned int plan_byte(unsigned int packed, unsigned int p) {
     return (packed >> (8 * p)) & 0xffu;

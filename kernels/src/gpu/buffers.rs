@@ -221,13 +221,12 @@ impl Buffers {
     }
 
     /// Sizes the tile sort's buffers for `m` intersections (`tile_digits` look-back words per
-    /// radix block) and `ranges` (view, tile) slots.
+    /// radix block).
     pub fn ensure_intersections(
         &mut self,
         stream: &Arc<CudaStream>,
         m: usize,
         tile_digits: usize,
-        ranges: usize,
     ) -> Result<(), DriverError> {
         let m = m.max(1);
         grow(stream, &mut self.keys, m)?;
@@ -238,8 +237,7 @@ impl Buffers {
             stream,
             &mut self.lookback,
             tile_digits * m.div_ceil(RADIX_CHUNK),
-        )?;
-        grow(stream, &mut self.ranges, 2 * ranges)
+        )
     }
 
     pub fn ensure_image(

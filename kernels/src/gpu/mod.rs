@@ -155,7 +155,6 @@ impl GpuRenderer {
             .into());
         };
         let plan = launch::SortPlan::new(launch::DepthSpan::of(rig), view_bits, tile_bits);
-        let slots = views << tile_bits;
         // Nothing is read back before the end: the intersections are counted on the device
         // and sorted into buffers of the capacity they had. A model that needs more shows it
         // in the summary; the buffers grow and the render runs again (once per growth).
@@ -185,7 +184,7 @@ impl GpuRenderer {
                 );
             }
             self.bufs
-                .ensure_intersections(&self.stream, intersections, plan.tile.digits(), slots)
+                .ensure_intersections(&self.stream, intersections, plan.tile.digits())
                 .map_err(GpuError::from)?;
         };
         let (acc, rest) = summary.split_at(views * 8);
