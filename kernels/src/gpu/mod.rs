@@ -158,12 +158,14 @@ impl GpuRenderer {
         // Nothing is read back before the end: the intersections are counted on the device
         // and sorted into buffers of the capacity they had. A model that needs more shows it
         // in the summary; the buffers grow and the render runs again (once per growth).
-        let (summary, times) = loop {
+        // The first render of a model that needs more room than the buffers have runs again
+        // once they have grown; growing covers the count, so a second pass always fits.
+        let mut attempt = 0;
+        let (packed, times, intersections) = loop {
             let capacity = self.bufs.intersection_capacity(plan.tile.digits());
-            let (summary, times) =
+            let (packed, times) =
                 self.run_pipeline(n, vn, rig, &plan, tiles_x, tiles_y, tile_bits, capacity)?;
-            let at = views * 13 + 13;
-            let intersections = summary[at + 1] as u64 | ((summary[at + 2] as u64) << 32);
+            let intersections = Summary::of(&packed, views).intersections;
             // Radix look-back words hold counts in 30 bits.
             if intersections >= MAX_INTERSECTIONS {
                 return Err(GpuError::TooLarge {
@@ -175,32 +177,27 @@ impl GpuRenderer {
             }
             let intersections = intersections as usize;
             if intersections <= capacity {
-                break (
-                    summary,
-                    StageTimes {
-                        intersections,
-                        ..times
-                    },
-                );
+                break (packed, times, intersections);
+            }
+            attempt += 1;
+            if attempt > 1 {
+                return Err(GpuError::Unavailable(
+                    "the tile buffers did not grow to the intersection count",
+                )
+                .into());
             }
             self.bufs
                 .ensure_intersections(&self.stream, intersections, plan.tile.digits())
                 .map_err(GpuError::from)?;
         };
-        let (acc, rest) = summary.split_at(views * 8);
-        let (bbox, rest) = rest.split_at(views * 4);
-        let (ssim, rest) = rest.split_at(views);
-        let (floaters, rest) = rest.split_at(1);
-        let (stats, bounds) = rest.split_at(6);
+        let summary = Summary::of(&packed, views);
         // An invalid model rendered nothing (decode_project culled every gaussian); say why.
-        let bounds: Vec<u32> = bounds[..6].iter().map(|&b| b as u32).collect();
-        check_normalisation(stats, &bounds)?;
-        let bbox: Vec<i32> = bbox.iter().map(|&b| b as i32).collect();
+        check_normalisation(summary.stats, &summary.bounds)?;
         let metrics = metrics_from(
-            acc,
-            &bbox,
-            &ssim[..views.saturating_sub(1)],
-            floaters[0] as u32,
+            summary.acc,
+            &summary.bbox,
+            &summary.ssim[..views.saturating_sub(1)],
+            summary.floaters,
             n,
             rig,
         );
@@ -225,15 +222,15 @@ impl GpuRenderer {
         };
         self.last_times = StageTimes {
             upload: self.last_times.upload,
+            intersections,
             ..times
         };
         Ok((views_out, metrics))
     }
 
     /// Queues the whole pipeline for `n` gaussians (`vn` view pairs) and reads back the packed
-    /// summary, the one host read: acc, bbox, SSIM sums, floaters, model statistics and bounds,
-    /// then the visible count and the intersection count (two words). Tile keys beyond
-    /// `capacity` are not written; the caller checks the count.
+    /// summary ([`Summary`]), the one host read. Tile keys beyond `capacity` are not
+    /// written; the caller checks the count.
     #[allow(clippy::too_many_arguments)]
     fn run_pipeline(
         &mut self,
@@ -414,6 +411,42 @@ fn check_splat(splat: &Splat) -> Result<(), NormaliseError> {
         .map_err(|e| NormaliseError::Shape(e.to_string()))
 }
 
+/// The one array a render reads back, as `pack_metrics` (metrics.cu) lays it out.
+struct Summary<'a> {
+    /// Per view: count, r, g, b, saturation, laplacian n, sum, sum of squares.
+    acc: &'a [f64],
+    /// Per view: min x, min y, max x, max y.
+    bbox: Vec<i32>,
+    /// Per adjacent pair (and one unused slot).
+    ssim: &'a [f64],
+    floaters: u32,
+    /// model_stats' sums, and the ordered-float bounds.
+    stats: &'a [f64],
+    bounds: [u32; 6],
+    intersections: u64,
+}
+
+impl<'a> Summary<'a> {
+    fn of(packed: &'a [f64], views: usize) -> Self {
+        let (acc, rest) = packed.split_at(views * 8);
+        let (bbox, rest) = rest.split_at(views * 4);
+        let (ssim, rest) = rest.split_at(views);
+        let (floaters, rest) = rest.split_at(1);
+        let (stats, rest) = rest.split_at(6);
+        let (bounds, counts) = rest.split_at(6);
+        // counts: visible pairs, then the intersections' low and high words.
+        Self {
+            acc,
+            bbox: bbox.iter().map(|&b| b as i32).collect(),
+            ssim,
+            floaters: floaters[0] as u32,
+            stats,
+            bounds: std::array::from_fn(|a| bounds[a] as u32),
+            intersections: counts[1] as u64 | ((counts[2] as u64) << 32),
+        }
+    }
+}
+
 fn ordered_to_float(u: u32) -> f32 {
     f32::from_bits(if u & 0x8000_0000 != 0 {
         u & 0x7fff_ffff
@@ -494,5 +527,25 @@ fn metrics_from(
         views,
         adjacent_ssim,
         floater_fraction: floaters as f32 / n as f32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{launch::SUMMARY_EXTRA, Summary};
+
+    #[test]
+    fn the_summary_is_read_as_pack_metrics_lays_it_out() {
+        let views = 3;
+        let packed: Vec<f64> = (0..views * 13 + SUMMARY_EXTRA).map(|i| i as f64).collect();
+        let s = Summary::of(&packed, views);
+        assert_eq!((s.acc.len(), s.acc[0]), (24, 0.0));
+        assert_eq!(s.bbox, (24..36).collect::<Vec<i32>>());
+        assert_eq!(s.ssim, &[36.0, 37.0, 38.0]);
+        assert_eq!(s.floaters, 39);
+        assert_eq!(s.stats, &[40.0, 41.0, 42.0, 43.0, 44.0, 45.0]);
+        assert_eq!(s.bounds, [46, 47, 48, 49, 50, 51]);
+        // 52 is the visible count; then the intersections' low and high words.
+        assert_eq!(s.intersections, 53 | (54 << 32));
     }
 }
