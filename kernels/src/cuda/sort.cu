@@ -212,7 +212,8 @@ extern "C" __global__ void emission_offsets(const unsigned int* __restrict__ sor
     }
     unsigned int before;
     unsigned long long through;
-    // Offsets past 2^32 wrap; the host refuses such a total before anything reads them.
+    // Offsets past 2^32 wrap; the total's low word saturates (below), so emit_tile_keys then
+    // writes nothing and the host reports the total.
     unsigned int running = (unsigned int)grid_exclusive_scan(local, b, status, &before, &through) + before;
     if (threadIdx.x == 0 && (b + 1) * SCAN_TILE >= k_total) {
         // The low word saturates, so a total past 2^32 still reads as too many below.
@@ -227,14 +228,16 @@ extern "C" __global__ void emission_offsets(const unsigned int* __restrict__ sor
 
 // Walks the depth-sorted pairs and writes one (view << tile_bits | tile) key per touched tile,
 // row by row as gsplat walks them; a stable sort on these keys then leaves every tile's
-// gaussians in depth order (ties by index). The visible and intersection counts are read from
-// `state`; the grid covers every pair. When the intersections would not fit the `capacity`
-// the key buffers hold, nothing is written: the host sees the count, grows the buffers and
-// renders again. Load-balanced so the writes are coalesced: a block
-// takes EMIT_PAIRS consecutive pairs into shared memory, then its threads stride over the
-// block's whole output range together, each finding its pair by binary search over the
-// pairs' offsets (a pair touching hundreds of tiles no longer leaves one thread writing them
-// one after another while its warp waits). Counts the tile sort's digits on the way.
+// gaussians in depth order (ties by index). Counts the tile sort's digits on the way.
+//
+// The visible and intersection counts are read from `state`; the grid covers every pair.
+// When the intersections would not fit the `capacity` the key buffers hold, nothing is
+// written: the host sees the count, grows the buffers and renders again.
+//
+// Load-balanced so the writes are coalesced: a block takes EMIT_PAIRS consecutive pairs into
+// shared memory, then its threads stride over the block's whole output range together, each
+// finding its pair by binary search over the pairs' offsets (a pair touching hundreds of
+// tiles no longer leaves one thread writing them one after another while its warp waits).
 #define EMIT_PAIRS 256
 
 extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorted_values,
