@@ -97,7 +97,24 @@ pub fn normalisation_of(splat: &Splat) -> Result<Normalisation, NormaliseError> 
                 (a.0 + b.0, lo, hi)
             },
         );
-    if !sum.is_finite() || lo.iter().chain(hi.iter()).any(|v| !v.is_finite()) {
+    let extent = checked_extent(sum, &lo, &hi)?;
+    Ok(Normalisation {
+        mean: (sum / (3.0 * n as f64)) as f32,
+        scale: (f64::from(REF_BBOX_SIZE) / extent) as f32,
+        bbox_min: lo,
+        bbox_max: hi,
+    })
+}
+
+/// The largest side of the model's bounding box, or why the model cannot be normalised:
+/// a coordinate that is not finite (`sum` is the sum of every coordinate), or no extent.
+/// The GPU path checks its device-side statistics with this too.
+pub(crate) fn checked_extent(
+    sum: f64,
+    lo: &[f32; 3],
+    hi: &[f32; 3],
+) -> Result<f64, NormaliseError> {
+    if !sum.is_finite() || lo.iter().chain(hi).any(|v| !v.is_finite()) {
         return Err(NormaliseError::NonFinite);
     }
     let extent = (0..3)
@@ -106,12 +123,7 @@ pub fn normalisation_of(splat: &Splat) -> Result<Normalisation, NormaliseError> 
     if extent <= 0.0 {
         return Err(NormaliseError::DegenerateExtent(extent as f32));
     }
-    Ok(Normalisation {
-        mean: (sum / (3.0 * n as f64)) as f32,
-        scale: (f64::from(REF_BBOX_SIZE) / extent) as f32,
-        bbox_min: lo,
-        bbox_max: hi,
-    })
+    Ok(extent)
 }
 
 /// Activates and normalises every gaussian (the CPU reference of `decode_normalise`).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr, DriverError, ValidAsZeroBits};
 use splatfleet_common::splat::Splat;
 
-use super::launch::{state, HEAVY_CAP, RADIX_CHUNK, SCAN_TILE, SUMMARY_EXTRA};
+use super::launch::{state, HEAVY_CAP, MAX_INTERSECTIONS, RADIX_CHUNK, SCAN_TILE, SUMMARY_EXTRA};
 use crate::rig::Rig;
 
 /// Floats per camera in the `Cam` struct of decode.cu: rotation (9), translation (3),
@@ -208,7 +208,8 @@ impl Buffers {
             .min(self.values.len())
             .min(self.values_alt.len());
         let chunks = self.lookback.len() / tile_digits.max(1);
-        keys.min(chunks * RADIX_CHUNK).min((1 << 30) - 1)
+        keys.min(chunks * RADIX_CHUNK)
+            .min(MAX_INTERSECTIONS as usize - 1)
     }
 
     /// Sizes `ranges` for `slots` (view, tile) pairs.

@@ -30,6 +30,8 @@ const SSIM_ROWS: u32 = 128;
 /// Summary entries after the 13 per view: the floater count, the six model statistics, the
 /// six bounds, the visible count and the intersection count's two words (`pack_metrics`).
 pub const SUMMARY_EXTRA: usize = 16;
+/// Most tile intersections one render may have: radix look-back words count in 30 bits.
+pub const MAX_INTERSECTIONS: u64 = 1 << 30;
 /// Most radix passes one sort takes (`MAX_PASSES`): 32-bit keys, at most 8 bits a pass.
 const MAX_PASSES: u32 = 4;
 
@@ -98,6 +100,15 @@ pub fn float_to_ordered(f: f32) -> u32 {
     } else {
         u | 0x8000_0000
     }
+}
+
+/// The inverse of [`float_to_ordered`] (`ordered_to_float` in the .cu files).
+pub fn ordered_to_float(u: u32) -> f32 {
+    f32::from_bits(if u & 0x8000_0000 != 0 {
+        u & 0x7fff_ffff
+    } else {
+        !u
+    })
 }
 
 /// The visible depths' range as ordered float bits: every visible depth lies in the rig's

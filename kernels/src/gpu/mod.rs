@@ -19,7 +19,7 @@ pub use compile::cache_dir;
 use self::{buffers::Buffers, launch::Kernels};
 use crate::{
     constants::{MAX_GAUSSIANS, TILE_SIZE},
-    gaussians::NormaliseError,
+    gaussians::{checked_extent, NormaliseError},
     metrics::{Metrics, ViewMetrics},
     rig::Rig,
     views::Views,
@@ -42,9 +42,6 @@ pub enum GpuError {
         limit: usize,
     },
 }
-
-/// Most tile intersections one render may have (radix look-back words count in 30 bits).
-const MAX_INTERSECTIONS: u64 = 1 << 30;
 
 /// Wall time of each stage of the last call, when profiling is on (CUDA events).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -161,23 +158,24 @@ impl GpuRenderer {
         // The first render of a model that needs more room than the buffers have runs again
         // once they have grown; growing covers the count, so a second pass always fits.
         let mut attempt = 0;
-        let (packed, times, intersections) = loop {
+        let (summary, times, intersections) = loop {
             let capacity = self.bufs.intersection_capacity(plan.tile.digits());
             let (packed, times) =
                 self.run_pipeline(n, vn, rig, &plan, tiles_x, tiles_y, tile_bits, capacity)?;
-            let intersections = Summary::of(&packed, views).intersections;
+            let summary = Summary::of(&packed, views);
+            let intersections = summary.intersections;
             // Radix look-back words hold counts in 30 bits.
-            if intersections >= MAX_INTERSECTIONS {
+            if intersections >= launch::MAX_INTERSECTIONS {
                 return Err(GpuError::TooLarge {
                     what: "tile intersections",
                     needed: usize::try_from(intersections).unwrap_or(usize::MAX),
-                    limit: MAX_INTERSECTIONS as usize - 1,
+                    limit: launch::MAX_INTERSECTIONS as usize - 1,
                 }
                 .into());
             }
             let intersections = intersections as usize;
             if intersections <= capacity {
-                break (packed, times, intersections);
+                break (summary, times, intersections);
             }
             attempt += 1;
             if attempt > 1 {
@@ -190,11 +188,10 @@ impl GpuRenderer {
                 .ensure_intersections(&self.stream, intersections, plan.tile.digits())
                 .map_err(GpuError::from)?;
         };
-        let summary = Summary::of(&packed, views);
         // An invalid model rendered nothing (decode_project culled every gaussian); say why.
-        check_normalisation(summary.stats, &summary.bounds)?;
+        summary.check_normalisation()?;
         let metrics = metrics_from(
-            summary.acc,
+            &summary.acc,
             &summary.bbox,
             &summary.ssim[..views.saturating_sub(1)],
             summary.floaters,
@@ -412,22 +409,22 @@ fn check_splat(splat: &Splat) -> Result<(), NormaliseError> {
 }
 
 /// The one array a render reads back, as `pack_metrics` (metrics.cu) lays it out.
-struct Summary<'a> {
+struct Summary {
     /// Per view: count, r, g, b, saturation, laplacian n, sum, sum of squares.
-    acc: &'a [f64],
+    acc: Vec<f64>,
     /// Per view: min x, min y, max x, max y.
     bbox: Vec<i32>,
     /// Per adjacent pair (and one unused slot).
-    ssim: &'a [f64],
+    ssim: Vec<f64>,
     floaters: u32,
-    /// model_stats' sums, and the ordered-float bounds.
-    stats: &'a [f64],
+    /// model_stats' sum of every coordinate, and the bounds as ordered-float bits.
+    coordinate_sum: f64,
     bounds: [u32; 6],
     intersections: u64,
 }
 
-impl<'a> Summary<'a> {
-    fn of(packed: &'a [f64], views: usize) -> Self {
+impl Summary {
+    fn of(packed: &[f64], views: usize) -> Self {
         let (acc, rest) = packed.split_at(views * 8);
         let (bbox, rest) = rest.split_at(views * 4);
         let (ssim, rest) = rest.split_at(views);
@@ -436,40 +433,24 @@ impl<'a> Summary<'a> {
         let (bounds, counts) = rest.split_at(6);
         // counts: visible pairs, then the intersections' low and high words.
         Self {
-            acc,
+            acc: acc.to_vec(),
             bbox: bbox.iter().map(|&b| b as i32).collect(),
-            ssim,
+            ssim: ssim.to_vec(),
             floaters: floaters[0] as u32,
-            stats,
+            coordinate_sum: stats[0],
             bounds: std::array::from_fn(|a| bounds[a] as u32),
             intersections: counts[1] as u64 | ((counts[2] as u64) << 32),
         }
     }
-}
 
-fn ordered_to_float(u: u32) -> f32 {
-    f32::from_bits(if u & 0x8000_0000 != 0 {
-        u & 0x7fff_ffff
-    } else {
-        !u
-    })
-}
-
-/// The errors the CPU reference's `normalisation_of` gives, from the statistics
-/// `model_stats` left on the device: decode_project skips the model on the same conditions.
-fn check_normalisation(stats: &[f64], bounds: &[u32]) -> Result<(), NormaliseError> {
-    let lo: Vec<f32> = bounds[..3].iter().map(|&u| ordered_to_float(u)).collect();
-    let hi: Vec<f32> = bounds[3..6].iter().map(|&u| ordered_to_float(u)).collect();
-    if !stats[0].is_finite() || lo.iter().chain(&hi).any(|v| !v.is_finite()) {
-        return Err(NormaliseError::NonFinite);
+    /// The errors the CPU reference's `normalisation_of` gives, from the statistics
+    /// `model_stats` left on the device: decode_project skips the model on the same
+    /// conditions.
+    fn check_normalisation(&self) -> Result<(), NormaliseError> {
+        let lo = std::array::from_fn(|a| launch::ordered_to_float(self.bounds[a]));
+        let hi = std::array::from_fn(|a| launch::ordered_to_float(self.bounds[3 + a]));
+        checked_extent(self.coordinate_sum, &lo, &hi).map(drop)
     }
-    let extent = (0..3)
-        .map(|a| f64::from(hi[a]) - f64::from(lo[a]))
-        .fold(0f64, f64::max);
-    if extent <= 0.0 {
-        return Err(NormaliseError::DegenerateExtent(extent as f32));
-    }
-    Ok(())
 }
 
 fn metrics_from(
@@ -532,7 +513,10 @@ fn metrics_from(
 
 #[cfg(test)]
 mod tests {
-    use super::{launch::SUMMARY_EXTRA, Summary};
+    use super::{
+        launch::{float_to_ordered, SUMMARY_EXTRA},
+        NormaliseError, Summary,
+    };
 
     #[test]
     fn the_summary_is_read_as_pack_metrics_lays_it_out() {
@@ -541,11 +525,43 @@ mod tests {
         let s = Summary::of(&packed, views);
         assert_eq!((s.acc.len(), s.acc[0]), (24, 0.0));
         assert_eq!(s.bbox, (24..36).collect::<Vec<i32>>());
-        assert_eq!(s.ssim, &[36.0, 37.0, 38.0]);
+        assert_eq!(s.ssim, [36.0, 37.0, 38.0]);
         assert_eq!(s.floaters, 39);
-        assert_eq!(s.stats, &[40.0, 41.0, 42.0, 43.0, 44.0, 45.0]);
+        // 41..45 are the floater sums, which only the device uses.
+        assert_eq!(s.coordinate_sum, 40.0);
         assert_eq!(s.bounds, [46, 47, 48, 49, 50, 51]);
         // 52 is the visible count; then the intersections' low and high words.
         assert_eq!(s.intersections, 53 | (54 << 32));
+    }
+
+    #[test]
+    fn the_device_statistics_give_the_cpu_reference_s_errors() {
+        let views = 1;
+        let mut packed = vec![0.0; views * 13 + SUMMARY_EXTRA];
+        let bounds_at = views * 13 + 7;
+        let put_bounds = |packed: &mut Vec<f64>, lo: f32, hi: f32| {
+            for a in 0..3 {
+                packed[bounds_at + a] = f64::from(float_to_ordered(lo));
+                packed[bounds_at + 3 + a] = f64::from(float_to_ordered(hi));
+            }
+        };
+        put_bounds(&mut packed, -1.0, 2.0);
+        assert!(Summary::of(&packed, views).check_normalisation().is_ok());
+        put_bounds(&mut packed, 0.5, 0.5);
+        assert!(matches!(
+            Summary::of(&packed, views).check_normalisation(),
+            Err(NormaliseError::DegenerateExtent(_))
+        ));
+        put_bounds(&mut packed, -1.0, f32::NAN);
+        assert!(matches!(
+            Summary::of(&packed, views).check_normalisation(),
+            Err(NormaliseError::NonFinite)
+        ));
+        put_bounds(&mut packed, -1.0, 2.0);
+        packed[views * 13 + 1] = f64::INFINITY;
+        assert!(matches!(
+            Summary::of(&packed, views).check_normalisation(),
+            Err(NormaliseError::NonFinite)
+        ));
     }
 }
