@@ -192,16 +192,15 @@ extern "C" __global__ void reset_metrics(double* __restrict__ acc, int* __restri
 
 // Packs everything the host needs into one array, so one copy brings it back:
 // [acc: views * 8][bbox: views * 4][ssim_sum: views][floaters: 1][stats: 6][bounds: 6]
-// [visible pairs][intersections, low and high word] (sort.cu's STATE_VISIBLE onwards).
+// [visible pairs][intersections, low and high word] (`counts`: sort.cu's STATE_VISIBLE onwards).
 extern "C" __global__ void pack_metrics(const double* __restrict__ acc, const int* __restrict__ bbox,
                                         const double* __restrict__ ssim_sum,
                                         const unsigned int* __restrict__ floaters,
                                         const double* __restrict__ stats,
                                         const unsigned int* __restrict__ bounds,
-                                        const unsigned int* __restrict__ sort_state, unsigned int views,
+                                        const unsigned int* __restrict__ counts, unsigned int views,
                                         double* __restrict__ out)
 {
-    const unsigned int STATE_VISIBLE = 16;  // sort.cu
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
     unsigned int extra = views * 13;
     if (i < views * 8) out[i] = acc[i];
@@ -210,5 +209,5 @@ extern "C" __global__ void pack_metrics(const double* __restrict__ acc, const in
     else if (i == extra) out[i] = (double)floaters[0];
     else if (i < extra + 7) out[i] = stats[i - extra - 1];
     else if (i < extra + 13) out[i] = (double)bounds[i - extra - 7];
-    else if (i < extra + 16) out[i] = (double)sort_state[STATE_VISIBLE + (i - extra - 13)];
+    else if (i < extra + 16) out[i] = (double)counts[i - extra - 13];
 }

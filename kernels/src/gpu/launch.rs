@@ -640,6 +640,9 @@ impl Kernels {
         // SAFETY: matches `measure_views`; one SSIM sum per adjacent pair, 8 and 4
         // accumulators per view.
         unsafe { launch.launch(cfg) }?;
+        // The visible count and the intersection count's two words.
+        let at = state::VISIBLE as usize;
+        let counts = b.sort_state.slice(at..at + 3);
         let mut launch = stream.launch_builder(&self.pack_metrics);
         launch
             .arg(&b.view_acc)
@@ -648,7 +651,7 @@ impl Kernels {
             .arg(&b.floaters)
             .arg(&b.stats)
             .arg(&b.bounds)
-            .arg(&b.sort_state)
+            .arg(&counts)
             .arg(&views32)
             .arg(&mut b.summary);
         // SAFETY: matches `pack_metrics`; summary holds SUMMARY_EXTRA entries after 13 per view.
