@@ -75,8 +75,9 @@ struct Norm {
 };
 
 // As the CPU reference's `normalisation_of` and `floater_fraction` (gaussians.rs) derive
-// them, in double, with no fused multiply-adds (the host's `normalisation_from` in
-// gpu/mod.rs checks the same statistics afterwards and reports what is invalid).
+// them, in double, with no fused multiply-adds (the host's `Summary::check_normalisation`
+// in gpu/mod.rs checks the same statistics afterwards, with the CPU reference's
+// `checked_extent`, and reports what is invalid).
 __device__ Norm normalisation_of(const double* __restrict__ stats, const unsigned int* __restrict__ bounds,
                                  unsigned int n)
 {
