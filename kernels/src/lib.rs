@@ -12,6 +12,7 @@ pub mod gpu;
 pub mod metrics;
 pub mod project;
 pub mod rig;
+pub mod scorer;
 pub mod views;
 
 pub use backend::{Backend, Renderer};

@@ -1,0 +1,1 @@
+//! The CPU reference of the scorer (to be filled in).

@@ -1,0 +1,1 @@
+//! The scorer on CUDA (to be filled in).
