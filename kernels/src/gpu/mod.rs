@@ -96,6 +96,21 @@ impl GpuRenderer {
         &self.name
     }
 
+    /// The device context and stream, for work that shares this renderer's device (the
+    /// scorer reads the image buffer in place).
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The last render: `views × height × width` RGBA `f32`, view-major, on the device.
+    pub fn image(&self) -> &cudarc::driver::CudaSlice<f32> {
+        &self.bufs.image
+    }
+
     /// Stage times of the last call (all zero unless `profile` was set).
     pub fn last_times(&self) -> StageTimes {
         self.last_times
@@ -344,10 +359,6 @@ impl GpuRenderer {
     /// Waits for all queued work.
     pub fn synchronize(&self) -> Result<(), GpuError> {
         self.stream.synchronize().map_err(GpuError::from)
-    }
-
-    pub fn context(&self) -> &Arc<CudaContext> {
-        &self.ctx
     }
 
     fn event(&self) -> Result<Option<cudarc::driver::CudaEvent>, GpuError> {

@@ -25,3 +25,76 @@ pub use aggregate::{PartScores, ValidatorScore};
 pub use files::{ModelFileError, ModelsDir};
 pub use images::ScoreImages;
 pub use model::ScorerModels;
+
+use std::sync::Arc;
+
+use splatfleet_common::splat::Splat;
+
+use crate::{backend::Backend, metrics::Metrics, rig::Rig, views::Views, KernelError, Renderer};
+
+/// The scorer of one worker: the models, and their copy on the renderer's GPU when it has one.
+#[derive(Debug)]
+pub struct Scorer {
+    models: Arc<ScorerModels>,
+    gpu: Option<gpu::GpuScorer>,
+}
+
+impl Scorer {
+    /// The CPU reference, whatever hardware is present.
+    pub fn cpu(models: Arc<ScorerModels>) -> Self {
+        Self { models, gpu: None }
+    }
+
+    /// A scorer on the same device as `renderer` (the CPU reference when it renders on the CPU).
+    pub fn for_renderer(
+        models: Arc<ScorerModels>,
+        renderer: &Renderer,
+    ) -> Result<Self, KernelError> {
+        let gpu = match renderer.backend() {
+            Backend::Cuda(r) => Some(gpu::GpuScorer::new(r.context(), r.stream(), &models)?),
+            Backend::Cpu { .. } => None,
+        };
+        Ok(Self { models, gpu })
+    }
+
+    pub fn is_gpu(&self) -> bool {
+        self.gpu.is_some()
+    }
+
+    pub fn models(&self) -> &Arc<ScorerModels> {
+        &self.models
+    }
+
+    /// Per-view and per-pair parts of 8-bit images (uploaded when the scorer is on a GPU).
+    pub fn score_images(&mut self, images: &ScoreImages) -> Result<PartScores, KernelError> {
+        match &mut self.gpu {
+            Some(gpu) => Ok(gpu.score_images(images)?),
+            None => Ok(cpu::score_parts(&self.models, images)),
+        }
+    }
+}
+
+impl Renderer {
+    /// Renders and measures as [`Renderer::render_and_measure`], then scores the render with
+    /// `scorer`: on the GPU straight from the image buffer, on the CPU from the views.
+    pub fn render_and_score(
+        &mut self,
+        splat: &Splat,
+        rig: &Rig,
+        scorer: &mut Scorer,
+        download_views: bool,
+    ) -> Result<(Option<Views>, Metrics, PartScores), KernelError> {
+        let on_gpu = matches!(self.backend(), Backend::Cuda(_)) && scorer.gpu.is_some();
+        let (views, metrics) = self.render_and_measure(splat, rig, download_views || !on_gpu)?;
+        let parts = match (self.backend(), &mut scorer.gpu, &views) {
+            (Backend::Cuda(r), Some(gpu), _) => {
+                gpu.score_render(r.image(), rig.views(), rig.width, rig.height)?
+            }
+            (_, _, Some(v)) => cpu::score_parts(&scorer.models, &ScoreImages::from_views(v)),
+            (_, _, None) => {
+                return Err(crate::gpu::GpuError::Unavailable("no views to score").into())
+            }
+        };
+        Ok((views, metrics, parts))
+    }
+}
