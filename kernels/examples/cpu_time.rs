@@ -19,6 +19,7 @@ fn main() {
     for (kind, splat) in [
         ("random", test_splats::random_splat(n, &mut rng)),
         ("structured", test_splats::structured_splat(n, &mut rng)),
+        ("object", test_splats::object_splat(n, &mut rng)),
     ] {
         let mut times = Vec::new();
         for _ in 0..3 {

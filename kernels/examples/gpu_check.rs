@@ -19,7 +19,7 @@ use splatfleet_kernels::{
 
 #[path = "shared/test_splats.rs"]
 mod test_splats;
-use test_splats::{random_splat, structured_splat};
+use test_splats::{object_splat, random_splat, structured_splat};
 
 struct Args {
     sizes: Vec<usize>,
@@ -208,11 +208,11 @@ fn main() -> Result<(), String> {
         check_history_independence(&mut gpu, &rig, &mut rng)?;
     }
     for &n in &args.sizes {
-        for kind in ["random", "structured"] {
-            let splat = if kind == "random" {
-                random_splat(n, &mut rng)
-            } else {
-                structured_splat(n, &mut rng)
+        for kind in ["random", "structured", "object"] {
+            let splat = match kind {
+                "random" => random_splat(n, &mut rng),
+                "structured" => structured_splat(n, &mut rng),
+                _ => object_splat(n, &mut rng),
             };
             gpu.poison_outputs(f32::NAN).map_err(|e| e.to_string())?;
             let (gpu_views, gpu_metrics) = gpu

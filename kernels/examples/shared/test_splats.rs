@@ -66,3 +66,36 @@ pub fn structured_splat(n: usize, rng: &mut rand::rngs::StdRng) -> Splat {
     }
     s
 }
+
+/// What generation services produce: one to four dense ellipsoidal clusters of small
+/// gaussians (denser towards each surface), each part with its own colour, mostly opaque.
+pub fn object_splat(n: usize, rng: &mut rand::rngs::StdRng) -> Splat {
+    let parts = rng.random_range(1..=4usize);
+    let shapes: Vec<[[f32; 3]; 3]> = (0..parts)
+        .map(|_| {
+            [
+                [0; 3].map(|_| rng.random_range(-0.4..0.4)),
+                [0; 3].map(|_| rng.random_range(0.15..0.5)),
+                [0; 3].map(|_| rng.random_range(-1.5..1.5)),
+            ]
+        })
+        .collect();
+    let mut s = Splat::zeroed(n, 0, false);
+    for i in 0..n {
+        let [centre, radii, colour] = shapes[i % parts];
+        let d = loop {
+            let d: [f32; 3] = [0; 3].map(|_| rng.random_range(-1.0..1.0));
+            let q: f32 = d.iter().map(|v| v * v).sum();
+            if q <= 1.0 && q > 0.3 {
+                break d;
+            }
+        };
+        s.positions[i] = [0, 1, 2].map(|k| centre[k] + d[k] * radii[k]);
+        s.sh_dc[i] = colour.map(|c| c + rng.random_range(-0.3..0.3));
+        s.opacities[i] = rng.random_range(0.5..4.0);
+        let base: f32 = rng.random_range(-5.5..-4.0);
+        s.log_scales[i] = [0; 3].map(|_| base + rng.random_range(-0.3..0.3));
+        s.rotations[i] = [0; 4].map(|_| rng.random_range(-1.0..1.0));
+    }
+    s
+}
