@@ -192,9 +192,12 @@ pub struct WorkerSettings {
     pub budget_margin_ms: u64,
     /// Parameter sets tried in order, each sent as extra form fields (a seed is always sent).
     pub ladder: Vec<BTreeMap<String, String>>,
-    /// What tier 1 checks: `full` (render and score, the default) or `validity_only`, a
-    /// benchmark and diagnostic mode that parses the model and applies the validator's
-    /// hard-zero rules and SN17's PLY rules without rendering (never for mining).
+    /// What the gate judges an attempt by (DESIGN.md §7): `validator` (the validator's own
+    /// score on our renders, the recommended mode, needs `[worker.scorer]`'s model files),
+    /// `geometry` (the default for now: coverage, sharpness, floaters, SSIM; `full` is its
+    /// old name) or `validity_only`, a benchmark and diagnostic mode that parses the model
+    /// and applies the validator's hard-zero rules and SN17's PLY rules without rendering
+    /// (never for mining).
     pub gate_mode: GateMode,
     /// Views and square size of the gate's render (the validator renders 16 at 518).
     pub gate_views: usize,
@@ -228,15 +231,25 @@ pub struct WorkerSettings {
     /// What a tier-2 answer that never came (connect error, timeout, non-200, malformed)
     /// means for the attempt.
     pub validation_unavailable: ValidationUnavailable,
+    /// `[worker.scorer]`: the model files and thresholds of `gate_mode = "validator"`.
+    pub scorer: ScorerSettings,
 }
 
-/// How much of tier 1 the gate runs.
+/// What the gate judges an attempt by.
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum GateMode {
-    /// Parse, the hard-zero and SN17 PLY rules, render the views and score them.
+    /// The validator's own score computed on our renders (DINOv2 quality head, alignment,
+    /// SSIM and LPIPS, aggregated as the validation service does) after the hard-zero and
+    /// SN17 PLY rules: passes when the predicted score reaches `[worker.scorer] threshold +
+    /// margin`. Needs the model files of `[worker.scorer] models_dir`. The recommended mode.
+    Validator,
+    /// Parse, the hard-zero and SN17 PLY rules, render the views and score their geometry
+    /// (coverage, SSIM, floaters, fill) into a local score. Weight-free, but not a verdict
+    /// the validator shares. Written `full` before `validator` existed; that name still loads.
     #[default]
-    Full,
+    #[serde(alias = "full")]
+    Geometry,
     /// Parse and the hard-zero and SN17 PLY rules only: no render, no local score measured
     /// (a model that passes is recorded with local score 1). For benchmarks of the rest of
     /// the fleet and for diagnosing it without a renderer; a mining fleet must not use it.
@@ -275,7 +288,7 @@ impl Default for WorkerSettings {
                 step(&[("enhance", "extreme")]),
                 step(&[("enhance", "extreme"), ("sampler", "alternate")]),
             ],
-            gate_mode: GateMode::Full,
+            gate_mode: GateMode::Geometry,
             gate_views: 16,
             gate_render_size: 518,
             gate_coverage_weight: 0.3,
@@ -290,6 +303,7 @@ impl Default for WorkerSettings {
             validation_timeout_ms: 30_000,
             validation_pass_threshold: 0.6,
             validation_unavailable: ValidationUnavailable::Tier1,
+            scorer: ScorerSettings::default(),
         }
     }
 }
@@ -419,7 +433,7 @@ impl WorkerSettings {
                 "must be between 0 and 1".into(),
             );
         }
-        Ok(())
+        self.scorer.validate()
     }
 
     pub fn generate_timeout(&self) -> Duration {
@@ -443,6 +457,99 @@ impl WorkerSettings {
             [shared] => Some(shared),
             many => many.get(gpu).map(String::as_str),
         }
+    }
+}
+
+/// `[worker.scorer]`: what `gate_mode = "validator"` reads (DESIGN.md §7). The validator's
+/// own constants (its 0.6 threshold, the score's weights) live in
+/// `splatfleet_kernels::scorer::aggregate`; `threshold` unset means that one.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScorerSettings {
+    /// The directory holding the scorer's model files under their upstream names.
+    pub models_dir: PathBuf,
+    /// Pinned sha256 digests (hex) of model files, by file name relative to `models_dir`;
+    /// a file that differs refuses the worker's start. Empty: nothing pinned.
+    pub sha256: BTreeMap<String, String>,
+    /// The prompt-alignment score assumed until the worker measures alignment (recorded
+    /// with `alignment_assumed = 1`). Under the validator's 0.3 cut-off it scores 0.
+    pub assumed_alignment: f64,
+    /// The validator's acceptance threshold; unset = the validator's own (0.6). Lowered only
+    /// for demos and tests with random-weight models.
+    pub threshold: Option<f64>,
+    /// An attempt passes when its predicted score is at least `threshold + margin`.
+    pub margin: f64,
+    /// An attempt whose model has fewer gaussians than this does not stop the ladder even
+    /// when it passes: it is kept as a candidate and the ladder climbs while the budget
+    /// lasts (miners' logs show models under 150 k retried with better results).
+    pub sparse_below_gaussians: u64,
+}
+
+/// `[worker.scorer] models_dir` unless the config says otherwise.
+pub const DEFAULT_MODELS_DIR: &str = "/var/lib/splatfleet/models";
+
+impl Default for ScorerSettings {
+    fn default() -> Self {
+        Self {
+            models_dir: PathBuf::from(DEFAULT_MODELS_DIR),
+            sha256: BTreeMap::new(),
+            assumed_alignment: 1.0,
+            threshold: None,
+            margin: 0.05,
+            sparse_below_gaussians: 150_000,
+        }
+    }
+}
+
+impl ScorerSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| {
+            Err(ConfigError::Invalid {
+                key: format!("worker.scorer.{key}"),
+                problem,
+            })
+        };
+        if self.models_dir.as_os_str().is_empty() {
+            return invalid("models_dir", "must name a directory".into());
+        }
+        for (name, digest) in &self.sha256 {
+            if name.is_empty() {
+                return invalid("sha256", "a file name is empty".into());
+            }
+            if Path::new(name).is_absolute()
+                || Path::new(name)
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return invalid(
+                    &format!("sha256.\"{name}\""),
+                    "must be a file name relative to models_dir, without `..`".into(),
+                );
+            }
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return invalid(
+                    &format!("sha256.\"{name}\""),
+                    format!("`{digest}` is not a sha256 digest (64 hex digits)"),
+                );
+            }
+        }
+        if !(self.assumed_alignment.is_finite() && self.assumed_alignment >= 0.0) {
+            return invalid("assumed_alignment", "must be a number at least 0".into());
+        }
+        if let Some(threshold) = self.threshold {
+            if !(threshold.is_finite() && (0.0..=2.0).contains(&threshold)) {
+                return invalid("threshold", "must be between 0 and 2".into());
+            }
+        }
+        if !(self.margin.is_finite() && (-1.0..=1.0).contains(&self.margin)) {
+            return invalid("margin", "must be between -1 and 1".into());
+        }
+        Ok(())
+    }
+
+    /// `threshold`, or `validator_threshold` (the validator's own) when unset.
+    pub fn threshold_or(&self, validator_threshold: f64) -> f64 {
+        self.threshold.unwrap_or(validator_threshold)
     }
 }
 

@@ -70,6 +70,30 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
+    run_prepared(
+        role,
+        args,
+        |_| Ok::<(), std::convert::Infallible>(()),
+        |config, (), shutdown| body(config, shutdown),
+    )
+}
+
+/// As [`run`], with `prepare` reading what the config points at before the role starts
+/// (the worker's model files): its error is the operator's to fix like a bad config's, so it
+/// is printed to stderr and the process exits 78 too. What it gives is handed to `body`.
+pub fn run_prepared<P, S, PE, F, Fut, E>(
+    role: Role,
+    args: &CommonArgs,
+    prepare: P,
+    body: F,
+) -> ExitCode
+where
+    P: FnOnce(&Config) -> Result<S, PE>,
+    PE: std::fmt::Display,
+    F: FnOnce(Config, S, Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let program = format!("splatfleet-{}", role.name());
     let config = match Config::load(&args.config) {
         Ok(config) => config,
@@ -79,6 +103,14 @@ where
         }
     };
     telemetry::init_tracing(&config.log);
+    let prepared = match prepare(&config) {
+        Ok(prepared) => prepared,
+        Err(err) => {
+            tracing::error!(role = role.name(), %err, "cannot start");
+            eprintln!("{program}: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,7 +129,7 @@ where
             tracing::error!(%err, "cannot start");
             return ExitCode::FAILURE;
         }
-        let outcome = body(config, shutdown.clone()).await;
+        let outcome = body(config, prepared, shutdown.clone()).await;
         let drained = shutdown.drain(drain_timeout).await;
         match (outcome, drained) {
             (Ok(()), Ok(())) => {

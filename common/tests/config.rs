@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use splatfleet_common::config::{Config, ConfigError, ValidationUnavailable};
+use splatfleet_common::config::{Config, ConfigError, GateMode, ValidationUnavailable};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/splatfleet.example.toml")
@@ -316,4 +316,105 @@ fn numbers_and_booleans_of_the_wrong_kind_are_refused_not_converted() {
     assert_eq!(config.broker.prefix, "2024");
     assert_eq!(config.database.port, 6543);
     assert_eq!(config.puller.backlog_factor, 2.0);
+}
+
+#[test]
+fn gate_modes_parse_and_full_is_the_old_name_of_geometry() {
+    assert_eq!(Config::default().worker.gate_mode, GateMode::Geometry);
+    for (name, mode) in [
+        ("validator", GateMode::Validator),
+        ("geometry", GateMode::Geometry),
+        ("full", GateMode::Geometry),
+        ("validity_only", GateMode::ValidityOnly),
+    ] {
+        let config = parse(&format!("[worker]\ngate_mode = \"{name}\"\n")).expect(name);
+        assert_eq!(config.worker.gate_mode, mode, "{name}");
+    }
+    let err = parse("[worker]\ngate_mode = \"fast\"\n").expect_err("unknown mode");
+    assert!(err.to_string().contains("worker.gate_mode"), "{err}");
+}
+
+#[test]
+fn scorer_settings_have_their_defaults_and_are_checked() {
+    let defaults = Config::default().worker.scorer;
+    assert_eq!(
+        defaults.models_dir,
+        PathBuf::from("/var/lib/splatfleet/models")
+    );
+    assert!(defaults.sha256.is_empty());
+    assert_eq!(defaults.assumed_alignment, 1.0);
+    assert_eq!(defaults.threshold, None, "the validator's own threshold");
+    assert_eq!(defaults.threshold_or(0.6), 0.6);
+    assert_eq!(defaults.margin, 0.05);
+    assert_eq!(defaults.sparse_below_gaussians, 150_000);
+
+    let digest = "ab".repeat(32);
+    let config = parse(&format!(
+        "[worker]\ngate_mode = \"validator\"\n[worker.scorer]\nmodels_dir = \"/m\"\n\
+         threshold = 0.3\nmargin = 0.0\nassumed_alignment = 0.5\nsparse_below_gaussians = 10\n\
+         sha256 = {{ \"quality_scorer.safetensors\" = \"{digest}\" }}\n"
+    ))
+    .expect("scorer table");
+    let scorer = &config.worker.scorer;
+    assert_eq!(scorer.models_dir, PathBuf::from("/m"));
+    assert_eq!(scorer.threshold_or(0.6), 0.3);
+    assert_eq!(scorer.margin, 0.0);
+    assert_eq!(scorer.assumed_alignment, 0.5);
+    assert_eq!(scorer.sparse_below_gaussians, 10);
+    assert_eq!(
+        scorer.sha256.get("quality_scorer.safetensors"),
+        Some(&digest)
+    );
+    let from_env = Config::from_toml_with_env(
+        "",
+        Path::new("test.toml"),
+        env(&[("SPLATFLEET__WORKER__SCORER__MARGIN", "0.1")]),
+    )
+    .expect("env override");
+    assert_eq!(from_env.worker.scorer.margin, 0.1);
+
+    for (text, key) in [
+        (
+            "[worker.scorer]\nassumed_alignment = -0.1\n".to_owned(),
+            "worker.scorer.assumed_alignment",
+        ),
+        (
+            "[worker.scorer]\nassumed_alignment = nan\n".to_owned(),
+            "worker.scorer.assumed_alignment",
+        ),
+        (
+            "[worker.scorer]\nthreshold = 3.0\n".to_owned(),
+            "worker.scorer.threshold",
+        ),
+        (
+            "[worker.scorer]\nmargin = inf\n".to_owned(),
+            "worker.scorer.margin",
+        ),
+        (
+            "[worker.scorer]\nmodels_dir = \"\"\n".to_owned(),
+            "worker.scorer.models_dir",
+        ),
+        (
+            "[worker.scorer]\nsparse_below_gaussians = -1\n".to_owned(),
+            "worker.scorer.sparse_below_gaussians",
+        ),
+        (
+            "[worker.scorer]\nmodelsdir = \"/m\"\n".to_owned(),
+            "worker.scorer.modelsdir",
+        ),
+        (
+            "[worker.scorer]\nsha256 = { \"a.safetensors\" = \"xyz\" }\n".to_owned(),
+            "worker.scorer.sha256.\"a.safetensors\"",
+        ),
+        (
+            format!("[worker.scorer]\nsha256 = {{ \"../a\" = \"{digest}\" }}\n"),
+            "worker.scorer.sha256.\"../a\"",
+        ),
+    ] {
+        let err = parse(&text).expect_err(&text);
+        assert!(
+            matches!(err, ConfigError::Invalid { key: ref k, .. } if k == key),
+            "{text}: {err:?}"
+        );
+    }
 }

@@ -535,11 +535,14 @@ fn insert_attempts_sql(task: &str, from: &str, first: usize) -> String {
         "INSERT INTO attempts (task_id, attempt_no, worker, gpu, params, started_at,
                                finished_at, stage_ms, gaussian_count, local_score, gate_passed,
                                gate_metrics, ply_key, ply_sha256, ply_bytes, spz_key,
-                               spz_sha256, spz_bytes, preview_key, error)
+                               spz_sha256, spz_bytes, preview_key, error, gate_mode,
+                               predicted_score, predicted_iqa, predicted_alignment,
+                               predicted_ssim, predicted_lpips, alignment_assumed)
          SELECT {task}, a.attempt_no, {worker}::text, {gpu}::smallint, a.params,
                 to_timestamp(a.started), to_timestamp(a.finished), a.stage_ms, a.gaussians,
                 a.local_score, a.gate_passed, a.gate_metrics, a.ply_key, a.ply_sha256,
-                a.ply_bytes, a.spz_key, a.spz_sha256, a.spz_bytes, a.preview_key, a.error
+                a.ply_bytes, a.spz_key, a.spz_sha256, a.spz_bytes, a.preview_key, a.error,
+                {gate_mode}, {predicted}
          FROM {from}unnest({}::smallint[], {}::jsonb[], {}::float8[], {}::float8[],
                      {}::jsonb[], {}::integer[], {}::real[], {}::boolean[], {}::jsonb[],
                      {}::text[], {}::text[], {}::bigint[], {}::text[], {}::text[],
@@ -569,7 +572,39 @@ fn insert_attempts_sql(task: &str, from: &str, first: usize) -> String {
         p(18),
         worker = p(0),
         gpu = p(1),
+        gate_mode = GATE_MODE_SQL,
+        predicted = predicted_sql(),
     )
+}
+
+/// The gate mode an attempt's metrics name (`<mode key> = 1`, `worker::gate::gate_mode_metric`);
+/// NULL when it never reached the gate.
+const GATE_MODE_SQL: &str = "CASE WHEN a.gate_metrics ? 'gate_mode_validator' THEN 'validator'
+                     WHEN a.gate_metrics ? 'gate_mode_geometry' THEN 'geometry'
+                     WHEN a.gate_metrics ? 'validity_only' THEN 'validity_only'
+                END";
+
+/// The predicted score and its parts from the attempt's metrics, in the columns' order (a
+/// number, or NULL: a NaN travels as JSON null), and whether alignment was assumed.
+fn predicted_sql() -> String {
+    let number = |key: &str| {
+        format!(
+            "CASE WHEN jsonb_typeof(a.gate_metrics -> '{key}') = 'number'
+                     THEN (a.gate_metrics ->> '{key}')::float8 END"
+        )
+    };
+    let mut columns: Vec<String> = [
+        "predicted_score",
+        "predicted_iqa",
+        "predicted_alignment",
+        "predicted_ssim",
+        "predicted_lpips",
+    ]
+    .iter()
+    .map(|key| number(key))
+    .collect();
+    columns.push(format!("({}) <> 0", number("alignment_assumed")));
+    columns.join(",\n                ")
 }
 
 /// [`record_attempts`]' statement: the task row is `$1`.

@@ -23,6 +23,8 @@ struct Seed<'a> {
     latency_ms: i32,
     worker: &'a str,
     days_ago: f64,
+    /// `gate_mode = "validator"`: the attempt's predicted validator score.
+    predicted: Option<f64>,
 }
 
 async fn seed(pool: &Pool, s: Seed<'_>) {
@@ -45,13 +47,16 @@ async fn seed(pool: &Pool, s: Seed<'_>) {
             client
                 .query_one(
                     "INSERT INTO attempts (task_id, attempt_no, worker, params, started_at,
-                                           finished_at, local_score, spz_key, spz_sha256)
+                                           finished_at, local_score, spz_key, spz_sha256,
+                                           gate_mode, predicted_score, alignment_assumed)
                      VALUES ($1, 1, $2, '{\"seed\": \"7\"}',
                              now() - make_interval(secs => $3::float8 * 86400 + 50),
                              now() - make_interval(secs => $3::float8 * 86400 + 40), $4,
-                             'spz/aa/' || $5 || '.spz', repeat('b', 64))
+                             'spz/aa/' || $5 || '.spz', repeat('b', 64),
+                             CASE WHEN $6::float8 IS NULL THEN 'geometry' ELSE 'validator' END,
+                             $6, $6 IS NOT NULL)
                      RETURNING id",
-                    &[&task, &s.worker, &s.days_ago, &local, &s.task],
+                    &[&task, &s.worker, &s.days_ago, &local, &s.task, &s.predicted],
                 )
                 .await
                 .expect("attempt")
@@ -126,6 +131,7 @@ async fn reports_on_a_seeded_dataset_give_the_numbers_worked_out_by_hand() {
         latency_ms: 1000,
         worker: "h/gpu0",
         days_ago: 0.1,
+        predicted: None,
     };
     let seeds = [
         // A: accepted 0.9 (local 0.85), accepted 0.8 (0.75), penalised image (0.65), one empty.
@@ -257,8 +263,10 @@ async fn reports_on_a_seeded_dataset_give_the_numbers_worked_out_by_hand() {
     let t = reports::run_report(&pool, Report::Calibration, "7d", GroupBy::Validator)
         .await
         .expect("calibration");
+    assert!((0..t.rows.len()).all(|i| t.get(i, "gate_mode") == "geometry"));
+    assert!((0..t.rows.len()).all(|i| t.get(i, "mode_validator_minus_predicted").is_null()));
     let froms: Vec<f64> = (0..t.rows.len())
-        .map(|i| num(t.get(i, "local_score_from")))
+        .map(|i| num(t.get(i, "score_from")))
         .collect();
     assert_eq!(froms, [0.5, 0.6, 0.7, 0.8]);
     let nets: Vec<f64> = (0..4).map(|i| num(t.get(i, "net_at_or_above"))).collect();
@@ -394,6 +402,123 @@ async fn reports_on_a_seeded_dataset_give_the_numbers_worked_out_by_hand() {
         "{psql_a}"
     );
 
+    pool.close();
+    fresh.drop_now().await;
+}
+
+#[tokio::test]
+async fn calibration_compares_predicted_scores_with_the_validators_verdicts() {
+    let fresh = FreshDatabase::create().await;
+    let pool = fresh.migrated_pool().await;
+    let validator: i64 = pool
+        .get()
+        .await
+        .expect("client")
+        .query_one(
+            "INSERT INTO validators (hotkey, uid, source) VALUES ($1, 0, 'static') RETURNING id",
+            &[&A],
+        )
+        .await
+        .expect("validator")
+        .get(0);
+    let base = Seed {
+        validator,
+        task: "",
+        kind: "text",
+        local: None,
+        fidelity: None,
+        validation_failed: false,
+        empty: false,
+        state: "completed",
+        latency_ms: 1000,
+        worker: "h/gpu0",
+        days_ago: 0.1,
+        predicted: None,
+    };
+    // Validator mode (local_score = predicted there): buckets of 0.05.
+    //   0.60: p5 (validation failed: neither), 0.65: p3 penalised,
+    //   0.70: p1 (0.80 − 0.72 = +0.08) and p2 (0.70 − 0.74 = −0.04) accepted,
+    //   1.10: p4 accepted (1.0 − min(1.10, 1) = 0).
+    // Net at or above: 1.10 → 1, 0.70 → 3, 0.65 → 2, 0.60 → 2: best 0.70.
+    // One geometry-mode submission (local 0.85, accepted) is calibrated on its own.
+    let seeds = [
+        ("p1", 0.72, 0.8, false),
+        ("p2", 0.74, 0.7, false),
+        ("p3", 0.66, 0.0, false),
+        ("p4", 1.10, 1.0, false),
+        ("p5", 0.61, 0.0, true),
+    ];
+    for (task, predicted, fidelity, validation_failed) in seeds {
+        seed(
+            &pool,
+            Seed {
+                task,
+                local: Some(predicted as f32),
+                predicted: Some(predicted),
+                fidelity: Some(fidelity),
+                validation_failed,
+                ..base
+            },
+        )
+        .await;
+    }
+    seed(
+        &pool,
+        Seed {
+            task: "g1",
+            local: Some(0.85),
+            fidelity: Some(0.9),
+            ..base
+        },
+    )
+    .await;
+
+    let t = reports::run_report(&pool, Report::Calibration, "7d", GroupBy::Validator)
+        .await
+        .expect("calibration");
+    let modes: Vec<&str> = (0..t.rows.len())
+        .map(|i| t.get(i, "gate_mode").as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            "geometry",
+            "validator",
+            "validator",
+            "validator",
+            "validator"
+        ],
+        "{t:?}"
+    );
+    assert_eq!(num(t.get(0, "score_from")), 0.8);
+    assert_eq!(num(t.get(0, "best_threshold")), 0.8);
+    assert!(t.get(0, "mean_validator_minus_predicted").is_null());
+
+    let froms: Vec<f64> = (1..5).map(|i| num(t.get(i, "score_from"))).collect();
+    assert_eq!(froms, [0.6, 0.65, 0.7, 1.1]);
+    let tos: Vec<f64> = (1..5).map(|i| num(t.get(i, "score_to"))).collect();
+    assert_eq!(tos, [0.65, 0.7, 0.75, 1.15]);
+    let nets: Vec<f64> = (1..5).map(|i| num(t.get(i, "net_at_or_above"))).collect();
+    assert_eq!(nets, [2.0, 2.0, 3.0, 1.0]);
+    assert_eq!(num(t.get(1, "submitted")), 1.0);
+    assert_eq!(num(t.get(1, "penalised")), 0.0, "a validation failure");
+    assert_eq!(num(t.get(2, "penalised")), 1.0);
+    assert_eq!(num(t.get(3, "accepted")), 2.0);
+    assert_eq!(num(t.get(3, "acceptance_rate")), 1.0);
+    assert_eq!(num(t.get(3, "mean_validator_score")), 0.75);
+    assert_eq!(num(t.get(3, "mean_gate_score")), 0.73);
+    assert_eq!(num(t.get(3, "mean_validator_minus_predicted")), 0.02);
+    assert!(
+        t.get(2, "mean_validator_minus_predicted").is_null(),
+        "a penalty's fidelity is no score"
+    );
+    assert_eq!(num(t.get(4, "mean_validator_minus_predicted")), 0.0);
+    for i in 1..5 {
+        assert_eq!(num(t.get(i, "best_threshold")), 0.7);
+        assert_eq!(num(t.get(i, "mode_validator_minus_predicted")), 0.0133);
+    }
+    let table = reports::render(&t, Format::Table);
+    assert!(table.contains("mean_validator_minus_predicted"), "{table}");
     pool.close();
     fresh.drop_now().await;
 }

@@ -1,6 +1,7 @@
-//! `worker.gate_mode`: `full` renders and scores; `validity_only` (benchmarks, diagnostics)
-//! applies only the validator's hard-zero rules and SN17's PLY rules, renders nothing and
-//! passes a valid model at local score 1.
+//! `worker.gate_mode`: `geometry` (formerly `full`) renders and scores; `validity_only`
+//! (benchmarks, diagnostics) applies only the validator's hard-zero rules and SN17's PLY
+//! rules, renders nothing and passes a valid model at local score 1. (`validator` mode:
+//! `gate_validator.rs`.)
 
 use splatfleet_common::{
     config::{Config, GateMode, WorkerSettings},
@@ -25,15 +26,15 @@ fn settings(mode: GateMode) -> WorkerSettings {
 }
 
 #[test]
-fn gate_mode_defaults_to_full_and_parses_validity_only() {
-    assert_eq!(Config::default().worker.gate_mode, GateMode::Full);
+fn gate_mode_defaults_to_geometry_and_parses_validity_only() {
+    assert_eq!(Config::default().worker.gate_mode, GateMode::Geometry);
     let parse = |text: &str| {
         Config::from_toml_with_env(text, std::path::Path::new("t.toml"), std::iter::empty())
     };
     let config = parse("[worker]\ngate_mode = \"validity_only\"\n").expect("validity_only");
     assert_eq!(config.worker.gate_mode, GateMode::ValidityOnly);
     let config = parse("[worker]\ngate_mode = \"full\"\n").expect("full");
-    assert_eq!(config.worker.gate_mode, GateMode::Full);
+    assert_eq!(config.worker.gate_mode, GateMode::Geometry);
     let err = parse("[worker]\ngate_mode = \"fast\"\n").expect_err("unknown mode");
     assert!(err.to_string().contains("worker.gate_mode"), "{err}");
 }
@@ -62,9 +63,11 @@ fn validity_only_still_applies_the_hard_zero_rules() {
 }
 
 #[test]
-fn full_mode_renders_and_measures() {
-    let mut gate = Gate::with_renderer(Renderer::cpu(), &settings(GateMode::Full));
+fn geometry_mode_renders_and_measures() {
+    let mut gate = Gate::with_renderer(Renderer::cpu(), &settings(GateMode::Geometry));
     let verdict = gate.evaluate(&decoded(8_000));
     assert!(verdict.metrics.contains_key("mean_coverage"));
+    assert_eq!(verdict.metrics.get("gate_mode_geometry"), Some(&1.0));
     assert!(!verdict.metrics.contains_key("validity_only"));
+    assert!(!verdict.metrics.contains_key("predicted_score"));
 }
