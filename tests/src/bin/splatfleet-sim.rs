@@ -1,7 +1,8 @@
 //! `splatfleet-sim`: stand-ins for the outside world in tests and demos:
 //! `splatfleet-sim validators`, N simulated SN17 validators on 127.0.0.1,
 //! `splatfleet-sim generator`, a sample generation service (DESIGN.md §6), and
-//! `splatfleet-sim validation`, a stand-in for the subnet's validation service (§7, tier 2).
+//! `splatfleet-sim validation`, a stand-in for the subnet's validation service (§7, tier 2), and
+//! `splatfleet-sim models --tiny DIR`, tiny random-weight scorer models in the upstream formats.
 
 use std::path::PathBuf;
 
@@ -35,6 +36,33 @@ enum Command {
     Validation(ValidationArgs),
     /// Delete the queues and exchanges of a queue prefix (SPLATFLEET_TEST_AMQP_URL's broker).
     DeleteTopology(DeleteTopologyArgs),
+    /// Write tiny random-weight scorer models (DINOv2 + quality head, AlexNet, LPIPS) under
+    /// their upstream names and formats, for CI and demos.
+    Models(ModelsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ModelsArgs {
+    /// The models_dir to write (created if needed).
+    #[arg(long)]
+    tiny: PathBuf,
+    /// The seed of the random weights.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn run_models(args: ModelsArgs) -> Result<(), String> {
+    let written = splatfleet_tests::sim::scorer_models::write_tiny_models(&args.tiny, args.seed)
+        .map_err(|e| format!("writing tiny models to {}: {e}", args.tiny.display()))?;
+    println!(
+        "wrote tiny scorer models (seed {}) to {}:",
+        args.seed,
+        written.root.display()
+    );
+    for (file, bytes) in &written.files {
+        println!("  {file} ({bytes} bytes)");
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -195,6 +223,7 @@ async fn main() -> std::process::ExitCode {
         Command::Validators(args) => run_validators(args).await,
         Command::Generator(args) => run_generator(args).await,
         Command::Validation(args) => run_validation(args).await,
+        Command::Models(args) => run_models(args),
         Command::DeleteTopology(args) => {
             let broker = splatfleet_common::config::BrokerSettings {
                 prefix: args.prefix,

@@ -13,6 +13,7 @@ pub mod models;
 pub mod pacer;
 pub mod rules;
 pub mod scorer;
+pub mod scorer_models;
 pub mod setup;
 pub mod tasks;
 pub mod validation;

@@ -112,7 +112,10 @@ pub fn dinov2_tensors(config: &Dinov2Config, qkv_bias: bool) -> Vec<TensorSpec> 
             ..TensorSpec::new("embeddings.mask_token", &[1, h])
         },
         TensorSpec::new("embeddings.position_embeddings", &[1, config.tokens(), h]),
-        TensorSpec::new("embeddings.patch_embeddings.projection.weight", &[h, 3, p, p]),
+        TensorSpec::new(
+            "embeddings.patch_embeddings.projection.weight",
+            &[h, 3, p, p],
+        ),
         TensorSpec::new("embeddings.patch_embeddings.projection.bias", &[h]),
     ];
     for i in 0..config.num_hidden_layers {
@@ -187,11 +190,36 @@ pub struct AlexConv {
 
 /// torchvision AlexNet's `features` convs.
 pub const ALEXNET_CONVS: [AlexConv; 5] = [
-    AlexConv { index: 0, kernel: 11, stride: 4, padding: 2 },
-    AlexConv { index: 3, kernel: 5, stride: 1, padding: 2 },
-    AlexConv { index: 6, kernel: 3, stride: 1, padding: 1 },
-    AlexConv { index: 8, kernel: 3, stride: 1, padding: 1 },
-    AlexConv { index: 10, kernel: 3, stride: 1, padding: 1 },
+    AlexConv {
+        index: 0,
+        kernel: 11,
+        stride: 4,
+        padding: 2,
+    },
+    AlexConv {
+        index: 3,
+        kernel: 5,
+        stride: 1,
+        padding: 2,
+    },
+    AlexConv {
+        index: 6,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    },
+    AlexConv {
+        index: 8,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    },
+    AlexConv {
+        index: 10,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+    },
 ];
 
 /// torchvision AlexNet's conv widths (the real checkpoint's).
@@ -212,7 +240,10 @@ pub fn alexnet_tensors(widths: &[usize; 5]) -> Vec<TensorSpec> {
     let mut in_ch = 3;
     for (k, conv) in ALEXNET_CONVS.iter().enumerate() {
         let (w, b) = alexnet_conv_names(k);
-        out.push(TensorSpec::new(w, &[widths[k], in_ch, conv.kernel, conv.kernel]));
+        out.push(TensorSpec::new(
+            w,
+            &[widths[k], in_ch, conv.kernel, conv.kernel],
+        ));
         out.push(TensorSpec::new(b, &[widths[k]]));
         in_ch = widths[k];
     }

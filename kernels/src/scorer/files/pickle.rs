@@ -12,6 +12,9 @@
 
 use std::{cell::RefCell, collections::HashMap, rc::Rc};
 
+/// A dict's items, in insertion order (shared, as Python objects are).
+pub type DictItems = Rc<RefCell<Vec<(Value, Value)>>>;
+
 /// A pickled value.
 #[derive(Debug, Clone)]
 pub enum Value {
@@ -24,7 +27,7 @@ pub enum Value {
     Str(String),
     Tuple(Rc<Vec<Value>>),
     List(Rc<RefCell<Vec<Value>>>),
-    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    Dict(DictItems),
     Global(Global),
     Storage(StorageRef),
     Tensor(TensorRef),
@@ -238,7 +241,8 @@ impl Machine<'_> {
                 }
                 b'T' => {
                     let n = i32::from_le_bytes(self.array()?);
-                    let n = usize::try_from(n).map_err(|_| self.malformed(at, "negative length"))?;
+                    let n =
+                        usize::try_from(n).map_err(|_| self.malformed(at, "negative length"))?;
                     let s = self.string(n)?;
                     self.push(Value::Str(s));
                 }
@@ -452,7 +456,7 @@ impl Machine<'_> {
         Ok(items)
     }
 
-    fn dict_top(&self, at: usize) -> Result<Rc<RefCell<Vec<(Value, Value)>>>, PickleError> {
+    fn dict_top(&self, at: usize) -> Result<DictItems, PickleError> {
         match self.stack.last() {
             Some(Slot::Value(Value::Dict(d))) => Ok(Rc::clone(d)),
             _ => Err(self.malformed(at, "SETITEM(S) on a non-dict")),
@@ -568,7 +572,9 @@ fn persistent(pid: Value) -> Result<StorageRef, String> {
                 view_offset,
             })
         }
-        _ => Err("persistent id is not ('storage', torch.<Kind>Storage, key, location, numel)".into()),
+        _ => Err(
+            "persistent id is not ('storage', torch.<Kind>Storage, key, location, numel)".into(),
+        ),
     }
 }
 
@@ -620,22 +626,32 @@ mod tests {
     fn refuses_unknown_opcodes_by_name() {
         assert!(matches!(
             load(b"\x80\x02\x81.", 0),
-            Err(PickleError::UnsupportedOpcode { opcode: 0x81, name: "NEWOBJ", offset: 2 })
+            Err(PickleError::UnsupportedOpcode {
+                opcode: 0x81,
+                name: "NEWOBJ",
+                offset: 2
+            })
         ));
     }
 
     #[test]
     fn reads_small_values() {
         // {'a': [1, -2, 3.5, True, None, 'é']} with LONG1 for -2.
-        let mut p = vec![0x80, 2, b'}', b'q', 0, b'X', 1, 0, 0, 0, b'a', b']', b'(', b'K', 1];
+        let mut p = vec![
+            0x80, 2, b'}', b'q', 0, b'X', 1, 0, 0, 0, b'a', b']', b'(', b'K', 1,
+        ];
         p.extend_from_slice(&[0x8a, 1, 0xfe, b'G']);
         p.extend_from_slice(&3.5f64.to_be_bytes());
         p.extend_from_slice(&[0x88, b'N', 0x8c, 2, 0xc3, 0xa9, b'e', b's', b'.']);
         let (v, end) = load(&p, 0).expect("pickle");
         assert_eq!(end, p.len());
-        let Value::Dict(d) = v else { panic!("not a dict") };
+        let Value::Dict(d) = v else {
+            panic!("not a dict")
+        };
         let d = d.borrow();
-        let Value::List(l) = &d[0].1 else { panic!("not a list") };
+        let Value::List(l) = &d[0].1 else {
+            panic!("not a list")
+        };
         let l = l.borrow();
         assert!(matches!(l[1], Value::Int(-2)));
         assert!(matches!(l[2], Value::Float(f) if f == 3.5));

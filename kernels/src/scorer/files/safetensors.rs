@@ -64,13 +64,12 @@ impl SafetensorsFile {
         let Some(entry) = self.entries.get(name) else {
             return Ok(None);
         };
-        let element = element_type(&entry.dtype).ok_or_else(|| {
-            ModelFileError::UnsupportedDtype {
+        let element =
+            element_type(&entry.dtype).ok_or_else(|| ModelFileError::UnsupportedDtype {
                 file: self.file.clone(),
                 name: name.to_string(),
                 dtype: entry.dtype.clone(),
-            }
-        })?;
+            })?;
         let numel = checked_numel(&entry.shape).ok_or_else(|| self.malformed(name))?;
         let start = self.data_start.checked_add(entry.offsets.0);
         let end = self.data_start.checked_add(entry.offsets.1);
@@ -146,4 +145,3 @@ fn header_error(file: &str, e: SafeTensorError, len: usize) -> ModelFileError {
         },
     }
 }
-

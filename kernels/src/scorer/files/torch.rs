@@ -142,8 +142,8 @@ impl TorchCheckpoint {
             return Err(ModelFileError::NonContiguous {
                 file: self.file.clone(),
                 name: name.to_string(),
-                shape: t.shape.clone(),
-                stride: t.stride.clone(),
+                shape: t.shape.clone().into(),
+                stride: t.stride.clone().into(),
             });
         }
         let span = self
@@ -170,10 +170,13 @@ impl TorchCheckpoint {
                 t.shape, t.offset, span.len
             ))
         })?;
-        let bytes = self.map.get(start..end).ok_or_else(|| ModelFileError::Truncated {
-            file: self.file.clone(),
-            detail: format!("tensor {name} lies past the end of the file"),
-        })?;
+        let bytes = self
+            .map
+            .get(start..end)
+            .ok_or_else(|| ModelFileError::Truncated {
+                file: self.file.clone(),
+                detail: format!("tensor {name} lies past the end of the file"),
+            })?;
         let data = element
             .decode(bytes, numel)
             .ok_or_else(|| self.malformed(format!("tensor {name}: byte count mismatch")))?;
@@ -308,7 +311,9 @@ fn read_legacy(map: &[u8], file: &str) -> Result<(Value, BTreeMap<String, Span>)
     let load = |pos: usize| pickle::load(map, pos).map_err(|e| pickle_error(file, e));
     let (magic, pos) = load(0)?;
     if !matches!(&magic, Value::Long(b) if b[..] == LEGACY_MAGIC) {
-        return Err(malformed("legacy checkpoint without torch's magic number".into()));
+        return Err(malformed(
+            "legacy checkpoint without torch's magic number".into(),
+        ));
     }
     let (protocol, pos) = load(pos)?;
     if !matches!(protocol, Value::Int(LEGACY_PROTOCOL_VERSION)) {
@@ -360,7 +365,11 @@ fn read_legacy(map: &[u8], file: &str) -> Result<(Value, BTreeMap<String, Span>)
         let len = usize::try_from(count)
             .ok()
             .and_then(|c| c.checked_mul(size))
-            .filter(|&len| (pos + 8).checked_add(len).is_some_and(|end| end <= map.len()))
+            .filter(|&len| {
+                (pos + 8)
+                    .checked_add(len)
+                    .is_some_and(|end| end <= map.len())
+            })
             .ok_or_else(|| ModelFileError::Truncated {
                 file: file.to_string(),
                 detail: format!("storage {key} ({count} elements) runs past the end of the file"),
