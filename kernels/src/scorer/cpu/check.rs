@@ -65,7 +65,7 @@ fn conv(what: &str, c: &Conv2d, inp: usize) -> Result<usize, ScoreError> {
 pub fn check_dinov2(m: &Dinov2) -> Result<(), ScoreError> {
     let cfg = &m.config;
     let h = cfg.hidden_size;
-    if h == 0 || cfg.num_attention_heads == 0 || h % cfg.num_attention_heads != 0 {
+    if h == 0 || cfg.num_attention_heads == 0 || !h.is_multiple_of(cfg.num_attention_heads) {
         return Err(err(format!(
             "DINOv2 hidden size {h} is not a multiple of {} heads",
             cfg.num_attention_heads

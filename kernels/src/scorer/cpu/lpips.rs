@@ -57,14 +57,8 @@ pub fn input(rgb8: &[u8], width: usize, height: usize) -> FeatureMap {
     let n = x.plane_len();
     for (c, plane) in x.data.chunks_exact_mut(n).enumerate() {
         for v in plane {
-            // torch.clip keeps NaN; so does this.
-            let clipped = if *v < 0.0 {
-                0.0
-            } else if *v > 1.0 {
-                1.0
-            } else {
-                *v
-            };
+            // torch.clip keeps NaN; so does f32::clamp.
+            let clipped = v.clamp(0.0, 1.0);
             *v = (2.0 * clipped - 1.0 - LPIPS_SHIFT[c]) / LPIPS_SCALE[c];
         }
     }

@@ -160,6 +160,61 @@ mod tests {
         assert_eq!(score_parts(&models, &empty), PartScores::default());
     }
 
+    /// This thread's CPU time (Linux `schedstat`), so stage timings mean something on a
+    /// loaded machine; wall time elsewhere.
+    fn thread_time() -> std::time::Duration {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .map(std::time::Duration::from_nanos)
+            .unwrap_or_else(|| std::time::UNIX_EPOCH.elapsed().unwrap_or_default())
+    }
+
+    /// Single-thread CPU time of each stage on one view (run with `--ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn timing_stages_one_view() {
+        let models = tiny_models(72);
+        for side in [128usize, 518] {
+            let images = random_images(2, side as u32, side as u32, 73);
+            let (a, b) = (images.view(0), images.view(1));
+            let mut t = thread_time();
+            let mut lap = || {
+                let now = thread_time();
+                let d = now.saturating_sub(t);
+                t = now;
+                d
+            };
+            let x = quality::preprocess(a, side, side);
+            let t_pre = lap();
+            let e = dinov2::embed(&models.quality.backbone, &x).expect("tiny");
+            let t_embed = lap();
+            let q = quality::quality_logit(&models.quality, &x).expect("tiny");
+            let t_dino = lap();
+            let li = lpips::input(a, side, side);
+            let t_li = lap();
+            let fa = lpips::features(&models.lpips, a, side, side);
+            let t_lp = lap();
+            let fb = lpips::features(&models.lpips, b, side, side);
+            let sa = ssim::prepare(a, side, side).expect("size");
+            let _ = lap();
+            let sb = ssim::prepare(b, side, side).expect("size");
+            let t_sp = lap();
+            let s = ssim::ssim(&sa, &sb);
+            let t_ss = lap();
+            let d = lpips::distance(&models.lpips, &fa, &fb);
+            let t_ld = lap();
+            println!(
+                "{side}²: preprocess {t_pre:?}, embed {t_embed:?}, DINOv2 (embed again) + head \
+                 {t_dino:?}, LPIPS input {t_li:?}, LPIPS features (input again) {t_lp:?}, \
+                 SSIM prepare {t_sp:?}, SSIM pair {t_ss:?}, LPIPS pair {t_ld:?} \
+                 ({} {} {q} {s} {d})",
+                e.len(),
+                li.data.len()
+            );
+        }
+    }
+
     /// Timing of the tiny model on 16 views (run with `--ignored --nocapture`).
     #[test]
     #[ignore]

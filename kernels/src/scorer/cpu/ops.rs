@@ -190,6 +190,21 @@ pub fn sigmoid(x: f32) -> f32 {
 /// Softmax of one row in place: `exp(x − max) / Σ exp(x − max)`.
 pub fn softmax(row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    exp_normalise(row, max);
+}
+
+/// `x / divisor` then softmax, in one pass fewer (HF's eager attention divides the scores
+/// before its softmax; the same operations, the same values).
+pub fn softmax_divided(row: &mut [f32], divisor: f32) {
+    let mut max = f32::NEG_INFINITY;
+    for v in row.iter_mut() {
+        *v /= divisor;
+        max = max.max(*v);
+    }
+    exp_normalise(row, max);
+}
+
+fn exp_normalise(row: &mut [f32], max: f32) {
     let mut sum = 0f32;
     for v in row.iter_mut() {
         *v = (*v - max).exp();
@@ -234,10 +249,7 @@ pub fn attention(
             (rows_kv, 1),
         );
         for row in scores.chunks_exact_mut(rows_kv) {
-            for s in row.iter_mut() {
-                *s /= sqrt_d;
-            }
-            softmax(row);
+            softmax_divided(row, sqrt_d);
         }
         gemm(
             (rows_q, rows_kv, d),
@@ -411,7 +423,7 @@ mod tests {
             (-1.0, -0.158_655_25),
             (0.0, 0.0),
             (0.5, 0.345_731_23),
-            (1.0, 0.841_344_75),
+            (1.0, 0.841_344_8),
             (2.0, 1.954_499_7),
         ] {
             assert!(
@@ -429,6 +441,11 @@ mod tests {
             assert!(close(*a, e, 1e-6), "{s:?}");
         }
         assert_eq!(s, t);
+        let mut a = [3.0f32, -1.0, 7.5, 0.25];
+        let mut b = a.map(|v| v / 3.0);
+        softmax_divided(&mut a, 3.0);
+        softmax(&mut b);
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -102,15 +102,25 @@ pub fn bilinear(x: &FeatureMap, out_h: usize, out_w: usize) -> FeatureMap {
     let tx = linear_taps(x.width, out_w);
     let mut out = FeatureMap::zeros(x.channels, out_h, out_w);
     let n = out_h * out_w;
+    let mut horiz = vec![0f32; x.height * out_w];
     for c in 0..x.channels {
-        let src = x.plane(c);
+        // `h0lambda·(w0lambda·a + w1lambda·b) + h1lambda·(w0lambda·c + w1lambda·d)`: the
+        // inner sums are per input row, so they are computed once per row (same values).
+        for (src, h) in x
+            .plane(c)
+            .chunks_exact(x.width)
+            .zip(horiz.chunks_exact_mut(out_w))
+        {
+            for (o, b) in h.iter_mut().zip(&tx) {
+                *o = b.l0 * src[b.i0] + b.l1 * src[b.i1];
+            }
+        }
         let dst = &mut out.data[c * n..(c + 1) * n];
-        for (y, a) in ty.iter().enumerate() {
-            let r0 = &src[a.i0 * x.width..][..x.width];
-            let r1 = &src[a.i1 * x.width..][..x.width];
-            for (o, b) in dst[y * out_w..][..out_w].iter_mut().zip(&tx) {
-                *o = a.l0 * (b.l0 * r0[b.i0] + b.l1 * r0[b.i1])
-                    + a.l1 * (b.l0 * r1[b.i0] + b.l1 * r1[b.i1]);
+        for (row, a) in dst.chunks_exact_mut(out_w).zip(&ty) {
+            let h0 = &horiz[a.i0 * out_w..][..out_w];
+            let h1 = &horiz[a.i1 * out_w..][..out_w];
+            for ((o, &u), &v) in row.iter_mut().zip(h0).zip(h1) {
+                *o = a.l0 * u + a.l1 * v;
             }
         }
     }
@@ -130,19 +140,27 @@ pub fn bicubic(x: &FeatureMap, out_h: usize, out_w: usize) -> FeatureMap {
     let tx = cubic_taps(x.width, out_w);
     let mut out = FeatureMap::zeros(x.channels, out_h, out_w);
     let n = out_h * out_w;
+    let mut horiz = vec![0f32; x.height * out_w];
     for c in 0..x.channels {
-        let src = x.plane(c);
+        // The x-interpolation of an input row does not depend on the output row: computed
+        // once per input row, with the kernel's arithmetic, then combined along y.
+        for (src, h) in x
+            .plane(c)
+            .chunks_exact(x.width)
+            .zip(horiz.chunks_exact_mut(out_w))
+        {
+            for (o, b) in h.iter_mut().zip(&tx) {
+                *o = src[b.idx[0]] * b.w[0]
+                    + src[b.idx[1]] * b.w[1]
+                    + src[b.idx[2]] * b.w[2]
+                    + src[b.idx[3]] * b.w[3];
+            }
+        }
         let dst = &mut out.data[c * n..(c + 1) * n];
-        for (y, a) in ty.iter().enumerate() {
-            let rows: [&[f32]; 4] = std::array::from_fn(|j| &src[a.idx[j] * x.width..][..x.width]);
-            for (o, b) in dst[y * out_w..][..out_w].iter_mut().zip(&tx) {
-                let [c0, c1, c2, c3] = rows.map(|r| {
-                    r[b.idx[0]] * b.w[0]
-                        + r[b.idx[1]] * b.w[1]
-                        + r[b.idx[2]] * b.w[2]
-                        + r[b.idx[3]] * b.w[3]
-                });
-                *o = c0 * a.w[0] + c1 * a.w[1] + c2 * a.w[2] + c3 * a.w[3];
+        for (row, a) in dst.chunks_exact_mut(out_w).zip(&ty) {
+            let r: [&[f32]; 4] = std::array::from_fn(|j| &horiz[a.idx[j] * out_w..][..out_w]);
+            for (ox, o) in row.iter_mut().enumerate() {
+                *o = r[0][ox] * a.w[0] + r[1][ox] * a.w[1] + r[2][ox] * a.w[2] + r[3][ox] * a.w[3];
             }
         }
     }

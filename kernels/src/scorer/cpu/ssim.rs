@@ -13,7 +13,7 @@
 //! Each view's blurred `x` and `x²` serve both pairs the view belongs to ([`prepare`]); only
 //! `xy` is blurred per pair ([`ssim`]).
 
-use super::ScoreError;
+use super::{ops::gemm, ScoreError};
 use crate::constants::{ssim_window, SSIM_C1, SSIM_C2, SSIM_WINDOW};
 
 const PAD: usize = SSIM_WINDOW / 2;
@@ -42,34 +42,48 @@ fn reflect(i: isize, n: usize) -> usize {
     r as usize
 }
 
-/// The reflect-padded Gaussian blur of one `w × h` plane, output `w × h`.
+/// The reflect-padded Gaussian blur of one `w × h` plane, output `w × h`. Each pass is one
+/// matrix product of overlapping windows (read through strides) with the 11 weights.
 fn blur(plane: &[f32], w: usize, h: usize) -> Vec<f32> {
     let win = ssim_window();
-    // Horizontal pass over a reflect-padded copy of each row.
-    let mut horiz = vec![0f32; w * h];
-    let mut padded = vec![0f32; w + 2 * PAD];
-    for (src, dst) in plane.chunks_exact(w).zip(horiz.chunks_exact_mut(w)) {
-        for (i, p) in padded.iter_mut().enumerate() {
+    // Horizontal pass on reflect-padded rows of `wp` samples: output `i = y·wp + x` is
+    // `Σ_t padded[i + t]·win[t]`; the last 2·PAD outputs of each row are discarded.
+    let wp = w + 2 * PAD;
+    let mut padded = vec![0f32; h * wp];
+    for (src, dst) in plane.chunks_exact(w).zip(padded.chunks_exact_mut(wp)) {
+        for (i, p) in dst.iter_mut().enumerate() {
             *p = src[reflect(i as isize - PAD as isize, w)];
         }
-        for (x, o) in dst.iter_mut().enumerate() {
-            let mut acc = 0f32;
-            for (&wt, &v) in win.iter().zip(&padded[x..x + SSIM_WINDOW]) {
-                acc += wt * v;
-            }
-            *o = acc;
-        }
     }
-    // Vertical pass, reading reflected rows.
+    let m = h * wp - 2 * PAD;
+    let mut wide = vec![0f32; m];
+    gemm(
+        (m, SSIM_WINDOW, 1),
+        &padded,
+        (1, 1),
+        &win,
+        (1, 1),
+        0.0,
+        &mut wide,
+        (1, 1),
+    );
+    // Vertical pass on reflect-padded rows: output `i = y·w + x` is `Σ_t rows[i + t·w]·win[t]`.
+    let mut rows = vec![0f32; (h + 2 * PAD) * w];
+    for (r, dst) in rows.chunks_exact_mut(w).enumerate() {
+        let y = reflect(r as isize - PAD as isize, h);
+        dst.copy_from_slice(&wide[y * wp..][..w]);
+    }
     let mut out = vec![0f32; w * h];
-    for (y, dst) in out.chunks_exact_mut(w).enumerate() {
-        for (t, &wt) in win.iter().enumerate() {
-            let r = reflect(y as isize + t as isize - PAD as isize, h);
-            for (o, &v) in dst.iter_mut().zip(&horiz[r * w..(r + 1) * w]) {
-                *o += wt * v;
-            }
-        }
-    }
+    gemm(
+        (w * h, SSIM_WINDOW, 1),
+        &rows,
+        (1, w),
+        &win,
+        (1, 1),
+        0.0,
+        &mut out,
+        (1, 1),
+    );
     out
 }
 
@@ -109,24 +123,17 @@ pub fn ssim(a: &SsimView, b: &SsimView) -> f64 {
     let mut total = 0f64;
     for c in 0..3 {
         let r = c * n..(c + 1) * n;
-        let xy: Vec<f32> = a.x[r.clone()]
-            .iter()
-            .zip(&b.x[r.clone()])
-            .map(|(u, v)| u * v)
-            .collect();
+        let (xa, xb) = (&a.x[r.clone()], &b.x[r.clone()]);
+        let xy: Vec<f32> = xa.iter().zip(xb).map(|(u, v)| u * v).collect();
         let exy = blur(&xy, w, h);
-        for (((((&ma, &mb), &saa), &sbb), &sab), _) in a.mu[r.clone()]
-            .iter()
-            .zip(&b.mu[r.clone()])
-            .zip(&a.exx[r.clone()])
-            .zip(&b.exx[r.clone()])
-            .zip(&exy)
-            .zip(0..n)
-        {
+        let (mua, mub) = (&a.mu[r.clone()], &b.mu[r.clone()]);
+        let (saa, sbb) = (&a.exx[r.clone()], &b.exx[r]);
+        for i in 0..n {
+            let (ma, mb) = (mua[i], mub[i]);
             let (ma2, mb2, mab) = (ma * ma, mb * mb, ma * mb);
-            let sa = (saa - ma2).max(0.0);
-            let sb = (sbb - mb2).max(0.0);
-            let sab = sab - mab;
+            let sa = (saa[i] - ma2).max(0.0);
+            let sb = (sbb[i] - mb2).max(0.0);
+            let sab = exy[i] - mab;
             let upper = 2.0 * sab + SSIM_C2;
             let lower = sa + sb + SSIM_C2;
             let s = ((2.0 * mab + SSIM_C1) * upper) / ((ma2 + mb2 + SSIM_C1) * lower);
