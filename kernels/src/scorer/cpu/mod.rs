@@ -40,7 +40,9 @@ pub enum ScoreError {
 }
 
 /// Per-view quality and per-pair SSIM and LPIPS of `images`, as the service computes them;
-/// pairs are `(i, (i + 1) mod n)`, wrap-around included.
+/// pairs are `(i, (i + 1) mod n)`, wrap-around included. Each view's LPIPS taps and SSIM
+/// planes are computed once and serve both of its pairs; the SSIM planes (9 `f32` planes
+/// of the view's size, 9.7 MB at 518²) are held for every view until the pairs are done.
 pub fn try_score_parts(
     models: &ScorerModels,
     images: &ScoreImages,
