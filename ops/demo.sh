@@ -12,6 +12,9 @@
 #   splatfleet-puller           pulls tasks from the validators
 #   splatfleet-worker --gpu 0   and --gpu 1: generate, gate (CUDA when present, else the CPU
 #                               reference renderer), store artifacts, publish results
+# The workers gate in gate_mode = "validator" (the validator's own score on their renders) with
+# tiny random-weight models written once per run (splatfleet-sim models --tiny RUN/models) and a
+# demo threshold those models' scores of the sample generator's answers meet (DEMO_THRESHOLD).
 #   splatfleet-submitter        signs and submits, records feedback in PostgreSQL
 # It shows progress until N tasks have a completed submission or the time limit passes, stops
 # the puller, lets the tasks in flight finish, prints the acceptance report and the contact
@@ -31,7 +34,8 @@
 # each process's memory, CPU time, threads and open files to resources.tsv, the database's size
 # and row counts to database.tsv, and this run's queue depths to queues.tsv.
 #
-# Environment: DEMO_TASKS, DEMO_TIMEOUT_SECS, DEMO_PROFILE (same as the flags), CARGO_TARGET_DIR,
+# Environment: DEMO_TASKS, DEMO_TIMEOUT_SECS, DEMO_PROFILE (same as the flags), DEMO_THRESHOLD
+# ([worker.scorer] threshold of the tiny models, default 0.55), CARGO_TARGET_DIR,
 # SPLATFLEET_TEST_PG_{HOST,PORT,USER,PASSWORD} and SPLATFLEET_TEST_AMQP_URL (where PostgreSQL and
 # RabbitMQ are; defaults: ops/dev-up.sh's on 127.0.0.1).
 set -euo pipefail
@@ -47,6 +51,10 @@ RUN=
 VALIDATORS=8
 TIME_SCALE=60
 GAUSSIANS=8000
+# [worker.scorer] threshold for the tiny random-weight models: measured on the sample
+# generator's 8 k-gaussian answers, their predicted scores lie at 0.65-0.70 (16 views at 48 and
+# 128 px); pass at threshold + margin (0.05) = 0.60. The real validator's is 0.6.
+DEMO_THRESHOLD=${DEMO_THRESHOLD:-0.55}
 DURATION=0
 SAMPLE_SECS=0
 
@@ -242,6 +250,10 @@ metric_sum() {
 # --- the simulated outside world ----------------------------------------------------------
 say "run directory $RUN"
 say "queue prefix $PREFIX, database $DB"
+MODELS=$RUN/models
+"$BIN/splatfleet-sim" models --tiny "$MODELS" >"$RUN/logs/models.log" 2>&1 \
+    || die "writing tiny scorer models to $MODELS failed (see $RUN/logs/models.log)"
+say "gate validator mode, tiny random-weight models, demo threshold $DEMO_THRESHOLD (models in $MODELS)"
 psql_db postgres "CREATE DATABASE \"$DB\"" >/dev/null || die "creating database $DB failed"
 
 KEYS=$RUN/keys
@@ -308,6 +320,16 @@ min_budget_ms = 20000
 # Small renders keep the CPU gate ahead of the validators when no GPU is present.
 gate_views = 16
 gate_render_size = $RENDER_SIZE
+# The validator's own score on the renders, with tiny random-weight models (written above).
+gate_mode = "validator"
+
+[worker.scorer]
+models_dir = "$MODELS"
+# A demo threshold the tiny models' scores meet; the real validator's is 0.6.
+threshold = $DEMO_THRESHOLD
+margin = 0.05
+# The sample generator's models have 8 k gaussians: let a pass stop the ladder.
+sparse_below_gaussians = 0
 
 [submitter]
 metrics_addr = "127.0.0.1:$SUBMITTER_PORT"
@@ -459,6 +481,15 @@ say "acceptance by validator (splatfleet-submitter report acceptance --since 1d 
     | tee "$RUN/report.txt"
 "$BIN/splatfleet-submitter" --config "$CONFIG" report acceptance --since 1d --by task-type \
     | tee -a "$RUN/report.txt"
+gate_row=$(psql_db "$DB" "SELECT count(*), count(*) FILTER (WHERE gate_passed),
+    coalesce(round(min(predicted_score)::numeric, 3)::text, '-'),
+    coalesce(round(avg(predicted_score)::numeric, 3)::text, '-'),
+    coalesce(round(max(predicted_score)::numeric, 3)::text, '-')
+    FROM attempts WHERE gate_mode = 'validator'") || gate_row=""
+if [ -n "$gate_row" ]; then
+    IFS='|' read -r gated gate_passed p_min p_mean p_max <<<"$gate_row"
+    say "gate (validator mode, demo threshold $DEMO_THRESHOLD + margin 0.05): $gated attempts, $gate_passed passed; predicted score min $p_min, mean $p_mean, max $p_max"
+fi
 sheets=0
 [ -d "$RUN/artifacts/preview" ] && sheets=$(find "$RUN/artifacts/preview" -name '*.png' | wc -l)
 row=$(psql_db "$DB" "$COUNTS_SQL")

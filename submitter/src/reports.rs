@@ -13,7 +13,8 @@ pub enum Report {
     Acceptance,
     /// Per validator: acceptance, penalties, empty releases, failures, feedback delay.
     Validators,
-    /// Local score buckets against validator acceptance, and the best local threshold.
+    /// Per gate mode, predicted (validator mode) or local score buckets against validator
+    /// acceptance and score, and the best pass score.
     Calibration,
     /// Tasks per hour per GPU.
     Throughput,

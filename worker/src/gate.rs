@@ -1,15 +1,23 @@
-//! The fidelity gate, tier 1 (DESIGN.md §7): render the model with `kernels` and score the
-//! measurements into a local score with the configured weights. The validator's hard-zero
-//! rules and SN17's strict PLY rules always fail an attempt, whatever its score. In
-//! `gate_mode = "validity_only"` (benchmarks and diagnostics) only those rules run.
+//! The fidelity gate, tier 1 (DESIGN.md §7). The validator's hard-zero rules and SN17's strict
+//! PLY rules always fail an attempt first, whatever its score. Then, by `gate_mode`:
+//! - `validator`: render the model with `kernels`, compute the validator's own score on the
+//!   renders ([`Scorer`]: DINOv2 quality head, SSIM and LPIPS between adjacent views, the
+//!   service's aggregation, alignment assumed from `[worker.scorer] assumed_alignment` until
+//!   it is measured) and pass when it reaches `threshold + margin`;
+//! - `geometry`: render and score the measurements into a local score with the configured
+//!   weights;
+//! - `validity_only` (benchmarks and diagnostics): only the rules run.
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use splatfleet_common::{
-    config::{GateMode, WorkerSettings},
+    config::{GateMode, ScorerSettings, WorkerSettings},
     splat::{HardZero, PlyDecoded, Sn17PlyReport, Sn17Problem, SpzDecoded},
 };
-use splatfleet_kernels::{Backend, Metrics, OrbitSpec, Renderer, Rig, Views};
+use splatfleet_kernels::{
+    scorer::{aggregate::VALIDATOR_THRESHOLD, Scorer, ScorerModels, ValidatorScore},
+    Backend, KernelError, Metrics, OrbitSpec, Renderer, Rig, Views,
+};
 
 /// One reason the gate failed a model. Typed, so reports can group failures by
 /// [`GateReason::category`] without parsing messages.
@@ -23,11 +31,17 @@ pub enum GateReason {
     RenderFailed(String),
     /// Rendered, but the local score is under the pass threshold.
     LowScore { score: f64, threshold: f64 },
+    /// `validator` mode: the predicted validator score is under threshold + margin (a NaN
+    /// score, which the validator would not accept either, is under everything).
+    PredictedLow { score: f64, needed: f64 },
+    /// `validator` mode, but the gate was built without the scorer's models.
+    NoScorer,
 }
 
 impl GateReason {
     /// A stable, machine-friendly name for grouping: `hard_zero:<rule>`, `sn17_parser`,
-    /// `render_failed` or `low_score`. These names appear in reports; do not rename them.
+    /// `render_failed`, `low_score`, `predicted_low` or `no_scorer`. These names appear in
+    /// reports; do not rename them.
     pub fn category(&self) -> &'static str {
         match self {
             GateReason::HardZero(HardZero::TooFewGaussians { .. }) => "hard_zero:too_few_gaussians",
@@ -41,6 +55,8 @@ impl GateReason {
             GateReason::Sn17Parser(_) => "sn17_parser",
             GateReason::RenderFailed(_) => "render_failed",
             GateReason::LowScore { .. } => "low_score",
+            GateReason::PredictedLow { .. } => "predicted_low",
+            GateReason::NoScorer => "no_scorer",
         }
     }
 }
@@ -58,6 +74,13 @@ impl fmt::Display for GateReason {
                     f,
                     "local score {score:.3} under the threshold {threshold:.3}"
                 )
+            }
+            GateReason::PredictedLow { score, needed } => write!(
+                f,
+                "predicted validator score {score:.3} under {needed:.3} (threshold + margin)"
+            ),
+            GateReason::NoScorer => {
+                f.write_str("gate_mode = \"validator\" but the gate has no scorer models loaded")
             }
         }
     }
@@ -80,7 +103,8 @@ pub fn gate_input_from_spz(spz: SpzDecoded) -> PlyDecoded {
 #[derive(Debug, Clone)]
 pub struct GateVerdict {
     pub passed: bool,
-    /// 0..1; 0 for a hard-zero model.
+    /// 0..1 (`geometry`), the predicted validator score (`validator`, up to about 1.37;
+    /// 0 when it is not a number); 0 for a hard-zero model.
     pub local_score: f32,
     /// Why it failed (empty when it passed), most fundamental first.
     pub reasons: Vec<GateReason>,
@@ -150,19 +174,101 @@ impl GateScoring {
     }
 }
 
-/// The gate of one GPU: its renderer, rig and scoring.
+/// `validator` mode's pass rule and the alignment it assumes, from `[worker.scorer]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ValidatorPass {
+    /// The validator's acceptance threshold (its own 0.6 unless the config lowers it).
+    pub threshold: f64,
+    pub margin: f64,
+    pub assumed_alignment: f64,
+}
+
+impl ValidatorPass {
+    pub fn from_settings(settings: &ScorerSettings) -> Self {
+        Self {
+            threshold: settings.threshold_or(VALIDATOR_THRESHOLD),
+            margin: settings.margin,
+            assumed_alignment: settings.assumed_alignment,
+        }
+    }
+
+    /// The predicted score an attempt needs.
+    pub fn needed(&self) -> f64 {
+        self.threshold + self.margin
+    }
+}
+
+/// Which mode judged an attempt, recorded in its gate metrics as `<key> = 1` (the submitter
+/// fills `attempts.gate_mode` from it).
+pub fn gate_mode_metric(mode: GateMode) -> &'static str {
+    match mode {
+        GateMode::Validator => "gate_mode_validator",
+        GateMode::Geometry => "gate_mode_geometry",
+        GateMode::ValidityOnly => "validity_only",
+    }
+}
+
+/// Records a [`ValidatorScore`] in a gate's metrics map: the service's parts as
+/// `predicted_*`, `alignment_assumed` (1/0), and each view's quality and each pair's SSIM and
+/// LPIPS (`predicted_view_quality_<i>`, `predicted_pair_ssim_<i>`, `predicted_pair_lpips_<i>`,
+/// pair `i` being views `(i, i + 1 mod n)`).
+pub fn record_validator_score(metrics: &mut BTreeMap<String, f64>, score: &ValidatorScore) {
+    metrics.insert("predicted_score".into(), score.score);
+    metrics.insert("predicted_iqa".into(), score.iqa);
+    metrics.insert("predicted_alignment".into(), score.alignment_score);
+    metrics.insert("predicted_ssim".into(), score.ssim);
+    metrics.insert("predicted_lpips".into(), score.lpips);
+    metrics.insert(
+        "alignment_assumed".into(),
+        if score.alignment_assumed { 1.0 } else { 0.0 },
+    );
+    let parts = &score.parts;
+    for (i, v) in parts.view_quality.iter().enumerate() {
+        metrics.insert(format!("predicted_view_quality_{i:02}"), *v);
+    }
+    for (i, v) in parts.pair_ssim.iter().enumerate() {
+        metrics.insert(format!("predicted_pair_ssim_{i:02}"), *v);
+    }
+    for (i, v) in parts.pair_lpips.iter().enumerate() {
+        metrics.insert(format!("predicted_pair_lpips_{i:02}"), *v);
+    }
+}
+
+/// The gate of one GPU: its renderer, rig and scoring, and in `validator` mode its scorer
+/// (built once per worker process, on the renderer's device).
 #[derive(Debug)]
 pub struct Gate {
     renderer: Renderer,
     rig: Rig,
     scoring: GateScoring,
     mode: GateMode,
+    scorer: Option<Scorer>,
+    validator: ValidatorPass,
 }
 
 impl Gate {
-    /// A gate rendering on GPU `gpu` (the CPU reference when there is none).
+    /// A gate rendering on GPU `gpu` (the CPU reference when there is none), without a
+    /// scorer: for `geometry` and `validity_only` (in `validator` mode every model fails
+    /// with [`GateReason::NoScorer`]; see [`Gate::start`]).
     pub fn new(gpu: usize, settings: &WorkerSettings) -> Self {
         Self::with_renderer(Renderer::new(gpu), settings)
+    }
+
+    /// The gate of a worker process: on GPU `gpu` (the CPU reference when there is none),
+    /// with a scorer on the renderer's device when `gate_mode = "validator"` and `models`
+    /// are given.
+    pub fn start(
+        gpu: usize,
+        settings: &WorkerSettings,
+        models: Option<Arc<ScorerModels>>,
+    ) -> Result<Self, KernelError> {
+        let renderer = Renderer::new(gpu);
+        match models {
+            Some(models) if settings.gate_mode == GateMode::Validator => {
+                Self::with_scorer(renderer, settings, models)
+            }
+            _ => Ok(Self::with_renderer(renderer, settings)),
+        }
     }
 
     pub fn with_renderer(renderer: Renderer, settings: &WorkerSettings) -> Self {
@@ -172,7 +278,31 @@ impl Gate {
             rig: Rig::orbit(&OrbitSpec::validator_sized(settings.gate_views, size, size)),
             scoring: GateScoring::from_settings(settings),
             mode: settings.gate_mode,
+            scorer: None,
+            validator: ValidatorPass::from_settings(&settings.scorer),
         }
+    }
+
+    /// A gate with the validator's scorer (on `renderer`'s device) for `gate_mode =
+    /// "validator"`.
+    pub fn with_scorer(
+        renderer: Renderer,
+        settings: &WorkerSettings,
+        models: Arc<ScorerModels>,
+    ) -> Result<Self, KernelError> {
+        let scorer = Scorer::for_renderer(models, &renderer)?;
+        let mut gate = Self::with_renderer(renderer, settings);
+        gate.scorer = Some(scorer);
+        Ok(gate)
+    }
+
+    pub fn mode(&self) -> GateMode {
+        self.mode
+    }
+
+    /// `validator` mode's pass rule.
+    pub fn validator_pass(&self) -> ValidatorPass {
+        self.validator
     }
 
     /// Which backend renders, for logs and metrics.
@@ -196,6 +326,7 @@ impl Gate {
     pub fn evaluate(&mut self, decoded: &PlyDecoded) -> GateVerdict {
         let mut reasons = Vec::new();
         let mut metrics = BTreeMap::new();
+        metrics.insert(gate_mode_metric(self.mode).into(), 1.0);
         metrics.insert("gaussians".into(), decoded.report.count as f64);
         metrics.insert(
             "low_opacity_fraction".into(),
@@ -216,37 +347,37 @@ impl Gate {
                 views: None,
             };
         }
-        if self.mode == GateMode::ValidityOnly {
-            // Nothing measured: the record says so, and the model passes at score 1 so the
-            // ladder stops at the first valid attempt.
-            metrics.insert("validity_only".into(), 1.0);
-            return GateVerdict {
-                passed: true,
-                local_score: 1.0,
-                reasons,
-                metrics,
-                views: None,
-            };
-        }
-        let (views, measured) =
-            match self
-                .renderer
-                .render_and_measure(&decoded.splat, &self.rig, true)
-            {
-                Ok(rendered) => rendered,
-                Err(err) => {
-                    return GateVerdict {
-                        passed: false,
-                        local_score: 0.0,
-                        reasons: vec![GateReason::RenderFailed(err.to_string())],
-                        metrics,
-                        views: None,
-                    }
+        match self.mode {
+            GateMode::ValidityOnly => {
+                // Nothing measured: the record says so, and the model passes at score 1 so
+                // the ladder stops at the first valid attempt.
+                GateVerdict {
+                    passed: true,
+                    local_score: 1.0,
+                    reasons,
+                    metrics,
+                    views: None,
                 }
-            };
-        let score = self
-            .scoring
-            .local_score(&measured, self.rig.width, self.rig.height);
+            }
+            GateMode::Geometry => self.evaluate_geometry(decoded, metrics),
+            GateMode::Validator => self.evaluate_validator(decoded, metrics),
+        }
+    }
+
+    fn failed(metrics: BTreeMap<String, f64>, reason: GateReason) -> GateVerdict {
+        GateVerdict {
+            passed: false,
+            local_score: 0.0,
+            reasons: vec![reason],
+            metrics,
+            views: None,
+        }
+    }
+
+    /// The geometry measurements of a render and their local score, into `metrics`.
+    fn record_geometry(&self, measured: &Metrics, metrics: &mut BTreeMap<String, f64>) -> f64 {
+        let (width, height) = (self.rig.width, self.rig.height);
+        let score = self.scoring.local_score(measured, width, height);
         metrics.insert("mean_coverage".into(), f64::from(measured.mean_coverage()));
         metrics.insert(
             "mean_adjacent_ssim".into(),
@@ -254,15 +385,35 @@ impl Gate {
         );
         metrics.insert(
             "mean_fill".into(),
-            f64::from(measured.mean_fill(self.rig.width, self.rig.height)),
+            f64::from(measured.mean_fill(width, height)),
         );
         metrics.insert(
             "mean_sharpness".into(),
             f64::from(measured.mean_sharpness()),
         );
         metrics.extend(measured.flatten());
+        score
+    }
+
+    fn evaluate_geometry(
+        &mut self,
+        decoded: &PlyDecoded,
+        mut metrics: BTreeMap<String, f64>,
+    ) -> GateVerdict {
+        let (views, measured) =
+            match self
+                .renderer
+                .render_and_measure(&decoded.splat, &self.rig, true)
+            {
+                Ok(rendered) => rendered,
+                Err(err) => {
+                    return Self::failed(metrics, GateReason::RenderFailed(err.to_string()))
+                }
+            };
+        let score = self.record_geometry(&measured, &mut metrics);
         metrics.insert("local_score".into(), score);
         let passed = score >= self.scoring.pass_threshold;
+        let mut reasons = Vec::new();
         if !passed {
             reasons.push(GateReason::LowScore {
                 score,
@@ -272,6 +423,52 @@ impl Gate {
         GateVerdict {
             passed,
             local_score: score as f32,
+            reasons,
+            metrics,
+            views,
+        }
+    }
+
+    fn evaluate_validator(
+        &mut self,
+        decoded: &PlyDecoded,
+        mut metrics: BTreeMap<String, f64>,
+    ) -> GateVerdict {
+        let Some(scorer) = self.scorer.as_mut() else {
+            return Self::failed(metrics, GateReason::NoScorer);
+        };
+        let rendered = self
+            .renderer
+            .render_and_score(&decoded.splat, &self.rig, scorer, true);
+        let (views, measured, parts) = match rendered {
+            Ok(rendered) => rendered,
+            Err(err) => return Self::failed(metrics, GateReason::RenderFailed(err.to_string())),
+        };
+        // The geometry numbers stay in the record, for comparing the two modes.
+        let geometry = self.record_geometry(&measured, &mut metrics);
+        metrics.insert("geometry_score".into(), geometry);
+        let pass = self.validator;
+        let predicted = ValidatorScore::aggregate(parts, pass.assumed_alignment, true);
+        record_validator_score(&mut metrics, &predicted);
+        let needed = pass.needed();
+        metrics.insert("predicted_needed".into(), needed);
+        // A NaN score compares false: it fails, as it would at the validator.
+        let passed = predicted.score >= needed;
+        let mut reasons = Vec::new();
+        if !passed {
+            reasons.push(GateReason::PredictedLow {
+                score: predicted.score,
+                needed,
+            });
+        }
+        let local_score = if predicted.score.is_finite() {
+            predicted.score as f32
+        } else {
+            0.0
+        };
+        GateVerdict {
+            passed,
+            local_score,
             reasons,
             metrics,
             views,

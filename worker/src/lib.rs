@@ -10,8 +10,10 @@ pub mod gate;
 pub mod generation_client;
 pub mod image_prompt;
 pub mod metric_help;
+pub mod models;
 pub mod preview;
 pub mod process_task;
+pub mod score;
 pub mod service_http;
 pub mod validation_client;
 
@@ -26,6 +28,7 @@ use splatfleet_common::{
     messages::{ResultMsg, TaskMsg},
     shutdown::Shutdown,
 };
+use splatfleet_kernels::scorer::ScorerModels;
 
 pub use gate::Gate;
 pub use process_task::TaskContext;
@@ -48,6 +51,10 @@ pub enum WorkerError {
     Validation(#[from] validation_client::ValidateError),
     #[error("the renderer could not be started: {0}")]
     Renderer(String),
+    #[error(transparent)]
+    Models(#[from] models::ModelsError),
+    #[error("the scorer could not be started on the renderer's device: {0}")]
+    Scorer(splatfleet_kernels::KernelError),
 }
 
 fn host_name() -> String {
@@ -59,8 +66,40 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Runs the worker bound to GPU `gpu` until shutdown is requested.
+/// What a worker reads before it starts, from what its config points at: the scorer's
+/// models when `gate_mode = "validator"` (blocking; `main` runs it before the runtime, so a
+/// missing file exits 78 like a bad config).
+pub fn prepare(config: &Config) -> Result<Option<Arc<ScorerModels>>, models::ModelsError> {
+    let models = models::models_for(&config.worker)?;
+    let settings = &config.worker;
+    if models.is_some() && (settings.gate_views != 16 || settings.gate_render_size != 518) {
+        tracing::warn!(
+            views = settings.gate_views,
+            size = settings.gate_render_size,
+            "gate_mode = \"validator\" on a render other than the validator's 16 views of 518: \
+             the predicted score is not quite the validator's"
+        );
+    }
+    Ok(models)
+}
+
+/// Runs the worker bound to GPU `gpu` until shutdown is requested, reading its models first
+/// ([`prepare`]).
 pub async fn run(config: Config, shutdown: Shutdown, gpu: usize) -> Result<(), WorkerError> {
+    let prepare_config = config.clone();
+    let models = tokio::task::spawn_blocking(move || prepare(&prepare_config))
+        .await
+        .map_err(|e| WorkerError::Renderer(e.to_string()))??;
+    run_prepared(config, models, shutdown, gpu).await
+}
+
+/// Runs the worker bound to GPU `gpu` with the models [`prepare`] read.
+pub async fn run_prepared(
+    config: Config,
+    models: Option<Arc<ScorerModels>>,
+    shutdown: Shutdown,
+    gpu: usize,
+) -> Result<(), WorkerError> {
     let settings = &config.worker;
     let endpoint = settings
         .generation_endpoints
@@ -82,9 +121,10 @@ pub async fn run(config: Config, shutdown: Shutdown, gpu: usize) -> Result<(), W
     };
     let store = ArtifactStore::open(&config.object_store)?;
     let gate_settings = settings.clone();
-    let gate = tokio::task::spawn_blocking(move || Gate::new(gpu, &gate_settings))
+    let gate = tokio::task::spawn_blocking(move || Gate::start(gpu, &gate_settings, models))
         .await
-        .map_err(|e| WorkerError::Renderer(e.to_string()))?;
+        .map_err(|e| WorkerError::Renderer(e.to_string()))?
+        .map_err(WorkerError::Scorer)?;
     metric_help::describe();
     metrics::gauge!("splatfleet_worker_gpu_backend", "backend" => gate.backend_name()).set(1.0);
     let context = Arc::new(TaskContext {
@@ -111,6 +151,7 @@ pub async fn run(config: Config, shutdown: Shutdown, gpu: usize) -> Result<(), W
             .as_ref()
             .map(|v| v.url(splatfleet_common::messages::TaskKind::Text)),
         slots = settings.slots,
+        gate_mode = ?context.settings.gate_mode,
         "ready"
     );
     let outcome = consumer

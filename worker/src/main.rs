@@ -1,11 +1,11 @@
-//! `splatfleet-worker`: turns queued tasks into checked Gaussian-splat models on one GPU, or,
-//! as `splatfleet-worker check`, judges model files on disk with the same gate.
+//! `splatfleet-worker`: turns queued tasks into checked Gaussian-splat models on one GPU; as
+//! `check`, judges model files on disk with the same gate; as `score`, gives their validator score.
 
 use std::process::ExitCode;
 
 use clap::{parser::ValueSource, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use splatfleet_common::role::{self, CommonArgs, Role};
-use splatfleet_worker::check::{self, CheckArgs};
+use splatfleet_worker::{check::CheckArgs, score::ScoreArgs};
 
 /// Generate, render and gate Gaussian-splat models for queued tasks on one GPU.
 #[derive(Debug, Parser)]
@@ -24,15 +24,18 @@ struct Args {
 enum Command {
     /// Judge PLY/SPZ files with the tier-1 gate (no broker needed); exit 0 when all pass.
     Check(CheckArgs),
+    /// Print the validator's score of PLY/SPZ files (16 views at 518; GPU when present).
+    Score(ScoreArgs),
 }
 
 fn main() -> ExitCode {
-    // `--config` and `--gpu` are accepted after `check` as well as before it.
+    // `--config` and `--gpu` are accepted after a subcommand as well as before it.
     let matches = Args::command()
         .mut_arg("config", |arg| arg.global(true))
         .mut_arg("gpu", |arg| arg.global(true))
         .get_matches();
     let args = Args::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+    let gpu = args.gpu;
     match &args.command {
         Some(Command::Check(check_args)) => {
             // Only a config someone named is required to exist; see `check::gate_settings`.
@@ -41,13 +44,17 @@ fn main() -> ExitCode {
                 Some(ValueSource::CommandLine | ValueSource::EnvVariable)
             );
             let config = named.then_some(args.common.config.as_path());
-            check::run(check_args, config, args.gpu)
+            splatfleet_worker::check::run(check_args, config, gpu)
         }
-        None => {
-            let gpu = args.gpu;
-            role::run(Role::Worker, &args.common, move |config, shutdown| {
-                splatfleet_worker::run(config, shutdown, gpu)
-            })
-        }
+        Some(Command::Score(score_args)) => splatfleet_worker::score::run(score_args, gpu),
+        // Model files that cannot be used stop the start with exit 78, as a bad config does.
+        None => role::run_prepared(
+            Role::Worker,
+            &args.common,
+            splatfleet_worker::prepare,
+            move |config, models, shutdown| {
+                splatfleet_worker::run_prepared(config, models, shutdown, gpu)
+            },
+        ),
     }
 }

@@ -1,7 +1,9 @@
 //! One task from start to answer: check an image prompt, climb the retry ladder within the
 //! time budget (generate → decode → gate tier 1 → tier 2 when configured, per attempt, each
-//! attempt recorded) until an attempt reaches the stop score, store the best passing model by
-//! score (PLY, SPZ, contact sheet) and build the [`ResultMsg`]. Seeds derive from the task id,
+//! attempt recorded) until an attempt reaches the stop score (in `validator` mode: passes,
+//! with at least `sparse_below_gaussians` gaussians), store the best passing model by score
+//! (tier 2's, else the predicted or local score: PLY, SPZ, contact sheet) and build the
+//! [`ResultMsg`]. Seeds derive from the task id,
 //! so a redelivered task asks for the same models and stores under the same keys.
 
 use std::{
@@ -13,7 +15,7 @@ use std::{
 use bytes::Bytes;
 use splatfleet_common::{
     artifacts::{ArtifactError, ArtifactStore},
-    config::{ValidationUnavailable, WorkerSettings},
+    config::{GateMode, ValidationUnavailable, WorkerSettings},
     messages::{AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg},
     splat::{encode_spz, read_ply, PlyDecoded, PlyLimits},
 };
@@ -145,7 +147,6 @@ impl TaskContext {
         );
         let mut attempts = Vec::new();
         let mut chosen: Option<Chosen> = None;
-        let stop_score = self.settings.stop_score();
         let mut rung = 0;
         let mut unreachable_retries = 0;
         while let Some(step) = self.settings.ladder.get(rung) {
@@ -160,12 +161,18 @@ impl TaskContext {
             match attempted {
                 Attempted::Passed(mut passed) => {
                     passed.index = attempts.len() - 1;
-                    let score = f64::from(passed.score);
-                    // Keep the best passing attempt; ties keep the earlier one.
+                    let stops = self.stops_ladder(&passed);
+                    if !stops && self.is_sparse(&passed) {
+                        if let Some(record) = attempts.last_mut() {
+                            record.gate_metrics.insert("sparse_candidate".into(), 1.0);
+                        }
+                    }
+                    // Keep the best passing attempt (tier 2's score, else the predicted
+                    // score in validator mode, else the local score); ties keep the earlier.
                     if chosen.as_ref().is_none_or(|best| passed.score > best.score) {
                         chosen = Some(passed);
                     }
-                    if score >= stop_score {
+                    if stops {
                         break;
                     }
                 }
@@ -187,6 +194,29 @@ impl TaskContext {
             return Ok(self.empty(task, reason, attempts));
         };
         self.store_chosen(task, chosen, attempts).await
+    }
+
+    /// A passing attempt whose model is under `[worker.scorer] sparse_below_gaussians`
+    /// (`validator` mode): kept as a candidate, but the ladder climbs on.
+    fn is_sparse(&self, passed: &Chosen) -> bool {
+        self.settings.gate_mode == GateMode::Validator
+            && (passed.decoded.report.count as u64) < self.settings.scorer.sparse_below_gaussians
+    }
+
+    /// Whether a passing attempt ends the ladder: it reaches `gate_stop_score` when that is
+    /// set; unset, `validator` mode stops at the first pass (its pass rule is the
+    /// validator's threshold plus the margin) and the other modes at `gate_pass_threshold`.
+    /// A sparse model never stops it ([`TaskContext::is_sparse`]).
+    fn stops_ladder(&self, passed: &Chosen) -> bool {
+        if self.is_sparse(passed) {
+            return false;
+        }
+        let score = f64::from(passed.score);
+        match (self.settings.gate_mode, self.settings.gate_stop_score) {
+            (_, Some(stop)) => score >= stop,
+            (GateMode::Validator, None) => true,
+            (_, None) => score >= self.settings.stop_score(),
+        }
     }
 
     /// One rung of the ladder; the record, and the model when it passed the gate.

@@ -216,6 +216,19 @@ impl LoadedModel {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    pub fn format(&self) -> ModelFormat {
+        self.format
+    }
+
+    pub fn decoded(&self) -> &PlyDecoded {
+        &self.decoded
+    }
+
+    /// When reading it began.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
 }
 
 /// Reads and decodes one file (the part that needs no renderer, so it can run ahead of the

@@ -19,7 +19,7 @@ use std::{
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use splatfleet_common::{
-    config::{Config, ConfigError, WorkerSettings},
+    config::{Config, ConfigError, GateMode, WorkerSettings},
     role::DEFAULT_CONFIG_PATH,
 };
 
@@ -51,8 +51,8 @@ database or generation service is needed.
 Exit status:
   0  every file passed the gate
   1  some file failed the gate or could not be read (or a preview/CSV row could not be written)
-  2  usage error: a path that does not exist, no .ply/.spz files, a bad config, or an output
-     that cannot be created")]
+  2  usage error: a path that does not exist, no .ply/.spz files, a bad config (in
+     gate_mode = \"validator\": unusable model files), or an output that cannot be created")]
 pub struct CheckArgs {
     /// PLY or SPZ files, or directories searched recursively for *.ply and *.spz.
     #[arg(required = true, value_name = "FILE|DIR")]
@@ -83,6 +83,10 @@ pub enum UsageError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Models(#[from] crate::models::ModelsError),
+    #[error("the scorer could not be started: {0}")]
+    Scorer(splatfleet_kernels::KernelError),
 }
 
 /// The `[worker]` settings a check uses and a line saying where they came from.
@@ -111,7 +115,8 @@ pub fn run(args: &CheckArgs, explicit_config: Option<&Path>, gpu: usize) -> Exit
     }
 }
 
-fn progress_bar(len: usize) -> ProgressBar {
+/// A progress bar on stderr, hidden off a terminal.
+pub fn progress_bar(len: usize) -> ProgressBar {
     // indicatif hides itself off a terminal too; saying so keeps CI logs free of escapes.
     let target = if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
@@ -158,13 +163,21 @@ fn run_checks(
             })
         })
         .transpose()?;
-    let mut gate = Gate::new(gpu, &settings);
+    let models = crate::models::models_for(&settings)?;
+    let mut gate = Gate::start(gpu, &settings, models).map_err(UsageError::Scorer)?;
+    let pass = match settings.gate_mode {
+        GateMode::Validator => format!(
+            "gate_mode validator, predicted score needed {:.3}",
+            gate.validator_pass().needed()
+        ),
+        GateMode::Geometry => format!("pass threshold {}", settings.gate_pass_threshold),
+        GateMode::ValidityOnly => "gate_mode validity_only".into(),
+    };
     eprintln!(
-        "checking {} files: {} views at {size}×{size} on {}; pass threshold {}; settings: {source}",
+        "checking {} files: {} views at {size}×{size} on {}; {pass}; settings: {source}",
         inputs.files.len() + inputs.unlistable_dirs.len(),
         settings.gate_views,
         gate.backend_detail(),
-        settings.gate_pass_threshold,
         size = settings.gate_render_size,
     );
     let cap = settings.max_response_bytes;

@@ -1,0 +1,183 @@
+//! `gate_mode = "validator"` at start-up and end to end: a worker whose model files are missing
+//! or differ from their pins refuses to start (exit 78, the file and its download named); a
+//! worker with tiny random-weight models gates real tasks with them, records the prediction on
+//! every attempt, keeps the best predicted attempt, and climbs past sparse passes.
+
+mod support;
+
+use std::{process::Command, time::Duration};
+
+use splatfleet_common::{
+    config::GateMode,
+    messages::{ResultOutcome, TaskKind},
+};
+use splatfleet_tests::{delete_topology, sim::scorer_models::write_tiny_models};
+use support::{small_models, task, Harness};
+
+fn worker() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_splatfleet-worker"));
+    command
+        .env_remove("SPLATFLEET_CONFIG")
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// Runs the worker with `config` and returns (exit status, stderr); it must stop by itself.
+fn run_to_exit(config: &std::path::Path) -> (Option<i32>, String) {
+    let mut child = worker()
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the worker");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the worker") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the worker started without its models");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    (status.code(), stderr)
+}
+
+#[test]
+fn a_validator_mode_worker_without_its_model_files_exits_78_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).expect("models dir");
+    let config = dir.path().join("worker.toml");
+    let scorer = format!(
+        "[worker]\ngate_mode = \"validator\"\n[worker.scorer]\nmodels_dir = {:?}\n",
+        models.display().to_string()
+    );
+    std::fs::write(&config, &scorer).expect("config");
+    let (code, stderr) = run_to_exit(&config);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("splatfleet-worker: "), "{stderr}");
+    assert!(stderr.contains("worker.scorer.models_dir"), "{stderr}");
+    assert!(stderr.contains("is missing"), "{stderr}");
+    assert!(stderr.contains("download it with"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // Every file present, one pinned to another digest: refused, that file named.
+    write_tiny_models(&models, 3).expect("tiny models");
+    let pinned = format!(
+        "{scorer}sha256 = {{ \"alex.pth\" = \"{}\" }}\n",
+        "f".repeat(64)
+    );
+    std::fs::write(&config, pinned).expect("config");
+    let (code, stderr) = run_to_exit(&config);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("alex.pth"), "{stderr}");
+    assert!(stderr.contains("sha256"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_validator_mode_worker_gates_tasks_with_the_predicted_score() {
+    let models = tempfile::tempdir().expect("temp dir");
+    write_tiny_models(models.path(), 5).expect("tiny models");
+    let dir = models.path().to_owned();
+    // Three rungs, every valid model passes (threshold 0), all sparse (8 k gaussians < the
+    // default 150 k): the ladder climbs to the end and submits the best prediction.
+    let harness = Harness::start_with(small_models(Default::default()), move |config| {
+        let worker = &mut config.worker;
+        worker.gate_mode = GateMode::Validator;
+        worker.scorer.models_dir = dir;
+        worker.scorer.threshold = Some(0.0);
+        worker.scorer.margin = 0.0;
+    })
+    .await;
+    harness
+        .send(&task("t-validator", TaskKind::Text, "a wooden boat"))
+        .await;
+    let result = harness.next_result().await;
+    let (broker, config) = harness.stop().await;
+    broker.close().await;
+    delete_topology(&config.broker).await;
+
+    let ResultOutcome::Ready {
+        chosen_attempt,
+        local_score,
+        ..
+    } = &result.outcome
+    else {
+        panic!(
+            "expected Ready, got {:?}: {:?}",
+            result.outcome, result.attempts
+        );
+    };
+    assert_eq!(
+        result.attempts.len(),
+        config.worker.ladder.len(),
+        "{:?}",
+        result.attempts
+    );
+    let predicted: Vec<f64> = result
+        .attempts
+        .iter()
+        .map(|a| a.gate_metrics["predicted_score"])
+        .collect();
+    for attempt in &result.attempts {
+        assert_eq!(attempt.gate_passed, Some(true), "{attempt:?}");
+        assert_eq!(attempt.gate_metrics.get("gate_mode_validator"), Some(&1.0));
+        assert_eq!(attempt.gate_metrics.get("sparse_candidate"), Some(&1.0));
+        assert_eq!(attempt.gate_metrics.get("alignment_assumed"), Some(&1.0));
+        let predicted = attempt.gate_metrics["predicted_score"];
+        assert_eq!(attempt.local_score, Some(predicted as f32));
+    }
+    let best = predicted.iter().enumerate().fold(
+        0,
+        |best, (i, &p)| if p > predicted[best] { i } else { best },
+    );
+    assert_eq!(usize::from(*chosen_attempt), best, "{predicted:?}");
+    assert_eq!(*local_score, predicted[best] as f32);
+    assert!(result.attempts[best].ply.is_some());
+}
+
+#[tokio::test]
+async fn a_pass_with_enough_gaussians_stops_the_ladder() {
+    let models = tempfile::tempdir().expect("temp dir");
+    write_tiny_models(models.path(), 5).expect("tiny models");
+    let dir = models.path().to_owned();
+    let harness = Harness::start_with(small_models(Default::default()), move |config| {
+        let worker = &mut config.worker;
+        worker.gate_mode = GateMode::Validator;
+        worker.scorer.models_dir = dir;
+        worker.scorer.threshold = Some(0.0);
+        worker.scorer.margin = 0.0;
+        worker.scorer.sparse_below_gaussians = 1_000;
+    })
+    .await;
+    harness
+        .send(&task("t-validator-stop", TaskKind::Text, "a wooden boat"))
+        .await;
+    let result = harness.next_result().await;
+    let (broker, config) = harness.stop().await;
+    broker.close().await;
+    delete_topology(&config.broker).await;
+    assert!(
+        matches!(
+            result.outcome,
+            ResultOutcome::Ready {
+                chosen_attempt: 0,
+                ..
+            }
+        ),
+        "{:?}",
+        result.outcome
+    );
+    assert_eq!(result.attempts.len(), 1, "{:?}", result.attempts);
+    assert!(!result.attempts[0]
+        .gate_metrics
+        .contains_key("sparse_candidate"));
+}
