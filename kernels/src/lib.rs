@@ -28,6 +28,8 @@ pub enum KernelError {
     Normalise(#[from] NormaliseError),
     #[error("GPU: {0}")]
     Gpu(#[from] gpu::GpuError),
+    #[error(transparent)]
+    Score(#[from] scorer::cpu::ScoreError),
 }
 
 /// Renders `splat` with `rig` on the CPU reference and measures the views. The worker uses

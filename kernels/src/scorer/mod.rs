@@ -69,7 +69,7 @@ impl Scorer {
     pub fn score_images(&mut self, images: &ScoreImages) -> Result<PartScores, KernelError> {
         match &mut self.gpu {
             Some(gpu) => Ok(gpu.score_images(images)?),
-            None => Ok(cpu::score_parts(&self.models, images)),
+            None => Ok(cpu::try_score_parts(&self.models, images)?),
         }
     }
 }
@@ -90,7 +90,7 @@ impl Renderer {
             (Backend::Cuda(r), Some(gpu), _) => {
                 gpu.score_render(r.image(), rig.views(), rig.width, rig.height)?
             }
-            (_, _, Some(v)) => cpu::score_parts(&scorer.models, &ScoreImages::from_views(v)),
+            (_, _, Some(v)) => cpu::try_score_parts(&scorer.models, &ScoreImages::from_views(v))?,
             (_, _, None) => {
                 return Err(crate::gpu::GpuError::Unavailable("no views to score").into())
             }

@@ -29,6 +29,20 @@ use super::{aggregate::PartScores, images::ScoreImages, model::ScorerModels};
 
 pub use check::check_models;
 
+/// The CLS token of `last_hidden_state` for each view, after the service's preprocessing:
+/// the embedding the quality head reads, for parity checks against transformers.
+pub fn quality_embeddings(
+    model: &super::model::QualityModel,
+    images: &ScoreImages,
+) -> Result<Vec<Vec<f32>>, ScoreError> {
+    check::check_dinov2(&model.backbone)?;
+    let (w, h) = (images.width as usize, images.height as usize);
+    (0..images.views)
+        .into_par_iter()
+        .map(|v| dinov2::cls_token(&model.backbone, &quality::preprocess(images.view(v), w, h)))
+        .collect()
+}
+
 /// Why the CPU reference could not score: a model whose shapes do not fit together, or
 /// images it cannot read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
