@@ -31,6 +31,19 @@ pub const SSIM_SIGMA: f32 = 1.5;
 /// SSIM stabilisers for a data range of 1 (torchmetrics: (0.01·L)², (0.03·L)²).
 pub const SSIM_C1: f32 = 0.01 * 0.01;
 pub const SSIM_C2: f32 = 0.03 * 0.03;
+/// The scorer's DINOv2 input normalisation: ImageNet's mean and std (the validator's
+/// `quality_model.py`, torchvision `Normalize`).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// LPIPS's input side: the validator resizes each view to this (bicubic) before LPIPS.
+pub const LPIPS_SIZE: usize = 256;
+/// LPIPS's scaling layer (torchmetrics `ScalingLayer`): (x - shift) / scale on [-1, 1] input.
+pub const LPIPS_SHIFT: [f32; 3] = [-0.030, -0.088, -0.188];
+pub const LPIPS_SCALE: [f32; 3] = [0.458, 0.448, 0.450];
+/// torchmetrics 1.5.1 `_normalize_tensor`: f / sqrt(eps + sum over channels of f²).
+pub const LPIPS_NORM_EPS: f32 = 1e-8;
+/// PyTorch's bicubic convolution constant (`upsample_bicubic2d`, A = -0.75).
+pub const BICUBIC_A: f32 = -0.75;
 /// Most gaussians the renderer accepts.
 pub const MAX_GAUSSIANS: usize = 10_000_000;
 
@@ -55,13 +68,28 @@ pub fn cuda_prelude() -> String {
         .map(|w| format!("{w:e}f"))
         .collect::<Vec<_>>()
         .join(", ");
+    let list = |v: &[f32; 3]| {
+        v.iter()
+            .map(|x| format!("{x:e}f"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let scorer = format!(
+        "#define IMAGENET_MEAN {}\n#define IMAGENET_STD {}\n#define LPIPS_SHIFT {}\n\
+         #define LPIPS_SCALE {}\n#define LPIPS_NORM_EPS {LPIPS_NORM_EPS:e}f\n\
+         #define BICUBIC_A ({BICUBIC_A:e}f)\n",
+        list(&IMAGENET_MEAN),
+        list(&IMAGENET_STD),
+        list(&LPIPS_SHIFT),
+        list(&LPIPS_SCALE)
+    );
     format!(
         "#define SH_C0 {SH_C0:e}f\n#define EPS2D {EPS2D:e}f\n#define ALPHA_MAX {ALPHA_MAX:e}f\n\
          #define ALPHA_MIN ({ALPHA_MIN:e}f)\n#define T_MIN {T_MIN:e}f\n#define EXTEND_MAX {EXTEND_MAX:e}f\n\
          #define TILE_SIZE {TILE_SIZE}\n#define QUAT_NORM_EPS {QUAT_NORM_EPS:e}f\n\
          #define SILHOUETTE_ALPHA {SILHOUETTE_ALPHA:e}f\n#define REF_BBOX_SIZE {REF_BBOX_SIZE:e}f\n#define FLOATER_RMS_FACTOR {FLOATER_RMS_FACTOR:e}f\n\
          #define SSIM_WINDOW {SSIM_WINDOW}\n#define SSIM_C1 {SSIM_C1:e}f\n#define SSIM_C2 {SSIM_C2:e}f\n\
-         #define SSIM_WEIGHTS {weights}\n{ORDERED_FLOAT_HELPERS}"
+         #define SSIM_WEIGHTS {weights}\n{scorer}{ORDERED_FLOAT_HELPERS}"
     )
 }
 

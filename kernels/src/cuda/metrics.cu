@@ -2,7 +2,8 @@
 // bounding box, mean colour and saturation inside the silhouette, the variance of the
 // 4-neighbour Laplacian of luminance inside it, and SSIM between adjacent views
 // (torchmetrics: 11x11 Gaussian window, sigma 1.5, data range 1, windows wholly inside the
-// image). CPU reference: cpu/metrics.rs.
+// image). CPU reference: cpu/metrics.rs. The same SSIM code also gives the validator's SSIM
+// (reflect padding, every pixel, wrap-around pair) to the scorer: `ssim_validator`.
 
 #define SSIM_R (SSIM_WINDOW / 2)
 #define SSIM_COLS 64                         // output columns per block: two warps per channel
@@ -79,34 +80,68 @@ __device__ void view_metrics(const float4* __restrict__ img, unsigned int width,
 
 __constant__ float c_ssim_w[SSIM_WINDOW] = {SSIM_WEIGHTS};
 
-// SSIM of view z against view z + 1 over output positions [R, W - R) x [R, H - R). A block
-// covers 64 output columns by 128 output rows; each thread owns one (column, channel) and
-// walks down the rows. The horizontal window of each input row is summed from shared memory
-// into a ring of the last 11 rows' five moments, kept in registers (the row loop is unrolled
-// by the window, so every ring index is a constant); the vertical window is then summed from
-// the ring. Input rows are staged 11 at a time, double-buffered, as planar floats (no alpha).
-// The sums are taken in the CPU reference's order; the block's total goes to ssim_sum[z].
-__device__ void ssim_adjacent(const float4* __restrict__ img, unsigned int width, unsigned int height,
-                              double* __restrict__ ssim_sum, unsigned int col_block, unsigned int row_block,
-                              unsigned int pair)
+// Where SSIM reads its pixels, in "window coordinates": the output position (ox, oy)
+// averages the window [ox, ox + 2R] x [oy, oy + 2R] of them, so `width` x `height` window
+// coordinates give (width - 2R) x (height - 2R) outputs.
+//
+// RenderPixels: the renderer's RGBA float views as they are, windows wholly inside the image
+// (the renderer's own adjacent-view SSIM; CPU reference cpu/metrics.rs).
+struct RenderPixels {
+    const float4* img;
+    int width, height;  // of the image and of the window coordinates
+    __device__ __forceinline__ void load(int view, int gy, int gx, float rgb[3]) const {
+        float4 p = img[((size_t)view * height + min(gy, height - 1)) * width + min(gx, width - 1)];
+        rgb[0] = p.x; rgb[1] = p.y; rgb[2] = p.z;
+    }
+};
+
+// ValidatorPixels: planar float views (view, channel, row, column) padded by R on every side
+// by reflection (torch `F.pad(mode="reflect")`), so every pixel has an output, as
+// torchmetrics 1.5.1 computes it (the scorer's SSIM; CPU reference scorer/cpu).
+struct ValidatorPixels {
+    const float* planes;
+    int img_w, img_h;   // of the image; window coordinates are (img_w + 2R) x (img_h + 2R)
+    static __device__ __forceinline__ int reflect(int i, int n) {
+        i = i < 0 ? -i : i;
+        return i >= n ? 2 * (n - 1) - i : i;
+    }
+    __device__ __forceinline__ void load(int view, int gy, int gx, float rgb[3]) const {
+        int y = reflect(min(gy, img_h + 2 * SSIM_R - 1) - SSIM_R, img_h);
+        int x = reflect(min(gx, img_w + 2 * SSIM_R - 1) - SSIM_R, img_w);
+        size_t plane = (size_t)img_w * img_h;
+        const float* p = planes + (size_t)view * 3 * plane + (size_t)y * img_w + x;
+        rgb[0] = p[0]; rgb[1] = p[plane]; rgb[2] = p[2 * plane];
+    }
+};
+
+// SSIM of view `va` against view `vb` over the `width` x `height` window coordinates of
+// `Pixels`. A block covers 64 output columns by 128 output rows; each thread owns one
+// (column, channel) and walks down the rows. The horizontal window of each input row is
+// summed from shared memory into a ring of the last 11 rows' five moments, kept in registers
+// (the row loop is unrolled by the window, so every ring index is a constant); the vertical
+// window is then summed from the ring. Input rows are staged 11 at a time, double-buffered,
+// as planar floats (no alpha). The sums are taken in the CPU reference's order; the block's
+// total goes to ssim_sum[pair]. CLAMP_VARIANCE: torchmetrics clamps both variances at 0.
+template <class Pixels, bool CLAMP_VARIANCE>
+__device__ void ssim_pair(const Pixels& px, int width, int height, double* __restrict__ ssim_sum,
+                          unsigned int col_block, unsigned int row_block, unsigned int pair,
+                          int va, int vb)
 {
     __shared__ float s_rows[2][SSIM_WINDOW][6][SSIM_IN_COLS];  // a.r a.g a.b b.r b.g b.b
     __shared__ double s_red[SSIM_THREADS / 32];
-    const float4* A = img + (size_t)pair * width * height;
-    const float4* B = img + (size_t)(pair + 1) * width * height;
     const int x_in = col_block * SSIM_COLS, y_in = row_block * SSIM_ROWS;  // first input pixel
     const int tid = threadIdx.x, c = tid / SSIM_COLS, col = tid % SSIM_COLS;
-    const int out_x = x_in + col + SSIM_R;
-    const bool col_valid = out_x < (int)width - SSIM_R;
+    const bool col_valid = x_in + col < width - 2 * SSIM_R;
 
     auto stage = [&](int chunk, int buf) {
         for (int k = tid; k < SSIM_WINDOW * SSIM_IN_COLS; k += SSIM_THREADS) {
             int ly = k / SSIM_IN_COLS, lx = k % SSIM_IN_COLS;
-            int gx = min(x_in + lx, (int)width - 1);
-            int gy = min(y_in + chunk * SSIM_WINDOW + ly, (int)height - 1);
-            float4 a = A[(size_t)gy * width + gx], b = B[(size_t)gy * width + gx];
-            s_rows[buf][ly][0][lx] = a.x; s_rows[buf][ly][1][lx] = a.y; s_rows[buf][ly][2][lx] = a.z;
-            s_rows[buf][ly][3][lx] = b.x; s_rows[buf][ly][4][lx] = b.y; s_rows[buf][ly][5][lx] = b.z;
+            int gx = x_in + lx, gy = y_in + chunk * SSIM_WINDOW + ly;
+            float a[3], b[3];
+            px.load(va, gy, gx, a);
+            px.load(vb, gy, gx, b);
+            s_rows[buf][ly][0][lx] = a[0]; s_rows[buf][ly][1][lx] = a[1]; s_rows[buf][ly][2][lx] = a[2];
+            s_rows[buf][ly][3][lx] = b[0]; s_rows[buf][ly][4][lx] = b[1]; s_rows[buf][ly][5][lx] = b[2];
         }
     };
 
@@ -129,10 +164,9 @@ __device__ void ssim_adjacent(const float4* __restrict__ img, unsigned int width
                 m1 += wu; m2 += wv; s11 += wu * u; s22 += wv * v; s12 += wu * v;
             }
             ring[0][p] = m1; ring[1][p] = m2; ring[2][p] = s11; ring[3][p] = s22; ring[4][p] = s12;
-            // Input row `row` completes the window of the output row SSIM_R above it.
+            // Input row `row` completes the window of the output row 2R above it.
             int row = chunk * SSIM_WINDOW + p, out_row = row - 2 * SSIM_R;
-            int out_y = y_in + out_row + SSIM_R;
-            if (out_row >= 0 && out_row < SSIM_ROWS && out_y < (int)height - SSIM_R && col_valid) {
+            if (out_row >= 0 && out_row < SSIM_ROWS && y_in + out_row < height - 2 * SSIM_R && col_valid) {
                 float q[5] = {0.f, 0.f, 0.f, 0.f, 0.f};
                 #pragma unroll
                 for (int t = 0; t < SSIM_WINDOW; ++t) {
@@ -141,6 +175,7 @@ __device__ void ssim_adjacent(const float4* __restrict__ img, unsigned int width
                 }
                 float mu1 = q[0], mu2 = q[1];
                 float sx = q[2] - mu1 * mu1, sy = q[3] - mu2 * mu2, sxy = q[4] - mu1 * mu2;
+                if (CLAMP_VARIANCE) { sx = fmaxf(sx, 0.f); sy = fmaxf(sy, 0.f); }
                 // The denominator lies between about C1 * C2 and 4, where the fast divide is
                 // within 2 ulp.
                 sum += __fdividef((2.f * mu1 * mu2 + SSIM_C1) * (2.f * sxy + SSIM_C2),
@@ -172,11 +207,31 @@ measure_views(const float4* __restrict__ img, unsigned int width, unsigned int h
     unsigned int b = blockIdx.x, per_pair = ssim_cols * ssim_rows;
     if (b < per_pair * pairs) {
         unsigned int in_pair = b % per_pair;
-        ssim_adjacent(img, width, height, ssim_sum, in_pair % ssim_cols, in_pair / ssim_cols, b / per_pair);
+        unsigned int pair = b / per_pair;
+        RenderPixels px{img, (int)width, (int)height};
+        ssim_pair<RenderPixels, false>(px, (int)width, (int)height, ssim_sum, in_pair % ssim_cols,
+                                       in_pair / ssim_cols, pair, (int)pair, (int)pair + 1);
     } else {
         b -= per_pair * pairs;
         view_metrics(img, width, height, acc, bbox, b % view_rows, b / view_rows);
     }
+}
+
+// The validator's SSIM (torchmetrics 1.5.1 `StructuralSimilarityIndexMeasure(data_range=1)`)
+// of views (p, (p + 1) mod views) for every p, wrap-around included, on planar float views
+// (the scorer's 8-bit/255 images): reflect-padded, so `ssim_cols` x `ssim_rows` blocks per
+// pair cover width x height outputs. ssim_sum[p] gets the sum over 3 x height x width.
+extern "C" __global__ void __launch_bounds__(SSIM_THREADS, 4)
+ssim_validator(const float* __restrict__ planes, unsigned int width, unsigned int height,
+               unsigned int views, unsigned int ssim_cols, unsigned int ssim_rows,
+               double* __restrict__ ssim_sum)
+{
+    unsigned int per_pair = ssim_cols * ssim_rows, pair = blockIdx.x / per_pair;
+    unsigned int in_pair = blockIdx.x % per_pair;
+    ValidatorPixels px{planes, (int)width, (int)height};
+    ssim_pair<ValidatorPixels, true>(px, (int)width + 2 * SSIM_R, (int)height + 2 * SSIM_R, ssim_sum,
+                                     in_pair % ssim_cols, in_pair / ssim_cols, pair, (int)pair,
+                                     (int)((pair + 1) % views));
 }
 
 // Resets the accumulators before a render's metrics, on the device (no host copy): acc to 0,

@@ -6,7 +6,7 @@
 //! the views, when asked for).
 
 mod buffers;
-mod compile;
+pub(crate) mod compile;
 mod launch;
 
 use std::{sync::Arc, time::Duration};
@@ -35,6 +35,14 @@ pub enum GpuError {
     Compile { module: &'static str, log: String },
     #[error("{0}")]
     Unavailable(&'static str),
+    #[error("cuBLAS: {0}")]
+    Blas(#[from] cudarc::cublas::result::CublasError),
+    /// The scorer's weights do not fit together (shapes, the position-embedding grid).
+    #[error("scorer model: {0}")]
+    Model(String),
+    /// What the scorer was asked to score does not fit its inputs.
+    #[error("scorer input: {0}")]
+    Input(String),
     #[error("{what} needs {needed} entries, more than the {limit} this renderer supports")]
     TooLarge {
         what: &'static str,

@@ -1,0 +1,244 @@
+//! Device memory by raw address, and cuBLAS's SGEMM on row-major matrices. Everything the
+//! scorer queues goes to one stream, so buffers are addressed directly (no per-argument
+//! event bookkeeping) and kernels and GEMMs take the addresses as plain arguments.
+
+use std::sync::Arc;
+
+use cudarc::{
+    cublas::{sys as blas, CudaBlas},
+    driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError, ValidAsZeroBits},
+};
+
+use crate::gpu::GpuError;
+
+/// A device allocation and its address. Freed (stream-ordered) on drop.
+#[derive(Debug)]
+pub struct Buf<T> {
+    slice: CudaSlice<T>,
+    ptr: u64,
+}
+
+impl<T: DeviceRepr + ValidAsZeroBits> Buf<T> {
+    pub fn zeros(stream: &Arc<CudaStream>, len: usize) -> Result<Self, DriverError> {
+        Ok(Self::wrap(stream, stream.alloc_zeros::<T>(len.max(1))?))
+    }
+
+    pub fn upload(stream: &Arc<CudaStream>, data: &[T]) -> Result<Self, DriverError> {
+        if data.is_empty() {
+            return Self::zeros(stream, 1);
+        }
+        Ok(Self::wrap(stream, stream.clone_htod(data)?))
+    }
+
+    fn wrap(stream: &Arc<CudaStream>, slice: CudaSlice<T>) -> Self {
+        let ptr = {
+            let (ptr, _sync) = slice.device_ptr(stream);
+            ptr
+        };
+        Self { slice, ptr }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slice.len()
+    }
+
+    /// The address of element `offset`.
+    pub fn at(&self, offset: usize) -> u64 {
+        self.ptr + (offset * std::mem::size_of::<T>()) as u64
+    }
+
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    pub fn slice(&self) -> &CudaSlice<T> {
+        &self.slice
+    }
+
+    pub fn slice_mut(&mut self) -> &mut CudaSlice<T> {
+        &mut self.slice
+    }
+
+    pub fn zero(&mut self, stream: &Arc<CudaStream>) -> Result<(), DriverError> {
+        stream.memset_zeros(&mut self.slice)
+    }
+}
+
+/// The address of a slice someone else owns (the renderer's image buffer).
+pub fn address_of<T>(stream: &Arc<CudaStream>, slice: &CudaSlice<T>) -> u64 {
+    let (ptr, _sync) = slice.device_ptr(stream);
+    ptr
+}
+
+/// Whether the GEMMs may use TF32 tensor cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Math {
+    /// Plain FP32 (cuBLAS's default math never uses TF32 unless forced by environment).
+    Fp32,
+    Tf32,
+}
+
+/// A row-major matrix operand: its address, leading dimension and batch stride (elements).
+#[derive(Debug, Clone, Copy)]
+pub struct Mat {
+    pub ptr: u64,
+    pub ld: usize,
+    pub stride: usize,
+}
+
+impl Mat {
+    pub fn new(ptr: u64, ld: usize) -> Self {
+        Self { ptr, ld, stride: 0 }
+    }
+    pub fn strided(ptr: u64, ld: usize, stride: usize) -> Self {
+        Self { ptr, ld, stride }
+    }
+}
+
+/// cuBLAS on the scorer's stream.
+#[derive(Debug)]
+pub struct Blas {
+    blas: CudaBlas,
+    math: Option<Math>,
+}
+
+fn int(v: usize) -> Result<i32, GpuError> {
+    i32::try_from(v).map_err(|_| GpuError::TooLarge {
+        what: "GEMM dimension",
+        needed: v,
+        limit: i32::MAX as usize,
+    })
+}
+
+impl Blas {
+    pub fn new(stream: &Arc<CudaStream>) -> Result<Self, GpuError> {
+        // SAFETY: only tries to open the shared library; cudarc panics later if it is absent.
+        if !unsafe { blas::is_culib_present() } {
+            return Err(GpuError::Unavailable(
+                "the cuBLAS library (libcublas) was not found",
+            ));
+        }
+        Ok(Self {
+            blas: CudaBlas::new(stream.clone())?,
+            math: None,
+        })
+    }
+
+    pub fn set_math(&mut self, math: Math) -> Result<(), GpuError> {
+        if self.math == Some(math) {
+            return Ok(());
+        }
+        let mode = match math {
+            Math::Fp32 => blas::cublasMath_t::CUBLAS_DEFAULT_MATH,
+            Math::Tf32 => blas::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
+        };
+        // SAFETY: the handle is live for self's lifetime.
+        unsafe { blas::cublasSetMathMode(*self.blas.handle(), mode) }.result()?;
+        self.math = Some(math);
+        Ok(())
+    }
+
+    /// Row-major `C[m×n] = alpha · A[m×k] · op(B) + beta · C`, `batch` times with the
+    /// operands' strides, where op(B) = Bᵀ for `B[n×k]` (`b_transposed`: a `Linear` weight,
+    /// or K in QKᵀ) and B for `B[k×n]` otherwise. Column-major cuBLAS computes Cᵀ = op(B)ᵀ·Aᵀ,
+    /// so the operands swap and no weight is transposed.
+    ///
+    /// # Safety
+    /// Every operand must address device memory holding the matrices it describes.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        a: Mat,
+        b: Mat,
+        b_transposed: bool,
+        beta: f32,
+        c: Mat,
+        batch: usize,
+    ) -> Result<(), GpuError> {
+        let op_b = if b_transposed {
+            blas::cublasOperation_t::CUBLAS_OP_T
+        } else {
+            blas::cublasOperation_t::CUBLAS_OP_N
+        };
+        let stride = |s: usize| -> Result<i64, GpuError> {
+            i64::try_from(s).map_err(|_| GpuError::TooLarge {
+                what: "GEMM stride",
+                needed: s,
+                limit: i64::MAX as usize,
+            })
+        };
+        // SAFETY: the caller vouches for the operands; the handle is live.
+        unsafe {
+            blas::cublasSgemmStridedBatched(
+                *self.blas.handle(),
+                op_b,
+                blas::cublasOperation_t::CUBLAS_OP_N,
+                int(n)?,
+                int(m)?,
+                int(k)?,
+                &alpha,
+                b.ptr as *const f32,
+                int(b.ld)?,
+                stride(b.stride)?,
+                a.ptr as *const f32,
+                int(a.ld)?,
+                stride(a.stride)?,
+                &beta,
+                c.ptr as *mut f32,
+                int(c.ld)?,
+                stride(c.stride)?,
+                int(batch)?,
+            )
+        }
+        .result()?;
+        Ok(())
+    }
+
+    /// [`Blas::gemm`] over arrays of operand addresses (device arrays of `batch` addresses
+    /// each), for batches whose operands are not evenly strided.
+    ///
+    /// # Safety
+    /// As [`Blas::gemm`], for every address in the arrays.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_arrays(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        alpha: f32,
+        (a, lda): (u64, usize),
+        (b, ldb): (u64, usize),
+        b_transposed: bool,
+        beta: f32,
+        (c, ldc): (u64, usize),
+        batch: usize,
+    ) -> Result<(), GpuError> {
+        let op_b = if b_transposed {
+            blas::cublasOperation_t::CUBLAS_OP_T
+        } else {
+            blas::cublasOperation_t::CUBLAS_OP_N
+        };
+        // SAFETY: the caller vouches for the address arrays; the handle is live.
+        unsafe {
+            blas::cublasSgemmBatched(
+                *self.blas.handle(),
+                op_b,
+                blas::cublasOperation_t::CUBLAS_OP_N,
+                int(n)?,
+                int(m)?,
+                int(k)?,
+                &alpha,
+                b as *const *const f32,
+                int(ldb)?,
+                a as *const *const f32,
+                int(lda)?,
+                &beta,
+                c as *const *mut f32,
+                int(ldc)?,
+                int(batch)?,
+            )
+        }
+        .result()?;
+        Ok(())
+    }
+}
