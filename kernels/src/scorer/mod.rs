@@ -74,6 +74,41 @@ impl Scorer {
     }
 }
 
+impl Scorer {
+    /// The GEMM arithmetic of the GPU path (no effect on the CPU reference).
+    pub fn set_precision(&mut self, precision: gpu::ScorerPrecision) {
+        if let Some(gpu) = &mut self.gpu {
+            gpu.set_precision(precision);
+        }
+    }
+
+    /// The CLS embeddings of the last GPU-scored views (parity checks); `None` on the CPU.
+    pub fn last_cls_embeddings(&self, views: usize) -> Result<Option<Vec<Vec<f32>>>, KernelError> {
+        match &self.gpu {
+            Some(gpu) => Ok(Some(gpu.last_cls_embeddings(views)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Scores `renderer`'s last render again, straight from its image buffer (benchmarks:
+    /// the score alone, without the render). `None` when either is on the CPU.
+    pub fn rescore_last_render(
+        &mut self,
+        renderer: &Renderer,
+        rig: &Rig,
+    ) -> Result<Option<PartScores>, KernelError> {
+        match (renderer.backend(), &mut self.gpu) {
+            (Backend::Cuda(r), Some(gpu)) => Ok(Some(gpu.score_render(
+                r.image(),
+                rig.views(),
+                rig.width,
+                rig.height,
+            )?)),
+            _ => Ok(None),
+        }
+    }
+}
+
 impl Renderer {
     /// Renders and measures as [`Renderer::render_and_measure`], then scores the render with
     /// `scorer`: on the GPU straight from the image buffer, on the CPU from the views.

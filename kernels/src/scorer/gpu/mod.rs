@@ -262,6 +262,18 @@ impl GpuScorer {
         self.score_planes(views, w, h)
     }
 
+    /// The CLS embeddings (`last_hidden_state[:, 0]`, after the final LayerNorm) of the last
+    /// scored batch's first `views` views, for parity checks against transformers.
+    pub fn last_cls_embeddings(&self, views: usize) -> Result<Vec<Vec<f32>>, GpuError> {
+        let hidden = self.weights.config.hidden_size;
+        let n = views.min(self.work.views) * hidden;
+        let mut host = vec![0f32; n];
+        let src = self.work.scratch.slice().slice(0..n);
+        self.stream.memcpy_dtoh(&src, &mut host)?;
+        self.stream.synchronize()?;
+        Ok(host.chunks(hidden).map(<[f32]>::to_vec).collect())
+    }
+
     /// Uploads 8-bit images and scores them (the `score` CLI, parity checks).
     pub fn score_images(&mut self, images: &ScoreImages) -> Result<PartScores, GpuError> {
         let (views, w, h) = (images.views, images.width, images.height);
