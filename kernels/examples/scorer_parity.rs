@@ -6,7 +6,8 @@
 //! reference. Writes `ours_gpu_fp32.json`, `ours_gpu_fast.json`, `ours_cpu.json` (the
 //! numbers and the CLS embeddings) and prints the GPU times, median of `--reps`.
 //!
-//! `scorer_parity --models DIR --out DIR [--cases N] [--reps N] [--no-cpu]`
+//! `scorer_parity --models DIR --out DIR [--cases N] [--reps N] [--warmup N] [--chunks 96,1,2,4]
+//! [--no-cpu]`
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Instant};
 
@@ -29,6 +30,8 @@ struct Args {
     out: PathBuf,
     cases: usize,
     reps: usize,
+    warmup: usize,
+    chunks: Vec<usize>,
     cpu: bool,
 }
 
@@ -38,6 +41,8 @@ fn args() -> Result<Args, String> {
         out: PathBuf::from("/tmp/scorer/ours"),
         cases: 4,
         reps: 20,
+        warmup: 3,
+        chunks: Vec::new(),
         cpu: true,
     };
     let mut it = std::env::args().skip(1);
@@ -48,6 +53,13 @@ fn args() -> Result<Args, String> {
             "--out" => a.out = PathBuf::from(value()?),
             "--cases" => a.cases = value()?.parse().map_err(|e| format!("--cases: {e}"))?,
             "--reps" => a.reps = value()?.parse().map_err(|e| format!("--reps: {e}"))?,
+            "--warmup" => a.warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
+            "--chunks" => {
+                a.chunks = value()?
+                    .split(',')
+                    .map(|c| c.parse().map_err(|e| format!("--chunks: {e}")))
+                    .collect::<Result<_, String>>()?
+            }
             "--no-cpu" => a.cpu = false,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -153,14 +165,14 @@ fn run() -> Result<(), String> {
                 ScorerPrecision::Tf32 => "tf32",
             };
             let mut t = Vec::new();
-            for rep in 0..a.reps + 3 {
+            for rep in 0..a.reps + a.warmup {
                 let t0 = Instant::now();
                 scorer
                     .rescore_last_render(&renderer, &rig)
                     .map_err(|e| e.to_string())?
                     .ok_or("the scorer is not on the GPU")?;
                 let ms = t0.elapsed().as_secs_f64() * 1e3;
-                if rep >= 3 {
+                if rep >= a.warmup {
                     t.push(ms);
                 }
             }
@@ -169,6 +181,32 @@ fn run() -> Result<(), String> {
                 median_ms(t.clone())
             );
             times.entry(key).or_default().extend(t);
+        }
+    }
+    // The attention chunk (view, head pairs per step) against the score's time, on the last
+    // render; then back to the default.
+    for &chunk in &a.chunks {
+        scorer
+            .set_attention_chunk(Some(chunk))
+            .map_err(|e| e.to_string())?;
+        for precision in [ScorerPrecision::Fp32, ScorerPrecision::Tf32] {
+            scorer.set_precision(precision);
+            let mut t = Vec::new();
+            for rep in 0..a.reps + a.warmup {
+                let t0 = Instant::now();
+                scorer
+                    .rescore_last_render(&renderer, &rig)
+                    .map_err(|e| e.to_string())?;
+                if rep >= a.warmup {
+                    t.push(t0.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            if !t.is_empty() {
+                println!(
+                    "parity: attention chunk {chunk:3}, {precision:?}: median {:.3} ms",
+                    median_ms(t)
+                );
+            }
         }
     }
     let write = |file: &str, cases: Value| -> Result<(), String> {
@@ -181,7 +219,7 @@ fn run() -> Result<(), String> {
     if a.cpu {
         write("ours_cpu.json", cpu_out)?;
     }
-    for (key, t) in times {
+    for (key, t) in times.into_iter().filter(|(_, t)| !t.is_empty()) {
         println!("parity: GPU IQA + SSIM + LPIPS of 16 views at 518, {key}: median {:.3} ms over {} runs", median_ms(t.clone()), t.len());
     }
     Ok(())

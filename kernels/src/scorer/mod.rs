@@ -82,6 +82,14 @@ impl Scorer {
         }
     }
 
+    /// (view, head) pairs per attention step on the GPU (benchmarks; `None`: the L2 budget's).
+    pub fn set_attention_chunk(&mut self, chunk: Option<usize>) -> Result<(), KernelError> {
+        if let Some(gpu) = &mut self.gpu {
+            gpu.set_attention_chunk(chunk)?;
+        }
+        Ok(())
+    }
+
     /// The CLS embeddings of the last GPU-scored views (parity checks); `None` on the CPU.
     pub fn last_cls_embeddings(&self, views: usize) -> Result<Option<Vec<Vec<f32>>>, KernelError> {
         match &self.gpu {

@@ -38,6 +38,11 @@ pub enum ScorerPrecision {
     Tf32,
 }
 
+/// The attention scores of one chunk of (view, head) pairs are sized to stay in L2 (50 MB on
+/// an H100, 60 MB on an H200) from their GEMM through the softmax to P·V: at 1370 tokens,
+/// three 7.5 MB matrices.
+const ATTENTION_L2_BYTES: usize = 24 << 20;
+
 /// The views per render the buffers are first sized for (the validator's rig).
 const INITIAL_VIEWS: usize = 16;
 const INITIAL_SIDE: usize = 518;
@@ -134,7 +139,11 @@ struct Work {
     pooled: Vec<Buf<f32>>,
     /// O = P·V's operand addresses per (view, head), for `views` views: P, V, then the
     /// context rows (the heads of a view side by side, so O lands in `[tokens, hidden]`).
+    /// P of pair `i` is score matrix `i mod attention_chunk`.
     pv_ptrs: Buf<u64>,
+    /// (view, head) pairs whose attention scores are computed, softmaxed and applied
+    /// together: few enough that their score matrices stay in L2 between the three steps.
+    attention_chunk: usize,
     quality: Buf<f32>,
     scratch: Buf<f32>,
     ssim: Buf<f64>,
@@ -148,6 +157,7 @@ impl Work {
         w: &Weights,
         views: usize,
         pixels: usize,
+        attention_chunk: Option<usize>,
     ) -> Result<Self, GpuError> {
         let cfg = w.config;
         let (h, t, p) = (cfg.hidden_size, cfg.tokens(), cfg.patch_size);
@@ -169,19 +179,24 @@ impl Work {
                 pooled.push(z(numel(st.input))?);
             }
         }
-        let scores = z(views * cfg.num_attention_heads * t * t)?;
+        let pairs = views * cfg.num_attention_heads;
+        let chunk = attention_chunk
+            .unwrap_or(ATTENTION_L2_BYTES / (t * t * 4))
+            .clamp(1, pairs.max(1));
+        let scores = z(chunk * t * t)?;
         let heads = z(3 * m * h)?;
         let ctx = z(m * h)?;
         let (nh, dim) = (cfg.num_attention_heads, cfg.head_dim());
         let bh = views * nh;
         let mut ptrs = Vec::with_capacity(3 * bh);
-        ptrs.extend((0..bh).map(|i| scores.at(i * t * t)));
+        ptrs.extend((0..bh).map(|i| scores.at((i % chunk) * t * t)));
         ptrs.extend((0..bh).map(|i| heads.at(2 * m * h + i * t * dim)));
         ptrs.extend((0..bh).map(|i| ctx.at((i / nh) * t * h + (i % nh) * dim)));
         Ok(Self {
             views,
             pixels,
             pv_ptrs: Buf::upload(s, &ptrs)?,
+            attention_chunk: chunk,
             planes: z(views * 3 * pixels)?,
             cols: z(patch_cols.max(conv_cols))?,
             x: z(m * h)?,
@@ -214,7 +229,13 @@ impl GpuScorer {
         let kernels = Kernels::load(ctx)?;
         let blas = Blas::new(stream)?;
         let weights = Weights::upload(stream, models)?;
-        let work = Work::new(stream, &weights, INITIAL_VIEWS, INITIAL_SIDE * INITIAL_SIDE)?;
+        let work = Work::new(
+            stream,
+            &weights,
+            INITIAL_VIEWS,
+            INITIAL_SIDE * INITIAL_SIDE,
+            None,
+        )?;
         Ok(Self {
             stream: stream.clone(),
             kernels,
@@ -232,6 +253,19 @@ impl GpuScorer {
 
     pub fn set_precision(&mut self, precision: ScorerPrecision) {
         self.precision = precision;
+    }
+
+    /// (view, head) pairs per attention step (benchmarks; `None`: as many as fit the L2
+    /// budget). Reallocates the work buffers.
+    pub fn set_attention_chunk(&mut self, chunk: Option<usize>) -> Result<(), GpuError> {
+        let (views, pixels) = (self.work.views, self.work.pixels);
+        self.work = Work::new(&self.stream, &self.weights, 1, 1, Some(1))?;
+        self.work = Work::new(&self.stream, &self.weights, views, pixels, chunk)?;
+        Ok(())
+    }
+
+    pub fn attention_chunk(&self) -> usize {
+        self.work.attention_chunk
     }
 
     /// Scores the renderer's image buffer (`views × height × width` RGBA `f32`, view-major),
@@ -319,8 +353,9 @@ impl GpuScorer {
             let views = views.max(self.work.views);
             let pixels = (w * h).max(self.work.pixels);
             // Free the old buffers first: the attention scores alone are large.
-            self.work = Work::new(&self.stream, &self.weights, 1, 1)?;
-            self.work = Work::new(&self.stream, &self.weights, views, pixels)?;
+            let chunk = Some(self.work.attention_chunk);
+            self.work = Work::new(&self.stream, &self.weights, 1, 1, chunk)?;
+            self.work = Work::new(&self.stream, &self.weights, views, pixels, chunk)?;
         }
         Ok((w, h))
     }
@@ -444,32 +479,41 @@ impl GpuScorer {
                 (views, t, hd, heads),
                 (q, kb, v),
             )?;
-            unsafe {
-                b.gemm(
-                    (t, t, dim),
-                    scale,
-                    Mat::strided(q, dim, t * dim),
-                    Mat::strided(kb, dim, t * dim),
-                    true,
-                    0.0,
-                    Mat::strided(wk.scores.ptr(), t, t * t),
-                    views * heads,
-                )?;
-            }
-            k.softmax_rows(s, wk.scores.ptr(), views * heads * t, t)?;
-            // O = P·V for every (view, head) in one call, each head's O into its columns
-            // of the view's context rows.
-            unsafe {
-                b.gemm_arrays(
-                    (t, dim, t),
-                    1.0,
-                    (p_ptrs, t),
-                    (v_ptrs, dim),
-                    false,
-                    0.0,
-                    (o_ptrs, hd),
-                    views * heads,
-                )?;
+            // Scores, softmax and P·V chunk by chunk of (view, head) pairs, so each chunk's
+            // score matrices stay in L2 between the three steps.
+            let pairs = views * heads;
+            let chunk = wk.attention_chunk;
+            for c0 in (0..pairs).step_by(chunk) {
+                let nb = chunk.min(pairs - c0);
+                let qk_offset = (c0 * t * dim * 4) as u64;
+                let ptr_offset = (c0 * 8) as u64;
+                unsafe {
+                    b.gemm(
+                        (t, t, dim),
+                        scale,
+                        Mat::strided(q + qk_offset, dim, t * dim),
+                        Mat::strided(kb + qk_offset, dim, t * dim),
+                        true,
+                        0.0,
+                        Mat::strided(wk.scores.ptr(), t, t * t),
+                        nb,
+                    )?;
+                }
+                k.softmax_rows(s, wk.scores.ptr(), nb * t, t)?;
+                // O = P·V for the chunk's pairs, each head's O into its columns of the
+                // view's context rows.
+                unsafe {
+                    b.gemm_arrays(
+                        (t, dim, t),
+                        1.0,
+                        (p_ptrs + ptr_offset, t),
+                        (v_ptrs + ptr_offset, dim),
+                        false,
+                        0.0,
+                        (o_ptrs + ptr_offset, hd),
+                        nb,
+                    )?;
+                }
             }
             unsafe {
                 b.gemm(
