@@ -52,8 +52,8 @@ VALIDATORS=8
 TIME_SCALE=60
 GAUSSIANS=8000
 # [worker.scorer] threshold for the tiny random-weight models: measured on the sample
-# generator's 8 k-gaussian answers, their predicted scores lie at 0.65-0.70 (16 views at 48 and
-# 128 px); pass at threshold + margin (0.05) = 0.60. The real validator's is 0.6.
+# generator's 8 k-gaussian answers, their predicted scores lie at about 0.64-0.70 (16 views at
+# 48 and 128 px); pass at threshold + margin (0.05) = 0.60. The real validator's is 0.6.
 DEMO_THRESHOLD=${DEMO_THRESHOLD:-0.55}
 DURATION=0
 SAMPLE_SECS=0

@@ -41,7 +41,7 @@ WITH judged AS (
            CASE WHEN gate_mode = 'validator' AND accepted
                 THEN score - least(gate_score, 1) END AS validator_minus_predicted
     FROM judged
-    WHERE gate_score IS NOT NULL AND gate_score = gate_score  -- NaN is no score
+    WHERE gate_score IS NOT NULL AND gate_score <> 'NaN'::float8
 ), buckets AS (
     SELECT gate_mode, bucket, width,
            count(*) AS submitted,

@@ -472,6 +472,17 @@ async fn calibration_compares_predicted_scores_with_the_validators_verdicts() {
         },
     )
     .await;
+    // A local score that is not a number is no score: left out.
+    seed(
+        &pool,
+        Seed {
+            task: "g2",
+            local: Some(f32::NAN),
+            fidelity: Some(0.9),
+            ..base
+        },
+    )
+    .await;
 
     let t = reports::run_report(&pool, Report::Calibration, "7d", GroupBy::Validator)
         .await
