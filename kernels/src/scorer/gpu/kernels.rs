@@ -215,12 +215,12 @@ impl Kernels {
         y: u64,
         (bias, ls): (u64, u64),
         norm: Option<(u64, u64, f32)>,
-        n_rows: usize,
-        hidden: usize,
+        (n_rows, hidden, x_stride): (usize, usize, usize),
         xn: u64,
     ) -> Result<(), GpuError> {
         let (ln_w, ln_b, eps) = norm.unwrap_or((0, 0, 0.0));
         let (r, hd) = (u32_of("rows", n_rows)?, u32_of("hidden", hidden)?);
+        let xs = u32_of("row stride", x_stride)?;
         let mut l = s.launch_builder(&self.residual_norm);
         l.arg(&x)
             .arg(&y)
@@ -231,8 +231,10 @@ impl Kernels {
             .arg(&eps)
             .arg(&r)
             .arg(&hd)
+            .arg(&xs)
             .arg(&xn);
-        // SAFETY: matches `residual_norm`; x, y and xn hold rows·hidden floats.
+        // SAFETY: matches `residual_norm`; x holds rows·x_stride floats, y and xn
+        // rows·hidden.
         unsafe { l.launch(rows(n_rows)?) }?;
         Ok(())
     }

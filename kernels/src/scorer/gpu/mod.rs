@@ -459,6 +459,7 @@ impl GpuScorer {
         let (p_ptrs, v_ptrs, o_ptrs) = (wk.pv_ptrs.ptr(), wk.pv_ptrs.at(bh), wk.pv_ptrs.at(2 * bh));
         let scale = 1.0 / (dim as f32).sqrt();
         for (i, layer) in wt.layers.iter().enumerate() {
+            let last = i + 1 == wt.layers.len();
             // Self-attention.
             unsafe {
                 b.gemm(
@@ -479,45 +480,80 @@ impl GpuScorer {
                 (views, t, hd, heads),
                 (q, kb, v),
             )?;
-            // Scores, softmax and P·V chunk by chunk of (view, head) pairs, so each chunk's
-            // score matrices stay in L2 between the three steps.
             let pairs = views * heads;
-            let chunk = wk.attention_chunk;
-            for c0 in (0..pairs).step_by(chunk) {
-                let nb = chunk.min(pairs - c0);
-                let qk_offset = (c0 * t * dim * 4) as u64;
-                let ptr_offset = (c0 * 8) as u64;
+            if last {
+                // The CLS query of every (view, head) against all keys: one score row per
+                // pair, and its context row into ctx as [views, hidden] (pair i = view·heads
+                // + head lands at i·head_dim).
                 unsafe {
                     b.gemm(
-                        (t, t, dim),
+                        (1, t, dim),
                         scale,
-                        Mat::strided(q + qk_offset, dim, t * dim),
-                        Mat::strided(kb + qk_offset, dim, t * dim),
+                        Mat::strided(q, dim, t * dim),
+                        Mat::strided(kb, dim, t * dim),
                         true,
                         0.0,
-                        Mat::strided(wk.scores.ptr(), t, t * t),
-                        nb,
+                        Mat::strided(wk.scores.ptr(), t, t),
+                        pairs,
                     )?;
                 }
-                k.softmax_rows(s, wk.scores.ptr(), nb * t, t)?;
-                // O = P·V for the chunk's pairs, each head's O into its columns of the
-                // view's context rows.
+                k.softmax_rows(s, wk.scores.ptr(), pairs, t)?;
                 unsafe {
-                    b.gemm_arrays(
-                        (t, dim, t),
+                    b.gemm(
+                        (1, dim, t),
                         1.0,
-                        (p_ptrs + ptr_offset, t),
-                        (v_ptrs + ptr_offset, dim),
+                        Mat::strided(wk.scores.ptr(), t, t),
+                        Mat::strided(v, dim, t * dim),
                         false,
                         0.0,
-                        (o_ptrs + ptr_offset, hd),
-                        nb,
+                        Mat::strided(wk.ctx.ptr(), dim, dim),
+                        pairs,
                     )?;
                 }
+            } else {
+                // Scores, softmax and P·V chunk by chunk of (view, head) pairs, so each chunk's
+                // score matrices stay in L2 between the three steps.
+                let chunk = wk.attention_chunk;
+                for c0 in (0..pairs).step_by(chunk) {
+                    let nb = chunk.min(pairs - c0);
+                    let qk_offset = (c0 * t * dim * 4) as u64;
+                    let ptr_offset = (c0 * 8) as u64;
+                    unsafe {
+                        b.gemm(
+                            (t, t, dim),
+                            scale,
+                            Mat::strided(q + qk_offset, dim, t * dim),
+                            Mat::strided(kb + qk_offset, dim, t * dim),
+                            true,
+                            0.0,
+                            Mat::strided(wk.scores.ptr(), t, t * t),
+                            nb,
+                        )?;
+                    }
+                    k.softmax_rows(s, wk.scores.ptr(), nb * t, t)?;
+                    // O = P·V for the chunk's pairs, each head's O into its columns of the
+                    // view's context rows.
+                    unsafe {
+                        b.gemm_arrays(
+                            (t, dim, t),
+                            1.0,
+                            (p_ptrs + ptr_offset, t),
+                            (v_ptrs + ptr_offset, dim),
+                            false,
+                            0.0,
+                            (o_ptrs + ptr_offset, hd),
+                            nb,
+                        )?;
+                    }
+                }
             }
+            // The last layer's outputs are read only at the CLS rows (the head), so after its
+            // attention (all tokens' keys and values, the CLS queries alone) it runs on the
+            // CLS rows only: `rows` rows of x, `x_stride` floats apart; y, xn, wide compact.
+            let (rows, x_stride) = if last { (views, t * hd) } else { (m, hd) };
             unsafe {
                 b.gemm(
-                    (m, hd, hd),
+                    (rows, hd, hd),
                     1.0,
                     Mat::new(wk.ctx.ptr(), hd),
                     Mat::new(layer.out_w.ptr(), hd),
@@ -533,14 +569,13 @@ impl GpuScorer {
                 wk.y.ptr(),
                 (layer.out_b.ptr(), layer.ls1.ptr()),
                 Some(norm_of(&layer.norm2)),
-                m,
-                hd,
+                (rows, hd, x_stride),
                 wk.xn.ptr(),
             )?;
             // MLP.
             unsafe {
                 b.gemm(
-                    (m, mlp, hd),
+                    (rows, mlp, hd),
                     1.0,
                     Mat::new(wk.xn.ptr(), hd),
                     Mat::new(layer.fc1_w.ptr(), hd),
@@ -550,10 +585,10 @@ impl GpuScorer {
                     1,
                 )?;
             }
-            k.bias_gelu(s, wk.wide.ptr(), layer.fc1_b.ptr(), m, mlp)?;
+            k.bias_gelu(s, wk.wide.ptr(), layer.fc1_b.ptr(), rows, mlp)?;
             unsafe {
                 b.gemm(
-                    (m, hd, mlp),
+                    (rows, hd, mlp),
                     1.0,
                     Mat::new(wk.wide.ptr(), mlp),
                     Mat::new(layer.fc2_w.ptr(), mlp),
@@ -572,8 +607,7 @@ impl GpuScorer {
                 wk.y.ptr(),
                 (layer.fc2_b.ptr(), layer.ls2.ptr()),
                 next,
-                m,
-                hd,
+                (rows, hd, x_stride),
                 wk.xn.ptr(),
             )?;
         }

@@ -155,16 +155,17 @@ extern "C" __global__ void embed_finish(float* __restrict__ x, const float* __re
 
 // x += ls ⊙ (y + bias) (HF Dinov2Layer's layer scale and residual), then, when ln_w is not
 // null, LayerNorm of the new x into `xn`. A warp per row.
+// Rows of x are x_stride floats apart (hidden, or tokens·hidden for the CLS rows alone).
 extern "C" __global__ void residual_norm(float* __restrict__ x, const float* __restrict__ y,
                                          const float* __restrict__ bias, const float* __restrict__ ls,
                                          const float* __restrict__ ln_w, const float* __restrict__ ln_b,
                                          float eps, unsigned int rows, unsigned int hidden,
-                                         float* __restrict__ xn)
+                                         unsigned int x_stride, float* __restrict__ xn)
 {
     unsigned int row = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP;
     if (row >= rows) return;
     unsigned int lane = threadIdx.x & 31;
-    float* r = x + (size_t)row * hidden;
+    float* r = x + (size_t)row * x_stride;
     const float* yr = y + (size_t)row * hidden;
     for (unsigned int c = lane; c < hidden; c += WARP) r[c] = ls[c] * (yr[c] + bias[c]) + r[c];
     if (ln_w == nullptr) return;
