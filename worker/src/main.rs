@@ -3,9 +3,12 @@
 
 use std::process::ExitCode;
 
-use clap::{parser::ValueSource, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use splatfleet_common::role::{self, CommonArgs, Role};
-use splatfleet_worker::{check::CheckArgs, score::ScoreArgs};
+use splatfleet_worker::{
+    check::{self, CheckArgs},
+    score::ScoreArgs,
+};
 
 /// Generate, render and gate Gaussian-splat models for queued tasks on one GPU.
 #[derive(Debug, Parser)]
@@ -38,13 +41,8 @@ fn main() -> ExitCode {
     let gpu = args.gpu;
     match &args.command {
         Some(Command::Check(check_args)) => {
-            // Only a config someone named is required to exist; see `check::gate_settings`.
-            let named = matches!(
-                matches.value_source("config"),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            );
-            let config = named.then_some(args.common.config.as_path());
-            splatfleet_worker::check::run(check_args, config, gpu)
+            let config = check::named_config(&matches, &args.common.config);
+            check::run(check_args, config, gpu)
         }
         Some(Command::Score(score_args)) => splatfleet_worker::score::run(score_args, gpu),
         // Model files that cannot be used stop the start with exit 78, as a bad config does.

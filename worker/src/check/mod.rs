@@ -103,6 +103,16 @@ pub fn gate_settings(
     Ok((config.worker, format!("[worker] of {}", path.display())))
 }
 
+/// The config path when someone named it (`--config` or `SPLATFLEET_CONFIG`): only a named
+/// config is required to exist (see [`gate_settings`]).
+pub fn named_config<'a>(matches: &clap::ArgMatches, path: &'a Path) -> Option<&'a Path> {
+    let named = matches!(
+        matches.value_source("config"),
+        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+    );
+    named.then_some(path)
+}
+
 /// Runs a check and returns its exit status; see [`CheckArgs`].
 pub fn run(args: &CheckArgs, explicit_config: Option<&Path>, gpu: usize) -> ExitCode {
     match run_checks(args, explicit_config, gpu) {
