@@ -1,6 +1,7 @@
 //! Numbers the CPU reference and the CUDA kernels share, each with where it comes from. The
 //! CUDA sources receive them as `#define`s generated from these constants, so the two paths
-//! cannot drift apart.
+//! cannot drift apart; the prelude also carries the launch and buffer layout the host and the
+//! kernels share (`gpu::layout`).
 
 /// SH band-0 constant: DC colour = 0.5 + SH_C0 · f_dc (three-gen-subnet `validation/engine/io/ply/loader.py`).
 pub const SH_C0: f32 = 0.282_094_8;
@@ -59,8 +60,8 @@ __device__ __forceinline__ float ordered_to_float(unsigned int u) {
 }
 ";
 
-/// The constants as C `#define`s, prepended to every CUDA source, and the helpers more than
-/// one source uses.
+/// The constants and the layout (`gpu::layout`) as C `#define`s, prepended to every CUDA
+/// source, and the helpers more than one source uses.
 pub fn cuda_prelude() -> String {
     // Shortest round-trip digits, so the kernel's float literals are the same floats.
     let weights = ssim_window()
@@ -89,7 +90,8 @@ pub fn cuda_prelude() -> String {
          #define TILE_SIZE {TILE_SIZE}\n#define QUAT_NORM_EPS {QUAT_NORM_EPS:e}f\n\
          #define SILHOUETTE_ALPHA {SILHOUETTE_ALPHA:e}f\n#define REF_BBOX_SIZE {REF_BBOX_SIZE:e}f\n#define FLOATER_RMS_FACTOR {FLOATER_RMS_FACTOR:e}f\n\
          #define SSIM_WINDOW {SSIM_WINDOW}\n#define SSIM_C1 {SSIM_C1:e}f\n#define SSIM_C2 {SSIM_C2:e}f\n\
-         #define SSIM_WEIGHTS {weights}\n{scorer}{ORDERED_FLOAT_HELPERS}"
+         #define SSIM_WEIGHTS {weights}\n{scorer}{layout}{ORDERED_FLOAT_HELPERS}",
+        layout = crate::gpu::layout::cuda_defines()
     )
 }
 

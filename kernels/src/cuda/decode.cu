@@ -8,18 +8,21 @@ struct Cam {
     float t[3];
     float fx, fy, cx, cy, near_plane, far_plane;
 };
+static_assert(sizeof(Cam) == CAMERA_FLOATS * sizeof(float), "the host uploads CAMERA_FLOATS a camera");
 
 __device__ __forceinline__ float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-// stats: [0] sum of all coordinates, [1] sum w, [2..4] sum w*p, [5] sum w*|p|^2 (w = sigmoid opacity)
-// bounds: ordered-encoded min x,y,z then max x,y,z (pre-set to 0xffffffff / 0 by the host)
+// stats (MODEL_STATS_WORDS): [0] sum of all coordinates, [1] sum w, [2..4] sum w*p, [5] sum w*|p|^2
+// (w = sigmoid opacity). bounds (MODEL_BOUNDS_WORDS): ordered-encoded min x,y,z then max x,y,z
+// (pre-set to 0xffffffff / 0 by the host).
+static_assert(MODEL_STATS_WORDS == 6 && MODEL_BOUNDS_WORDS == 6, "model_stats' sums and bounds");
 extern "C" __global__ void model_stats(
     const float* __restrict__ positions, const float* __restrict__ opacity_logits, unsigned int n,
     double* __restrict__ stats, unsigned int* __restrict__ bounds)
 {
-    __shared__ double s_acc[6][32];
-    __shared__ unsigned int s_bounds[6][32];
-    double acc[6] = {0, 0, 0, 0, 0, 0};
+    __shared__ double s_acc[MODEL_STATS_WORDS][32];
+    __shared__ unsigned int s_bounds[MODEL_BOUNDS_WORDS][32];
+    double acc[MODEL_STATS_WORDS] = {0, 0, 0, 0, 0, 0};
     unsigned int lo[3] = {0xffffffffu, 0xffffffffu, 0xffffffffu};
     unsigned int hi[3] = {0u, 0u, 0u};
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
@@ -37,7 +40,7 @@ extern "C" __global__ void model_stats(
         }
     }
     for (int off = 16; off > 0; off >>= 1) {
-        for (int k = 0; k < 6; ++k) acc[k] += __shfl_down_sync(0xffffffffu, acc[k], off);
+        for (int k = 0; k < MODEL_STATS_WORDS; ++k) acc[k] += __shfl_down_sync(0xffffffffu, acc[k], off);
         for (int a = 0; a < 3; ++a) {
             lo[a] = min(lo[a], __shfl_down_sync(0xffffffffu, lo[a], off));
             hi[a] = max(hi[a], __shfl_down_sync(0xffffffffu, hi[a], off));
@@ -45,13 +48,13 @@ extern "C" __global__ void model_stats(
     }
     unsigned int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (lane == 0) {
-        for (int k = 0; k < 6; ++k) s_acc[k][warp] = acc[k];
+        for (int k = 0; k < MODEL_STATS_WORDS; ++k) s_acc[k][warp] = acc[k];
         for (int a = 0; a < 3; ++a) { s_bounds[a][warp] = lo[a]; s_bounds[3 + a][warp] = hi[a]; }
     }
     __syncthreads();
     if (threadIdx.x == 0) {
         unsigned int warps = (blockDim.x + 31) / 32;
-        for (int k = 0; k < 6; ++k) {
+        for (int k = 0; k < MODEL_STATS_WORDS; ++k) {
             double s = 0;
             for (unsigned int w = 0; w < warps; ++w) s += s_acc[k][w];
             atomicAdd(&stats[k], s);

@@ -5,25 +5,26 @@
 // image). CPU reference: cpu/metrics.rs. The same SSIM code also gives the validator's SSIM
 // (reflect padding, every pixel, wrap-around pair) to the scorer: `ssim_validator`.
 
-#define SSIM_R (SSIM_WINDOW / 2)
-#define SSIM_COLS 64                         // output columns per block: two warps per channel
-#define SSIM_ROWS 128                        // output rows per block
+// SSIM_R, SSIM_COLS and SSIM_ROWS (output columns and rows per block), SSIM_THREADS (one
+// per output column and channel), VIEW_METRICS_ROWS (image rows per view-metrics block) and
+// the accumulators' and summary's layout come from the prelude (gpu/layout.rs).
 #define SSIM_IN_COLS (SSIM_COLS + 2 * SSIM_R)
 #define SSIM_CHUNKS ((SSIM_ROWS + 2 * SSIM_R + SSIM_WINDOW - 1) / SSIM_WINDOW)
-#define SSIM_THREADS (3 * SSIM_COLS)
-#define VIEW_METRICS_ROWS 8     // image rows per block
 #define VIEW_METRICS_THREADS SSIM_THREADS  // both run in one launch
+static_assert(SSIM_THREADS == 3 * SSIM_COLS, "one SSIM thread per output column and channel");
+static_assert(VIEW_ACC_WORDS == 8 && VIEW_BBOX_WORDS == 4, "view_metrics' accumulators and box");
 
-// acc per view (8 doubles): count, r, g, b, saturation, laplacian n, sum, sum of squares.
-// bbox per view (4 ints): min x, min y, max x, max y (pre-set to INT_MAX, INT_MAX, -1, -1).
-// A block walks 8 rows of one view, each thread about 20 pixels, so the reductions and the
-// atomics are paid once per 4 k pixels instead of once per pixel.
+// acc per view (VIEW_ACC_WORDS doubles): count, r, g, b, saturation, laplacian n, sum, sum of
+// squares. bbox per view (VIEW_BBOX_WORDS ints): min x, min y, max x, max y (pre-set to
+// INT_MAX, INT_MAX, -1, -1).
+// A block walks VIEW_METRICS_ROWS (8) rows of one view, each thread about 20 pixels, so the
+// reductions and the atomics are paid once per 4 k pixels instead of once per pixel.
 __device__ void view_metrics(const float4* __restrict__ img, unsigned int width, unsigned int height,
                              double* __restrict__ acc, int* __restrict__ bbox, unsigned int row_block,
                              unsigned int view)
 {
-    __shared__ double s_acc[8][VIEW_METRICS_THREADS / 32];
-    __shared__ int s_box[4][VIEW_METRICS_THREADS / 32];
+    __shared__ double s_acc[VIEW_ACC_WORDS][VIEW_METRICS_THREADS / 32];
+    __shared__ int s_box[VIEW_BBOX_WORDS][VIEW_METRICS_THREADS / 32];
     unsigned int y0 = row_block * VIEW_METRICS_ROWS;
     unsigned int rows = min((unsigned int)VIEW_METRICS_ROWS, height - y0);
     const float4* v = img + (size_t)view * width * height;
@@ -67,13 +68,13 @@ __device__ void view_metrics(const float4* __restrict__ img, unsigned int width,
     if (t < 8) {
         double s = 0;
         for (unsigned int w = 0; w < VIEW_METRICS_THREADS / 32; ++w) s += s_acc[t][w];
-        if (s != 0.0) atomicAdd(&acc[view * 8 + t], s);
+        if (s != 0.0) atomicAdd(&acc[view * VIEW_ACC_WORDS + t], s);
     } else if (t < 12) {
         unsigned int k = t - 8;
         int b = s_box[k][0];
         for (unsigned int w = 1; w < VIEW_METRICS_THREADS / 32; ++w) b = k < 2 ? min(b, s_box[k][w]) : max(b, s_box[k][w]);
         if (k < 2 ? b != 0x7fffffff : b >= 0) {
-            if (k < 2) atomicMin(&bbox[view * 4 + k], b); else atomicMax(&bbox[view * 4 + k], b);
+            if (k < 2) atomicMin(&bbox[view * VIEW_BBOX_WORDS + k], b); else atomicMax(&bbox[view * VIEW_BBOX_WORDS + k], b);
         }
     }
 }
@@ -240,14 +241,16 @@ extern "C" __global__ void reset_metrics(double* __restrict__ acc, int* __restri
                                          double* __restrict__ ssim_sum, unsigned int views)
 {
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < views * 8) acc[i] = 0.0;
-    if (i < views * 4) bbox[i] = (i % 4 < 2) ? 0x7fffffff : -1;
+    if (i < views * VIEW_ACC_WORDS) acc[i] = 0.0;
+    if (i < views * VIEW_BBOX_WORDS) bbox[i] = (i % VIEW_BBOX_WORDS < 2) ? 0x7fffffff : -1;
     if (i < views) ssim_sum[i] = 0.0;
 }
 
-// Packs everything the host needs into one array, so one copy brings it back:
-// [acc: views * 8][bbox: views * 4][ssim_sum: views][floaters: 1][stats: 6][bounds: 6]
-// [visible pairs][intersections, low and high word] (`counts`: sort.cu's STATE_VISIBLE onwards).
+// Packs everything the host needs into one array, so one copy brings it back (gpu/layout.rs
+// `summary` owns the layout): [acc: views * VIEW_ACC_WORDS][bbox: views * VIEW_BBOX_WORDS]
+// [ssim_sum: views], then from views * SUMMARY_PER_VIEW: the floaters at SUMMARY_FLOATERS,
+// the stats at SUMMARY_STATS, the bounds at SUMMARY_BOUNDS, then up to SUMMARY_EXTRA the
+// visible pairs and the intersections' low and high words (`counts`: STATE_VISIBLE onwards).
 extern "C" __global__ void pack_metrics(const double* __restrict__ acc, const int* __restrict__ bbox,
                                         const double* __restrict__ ssim_sum,
                                         const unsigned int* __restrict__ floaters,
@@ -257,12 +260,15 @@ extern "C" __global__ void pack_metrics(const double* __restrict__ acc, const in
                                         double* __restrict__ out)
 {
     unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
-    unsigned int extra = views * 13;
-    if (i < views * 8) out[i] = acc[i];
-    else if (i < views * 12) out[i] = (double)bbox[i - views * 8];
-    else if (i < extra) out[i] = ssim_sum[i - views * 12];
-    else if (i == extra) out[i] = (double)floaters[0];
-    else if (i < extra + 7) out[i] = stats[i - extra - 1];
-    else if (i < extra + 13) out[i] = (double)bounds[i - extra - 7];
-    else if (i < extra + 16) out[i] = (double)counts[i - extra - 13];
+    const unsigned int boxes = views * VIEW_ACC_WORDS, sums = boxes + views * VIEW_BBOX_WORDS;
+    const unsigned int extra = views * SUMMARY_PER_VIEW;
+    const unsigned int stats_at = extra + SUMMARY_STATS, bounds_at = extra + SUMMARY_BOUNDS;
+    const unsigned int counts_at = bounds_at + MODEL_BOUNDS_WORDS;
+    if (i < boxes) out[i] = acc[i];
+    else if (i < sums) out[i] = (double)bbox[i - boxes];
+    else if (i < extra) out[i] = ssim_sum[i - sums];
+    else if (i == extra + SUMMARY_FLOATERS) out[i] = (double)floaters[0];
+    else if (i < bounds_at) out[i] = stats[i - stats_at];
+    else if (i < counts_at) out[i] = (double)bounds[i - bounds_at];
+    else if (i < extra + SUMMARY_EXTRA) out[i] = (double)counts[i - counts_at];
 }

@@ -15,7 +15,8 @@
 // The launch starts with the tiles heavy_tiles (sort.cu) found crowded, then takes the rest
 // in tile order: a centred object's few crowded tiles no longer start last.
 
-#define BLOCK (TILE_SIZE * TILE_SIZE)
+// RASTER_THREADS (the prelude, gpu/layout.rs): one thread per pixel of a tile.
+#define BLOCK RASTER_THREADS
 // Enlargement of the culling ellipse, so float rounding in sigma never culls a contributor.
 #define CULL_SCALE 1.02f
 #define CULL_PAD 0.05f
@@ -97,8 +98,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK, 6) rasterize(
     uint2 range;
     if (blockIdx.x < heavy_cap) {
         if (blockIdx.x >= min(*heavy_count, heavy_cap)) return;
-        slot = heavy[3 * blockIdx.x];
-        range = make_uint2(heavy[3 * blockIdx.x + 1], heavy[3 * blockIdx.x + 2]);
+        slot = heavy[HEAVY_WORDS * blockIdx.x];
+        range = make_uint2(heavy[HEAVY_WORDS * blockIdx.x + 1], heavy[HEAVY_WORDS * blockIdx.x + 2]);
     } else {
         unsigned int b = blockIdx.x - heavy_cap;
         slot = ((b / tiles) << tile_bits) | (b % tiles);

@@ -16,33 +16,21 @@
 // radix pass needs only the whole input's digit counts, which the kernel that writes the keys
 // counts for every pass at once, so no pass has a separate histogram or scan.
 
-#define SCAN_THREADS 256
-#define SCAN_ITEMS 4
-#define SCAN_TILE (SCAN_THREADS * SCAN_ITEMS)
-#define RADIX_THREADS 256
-#define RADIX_ITEMS 8
-#define RADIX_CHUNK (RADIX_THREADS * RADIX_ITEMS)
-#define MAX_PASSES 4
-
-// sort_state (u32), zeroed by the host before each render: tickets, totals, digit counts.
-#define STATE_TICKETS 0
-#define TICKET_VISIBLE 0
-#define TICKET_EMISSION 1
-#define TICKET_DEPTH_PASS 2   // + pass
-#define TICKET_TILE_PASS 6    // + pass
-#define STATE_VISIBLE 16
-#define STATE_INTERSECTIONS 17  // low, then high word
-#define STATE_HEAVY 19          // tiles moved to the front of the rasteriser's queue
-#define STATE_DEPTH_DIGITS 32   // MAX_PASSES x 256
-#define STATE_TILE_DIGITS (STATE_DEPTH_DIGITS + MAX_PASSES * 256)
+// Threads, items per thread, digits, the sort_state words (zeroed by the host before each
+// render: tickets, totals, digit counts) and the look-back count bits come from the prelude
+// (gpu/layout.rs). One thread per digit: flush_digits and radix_pass rely on it, and
+// block_exclusive_scan scans blocks of RADIX_DIGITS threads.
+static_assert(SCAN_THREADS == RADIX_DIGITS && RADIX_THREADS == RADIX_DIGITS && EMIT_PAIRS == RADIX_DIGITS,
+              "one thread per radix digit");
+#define SCAN_WARPS (RADIX_DIGITS / 32)
 
 // Radix look-back words: flag in the top two bits, count below (the host keeps every sort
-// under 2^30 keys). Scan look-back words are 64-bit, so an intersection total that would not
-// fit 32 bits is still summed exactly and reported.
-#define LB_AGGREGATE 0x40000000u
-#define LB_PREFIX 0x80000000u
-#define LB_FLAGS 0xc0000000u
-#define LB_VALUE 0x3fffffffu
+// under 2^LOOKBACK_COUNT_BITS keys). Scan look-back words are 64-bit, so an intersection
+// total that would not fit 32 bits is still summed exactly and reported.
+#define LB_AGGREGATE (1u << LOOKBACK_COUNT_BITS)
+#define LB_PREFIX (2u << LOOKBACK_COUNT_BITS)
+#define LB_FLAGS (3u << LOOKBACK_COUNT_BITS)
+#define LB_VALUE ((1u << LOOKBACK_COUNT_BITS) - 1u)
 #define LB64_AGGREGATE (1ull << 62)
 #define LB64_PREFIX (2ull << 62)
 #define LB64_VALUE ((1ull << 62) - 1ull)
@@ -58,21 +46,21 @@ __device__ __forceinline__ void count_digits(unsigned int key, unsigned int pass
 {
     for (unsigned int p = 0; p < passes; ++p) {
         unsigned int digit = (key >> plan_byte(shifts, p)) & ((1u << plan_byte(widths, p)) - 1u);
-        atomicAdd(&s_counts[p * 256 + digit], 1u);
+        atomicAdd(&s_counts[p * RADIX_DIGITS + digit], 1u);
     }
 }
 
-// Adds the block's shared digit counts to the global ones (blockDim.x == 256).
+// Adds the block's shared digit counts to the global ones (blockDim.x == RADIX_DIGITS).
 __device__ __forceinline__ void flush_digits(const unsigned int* s_counts, unsigned int passes,
                                              unsigned int* counts)
 {
     for (unsigned int p = 0; p < passes; ++p) {
-        unsigned int c = s_counts[p * 256 + threadIdx.x];
-        if (c) atomicAdd(&counts[p * 256 + threadIdx.x], c);
+        unsigned int c = s_counts[p * RADIX_DIGITS + threadIdx.x];
+        if (c) atomicAdd(&counts[p * RADIX_DIGITS + threadIdx.x], c);
     }
 }
 
-// Exclusive scan of one value per thread over a 256-thread block; `total` gets the sum.
+// Exclusive scan of one value per thread over a RADIX_DIGITS-thread block; `total` gets the sum.
 __device__ __forceinline__ unsigned int block_exclusive_scan(unsigned int value, unsigned int* s_warp,
                                                              unsigned int* total)
 {
@@ -85,7 +73,7 @@ __device__ __forceinline__ unsigned int block_exclusive_scan(unsigned int value,
     if (lane == 31) s_warp[warp] = incl;
     __syncthreads();
     unsigned int before = 0, sum = 0;
-    for (unsigned int w = 0; w < 8; ++w) {
+    for (unsigned int w = 0; w < SCAN_WARPS; ++w) {
         unsigned int s = s_warp[w];
         if (w < warp) before += s;
         sum += s;
@@ -136,7 +124,7 @@ __device__ unsigned long long scan_look_back(unsigned long long* status, unsigne
 __device__ unsigned long long grid_exclusive_scan(unsigned int local, unsigned int b, unsigned long long* status,
                                                   unsigned int* before, unsigned long long* through)
 {
-    __shared__ unsigned int s_warp[8];
+    __shared__ unsigned int s_warp[SCAN_WARPS];
     __shared__ unsigned long long s_prefix;
     unsigned int block_total;
     *before = block_exclusive_scan(local, s_warp, &block_total);
@@ -161,9 +149,9 @@ extern "C" __global__ void visible_depth_keys(const unsigned int* __restrict__ c
                                               unsigned int* __restrict__ state)
 {
     __shared__ unsigned int s_block;
-    __shared__ unsigned int s_counts[MAX_PASSES * 256];
+    __shared__ unsigned int s_counts[MAX_PASSES * RADIX_DIGITS];
     if (threadIdx.x == 0) s_block = atomicAdd(&state[STATE_TICKETS + TICKET_VISIBLE], 1u);
-    for (unsigned int i = threadIdx.x; i < passes * 256; i += SCAN_THREADS) s_counts[i] = 0;
+    for (unsigned int i = threadIdx.x; i < passes * RADIX_DIGITS; i += SCAN_THREADS) s_counts[i] = 0;
     __syncthreads();
     unsigned int b = s_block;
     unsigned int first = b * SCAN_TILE + threadIdx.x * SCAN_ITEMS;
@@ -238,7 +226,6 @@ extern "C" __global__ void emission_offsets(const unsigned int* __restrict__ sor
 // shared memory, then its threads stride over the block's whole output range together, each
 // finding its pair by binary search over the pairs' offsets (a pair touching hundreds of
 // tiles no longer leaves one thread writing them one after another while its warp waits).
-#define EMIT_PAIRS 256
 
 extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorted_values,
                                           const unsigned int* __restrict__ offsets, const uint2* __restrict__ rects,
@@ -252,13 +239,13 @@ extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorte
     __shared__ unsigned int s_head[EMIT_PAIRS];
     __shared__ uint2 s_rect[EMIT_PAIRS];
     __shared__ unsigned int s_end;
-    __shared__ unsigned int s_counts[MAX_PASSES * 256];
+    __shared__ unsigned int s_counts[MAX_PASSES * RADIX_DIGITS];
     const unsigned int k_total = state[STATE_VISIBLE], m_total = state[STATE_INTERSECTIONS];
     unsigned int first = blockIdx.x * EMIT_PAIRS;
     if (first >= k_total || m_total > capacity) return;
     unsigned int pairs = min((unsigned int)EMIT_PAIRS, k_total - first);
     unsigned int tid = threadIdx.x;
-    for (unsigned int i = tid; i < passes * 256; i += blockDim.x) s_counts[i] = 0;
+    for (unsigned int i = tid; i < passes * RADIX_DIGITS; i += blockDim.x) s_counts[i] = 0;
     if (tid < pairs) {
         unsigned int o = sorted_values[first + tid];
         s_o[tid] = o;
@@ -289,8 +276,8 @@ extern "C" __global__ void emit_tile_keys(const unsigned int* __restrict__ sorte
     flush_digits(s_counts, passes, &state[STATE_TILE_DIGITS]);
 }
 
-// One stable radix pass on the `width`-bit digit at `shift` (width <= 8), in one kernel: each
-// warp ranks its own 256 consecutive keys of the block's chunk, 32 at a time, against its own
+// One stable radix pass on the `width`-bit digit at `shift` (width <= RADIX_DIGIT_BITS), in one kernel: each
+// warp ranks its own 32 x RADIX_ITEMS consecutive keys of the block's chunk, 32 at a time, against its own
 // digit counters (warp match, no block-wide barrier); the warps' counts then give each warp's
 // offset within every digit. The block publishes its digit counts, looks back for the counts
 // of the chunks before it (one thread per digit), places the chunk in shared memory grouped
@@ -307,9 +294,9 @@ extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
 {
     const unsigned int* digit_counts = state + digits_at;
     __shared__ unsigned int s_block;
-    __shared__ unsigned int s_start[256];   // start of each digit within the chunk
-    __shared__ unsigned int s_base[256];    // global position of the chunk's first key of each digit
-    __shared__ unsigned int s_warp[RADIX_THREADS / 32][256];  // per-warp counts, then offsets
+    __shared__ unsigned int s_start[RADIX_DIGITS];   // start of each digit within the chunk
+    __shared__ unsigned int s_base[RADIX_DIGITS];    // global position of the chunk's first key of each digit
+    __shared__ unsigned int s_warp[RADIX_THREADS / 32][RADIX_DIGITS];  // per-warp counts, then offsets
     __shared__ unsigned int s_scan[RADIX_THREADS / 32];
     __shared__ unsigned int s_keys[RADIX_CHUNK];
     __shared__ unsigned int s_vals[RADIX_CHUNK];
@@ -333,8 +320,8 @@ extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
             bool valid = k < chunk;
             key[step] = valid ? keys_in[base + k] : 0u;
             val[step] = valid ? values_in[base + k] : 0u;
-            // Invalid lanes take digit 256, which no valid lane shares.
-            unsigned int digit = valid ? (key[step] >> shift) & mask : 256u;
+            // Invalid lanes take digit RADIX_DIGITS, which no valid lane shares.
+            unsigned int digit = valid ? (key[step] >> shift) & mask : (unsigned int)RADIX_DIGITS;
             unsigned int peers = __match_any_sync(0xffffffffu, digit);
             unsigned int r = __popc(peers & lt_mask);
             unsigned int prior = valid ? counters[digit] : 0u;
@@ -405,15 +392,17 @@ extern "C" __global__ void radix_pass(const unsigned int* __restrict__ keys_in,
 }
 
 // Start and end of every (view, tile) run in the sorted keys; ranges must be zeroed first.
-// Four keys per thread (one 16-byte load) and the two neighbours, striding over the count in
+// RANGE_KEYS (four) keys per thread (one 16-byte load) and the two neighbours, striding over the count in
 // `state` (nothing when it is over `capacity`: the host renders again).
+static_assert(RANGE_KEYS == 4, "tile_ranges reads its keys as one uint4");
+
 extern "C" __global__ void tile_ranges(const unsigned int* __restrict__ keys, const unsigned int* __restrict__ state,
                                        unsigned int capacity, uint2* __restrict__ ranges)
 {
     unsigned int m = state[STATE_INTERSECTIONS];
     if (m > capacity) return;
-    for (unsigned int first = 4 * (blockIdx.x * blockDim.x + threadIdx.x); first < m;
-         first += 4 * gridDim.x * blockDim.x) {
+    for (unsigned int first = RANGE_KEYS * (blockIdx.x * blockDim.x + threadIdx.x); first < m;
+         first += RANGE_KEYS * gridDim.x * blockDim.x) {
         unsigned int k[6];
         k[0] = first > 0 ? keys[first - 1] : 0xffffffffu;
         if (first + 4 <= m) {
@@ -453,8 +442,8 @@ extern "C" __global__ void heavy_tiles(unsigned int* state, unsigned int capacit
     if (r.y <= r.x || len * tiles <= HEAVY_FACTOR * m) return;
     unsigned int at = atomicAdd(&state[STATE_HEAVY], 1u);
     if (at >= cap) return;  // stays in tile order
-    heavy[3 * at] = slot;
-    heavy[3 * at + 1] = r.x;
-    heavy[3 * at + 2] = r.y;
+    heavy[HEAVY_WORDS * at] = slot;
+    heavy[HEAVY_WORDS * at + 1] = r.x;
+    heavy[HEAVY_WORDS * at + 2] = r.y;
     ranges[slot] = make_uint2(0xffffffffu, 0u);
 }

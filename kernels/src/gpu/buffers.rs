@@ -6,12 +6,14 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr, DriverError, ValidAsZeroBits};
 use splatfleet_common::splat::Splat;
 
-use super::launch::{state, HEAVY_CAP, MAX_INTERSECTIONS, RADIX_CHUNK, SCAN_TILE, SUMMARY_EXTRA};
+use super::{
+    launch::HEAVY_CAP,
+    layout::{
+        state, summary, CAMERA_FLOATS, HEAVY_WORDS, MAX_INTERSECTIONS, MODEL_BOUNDS_WORDS,
+        MODEL_STATS_WORDS, RADIX_CHUNK, SCAN_TILE, VIEW_ACC_WORDS, VIEW_BBOX_WORDS,
+    },
+};
 use crate::rig::Rig;
-
-/// Floats per camera in the `Cam` struct of decode.cu: rotation (9), translation (3),
-/// fx, fy, cx, cy, near, far.
-pub const CAMERA_FLOATS: usize = 18;
 
 #[derive(Debug)]
 pub struct Buffers {
@@ -38,7 +40,7 @@ pub struct Buffers {
     pub keys_alt: CudaSlice<u32>,
     pub values: CudaSlice<u32>,
     pub values_alt: CudaSlice<u32>,
-    /// Tickets, the visible and intersection counts and the digit counts (`launch::state`).
+    /// Tickets, the visible and intersection counts and the digit counts (`layout::state`).
     pub sort_state: CudaSlice<u32>,
     /// Look-back words of the radix passes: one per (digit, block) of each pass.
     pub lookback: CudaSlice<u32>,
@@ -84,8 +86,8 @@ impl Buffers {
             log_scales: one_f()?,
             rotations: one_f()?,
             sh_dc: one_f()?,
-            stats: stream.alloc_zeros::<f64>(6)?,
-            bounds: stream.alloc_zeros::<u32>(6)?,
+            stats: stream.alloc_zeros::<f64>(MODEL_STATS_WORDS)?,
+            bounds: stream.alloc_zeros::<u32>(MODEL_BOUNDS_WORDS)?,
             floaters: one_u()?,
             cameras: one_f()?,
             colors: one_f()?,
@@ -105,7 +107,7 @@ impl Buffers {
             lookback: one_u()?,
             scan_status: stream.alloc_zeros::<u64>(1)?,
             ranges: one_u()?,
-            heavy: stream.alloc_zeros::<u32>(3 * HEAVY_CAP)?,
+            heavy: stream.alloc_zeros::<u32>(HEAVY_WORDS * HEAVY_CAP)?,
             image: one_f()?,
             view_acc: stream.alloc_zeros::<f64>(1)?,
             view_bbox: stream.alloc_zeros::<i32>(1)?,
@@ -175,10 +177,10 @@ impl Buffers {
             depth_digits * vn.div_ceil(RADIX_CHUNK).max(1),
         )?;
         grow(stream, &mut self.cameras, views * CAMERA_FLOATS)?;
-        grow(stream, &mut self.view_acc, views * 8)?;
-        grow(stream, &mut self.view_bbox, views * 4)?;
+        grow(stream, &mut self.view_acc, views * VIEW_ACC_WORDS)?;
+        grow(stream, &mut self.view_bbox, views * VIEW_BBOX_WORDS)?;
         grow(stream, &mut self.ssim_sum, views.max(1))?;
-        grow(stream, &mut self.summary, views * 13 + SUMMARY_EXTRA)?;
+        grow(stream, &mut self.summary, summary::len(views))?;
         Ok(())
     }
 

@@ -11,44 +11,20 @@ use cudarc::driver::{
 use super::{
     buffers::Buffers,
     compile::{ptx_for, DECODE, METRICS, RASTER, SORT},
+    layout::{
+        state, summary, EMIT_PAIRS, MODEL_BOUNDS_WORDS, RADIX_CHUNK, RADIX_DIGITS, RADIX_THREADS,
+        RANGE_KEYS, RANGE_THREADS, RASTER_THREADS, SCAN_THREADS, SCAN_TILE, SSIM_COLS, SSIM_R,
+        SSIM_ROWS, SSIM_THREADS, VIEW_ACC_WORDS, VIEW_METRICS_ROWS,
+    },
     GpuError,
 };
-use crate::{constants::TILE_SIZE, rig::Rig};
+use crate::rig::Rig;
 
-/// Values per block of the single-pass scans (`SCAN_TILE` in sort.cu).
-pub const SCAN_TILE: usize = 1024;
-/// Keys per radix block (`RADIX_CHUNK` in sort.cu).
-pub const RADIX_CHUNK: usize = 2048;
 /// Most crowded tiles `heavy_tiles` moves to the front of the rasteriser's queue; that many
 /// blocks lead every raster launch (those past the count leave at once).
 pub const HEAVY_CAP: usize = 1024;
-/// Image rows per view-metrics block of `measure_views` (`VIEW_METRICS_ROWS` in metrics.cu).
-const VIEW_METRICS_ROWS: u32 = 8;
-/// Output columns and rows per SSIM block of `measure_views` (`SSIM_COLS`, `SSIM_ROWS`).
-const SSIM_COLS: u32 = 64;
-const SSIM_ROWS: u32 = 128;
-/// Summary entries after the 13 per view: the floater count, the six model statistics, the
-/// six bounds, the visible count and the intersection count's two words (`pack_metrics`).
-pub const SUMMARY_EXTRA: usize = 16;
-/// Most tile intersections one render may have: radix look-back words count in 30 bits.
-pub const MAX_INTERSECTIONS: u64 = 1 << 30;
-/// Most radix passes one sort takes (`MAX_PASSES`): 32-bit keys, at most 8 bits a pass.
-const MAX_PASSES: u32 = 4;
 
-/// Word offsets in the `sort_state` buffer, as the `STATE_*` and `TICKET_*` defines of sort.cu.
-pub mod state {
-    pub const TICKET_DEPTH_PASS: u32 = 2;
-    pub const TICKET_TILE_PASS: u32 = 6;
-    pub const VISIBLE: u32 = 16;
-    pub const INTERSECTIONS: u32 = 17;
-    pub const HEAVY: u32 = 19;
-    pub const DEPTH_DIGITS: u32 = 32;
-    pub const TILE_DIGITS: u32 = DEPTH_DIGITS + super::MAX_PASSES * 256;
-    /// Words in all.
-    pub const WORDS: usize = (TILE_DIGITS + super::MAX_PASSES * 256) as usize;
-}
-
-/// How a sort's key bits split into LSD radix passes of at most 8 bits, as even as possible
+/// How a sort's key bits split into LSD radix passes of at most `RADIX_DIGIT_BITS` bits, as even as possible
 /// (27 bits: 7, 7, 7, 6): fewer digits per pass rank faster and write longer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PassPlan {
@@ -62,7 +38,7 @@ pub struct PassPlan {
 impl PassPlan {
     pub fn for_bits(bits: u32) -> Self {
         let bits = bits.clamp(1, 32);
-        let passes = bits.div_ceil(8);
+        let passes = bits.div_ceil(super::layout::RADIX_DIGIT_BITS);
         let (base, extra) = (bits / passes, bits % passes);
         let (mut shifts, mut widths, mut shift) = (0, 0, 0);
         for p in 0..passes {
@@ -201,7 +177,7 @@ pub struct Kernels {
     pack_metrics: CudaFunction,
     /// Radix blocks that fit on the device at once: the passes' persistent grid.
     radix_resident: usize,
-    /// Likewise for `tile_ranges` (256 threads a block).
+    /// Likewise for `tile_ranges` (`RANGE_THREADS` a block).
     ranges_resident: usize,
 }
 
@@ -229,14 +205,14 @@ impl Kernels {
             cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
         )?;
         let sms = usize::try_from(sms).unwrap_or(1).max(1);
-        let resident = |f: &CudaFunction| -> Result<usize, DriverError> {
+        let resident = |f: &CudaFunction, threads: u32| -> Result<usize, DriverError> {
             Ok(sms
-                * f.occupancy_max_active_blocks_per_multiprocessor(256, 0, None)?
+                * f.occupancy_max_active_blocks_per_multiprocessor(threads, 0, None)?
                     .max(1) as usize)
         };
         Ok(Self {
-            radix_resident: resident(&radix_pass)?,
-            ranges_resident: resident(&tile_ranges)?,
+            radix_resident: resident(&radix_pass, RADIX_THREADS)?,
+            ranges_resident: resident(&tile_ranges, RANGE_THREADS)?,
             model_stats: decode.load_function("model_stats")?,
             decode_project: decode.load_function("decode_project")?,
             visible_depth_keys: sort.load_function("visible_depth_keys")?,
@@ -260,7 +236,11 @@ impl Kernels {
     ) -> Result<(), DriverError> {
         stream.memset_zeros(&mut b.stats)?;
         stream.memset_zeros(&mut b.floaters)?;
-        stream.memcpy_htod(&[u32::MAX, u32::MAX, u32::MAX, 0, 0, 0], &mut b.bounds)?;
+        // Minima start at the largest ordered value, maxima at the least.
+        let half = MODEL_BOUNDS_WORDS / 2;
+        let start: [u32; MODEL_BOUNDS_WORDS] =
+            std::array::from_fn(|a| if a < half { u32::MAX } else { 0 });
+        stream.memcpy_htod(&start, &mut b.bounds)?;
         let n32 = n as u32;
         let cfg = LaunchConfig {
             grid_dim: (blocks(n, 256).min(1024), 1, 1),
@@ -332,7 +312,7 @@ impl Kernels {
         // One block per SCAN_TILE values: the look-back status has a word per block.
         let scan_cfg = LaunchConfig {
             grid_dim: (scan_blocks as u32, 1, 1),
-            block_dim: (256, 1, 1),
+            block_dim: (SCAN_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
         stream.memset_zeros(&mut b.sort_state)?;
@@ -413,10 +393,10 @@ impl Kernels {
             .arg(&mut b.keys)
             .arg(&mut b.values)
             .arg(&mut b.sort_state);
-        // SAFETY: matches `emit_tile_keys` (256 pairs per block, EMIT_PAIRS, over every pair;
-        // blocks past the visible count leave); keys/values hold `capacity` entries and
-        // nothing is written past it.
-        unsafe { launch.launch(linear(vn, 256)) }?;
+        // SAFETY: matches `emit_tile_keys` (EMIT_PAIRS pairs per block, one thread each, over
+        // every pair; blocks past the visible count leave); keys/values hold `capacity`
+        // entries and nothing is written past it.
+        unsafe { launch.launch(linear(vn, EMIT_PAIRS)) }?;
         self.radix_sort(
             stream,
             b,
@@ -449,7 +429,7 @@ impl Kernels {
         // Blocks take chunks by ticket until the keys run out: a grid that stays resident.
         let cfg = LaunchConfig {
             grid_dim: (blocks.min(self.radix_resident) as u32, 1, 1),
-            block_dim: (256, 1, 1),
+            block_dim: (RADIX_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
         let cap32 = capacity as u32;
@@ -462,7 +442,7 @@ impl Kernels {
                 Keys::Tile => (&mut b.values, &mut b.values_alt),
             };
             let mut status = b.lookback.slice_mut(status_at..status_at + words);
-            let (pass_digits, pass_ticket) = (digits_at + 256 * p, ticket_at + p);
+            let (pass_digits, pass_ticket) = (digits_at + RADIX_DIGITS * p, ticket_at + p);
             let mut launch = stream.launch_builder(&self.radix_pass);
             launch
                 .arg(&b.keys)
@@ -499,11 +479,15 @@ impl Kernels {
         let cap32 = capacity as u32;
         let cfg = LaunchConfig {
             grid_dim: (
-                blocks(capacity.div_ceil(4), 256).min(self.ranges_resident as u32),
+                blocks(
+                    capacity.div_ceil(RANGE_KEYS as usize),
+                    RANGE_THREADS as usize,
+                )
+                .min(self.ranges_resident as u32),
                 1,
                 1,
             ),
-            block_dim: (256, 1, 1),
+            block_dim: (RANGE_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
         let mut launch = stream.launch_builder(&self.tile_ranges);
@@ -512,7 +496,7 @@ impl Kernels {
             .arg(&b.sort_state)
             .arg(&cap32)
             .arg(&mut b.ranges);
-        // SAFETY: matches `tile_ranges` (four keys per thread, striding over the count);
+        // SAFETY: matches `tile_ranges` (RANGE_KEYS keys per thread, striding over the count);
         // keys hold `capacity` entries, ranges 2 × (views << tile_bits).
         unsafe { launch.launch(cfg) }.map(drop)
     }
@@ -541,7 +525,8 @@ impl Kernels {
             .arg(&heavy32)
             .arg(&mut b.ranges)
             .arg(&mut b.heavy);
-        // SAFETY: matches `heavy_tiles`; ranges hold `slots` entries, heavy 3 × HEAVY_CAP.
+        // SAFETY: matches `heavy_tiles`; ranges hold `slots` entries, heavy HEAVY_WORDS ×
+        // HEAVY_CAP.
         unsafe { launch.launch(linear(slots, 256)) }.map(drop)
     }
 
@@ -562,7 +547,7 @@ impl Kernels {
             // The crowded tiles' blocks first, then one per (view, tile) in tile order.
             grid_dim: (heavy_cap + tiles * rig.views() as u32, 1, 1),
             // One thread per pixel of the tile; raster.cu maps each warp to an 8x4 sub-tile.
-            block_dim: (TILE_SIZE * TILE_SIZE, 1, 1),
+            block_dim: (RASTER_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
         let heavy_at = state::HEAVY as usize;
@@ -585,7 +570,7 @@ impl Kernels {
             .arg(&tiles)
             .arg(&mut b.image);
         // SAFETY: matches `rasterize` in raster.cu; image holds views × h × w pixels, heavy
-        // 3 × HEAVY_CAP entries (heavy_tiles ran first).
+        // HEAVY_WORDS × HEAVY_CAP entries (heavy_tiles ran first).
         unsafe { launch.launch(cfg) }.map(drop)
     }
 
@@ -604,11 +589,12 @@ impl Kernels {
             .arg(&mut b.view_bbox)
             .arg(&mut b.ssim_sum)
             .arg(&views32);
-        // SAFETY: matches `reset_metrics`; the buffers hold 8, 4 and 1 entries per view.
-        unsafe { launch.launch(linear(views * 8, 128)) }?;
+        // SAFETY: matches `reset_metrics`; the buffers hold VIEW_ACC_WORDS, VIEW_BBOX_WORDS
+        // and 1 entries per view.
+        unsafe { launch.launch(linear(views * VIEW_ACC_WORDS, 128)) }?;
         // SSIM blocks for every adjacent pair (none when the image is narrower than the
         // window), then the view-metrics blocks, in one launch (metrics.cu says why).
-        let r = (crate::constants::SSIM_WINDOW / 2) as u32;
+        let r = SSIM_R;
         let (ssim_cols, ssim_rows, pairs) = if views >= 2 && w > 2 * r && h > 2 * r {
             (
                 (w - 2 * r).div_ceil(SSIM_COLS),
@@ -622,7 +608,7 @@ impl Kernels {
         let cfg = LaunchConfig {
             grid_dim: (ssim_cols * ssim_rows * pairs + view_rows * views32, 1, 1),
             // One thread per (output column, channel) in the SSIM blocks.
-            block_dim: (3 * SSIM_COLS, 1, 1),
+            block_dim: (SSIM_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
         let mut launch = stream.launch_builder(&self.measure_views);
@@ -637,12 +623,12 @@ impl Kernels {
             .arg(&mut b.ssim_sum)
             .arg(&mut b.view_acc)
             .arg(&mut b.view_bbox);
-        // SAFETY: matches `measure_views`; one SSIM sum per adjacent pair, 8 and 4
-        // accumulators per view.
+        // SAFETY: matches `measure_views`; one SSIM sum per adjacent pair, VIEW_ACC_WORDS and
+        // VIEW_BBOX_WORDS accumulators per view.
         unsafe { launch.launch(cfg) }?;
         // The visible count and the intersection count's two words.
         let at = state::VISIBLE as usize;
-        let counts = b.sort_state.slice(at..at + 3);
+        let counts = b.sort_state.slice(at..at + summary::COUNT_WORDS);
         let mut launch = stream.launch_builder(&self.pack_metrics);
         launch
             .arg(&b.view_acc)
@@ -654,8 +640,8 @@ impl Kernels {
             .arg(&counts)
             .arg(&views32)
             .arg(&mut b.summary);
-        // SAFETY: matches `pack_metrics`; summary holds SUMMARY_EXTRA entries after 13 per view.
-        unsafe { launch.launch(linear(views * 13 + SUMMARY_EXTRA, 128)) }.map(drop)
+        // SAFETY: matches `pack_metrics`; summary holds `summary::len(views)` entries.
+        unsafe { launch.launch(linear(summary::len(views), 128)) }.map(drop)
     }
 }
 

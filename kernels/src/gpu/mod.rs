@@ -8,6 +8,7 @@
 mod buffers;
 pub(crate) mod compile;
 mod launch;
+pub mod layout;
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,7 +17,11 @@ use splatfleet_common::splat::Splat;
 
 pub use compile::cache_dir;
 
-use self::{buffers::Buffers, launch::Kernels};
+use self::{
+    buffers::Buffers,
+    launch::Kernels,
+    layout::{summary, MODEL_BOUNDS_WORDS, VIEW_ACC_WORDS, VIEW_BBOX_WORDS},
+};
 use crate::{
     constants::{MAX_GAUSSIANS, TILE_SIZE},
     gaussians::{checked_extent, NormaliseError},
@@ -188,11 +193,11 @@ impl GpuRenderer {
             let summary = Summary::of(&packed, views);
             let intersections = summary.intersections;
             // Radix look-back words hold counts in 30 bits.
-            if intersections >= launch::MAX_INTERSECTIONS {
+            if intersections >= layout::MAX_INTERSECTIONS {
                 return Err(GpuError::TooLarge {
                     what: "tile intersections",
                     needed: usize::try_from(intersections).unwrap_or(usize::MAX),
-                    limit: launch::MAX_INTERSECTIONS as usize - 1,
+                    limit: layout::MAX_INTERSECTIONS as usize - 1,
                 }
                 .into());
             }
@@ -427,7 +432,8 @@ fn check_splat(splat: &Splat) -> Result<(), NormaliseError> {
         .map_err(|e| NormaliseError::Shape(e.to_string()))
 }
 
-/// The one array a render reads back, as `pack_metrics` (metrics.cu) lays it out.
+/// The one array a render reads back, as `pack_metrics` (metrics.cu) packs it and
+/// `layout::summary` lays it out.
 struct Summary {
     /// Per view: count, r, g, b, saturation, laplacian n, sum, sum of squares.
     acc: Vec<f64>,
@@ -438,24 +444,25 @@ struct Summary {
     floaters: u32,
     /// model_stats' sum of every coordinate, and the bounds as ordered-float bits.
     coordinate_sum: f64,
-    bounds: [u32; 6],
+    bounds: [u32; MODEL_BOUNDS_WORDS],
     intersections: u64,
 }
 
 impl Summary {
+    /// `packed` holds `summary::len(views)` entries (the buffer may hold more).
     fn of(packed: &[f64], views: usize) -> Self {
-        let (acc, rest) = packed.split_at(views * 8);
-        let (bbox, rest) = rest.split_at(views * 4);
-        let (ssim, rest) = rest.split_at(views);
-        let (floaters, rest) = rest.split_at(1);
-        let (stats, rest) = rest.split_at(6);
-        let (bounds, counts) = rest.split_at(6);
+        let (acc, rest) = packed.split_at(views * VIEW_ACC_WORDS);
+        let (bbox, rest) = rest.split_at(views * VIEW_BBOX_WORDS);
+        let (ssim, extra) = rest.split_at(views);
+        let stats = &extra[summary::STATS..summary::BOUNDS];
+        let bounds = &extra[summary::BOUNDS..summary::COUNTS];
         // counts: visible pairs, then the intersections' low and high words.
+        let counts = &extra[summary::COUNTS..summary::EXTRA];
         Self {
             acc: acc.to_vec(),
             bbox: bbox.iter().map(|&b| b as i32).collect(),
             ssim: ssim.to_vec(),
-            floaters: floaters[0] as u32,
+            floaters: extra[summary::FLOATERS] as u32,
             coordinate_sum: stats[0],
             bounds: std::array::from_fn(|a| bounds[a] as u32),
             intersections: counts[1] as u64 | ((counts[2] as u64) << 32),
@@ -482,8 +489,8 @@ fn metrics_from(
 ) -> Metrics {
     let pixels = rig.pixels_per_view() as f64;
     let views = acc
-        .chunks_exact(8)
-        .zip(bbox.chunks_exact(4))
+        .chunks_exact(VIEW_ACC_WORDS)
+        .zip(bbox.chunks_exact(VIEW_BBOX_WORDS))
         .map(|(a, b)| {
             if a[0] <= 0.0 {
                 return ViewMetrics {
@@ -510,7 +517,7 @@ fn metrics_from(
             }
         })
         .collect();
-    let r = crate::constants::SSIM_WINDOW / 2;
+    let r = layout::SSIM_R as usize;
     let (w, h) = (rig.width as usize, rig.height as usize);
     let positions = (w.saturating_sub(2 * r) * h.saturating_sub(2 * r) * 3) as f64;
     let adjacent_ssim = ssim
@@ -532,15 +539,12 @@ fn metrics_from(
 
 #[cfg(test)]
 mod tests {
-    use super::{
-        launch::{float_to_ordered, SUMMARY_EXTRA},
-        NormaliseError, Summary,
-    };
+    use super::{launch::float_to_ordered, layout::summary, NormaliseError, Summary};
 
     #[test]
     fn the_summary_is_read_as_pack_metrics_lays_it_out() {
         let views = 3;
-        let packed: Vec<f64> = (0..views * 13 + SUMMARY_EXTRA).map(|i| i as f64).collect();
+        let packed: Vec<f64> = (0..summary::len(views)).map(|i| i as f64).collect();
         let s = Summary::of(&packed, views);
         assert_eq!((s.acc.len(), s.acc[0]), (24, 0.0));
         assert_eq!(s.bbox, (24..36).collect::<Vec<i32>>());
@@ -556,8 +560,8 @@ mod tests {
     #[test]
     fn the_device_statistics_give_the_cpu_reference_s_errors() {
         let views = 1;
-        let mut packed = vec![0.0; views * 13 + SUMMARY_EXTRA];
-        let bounds_at = views * 13 + 7;
+        let mut packed = vec![0.0; summary::len(views)];
+        let bounds_at = views * summary::PER_VIEW + summary::BOUNDS;
         let put_bounds = |packed: &mut Vec<f64>, lo: f32, hi: f32| {
             for a in 0..3 {
                 packed[bounds_at + a] = f64::from(float_to_ordered(lo));
@@ -577,7 +581,7 @@ mod tests {
             Err(NormaliseError::NonFinite)
         ));
         put_bounds(&mut packed, -1.0, 2.0);
-        packed[views * 13 + 1] = f64::INFINITY;
+        packed[views * summary::PER_VIEW + summary::STATS] = f64::INFINITY;
         assert!(matches!(
             Summary::of(&packed, views).check_normalisation(),
             Err(NormaliseError::NonFinite)
