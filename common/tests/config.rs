@@ -173,10 +173,7 @@ fn static_validators_come_from_the_config_and_are_checked() {
     let text = "[discovery]\n\
         [[discovery.validators]]\nuid = 3\nhotkey = \"5DtDLm5rQHShDqojQpsvcN8tRXHVFaecfDoRet1SU6BFD9Fi\"\nip = \"127.0.0.1\"\nport = 8091\nstake = 2000.0\n";
     let config = parse(text).expect("valid static list");
-    let list = splatfleet_common::discovery::static_list::StaticValidatorList::from_config(
-        &config.discovery,
-    )
-    .expect("list");
+    let list = config.discovery.static_validators().expect("list");
     assert_eq!(list.validators.len(), 1);
     assert_eq!(list.validators[0].port, 8091);
 

@@ -8,7 +8,7 @@ use std::{collections::HashMap, time::Duration};
 use splatfleet_common::{
     config::{Config, DiscoverySource},
     discovery::{
-        static_list::{StaticListError, StaticValidatorList},
+        static_list::StaticListError,
         subtensor::{SubtensorClient, SubtensorError},
         ValidatorInfo,
     },
@@ -149,9 +149,7 @@ pub enum DiscoveryError {
 /// Reads the validators from the configured source.
 pub async fn discover(config: &Config) -> Result<Vec<ValidatorInfo>, DiscoveryError> {
     match config.discovery.source {
-        DiscoverySource::Static => {
-            Ok(StaticValidatorList::from_config(&config.discovery)?.validators)
-        }
+        DiscoverySource::Static => Ok(config.discovery.static_validators()?.validators),
         DiscoverySource::Subtensor => {
             let client =
                 SubtensorClient::new(&config.discovery.subtensor_url, Duration::from_secs(30))?;

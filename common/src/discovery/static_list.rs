@@ -1,5 +1,7 @@
 //! A fixed validator list read from TOML (`[[validators]]` entries with uid, hotkey, ip, port,
 //! stake), as `splatfleet-sim validators` writes it for test fleets and private deployments.
+//! The configured list (inline entries plus a file) is assembled by
+//! `config::DiscoverySettings::static_validators`: this module does not read the config.
 
 use std::{collections::HashSet, path::Path};
 
@@ -75,22 +77,6 @@ impl StaticValidatorList {
             }
         }
         Ok(())
-    }
-
-    /// The configured static validators: the inline `[[discovery.validators]]` entries plus
-    /// those in `discovery.validators_file`, checked together (a uid listed in both is an
-    /// error).
-    pub fn from_config(
-        settings: &crate::config::DiscoverySettings,
-    ) -> Result<Self, StaticListError> {
-        let mut list = Self {
-            validators: settings.validators.clone(),
-        };
-        if let Some(path) = &settings.validators_file {
-            list.validators.extend(Self::load(path)?.validators);
-        }
-        list.validate()?;
-        Ok(list)
     }
 
     /// Writes the list as TOML (what the simulator hands the fleet).
