@@ -21,7 +21,9 @@ use std::{
 };
 
 use rand::Rng;
-use splatfleet_common::config::{AmqpUrl, BrokerSettings, Config, DatabaseSettings};
+use splatfleet_common::config::{
+    AmqpUrl, BrokerSettings, Config, DatabaseSettings, LogFormat, LogSettings,
+};
 
 pub fn amqp_url() -> String {
     std::env::var("SPLATFLEET_TEST_AMQP_URL")
@@ -160,68 +162,113 @@ pub fn free_addr() -> SocketAddr {
     listener.local_addr().expect("ephemeral port address")
 }
 
-/// The `[log]`, `[broker]`, `[database]` and `[shutdown]` sections of a test config for these
-/// settings; role sections are appended by the caller.
+/// A test config for these broker and database settings: JSON logs at `log_level`, the
+/// broker's URL, prefix and delivery limit with a 10 s connect timeout and 1 s reconnect
+/// delay, the database's address, user, password and name, and `drain_timeout_secs`; every
+/// other key keeps its default. Callers set their role sections on the value.
+pub fn base_config(
+    broker: &BrokerSettings,
+    database: &DatabaseSettings,
+    log_level: &str,
+    drain_timeout_secs: u64,
+) -> Config {
+    let mut config = Config {
+        log: LogSettings {
+            level: log_level.into(),
+            format: LogFormat::Json,
+        },
+        broker: BrokerSettings {
+            url: broker.url.clone(),
+            prefix: broker.prefix.clone(),
+            delivery_limit: broker.delivery_limit,
+            connect_timeout_secs: 10,
+            reconnect_max_delay_secs: 1,
+            ..BrokerSettings::default()
+        },
+        database: DatabaseSettings {
+            host: database.host.clone(),
+            port: database.port,
+            user: database.user.clone(),
+            password: database.password.clone(),
+            dbname: database.dbname.clone(),
+            ..DatabaseSettings::default()
+        },
+        ..Config::default()
+    };
+    config.shutdown.drain_timeout_secs = drain_timeout_secs;
+    config
+}
+
+/// `config` as the TOML of a config file (secrets in clear: the roles read it).
+pub fn config_toml(config: &Config) -> String {
+    config
+        .to_toml_exposing_secrets()
+        .expect("a Config serialises to TOML")
+}
+
+/// Writes `config` to `path` as a config file.
+pub fn write_config_file(path: &Path, config: &Config) {
+    std::fs::write(path, config_toml(config)).expect("write test config");
+}
+
+/// The `[log]`, `[broker]`, `[database]` and `[shutdown]` sections of [`base_config`] as
+/// TOML, for callers that append their role sections as text.
 pub fn base_config_toml(
     broker: &BrokerSettings,
     database: &DatabaseSettings,
     log_level: &str,
     drain_timeout_secs: u64,
 ) -> String {
-    let password = database
-        .password
-        .as_ref()
-        .map(|p| format!("password = {:?}\n", secrecy::ExposeSecret::expose_secret(p)))
-        .unwrap_or_default();
-    format!(
-        r#"[log]
-level = {log_level:?}
-format = "json"
-
-[broker]
-url = {url:?}
-prefix = {prefix:?}
-delivery_limit = {limit}
-connect_timeout_secs = 10
-reconnect_max_delay_secs = 1
-
-[database]
-host = {host:?}
-port = {port}
-user = {user:?}
-dbname = {dbname:?}
-{password}
-[shutdown]
-drain_timeout_secs = {drain_timeout_secs}
-"#,
-        url = broker.url.expose(),
-        prefix = broker.prefix,
-        limit = broker.delivery_limit,
-        host = database.host,
-        port = database.port,
-        user = database.user,
-        dbname = database.dbname,
-    )
+    let text = config_toml(&base_config(
+        broker,
+        database,
+        log_level,
+        drain_timeout_secs,
+    ));
+    // Every key lies in a section, and a line starting with `[` is a table header.
+    let mut keep = false;
+    let mut out = String::new();
+    for line in text.lines() {
+        if let Some(header) = line.strip_prefix('[') {
+            let section = header.trim_start_matches('[').split(['.', ']']).next();
+            keep = matches!(section, Some("log" | "broker" | "database" | "shutdown"));
+        }
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
-/// Writes a config file for the broker and database settings into `dir`, with each role's
-/// metrics on a free port and the artifact store under `dir/artifacts`, and returns its path.
+/// The config [`write_config`] writes: [`base_config`] with each role's metrics on a free
+/// port and the artifact store under `dir/artifacts`.
+pub fn test_config(
+    dir: &Path,
+    broker: &BrokerSettings,
+    database: &DatabaseSettings,
+    drain_timeout_secs: u64,
+) -> Config {
+    let mut config = base_config(broker, database, "info", drain_timeout_secs);
+    config.puller.metrics_addr = Some(free_addr());
+    config.worker.metrics_addr = Some(free_addr());
+    config.submitter.metrics_addr = Some(free_addr());
+    config.object_store.root = dir.join("artifacts");
+    config
+}
+
+/// Writes [`test_config`] into `dir` and returns its path.
 pub fn write_config(
     dir: &Path,
     broker: &BrokerSettings,
     database: &DatabaseSettings,
     drain_timeout_secs: u64,
 ) -> PathBuf {
-    let text = format!(
-        "{}\n[puller]\nmetrics_addr = \"{}\"\n\n[worker]\nmetrics_addr = \"{}\"\n\n[submitter]\nmetrics_addr = \"{}\"\n\n[object_store]\nroot = {:?}\n",
-        base_config_toml(broker, database, "info", drain_timeout_secs),
-        free_addr(),
-        free_addr(),
-        free_addr(),
-        dir.join("artifacts").display().to_string(),
-    );
     let path = dir.join("splatfleet.toml");
-    std::fs::write(&path, text).expect("write test config");
+    write_config_file(
+        &path,
+        &test_config(dir, broker, database, drain_timeout_secs),
+    );
     path
 }
 
@@ -379,5 +426,45 @@ pub fn check_role_refuses_wrong_types(binary: &Path, cases: &[(&str, (&str, &str
                 started.elapsed()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use std::path::Path;
+
+    use splatfleet_common::config::Config;
+
+    use super::{base_config_toml, broker_settings, database_settings, test_config};
+
+    #[test]
+    fn the_base_sections_take_role_sections_appended_as_text() {
+        let (broker, database) = (broker_settings(), database_settings("sft_x"));
+        let base = base_config_toml(&broker, &database, "warn", 7);
+        let text = format!("{base}\n[puller]\ntick_ms = 100\n");
+        let config = Config::from_toml_with_env(&text, Path::new("t.toml"), std::iter::empty())
+            .expect("base sections plus a role section load");
+        assert_eq!(config.broker.prefix, broker.prefix);
+        assert_eq!(config.broker.url.expose(), broker.url.expose());
+        assert_eq!(config.database.dbname, "sft_x");
+        assert_eq!(config.log.level, "warn");
+        assert_eq!(config.shutdown.drain_timeout_secs, 7);
+        assert_eq!(config.puller.tick_ms, 100);
+    }
+
+    #[test]
+    fn the_written_test_config_reads_back() {
+        let config = test_config(
+            Path::new("/tmp/t"),
+            &broker_settings(),
+            &database_settings("sft_y"),
+            9,
+        );
+        let text = super::config_toml(&config);
+        let back = Config::from_toml_with_env(&text, Path::new("t.toml"), std::iter::empty())
+            .expect("reads back");
+        assert_eq!(back.puller.metrics_addr, config.puller.metrics_addr);
+        assert_eq!(back.object_store.root, Path::new("/tmp/t/artifacts"));
+        assert_eq!(back.shutdown.drain_timeout_secs, 9);
     }
 }

@@ -7,67 +7,61 @@
 
 use std::{path::Path, time::Duration};
 
-use splatfleet_common::{config::Config, protocol::sn17::ProtocolTask, shutdown::Shutdown};
+use splatfleet_common::{
+    config::{Config, DiscoverySource, PullerSettings, WorkerSettings},
+    protocol::sn17::ProtocolTask,
+    shutdown::Shutdown,
+};
 use splatfleet_tests::{
-    base_config_toml, broker_settings, delete_topology,
+    base_config, broker_settings, delete_topology,
     sim::{
         setup::{self, NetworkSettings},
         EventLog, GeneratorSettings, RuleSettings, ScoreSettings, SimGenerator,
     },
-    FreshDatabase,
+    write_config_file, FreshDatabase,
 };
 
 const BROKEN_TASK: &str = "t-not-base64";
 
+/// The fleet's config: `base` with the roles' sections for this run, written into `dir`.
 fn fleet_config(
     dir: &Path,
-    base: &str,
+    base: Config,
     validators_file: &Path,
     generator_url: &str,
 ) -> std::path::PathBuf {
-    let text = format!(
-        r#"{base}
-[puller]
-tick_ms = 50
-cooldown_margin_ms = 300
-backoff_initial_ms = 500
-backoff_max_ms = 4000
-pull_timeout_ms = 2000
-task_deadline_secs = 60
-lost_task_grace_secs = 60
-
-[worker]
-generation_endpoints = [{generator_url:?}]
-generate_timeout_ms = 5000
-min_budget_ms = 15000
-ladder = [{{ enhance = "standard" }}]
-gate_views = 4
-gate_render_size = 64
-gate_pass_threshold = 0.3
-
-[submitter]
-retry_initial_ms = 200
-retry_max_ms = 800
-
-[object_store]
-root = {artifacts:?}
-
-[wallet]
-path = {wallet:?}
-name = "miner"
-hotkey = "default"
-
-[discovery]
-source = "static"
-validators_file = {list:?}
-min_stake = 1000.0
-"#,
-        artifacts = dir.join("artifacts").display().to_string(),
-        wallet = dir.display().to_string(),
-        list = validators_file.display().to_string(),
-    );
+    let mut config = base;
+    config.puller = PullerSettings {
+        tick_ms: 50,
+        cooldown_margin_ms: 300,
+        backoff_initial_ms: 500,
+        backoff_max_ms: 4000,
+        pull_timeout_ms: 2000,
+        task_deadline_secs: 60,
+        lost_task_grace_secs: 60,
+        ..PullerSettings::default()
+    };
+    config.worker = WorkerSettings {
+        generation_endpoints: vec![generator_url.to_owned()],
+        generate_timeout_ms: 5000,
+        min_budget_ms: 15000,
+        ladder: vec![[("enhance".to_owned(), "standard".to_owned())].into()],
+        gate_views: 4,
+        gate_render_size: 64,
+        gate_pass_threshold: 0.3,
+        ..WorkerSettings::default()
+    };
+    config.submitter.retry_initial_ms = 200;
+    config.submitter.retry_max_ms = 800;
+    config.object_store.root = dir.join("artifacts");
+    config.wallet.path = dir.to_owned();
+    config.wallet.name = "miner".into();
+    config.wallet.hotkey = "default".into();
+    config.discovery.source = DiscoverySource::Static;
+    config.discovery.validators_file = Some(validators_file.to_owned());
+    config.discovery.min_stake = 1000.0;
     let path = dir.join("fleet.toml");
-    std::fs::write(&path, text).expect("write fleet config");
+    write_config_file(&path, &config);
     path
 }
 
@@ -124,8 +118,8 @@ async fn a_non_base64_image_task_ends_as_a_recorded_empty_submission_and_the_fle
 
     let db = FreshDatabase::create().await;
     let broker = broker_settings();
-    let base = base_config_toml(&broker, &db.settings, "warn", 10);
-    let path = fleet_config(dir.path(), &base, &list, &generator.url());
+    let base = base_config(&broker, &db.settings, "warn", 10);
+    let path = fleet_config(dir.path(), base, &list, &generator.url());
     let config = Config::load_with_env(&path, std::iter::empty()).expect("fleet config");
 
     let shutdown = Shutdown::new();

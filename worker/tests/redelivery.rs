@@ -10,14 +10,15 @@ use std::{path::Path, time::Duration};
 use splatfleet_common::{
     artifacts::sha256_hex,
     broker::{Broker, QueueKind},
+    config::WorkerSettings,
     messages::{ResultOutcome, TaskKind},
     role::Role,
 };
 use splatfleet_tests::{
-    base_config_toml, broker_settings, database_settings, delete_topology, free_addr, load_config,
+    base_config, broker_settings, database_settings, delete_topology, free_addr, load_config,
     process::{scrape_metrics, RoleProcess},
     sim::{Fault, SimGenerator},
-    unique_name,
+    unique_name, write_config_file,
 };
 use support::{queue_state, small_models, task, Harness, WAIT};
 
@@ -58,18 +59,17 @@ async fn a_worker_killed_mid_task_leaves_it_to_another_with_no_duplicate_artifac
     let metrics_addr = free_addr();
     let config_path = dir.path().join("splatfleet.toml");
     let artifacts = dir.path().join("artifacts");
-    std::fs::write(
-        &config_path,
-        format!(
-            "{}\n[worker]\nmetrics_addr = \"{metrics_addr}\"\ngeneration_endpoints = [{:?}]\n\
-             gate_views = 4\ngate_render_size = 64\ngate_pass_threshold = 0.3\n\n\
-             [object_store]\nroot = {:?}\n",
-            base_config_toml(&broker_settings, &database, "info", 10),
-            generator.url(),
-            artifacts.display().to_string(),
-        ),
-    )
-    .expect("write config");
+    let mut config = base_config(&broker_settings, &database, "info", 10);
+    config.worker = WorkerSettings {
+        metrics_addr: Some(metrics_addr),
+        generation_endpoints: vec![generator.url()],
+        gate_views: 4,
+        gate_render_size: 64,
+        gate_pass_threshold: 0.3,
+        ..WorkerSettings::default()
+    };
+    config.object_store.root = artifacts.clone();
+    write_config_file(&config_path, &config);
     let config = load_config(&config_path);
     let binary = Path::new(env!("CARGO_BIN_EXE_splatfleet-worker"));
 

@@ -18,7 +18,13 @@ use std::{
     time::Duration,
 };
 
-use splatfleet_common::discovery::{static_list::StaticValidatorList, ValidatorInfo};
+use splatfleet_common::{
+    config::{
+        AmqpUrl, BrokerSettings, Config, DatabaseSettings, DiscoverySource, LogFormat, LogSettings,
+        PullerSettings, SubmitterSettings, WorkerSettings,
+    },
+    discovery::{static_list::StaticValidatorList, ValidatorInfo},
+};
 
 pub use child::{ChildError, FleetChild};
 
@@ -448,98 +454,118 @@ fn config_text(inputs: &ConfigInputs<'_>, blacklist_uids: &[u16]) -> String {
         validators_file,
         generator_url,
     } = inputs;
-    let blacklist = blacklist_uids
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let endpoints = vec![format!("{generator_url:?}"); settings.workers].join(", ");
-    // The validators' cooldown after a released task, scaled as they scale it.
-    let assumed_cooldown = (300.0 / settings.time_scale).ceil().max(1.0) as u64;
+    let mut c = Config {
+        log: LogSettings {
+            level: "info".into(),
+            format: LogFormat::Json,
+        },
+        broker: BrokerSettings {
+            url: AmqpUrl::new(amqp_url),
+            prefix: PREFIX.into(),
+            delivery_limit: 5,
+            heartbeat_secs: 5,
+            connect_timeout_secs: 120,
+            reconnect_max_delay_secs: 1,
+        },
+        database: DatabaseSettings {
+            host: "127.0.0.1".into(),
+            port: *pg_port,
+            user: "postgres".into(),
+            password: None,
+            dbname: DBNAME.into(),
+            pool_max_size: 4,
+            wait_timeout_ms: 2000,
+            create_timeout_ms: 2000,
+            recycle_timeout_ms: 1000,
+        },
+        puller: PullerSettings {
+            metrics_addr: Some(crate::free_addr()),
+            tick_ms: 200,
+            pull_timeout_ms: 5000,
+            cooldown_margin_ms: 1000,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 4000,
+            task_deadline_secs: settings.task_deadline_secs,
+            lost_task_grace_secs: settings.lost_task_grace_secs,
+            // The validators' cooldown after a released task, scaled as they scale it.
+            assumed_cooldown_secs: (300.0 / settings.time_scale).ceil().max(1.0) as u64,
+            blacklist_uids: blacklist_uids.to_vec(),
+            ..PullerSettings::default()
+        },
+        worker: WorkerSettings {
+            metrics_addr: Some(crate::free_addr()),
+            generation_endpoints: vec![generator_url.clone(); settings.workers],
+            slots: 1,
+            generate_timeout_ms: 4000,
+            min_budget_ms: 10000,
+            gate_views: 4,
+            gate_render_size: 64,
+            gate_pass_threshold: 0.3,
+            ..WorkerSettings::default()
+        },
+        submitter: SubmitterSettings {
+            metrics_addr: Some(crate::free_addr()),
+            concurrency: 4,
+            submit_timeout_secs: 8,
+            max_send_tries: 8,
+            retry_initial_ms: 300,
+            retry_max_ms: 2000,
+            retry_past_deadline_secs: 15,
+            db_retry_initial_ms: 100,
+            db_retry_max_ms: 1000,
+            ..SubmitterSettings::default()
+        },
+        ..Config::default()
+    };
+    c.shutdown.drain_timeout_secs = 15;
+    c.object_store.root = dir.join("artifacts");
+    c.wallet.path = keys_dir.to_path_buf();
+    c.wallet.name = "miner".into();
+    c.wallet.hotkey = "default".into();
+    c.discovery.source = DiscoverySource::Static;
+    c.discovery.validators_file = Some(validators_file.to_path_buf());
+    c.discovery.min_stake = 1000.0;
+    c.dendrite.connect_timeout_secs = 2;
     format!(
-        r#"# Written by the fault suite (tests/src/fleet/mod.rs).
-[log]
-level = "info"
-format = "json"
-
-[broker]
-url = {amqp:?}
-prefix = {PREFIX:?}
-delivery_limit = 5
-heartbeat_secs = 5
-connect_timeout_secs = 120
-reconnect_max_delay_secs = 1
-
-[database]
-host = "127.0.0.1"
-port = {pg_port}
-user = "postgres"
-dbname = {DBNAME:?}
-pool_max_size = 4
-wait_timeout_ms = 2000
-create_timeout_ms = 2000
-recycle_timeout_ms = 1000
-
-[shutdown]
-drain_timeout_secs = 15
-
-[puller]
-metrics_addr = "{puller_metrics}"
-tick_ms = 200
-pull_timeout_ms = 5000
-cooldown_margin_ms = 1000
-backoff_initial_ms = 500
-backoff_max_ms = 4000
-task_deadline_secs = {deadline}
-lost_task_grace_secs = {grace}
-assumed_cooldown_secs = {assumed_cooldown}
-blacklist_uids = [{blacklist}]
-
-[worker]
-metrics_addr = "{worker_metrics}"
-generation_endpoints = [{endpoints}]
-slots = 1
-generate_timeout_ms = 4000
-min_budget_ms = 10000
-gate_views = 4
-gate_render_size = 64
-gate_pass_threshold = 0.3
-
-[submitter]
-metrics_addr = "{submitter_metrics}"
-concurrency = 4
-submit_timeout_secs = 8
-max_send_tries = 8
-retry_initial_ms = 300
-retry_max_ms = 2000
-retry_past_deadline_secs = 15
-db_retry_initial_ms = 100
-db_retry_max_ms = 1000
-
-[object_store]
-root = {artifacts:?}
-
-[wallet]
-path = {keys:?}
-name = "miner"
-hotkey = "default"
-
-[discovery]
-source = "static"
-validators_file = {validators:?}
-min_stake = 1000.0
-
-[dendrite]
-connect_timeout_secs = 2
-"#,
-        amqp = amqp_url,
-        puller_metrics = crate::free_addr(),
-        worker_metrics = crate::free_addr(),
-        submitter_metrics = crate::free_addr(),
-        deadline = settings.task_deadline_secs,
-        grace = settings.lost_task_grace_secs,
-        artifacts = dir.join("artifacts").display().to_string(),
-        keys = keys_dir.display().to_string(),
-        validators = validators_file.display().to_string(),
+        "# Written by the fault suite (tests/src/fleet/mod.rs).\n{}",
+        crate::config_toml(&c)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use splatfleet_common::config::Config;
+
+    use super::{config_text, ConfigInputs, FleetSettings};
+
+    #[test]
+    fn the_fleet_config_loads_with_the_fleet_s_values() {
+        let settings = FleetSettings::default();
+        let dir = Path::new("/tmp/fleet");
+        let inputs = ConfigInputs {
+            settings: &settings,
+            amqp_url: "amqp://guest:guest@127.0.0.1:5999/%2f".into(),
+            pg_port: 5999,
+            dir,
+            keys_dir: &dir.join("keys"),
+            validators_file: &dir.join("validators.toml"),
+            generator_url: "http://127.0.0.1:8093".into(),
+        };
+        let text = config_text(&inputs, &[3, 4]);
+        let config = Config::from_toml_with_env(&text, Path::new("fleet.toml"), std::iter::empty())
+            .expect("the fleet config loads");
+        assert_eq!(
+            config.broker.url.expose(),
+            "amqp://guest:guest@127.0.0.1:5999/%2f"
+        );
+        assert_eq!(config.database.port, 5999);
+        assert_eq!(config.puller.blacklist_uids, [3, 4]);
+        assert_eq!(config.puller.assumed_cooldown_secs, 5);
+        assert_eq!(config.worker.generation_endpoints.len(), settings.workers);
+        assert_eq!(config.object_store.root, dir.join("artifacts"));
+        assert_eq!(config.dendrite.connect_timeout_secs, 2);
+        assert!(text.starts_with("# Written by the fault suite"));
+    }
 }
