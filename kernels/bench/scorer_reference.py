@@ -205,11 +205,22 @@ def service_numbers(images, quality, lpips, ssim, device):
     return cls, quality_scores, pair_lpips, pair_ssim
 
 
-def score(models, cases, out_json, reps=10):
+def _ssim_f64(a, b):
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+    fa = a.unsqueeze(0).permute(0, 3, 1, 2).double() / 255.0
+    fb = b.unsqueeze(0).permute(0, 3, 1, 2).double() / 255.0
+    return ssim(fa, fb, data_range=1.0)
+
+
+def score(models, cases, out_json, reps=30):
     from torchmetrics.image import StructuralSimilarityIndexMeasure
 
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = False  # the service leaves TF32 matmul off
+    # ... and PyTorch's default leaves cuDNN's TF32 convolutions on (SSIM's blur, AlexNet,
+    # the patch embedding); REF_CUDNN_TF32=0 turns them off to see what that changes.
+    torch.backends.cudnn.allow_tf32 = os.environ.get("REF_CUDNN_TF32", "1") != "0"
     quality = load_quality(models, device)
     lpips = load_lpips(models, device)
     ssim = StructuralSimilarityIndexMeasure(data_range=1.0).to(device)
@@ -227,8 +238,13 @@ def score(models, cases, out_json, reps=10):
         alignment = 1.0
         final = (0.75 * iqa + 0.2 * alignment + 0.025 * sigmoid(ssim_agg, 35, 0.83)
                  + 0.025 * lpips_agg * sigmoid(lpips_agg, 30, 0.7))
+        # SSIM again in float64: how much of any difference is torch's float32 arithmetic.
+        n = len(images)
+        ps64 = [
+            float(_ssim_f64(images[i], images[(i + 1) % n])) for i in range(n)
+        ]
         result["cases"][case_dir.name] = {
-            "view_quality": q, "pair_ssim": ps, "pair_lpips": pl,
+            "view_quality": q, "pair_ssim": ps, "pair_lpips": pl, "pair_ssim_f64": ps64,
             "cls": [c.float().cpu().tolist() for c in cls],
             "iqa": iqa, "ssim": ssim_agg, "lpips": lpips_agg, "score": final,
         }
@@ -243,9 +259,11 @@ def score(models, cases, out_json, reps=10):
         service_numbers(images, quality, lpips, ssim, device)
         times.append((time.perf_counter() - t0) * 1e3)
     result["pytorch_ms"] = {"median": float(np.median(times)), "min": float(np.min(times)),
-                            "reps": reps, "torch": torch.__version__}
+                            "reps": reps, "torch": torch.__version__,
+                            "cudnn_tf32": torch.backends.cudnn.allow_tf32}
     print(f"score: PyTorch eager fp32, IQA + SSIM + LPIPS of 16 views: median {np.median(times):.2f} ms "
-          f"(min {np.min(times):.2f}, {reps} reps, torch {torch.__version__})")
+          f"(min {np.min(times):.2f}, max {np.max(times):.2f}, {reps} reps, torch {torch.__version__}, "
+          f"cudnn tf32 {torch.backends.cudnn.allow_tf32})")
     Path(out_json).write_text(json.dumps(result))
 
 
@@ -269,6 +287,9 @@ def compare(ours_json, ref_json, label="ours"):
                 continue
             rmax, amax = rel(o[key], r[key])
             print(f"compare: {label} {case} {key:13s} max rel {rmax:.2e} max abs {amax:.2e}")
+        if "pair_ssim_f64" in r:
+            rmax, amax = rel(o["pair_ssim"], r["pair_ssim_f64"])
+            print(f"compare: {label} {case} pair_ssim vs torchmetrics in float64  max rel {rmax:.2e} max abs {amax:.2e}")
         if "cls" in o:
             # Relative to the embedding's norm, per view: the "within 1e-3 relative".
             worst = max(

@@ -25,12 +25,17 @@ export SPLATFLEET_PTX_CACHE=/tmp/ptx
 CASES=${CASES:-4}
 python3 kernels/bench/scorer_reference.py make-models "$WORK/models" 2>&1 | tail -3
 .devbin/scorer_parity --models "$WORK/models" --out "$WORK/ours" --cases "$CASES" \
-    --reps "${REPS:-20}" --chunks "${CHUNKS:-96,1,2,3,4,6,8}" 2>&1 | tee "$OUT/parity.txt"
+    --reps "${REPS:-20}" --chunks "${CHUNKS:-96,8,24,48}" 2>&1 | tee "$OUT/parity.txt"
 python3 kernels/bench/scorer_reference.py score "$WORK/models" "$WORK/ours/cases" \
     "$WORK/ref.json" 2>&1 | tee "$OUT/reference.txt"
 python3 kernels/bench/scorer_reference.py compare "$WORK/ref.json" "$WORK"/ours/ours_*.json \
     2>&1 | tee "$OUT/compare.txt"
-if [ -x .devbin/scorer_check ]; then
+# The same with cuDNN's TF32 convolutions off (the service leaves them on): what they move.
+REF_CUDNN_TF32=0 python3 kernels/bench/scorer_reference.py score "$WORK/models" "$WORK/ours/cases" \
+    "$WORK/ref_exact.json" 2>&1 | tee "$OUT/reference_exact.txt"
+python3 kernels/bench/scorer_reference.py compare "$WORK/ref_exact.json" "$WORK"/ours/ours_*.json \
+    2>&1 | tee "$OUT/compare_exact.txt"
+if [ "${CHECK:-1}" = 1 ] && [ -x .devbin/scorer_check ]; then
     .devbin/scorer_check 2>&1 | tail -40 | tee "$OUT/check.txt"
 fi
 compute-sanitizer --tool memcheck --error-exitcode 3 .devbin/scorer_parity \
@@ -39,6 +44,7 @@ compute-sanitizer --tool memcheck --error-exitcode 3 .devbin/scorer_parity \
 echo "compute-sanitizer memcheck exit $?: $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer-memcheck.txt" | tail -1)" \
     | tee -a "$OUT/parity.txt"
 # Where the scorer's time goes, per kernel (one render-and-score pass per precision).
+[ "${NCU:-1}" = 1 ] || exit 0
 ncu --metrics gpu__time_duration.sum --csv .devbin/scorer_parity --models "$WORK/models" \
     --out "$WORK/ncu" --cases 1 --reps 0 --warmup 0 --no-cpu >"$WORK/ncu.csv" 2>/dev/null
 python3 kernels/bench/ncu_scorer.py "$WORK/ncu.csv" 2>&1 | tee "$OUT/ncu.txt"

@@ -102,8 +102,8 @@ fn run() -> Result<(), String> {
     println!("parity: models loaded in {:.2?}", started.elapsed());
     let rig = Rig::orbit(&OrbitSpec::validator_sized(16, 518, 518));
     let mut renderer = Renderer::new(0);
-    if !matches!(renderer.backend(), Backend::Cuda(_)) {
-        return Err("no CUDA device: this check runs on the GPU machine".into());
+    if let Backend::Cpu { reason } = renderer.backend() {
+        return Err(format!("no CUDA renderer ({reason}): this check runs on the GPU machine"));
     }
     let mut scorer = Scorer::for_renderer(models.clone(), &renderer).map_err(|e| e.to_string())?;
     let cases_dir = a.out.join("cases");

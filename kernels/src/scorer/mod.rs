@@ -82,7 +82,7 @@ impl Scorer {
         }
     }
 
-    /// (view, head) pairs per attention step on the GPU (benchmarks; `None`: the L2 budget's).
+    /// (view, head) pairs per attention step on the GPU (benchmarks; `None`: all of them).
     pub fn set_attention_chunk(&mut self, chunk: Option<usize>) -> Result<(), KernelError> {
         if let Some(gpu) = &mut self.gpu {
             gpu.set_attention_chunk(chunk)?;

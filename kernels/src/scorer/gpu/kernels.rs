@@ -8,6 +8,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKe
 
 use crate::gpu::{
     compile::{ptx_for, Source, METRICS},
+    layout::{SSIM_COLS, SSIM_ROWS, SSIM_THREADS},
     GpuError,
 };
 
@@ -22,9 +23,6 @@ const ROW_THREADS: u32 = 256;
 const ROWS_PER_BLOCK: usize = (ROW_THREADS / 32) as usize;
 /// Blocks per pair of `lpips_tap` (`LPIPS_THREADS` threads each).
 const LPIPS_THREADS: u32 = 256;
-/// `SSIM_COLS`, `SSIM_ROWS` of metrics.cu: output columns and rows per SSIM block.
-const SSIM_COLS: usize = 64;
-const SSIM_ROWS: usize = 128;
 
 fn u32_of(what: &'static str, v: usize) -> Result<u32, GpuError> {
     u32::try_from(v).map_err(|_| GpuError::TooLarge {
@@ -474,7 +472,10 @@ impl Kernels {
         views: usize,
         ssim_sum: u64,
     ) -> Result<(), GpuError> {
-        let (cols, rws) = (w.div_ceil(SSIM_COLS), h.div_ceil(SSIM_ROWS));
+        let (cols, rws) = (
+            w.div_ceil(SSIM_COLS as usize),
+            h.div_ceil(SSIM_ROWS as usize),
+        );
         let blocks = u32_of("SSIM blocks", cols * rws * views)?;
         let a = [
             u32_of("width", w)?,
@@ -485,7 +486,7 @@ impl Kernels {
         ];
         let cfg = LaunchConfig {
             grid_dim: (blocks, 1, 1),
-            block_dim: (3 * SSIM_COLS as u32, 1, 1),
+            block_dim: (SSIM_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
         let mut l = s.launch_builder(&self.ssim_validator);
