@@ -16,6 +16,10 @@ use splatfleet_common::{
     config::Config,
     db::Pool,
     discovery::ValidatorInfo,
+    ledger::{
+        self,
+        validators::{self, PullRecord},
+    },
     messages::TaskMsg,
     shutdown::Shutdown,
 };
@@ -30,7 +34,6 @@ use crate::{
         KnownValidator,
     },
     metrics,
-    record::{self, PullRecord},
     scheduler::{acceptance_estimate, Scheduler},
     validator_set::{self, SetFilters, ValidatorSet},
     PullerError,
@@ -86,7 +89,7 @@ impl ControlLoop {
         let publisher = broker.publisher::<TaskMsg>().await?;
         let capacity_channel = broker.channel().await?;
         let tasks_queue = broker.topology().queue(QueueKind::Tasks);
-        record::clear_stops(&pool).await?;
+        validators::clear_stops(&pool).await?;
         Ok(Self {
             filters: SetFilters::from_config(&config),
             config: Arc::new(config),
@@ -163,7 +166,7 @@ impl ControlLoop {
         match validator_set::discover(&self.config).await {
             Ok(found) => {
                 let source = validator_set::source_name(&self.config);
-                match record::upsert_validators(&self.pool, &found, source).await {
+                match validators::upsert_validators(&self.pool, &found, source).await {
                     Ok(ids) => {
                         self.ids = ids;
                         self.discovered = found;
@@ -216,7 +219,7 @@ impl ControlLoop {
     /// Blacklist, acceptance, the validator set, lost tasks and unpublished tasks.
     async fn housekeeping(&mut self) -> Result<(), PullerError> {
         let settings = self.config.puller.clone();
-        let judged = record::submission_stats(&self.pool, settings.auto_blacklist_window).await?;
+        let judged = ledger::submission_stats(&self.pool, settings.auto_blacklist_window).await?;
         for (hotkey, stats) in &judged {
             let acceptance = f64::from(stats.accepted) / f64::from(stats.completed.max(1));
             let reason = if stats.penalised >= settings.auto_blacklist_max_penalties {
@@ -237,7 +240,7 @@ impl ControlLoop {
             if let Some(reason) = reason {
                 if !self.filters.auto_blacklist.contains_key(hotkey) {
                     tracing::warn!(validator = %hotkey, %reason, secs = settings.auto_blacklist_secs, "automatic blacklist");
-                    record::auto_blacklist(
+                    validators::auto_blacklist(
                         &self.pool,
                         hotkey,
                         &reason,
@@ -247,8 +250,8 @@ impl ControlLoop {
                 }
             }
         }
-        self.filters.auto_blacklist = record::blacklisted(&self.pool).await?;
-        let recent = record::submission_stats(&self.pool, settings.acceptance_window).await?;
+        self.filters.auto_blacklist = validators::blacklisted(&self.pool).await?;
+        let recent = ledger::submission_stats(&self.pool, settings.acceptance_window).await?;
         self.apply_set().await?;
         let hotkeys: Vec<String> = self
             .scheduler
@@ -272,7 +275,18 @@ impl ControlLoop {
         if self.last_set.as_ref() == Some(&set) {
             return Ok(());
         }
-        record::record_exclusions(&self.pool, &self.ids, &set).await?;
+        let wanted: Vec<validators::Exclusion<'_>> = set
+            .excluded
+            .iter()
+            .map(|e| {
+                (
+                    e.validator.hotkey.as_str(),
+                    Some((e.reason.as_str(), e.detail.as_str())),
+                )
+            })
+            .chain(set.eligible.iter().map(|v| (v.hotkey.as_str(), None)))
+            .collect();
+        validators::record_exclusions(&self.pool, &self.ids, &wanted).await?;
         metrics::validator_set(set.eligible.len(), &set.excluded);
         let weights = &self.config.puller.reward_weights;
         let default_weight = self.scheduler.default_reward_weight();
@@ -382,7 +396,8 @@ impl ControlLoop {
         if !full && holding.is_empty() {
             return Ok(());
         }
-        let snapshots = record::snapshot(&self.pool, (!full).then_some(holding.as_slice())).await?;
+        let snapshots =
+            validators::snapshot(&self.pool, (!full).then_some(holding.as_slice())).await?;
         if full {
             self.last_full_snapshot = now;
         }
@@ -410,7 +425,7 @@ impl ControlLoop {
             return Ok(());
         };
         let grace = self.config.puller.lost_task_grace_secs;
-        for lost in record::lost_tasks(&self.pool, grace).await? {
+        for lost in ledger::lost_tasks(&self.pool, grace).await? {
             let Some(&validator_id) = self.ids.get(&lost.hotkey) else {
                 continue;
             };
@@ -429,7 +444,7 @@ impl ControlLoop {
             {
                 continue;
             }
-            if !record::claim_release(&self.pool, lost.id, "lost: no result by the deadline")
+            if !ledger::claim_release(&self.pool, lost.id, "lost: no result by the deadline")
                 .await?
             {
                 continue;
@@ -451,7 +466,7 @@ impl ControlLoop {
         let Some(context) = self.jobs_context.clone() else {
             return Ok(());
         };
-        for (row, msg) in record::unpublished(&self.pool, SWEEP_AFTER.as_secs_f64()).await? {
+        for (row, msg) in ledger::unpublished(&self.pool, SWEEP_AFTER.as_secs_f64()).await? {
             let mine = context
                 .publishing
                 .lock()
@@ -564,7 +579,7 @@ impl ControlLoop {
             JobOutcome::Published => None,
         };
         if let Some(record) = record {
-            if let Err(err) = record::record_pull(&self.pool, validator_id, &record).await {
+            if let Err(err) = validators::record_pull(&self.pool, validator_id, &record).await {
                 tracing::warn!(validator = %hotkey, %err, "recording the pull failed");
             }
         }

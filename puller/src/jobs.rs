@@ -15,6 +15,7 @@ use splatfleet_common::{
     broker::Publisher,
     db::Pool,
     discovery::ValidatorInfo,
+    ledger::{self, ReleaseRecord, TaskInsert},
     messages::{TaskKind, TaskMsg, ValidatorRef},
     protocol::sn17::ProtocolTask,
 };
@@ -22,7 +23,6 @@ use splatfleet_common::{
 use crate::{
     metrics,
     pull::{self, PullOutcome, ReleaseOutcome},
-    record::{self, ReleaseRecord, TaskInsert},
 };
 
 pub(crate) fn now_secs() -> f64 {
@@ -176,7 +176,7 @@ async fn take_task(
     };
     let prompt_sha256 = hex::encode(Sha256::digest(msg.prompt.as_bytes()));
     let inserted =
-        match record::insert_task(&context.pool, validator.id, &msg, &prompt_sha256).await {
+        match ledger::insert_task(&context.pool, validator.id, &msg, &prompt_sha256).await {
             Ok(inserted) => inserted,
             Err(err) => {
                 // The validator assigned the task but we could not record it: it stays assigned,
@@ -203,13 +203,11 @@ async fn take_task(
                 task_id: msg.task_id,
             }
         }
-        TaskInsert::Existing { id, status }
-            if record::TERMINAL_STATUSES.contains(&status.as_str()) =>
-        {
+        TaskInsert::Existing { id, status } if status.is_terminal() => {
             // We finished this task, yet the validator still holds it: our submission never
             // reached it. Give it back so the validator hands out the next one.
             tracing::warn!(validator = %msg.validator.hotkey, task_id = %msg.task_id, %status, "validator still holds a task we closed; releasing it");
-            let lost = record::LostTask {
+            let lost = ledger::LostTask {
                 id,
                 hotkey: msg.validator.hotkey.clone(),
                 task_id: msg.task_id.clone(),
@@ -240,7 +238,7 @@ pub(crate) async fn publish_with_tries(
                     ::metrics::histogram!("splatfleet_puller_pull_to_publish_seconds")
                         .record(started.elapsed().as_secs_f64());
                 }
-                if let Err(err) = record::mark_published(&context.pool, row).await {
+                if let Err(err) = ledger::mark_published(&context.pool, row).await {
                     tracing::warn!(task_id = %msg.task_id, %err, "recording the publish failed; the sweep may publish it again");
                 }
                 return;
@@ -248,7 +246,7 @@ pub(crate) async fn publish_with_tries(
             Err(err) => {
                 ::metrics::counter!("splatfleet_puller_publish_failures_total").increment(1);
                 tracing::warn!(task_id = %msg.task_id, attempt, %err, "publishing the task failed");
-                let _ = record::mark_publish_failed(&context.pool, row, &err.to_string()).await;
+                let _ = ledger::mark_publish_failed(&context.pool, row, &err.to_string()).await;
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }
         }
@@ -259,7 +257,7 @@ pub(crate) async fn publish_with_tries(
 pub(crate) async fn release_job(
     context: Arc<JobContext>,
     validator: KnownValidator,
-    lost: record::LostTask,
+    lost: ledger::LostTask,
 ) -> JobReport {
     let outcome = release(&context, &validator, &lost, true).await;
     JobReport {
@@ -273,11 +271,11 @@ pub(crate) async fn release_job(
 async fn release(
     context: &JobContext,
     validator: &KnownValidator,
-    lost: &record::LostTask,
+    lost: &ledger::LostTask,
     claimed: bool,
 ) -> JobOutcome {
     if !claimed {
-        match record::claim_release(&context.pool, lost.id, "validator still held a closed task")
+        match ledger::claim_release(&context.pool, lost.id, "validator still held a closed task")
             .await
         {
             Ok(true) => {}
@@ -339,7 +337,7 @@ async fn release(
         ),
     };
     metrics::released(hotkey, label);
-    if let Err(err) = record::finish_release(&context.pool, lost.id, &record).await {
+    if let Err(err) = ledger::finish_release(&context.pool, lost.id, &record).await {
         tracing::warn!(validator = %hotkey, task_id = %lost.task_id, %err, "recording the release failed");
     }
     report

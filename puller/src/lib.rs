@@ -1,7 +1,7 @@
 //! The puller: the fleet's scheduler. It discovers validators, decides whom to pull from and
 //! when (cooldowns, blacklists, backoff, expected value, fleet capacity), pulls, records each
-//! task in Postgres as `queued`, publishes it with confirms, and gives back tasks the fleet
-//! lost with an empty submission.
+//! task in Postgres as `queued` (through the ledger, `splatfleet_common::ledger`), publishes it
+//! with confirms, and gives back tasks the fleet lost with an empty submission.
 
 pub mod backoff;
 pub mod capacity;
@@ -10,7 +10,6 @@ pub mod cooldown_book;
 mod jobs;
 pub mod metrics;
 pub mod pull;
-pub mod record;
 pub mod scheduler;
 pub mod validator_set;
 

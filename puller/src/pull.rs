@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use splatfleet_common::{
-    bittensor::{nonce::wall_clock_ns, AxonTarget, Dendrite, DendriteError},
-    protocol::sn17::{sign_license, Feedback, ProtocolTask, PullTask, SubmitResults},
+    bittensor::{AxonTarget, Dendrite, DendriteError},
+    protocol::sn17::{Feedback, ProtocolTask, PullTask, SubmitResults},
 };
 
 /// Longest task id the fleet records (the `tasks.task_id` column's limit).
@@ -118,9 +118,8 @@ pub async fn release_empty(
     prompt: &str,
     timeout: Duration,
 ) -> ReleaseOutcome {
-    let submit_time = wall_clock_ns();
-    let signature = sign_license(dendrite.hotkey(), submit_time, prompt, &target.hotkey);
-    let submission = SubmitResults::new(task_id, String::new(), submit_time, signature);
+    let submission =
+        SubmitResults::signed(dendrite.hotkey(), &target.hotkey, task_id, prompt, None);
     match dendrite.call(target, submission, timeout).await {
         Ok(response) => ReleaseOutcome::Released {
             cooldown_until: response.body.synapse.cooldown_until,

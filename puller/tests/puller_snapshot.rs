@@ -1,9 +1,9 @@
-//! `record::snapshot` against a fresh database: the full read covers every validator, the
+//! `ledger::validators::snapshot` against a fresh database: the full read covers every validator, the
 //! narrow one (what the puller reads between full reads) only the hotkeys asked for, with the
 //! same latest task, openness and cooldown.
 
 use splatfleet_common::db::Pool;
-use splatfleet_puller::record;
+use splatfleet_common::ledger::validators as record;
 use splatfleet_tests::FreshDatabase;
 
 const HOLDING: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
@@ -120,7 +120,7 @@ async fn the_snapshot_reads_one_task_row_per_validator_however_many_tasks_there_
     client.batch_execute("ANALYZE").await.expect("analyze");
     let explain = format!(
         "EXPLAIN (ANALYZE, FORMAT JSON) {}",
-        splatfleet_puller::record::SNAPSHOT_SQL
+        splatfleet_common::ledger::validators::SNAPSHOT_SQL
     );
     let none: Option<Vec<String>> = None;
     let row = client.query_one(&explain, &[&none]).await.expect("explain");
@@ -142,7 +142,7 @@ async fn the_snapshot_reads_one_task_row_per_validator_however_many_tasks_there_
         "the snapshot sorts: {plan}"
     );
     // The latest task is still the one the seed made last for each validator.
-    let snapshot = splatfleet_puller::record::snapshot(&pool, None)
+    let snapshot = splatfleet_common::ledger::validators::snapshot(&pool, None)
         .await
         .expect("snapshot");
     let holding = snapshot

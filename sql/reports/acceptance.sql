@@ -1,6 +1,7 @@
 -- Acceptance rate and mean validator score of completed non-empty submissions, grouped by
--- validator, day, task type or config version. Accepted: task_fidelity_score > 0; penalised:
--- scored 0 without failing validation (the 600 s penalty).
+-- validator, day, task type or config version. Verdicts from the submission_verdicts view
+-- (migration 0007): accepted (scored above 0), penalised (scored 0 without failing validation:
+-- the 600 s penalty), validation_failed.
 --   psql -d splatfleet -v since='7 days' -v by=validator -f sql/reports/acceptance.sql
 --   (by: validator | day | task-type | config)
 \if :{?since}
@@ -18,17 +19,16 @@ SELECT CASE :'by'
            ELSE v.hotkey
        END AS key,
        count(*) AS submitted,
-       count(*) FILTER (WHERE s.task_fidelity_score > 0) AS accepted,
-       count(*) FILTER (WHERE coalesce(s.task_fidelity_score, 0) <= 0
-                          AND NOT coalesce(s.validation_failed, false)) AS penalised,
-       count(*) FILTER (WHERE s.validation_failed) AS validation_failed,
-       round(count(*) FILTER (WHERE s.task_fidelity_score > 0)::numeric / count(*), 4)
+       count(*) FILTER (WHERE s.verdict = 'accepted') AS accepted,
+       count(*) FILTER (WHERE s.verdict = 'penalised') AS penalised,
+       count(*) FILTER (WHERE s.verdict = 'validation_failed') AS validation_failed,
+       round(count(*) FILTER (WHERE s.verdict = 'accepted')::numeric / count(*), 4)
            AS acceptance_rate,
        round(avg(coalesce(s.task_fidelity_score, 0))::numeric, 4) AS mean_score
-FROM submissions s
+FROM submission_verdicts s
 JOIN tasks t ON t.id = s.task_id
 JOIN validators v ON v.id = t.validator_id
-WHERE s.state = 'completed' AND NOT s.empty
+WHERE s.verdict IN ('accepted', 'penalised', 'validation_failed')
   AND s.completed_at > now() - :'since'::interval
 GROUP BY 1
 ORDER BY 1;

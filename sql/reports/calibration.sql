@@ -23,13 +23,12 @@ WITH judged AS (
            CASE WHEN a.gate_mode = 'validator' AND a.predicted_score IS NOT NULL
                 THEN a.predicted_score
                 ELSE coalesce(a.local_score, s.local_score) END AS gate_score,
-           coalesce(s.task_fidelity_score, 0) > 0 AS accepted,
-           coalesce(s.task_fidelity_score, 0) <= 0
-               AND NOT coalesce(s.validation_failed, false) AS penalised,
+           s.verdict = 'accepted' AS accepted,
+           s.verdict = 'penalised' AS penalised,
            coalesce(s.task_fidelity_score, 0)::float8 AS score
-    FROM submissions s
+    FROM submission_verdicts s
     LEFT JOIN attempts a ON a.id = s.attempt_id
-    WHERE s.state = 'completed' AND NOT s.empty
+    WHERE s.verdict IN ('accepted', 'penalised', 'validation_failed')
       AND s.completed_at > now() - :'since'::interval
 ), bucketed AS (
     SELECT *,

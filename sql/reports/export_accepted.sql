@@ -39,11 +39,11 @@ SELECT jsonb_build_object(
            'config_version_id', t.config_version_id,
            'submitted_at', s.completed_at
        )::text AS line
-FROM submissions s
+FROM submission_verdicts s
 JOIN tasks t ON t.id = s.task_id
 JOIN validators v ON v.id = t.validator_id
 LEFT JOIN attempts a ON a.id = s.attempt_id
-WHERE s.state = 'completed' AND NOT s.empty
+WHERE s.verdict IN ('accepted', 'penalised', 'validation_failed')
   AND s.task_fidelity_score >= :'min_score'::real
   AND (:'task_type' = 'any' OR t.kind = :'task_type')
   AND s.completed_at > now() - :'since'::interval

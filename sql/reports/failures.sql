@@ -13,15 +13,13 @@ SELECT source,
 FROM (
     SELECT 'submission' AS source, coalesce(s.error, 'unknown') AS reason,
            coalesce(s.completed_at, s.created_at) AS at
-    FROM submissions s WHERE s.state = 'failed'
+    FROM submission_verdicts s WHERE s.verdict = 'lost'
     UNION ALL
     SELECT 'penalty', 'scored under the validation threshold', s.completed_at
-    FROM submissions s
-    WHERE s.state = 'completed' AND NOT s.empty
-      AND coalesce(s.task_fidelity_score, 0) <= 0 AND NOT coalesce(s.validation_failed, false)
+    FROM submission_verdicts s WHERE s.verdict = 'penalised'
     UNION ALL
     SELECT 'validation', 'validation failed', s.completed_at
-    FROM submissions s WHERE s.state = 'completed' AND s.validation_failed
+    FROM submission_verdicts s WHERE s.verdict = 'validation_failed'
     UNION ALL
     SELECT 'task', t.status || ': ' || coalesce(t.status_reason, 'no reason'), t.updated_at
     FROM tasks t

@@ -4,7 +4,7 @@
 //!
 //! The normal path (the puller recorded the task, nobody claimed it yet) costs one statement
 //! before the send: task lookup, claim and the first send's mark together
-//! (`record::claim_first`). Anything else (a task to adopt, a submission row already there,
+//! (`ledger::claim_first`). Anything else (a task to adopt, a submission row already there,
 //! a model that cannot be loaded) goes step by step: find the task, skip it if its submission
 //! already finished (or record it as late or unloadable), claim, mark, send.
 //!
@@ -34,7 +34,9 @@ use splatfleet_common::{
     bittensor::{AxonTarget, Dendrite},
     broker::{Disposition, Incoming},
     db::Pool,
+    ledger::{self, Claim, ClaimRequest, Finish, FirstClaim, SubmissionRow, TaskRow, Verdict},
     messages::{ResultMsg, ResultOutcome},
+    protocol::sn17::SubmitResults,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -42,9 +44,7 @@ use tracing::Instrument as _;
 use crate::{
     load_artifact::{self, LoadError},
     metrics,
-    record::{self, Claim, ClaimRequest, Finish, FirstClaim, SubmissionState, TaskRow},
     retry::{db_retry, Backoff, DbRetryError, SendPolicy},
-    sign,
     submit::{self, SendOutcome},
 };
 
@@ -166,17 +166,17 @@ impl Handler {
         // must leave no submission row behind (the puller releases its task once lost).
         let loaded = self.load(msg).await;
         let request = ClaimRequest {
-            claimed_by: &self.instance,
+            claimed_by: Some(&self.instance),
             lease_secs: self.lease_secs(),
             empty_reason: loaded.as_ref().ok().and_then(|l| l.empty_reason),
-            worker: &msg.worker,
+            worker: Some(&msg.worker),
             local_score: loaded.as_ref().ok().and_then(|l| l.local_score),
-            result_finished_unix_ms: msg.finished_at_unix_ms,
+            result_finished_unix_ms: Some(msg.finished_at_unix_ms),
         };
         let known = match &loaded {
             Ok(_) => {
                 let first = db_retry("claim task", self.db_backoff, &self.stop, || {
-                    record::claim_first(&self.pool, &msg.validator.hotkey, &msg.task_id, &request)
+                    ledger::claim_first(&self.pool, &msg.validator.hotkey, &msg.task_id, &request)
                 })
                 .await?;
                 match first {
@@ -208,13 +208,13 @@ impl Handler {
             Some(task) => task,
             None => {
                 db_retry("find task", self.db_backoff, &self.stop, || {
-                    record::find_or_adopt_task(&self.pool, msg)
+                    ledger::find_or_adopt_task(&self.pool, msg)
                 })
                 .await?
             }
         };
         let state = db_retry("read submission", self.db_backoff, &self.stop, || {
-            record::submission_state(&self.pool, task.id)
+            ledger::submission_state(&self.pool, task.id)
         })
         .await?;
         if let Some(disposition) = self.already_handled(msg, task.id, &state).await? {
@@ -226,7 +226,7 @@ impl Handler {
                 tracing::error!(%err, "cannot load the result's model; recording it and dead-lettering the result");
                 let reason = err.to_string();
                 db_retry("record unloadable", self.db_backoff, &self.stop, || {
-                    record::record_unloadable(&self.pool, task.id, msg, &reason)
+                    ledger::record_unloadable(&self.pool, task.id, msg, &reason)
                 })
                 .await?;
                 metrics::submission(validator, "unloadable");
@@ -235,7 +235,7 @@ impl Handler {
         };
         let tries = loop {
             let claim = db_retry("claim submission", self.db_backoff, &self.stop, || {
-                record::claim(&self.pool, task.id, request)
+                ledger::claim(&self.pool, task.id, request)
             })
             .await?;
             match claim {
@@ -295,7 +295,7 @@ impl Handler {
 
     /// Sends our claimed submission (again after transient failures, while worth it) and
     /// records how it ended. `marked`: the send count when the claim already recorded the
-    /// first send (the normal path's [`record::claim_first`]).
+    /// first send (the normal path's [`ledger::claim_first`]).
     async fn send(
         &self,
         msg: &ResultMsg,
@@ -315,7 +315,7 @@ impl Handler {
                 Some(tries) => tries,
                 None => {
                     let marked = db_retry("mark sending", self.db_backoff, &self.stop, || {
-                        record::mark_sending(&self.pool, task.id, &self.instance, self.lease_secs())
+                        ledger::mark_sending(&self.pool, task.id, &self.instance, self.lease_secs())
                     })
                     .await?;
                     let Some(now_tries) = marked else {
@@ -327,7 +327,7 @@ impl Handler {
                     now_tries
                 }
             };
-            let submission = sign::signed_submission(
+            let submission = SubmitResults::signed(
                 self.dendrite.hotkey(),
                 &msg.validator.hotkey,
                 &msg.task_id,
@@ -375,7 +375,7 @@ impl Handler {
                             metrics::send_retry(validator);
                             tokio::select! {
                                 () = self.stop.cancelled() => {
-                                    let _ = record::release_lease(&self.pool, task.id, &self.instance).await;
+                                    let _ = ledger::release_lease(&self.pool, task.id, &self.instance).await;
                                     return Ok(Disposition::Requeue);
                                 }
                                 () = tokio::time::sleep(delay) => {}
@@ -392,15 +392,15 @@ impl Handler {
                 }
             }
         };
-        let written = db_retry("record submission", self.db_backoff, &self.stop, || {
-            record::finish(&self.pool, task.id, &self.instance, msg, &finish)
+        let verdict = db_retry("record submission", self.db_backoff, &self.stop, || {
+            ledger::finish(&self.pool, task.id, &self.instance, msg, &finish)
         })
         .await?;
-        if !written {
+        let Some(verdict) = verdict else {
             tracing::warn!("the submission row was taken over before it was recorded");
             return Ok(Disposition::Ack);
-        }
-        self.count(msg, &finish, task.pulled_at_secs);
+        };
+        self.count(msg, &finish, verdict, task.pulled_at_secs);
         Ok(Disposition::Ack)
     }
 
@@ -431,54 +431,53 @@ impl Handler {
         &self,
         msg: &ResultMsg,
         task_row: i64,
-        state: &SubmissionState,
+        state: &SubmissionRow,
     ) -> Result<Option<Disposition>, Stop> {
         let validator = msg.validator.hotkey.as_str();
         match state {
-            SubmissionState::Finished { state } => {
+            SubmissionRow::Finished { state } => {
                 tracing::info!(%state, "submission already finished; acking the redelivery without sending");
                 metrics::submission(validator, "duplicate");
                 Ok(Some(Disposition::Ack))
             }
-            SubmissionState::PullerReleasing => {
+            SubmissionRow::PullerReleasing => {
                 tracing::warn!("the puller released this task before its result arrived; recording the attempts only");
                 db_retry("record late result", self.db_backoff, &self.stop, || {
-                    record::record_late(&self.pool, task_row, msg)
+                    ledger::record_late(&self.pool, task_row, msg)
                 })
                 .await?;
                 metrics::submission(validator, "late");
                 Ok(Some(Disposition::Ack))
             }
-            SubmissionState::Unclaimed | SubmissionState::Sending { .. } => Ok(None),
+            SubmissionRow::Unclaimed | SubmissionRow::Sending { .. } => Ok(None),
         }
     }
 
-    fn count(&self, msg: &ResultMsg, finish: &Finish, pulled_at_secs: f64) {
+    /// Counts a recorded submission by the verdict the ledger gave it.
+    fn count(&self, msg: &ResultMsg, finish: &Finish, verdict: Verdict, pulled_at_secs: f64) {
         let validator = msg.validator.hotkey.as_str();
-        let empty = matches!(msg.outcome, ResultOutcome::Empty { .. });
         let outcome = match finish {
             Finish::Answered { feedback, .. } => {
                 metrics::pull_to_feedback((now_secs() - pulled_at_secs).max(0.0));
-                let fidelity = feedback.as_ref().map_or(0.0, |f| f.task_fidelity_score);
-                let failed = feedback.as_ref().is_some_and(|f| f.validation_failed);
-                if empty {
-                    "empty"
-                } else {
+                if verdict != Verdict::Empty {
+                    let fidelity = feedback.as_ref().map_or(0.0, |f| f.task_fidelity_score);
                     metrics::score(validator, fidelity);
-                    if fidelity > 0.0 {
-                        "accepted"
-                    } else if failed {
-                        "validation_failed"
-                    } else {
+                }
+                match verdict {
+                    Verdict::Empty => "empty",
+                    Verdict::Accepted => "accepted",
+                    Verdict::ValidationFailed => "validation_failed",
+                    Verdict::Penalised => {
                         metrics::penalty(validator);
                         "rejected"
                     }
+                    Verdict::Lost | Verdict::Sending => "unexpected",
                 }
             }
             Finish::Refused { .. } => "refused",
             Finish::GaveUp { .. } => "gave_up",
         };
-        tracing::info!(outcome, "result handled");
+        tracing::info!(outcome, %verdict, "result handled");
         metrics::submission(validator, outcome);
     }
 }

@@ -1,20 +1,19 @@
 //! The submitter: consumes `ResultMsg`s, submits each task's result to its validator exactly
-//! once (signed, SPZ as base64, or empty to release the task without penalty), and records
-//! attempts, submission, feedback and cooldowns in PostgreSQL; plus the operators' SQL reports
-//! and the training-data export.
+//! once (`SubmitResults::signed`: SPZ as base64, or empty to release the task without
+//! penalty), and records attempts, submission, feedback and cooldowns in PostgreSQL through
+//! the ledger (`splatfleet_common::ledger`); plus the operators' SQL reports and the
+//! training-data export.
 //!
 //! One job per module: [`consume`] (one delivery, start to ack), [`load_artifact`],
-//! [`sign`], [`submit`], [`record`], [`retry`], [`metrics`], [`reports`], [`export`], [`cli`].
+//! [`submit`], [`retry`], [`metrics`], [`reports`], [`export`], [`cli`].
 
 pub mod cli;
 pub mod consume;
 pub mod export;
 pub mod load_artifact;
 pub mod metrics;
-pub mod record;
 pub mod reports;
 pub mod retry;
-pub mod sign;
 pub mod submit;
 
 use std::{

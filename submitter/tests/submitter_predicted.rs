@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use splatfleet_common::ledger::{self, ClaimRequest, Finish, FirstClaim};
 use splatfleet_common::{
     db::Pool,
     messages::{ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, ValidatorRef},
     protocol::sn17::Feedback,
 };
-use splatfleet_submitter::record::{self, ClaimRequest, Finish, FirstClaim};
 use splatfleet_tests::FreshDatabase;
 
 const HOTKEY: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
@@ -191,7 +191,7 @@ async fn predicted_columns_are_filled_from_the_gate_metrics() {
 
     // A late result: attempts only.
     let late = record_task(&pool, "t-late").await;
-    record::record_late(&pool, late, &result("t-late"))
+    ledger::record_late(&pool, late, &result("t-late"))
         .await
         .expect("late result");
     assert_eq!(rows(&pool, late).await, expected());
@@ -199,17 +199,17 @@ async fn predicted_columns_are_filled_from_the_gate_metrics() {
     // A finished submission: the same statement inside finish's.
     let row = record_task(&pool, "t-done").await;
     let msg = result("t-done");
-    let claim = record::claim_first(
+    let claim = ledger::claim_first(
         &pool,
         HOTKEY,
         "t-done",
         &ClaimRequest {
-            claimed_by: ME,
+            claimed_by: Some(ME),
             lease_secs: 60.0,
             empty_reason: None,
-            worker: "host-a/gpu0",
+            worker: Some("host-a/gpu0"),
             local_score: Some(0.81),
-            result_finished_unix_ms: 1_700_000_010_000,
+            result_finished_unix_ms: Some(1_700_000_010_000),
         },
     )
     .await
@@ -223,9 +223,10 @@ async fn predicted_columns_are_filled_from_the_gate_metrics() {
         cooldown_until: 1_900_000_000,
         latency_ms: 12,
     };
-    assert!(record::finish(&pool, row, ME, &msg, &finish)
+    assert!(ledger::finish(&pool, row, ME, &msg, &finish)
         .await
-        .expect("finish"));
+        .expect("finish")
+        .is_some());
     assert_eq!(rows(&pool, row).await, expected());
     let chosen: f64 = pool
         .get()

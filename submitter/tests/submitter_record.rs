@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use splatfleet_common::ledger::{self, ClaimRequest, Finish, FirstClaim, TaskStatus};
 use splatfleet_common::{
     db::Pool,
     messages::{ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, ValidatorRef},
     protocol::sn17::Feedback,
 };
-use splatfleet_submitter::record::{self, ClaimRequest, Finish, FirstClaim};
 use splatfleet_tests::FreshDatabase;
 
 const HOTKEY: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
@@ -99,12 +99,12 @@ fn result(task_id: &str) -> ResultMsg {
 
 fn request() -> ClaimRequest<'static> {
     ClaimRequest {
-        claimed_by: ME,
+        claimed_by: Some(ME),
         lease_secs: 60.0,
         empty_reason: None,
-        worker: "host-a/gpu3",
+        worker: Some("host-a/gpu3"),
         local_score: Some(0.8),
-        result_finished_unix_ms: 1_700_000_010_000,
+        result_finished_unix_ms: Some(1_700_000_010_000),
     }
 }
 
@@ -152,21 +152,21 @@ async fn count(pool: &Pool, query: &str) -> i64 {
 async fn claim_first_claims_a_known_unclaimed_task_marked_as_sent_once() {
     let (db, pool) = database().await;
     let row = record_task(&pool, "t-1").await;
-    let claimed = record::claim_first(&pool, HOTKEY, "t-1", &request())
+    let claimed = ledger::claim_first(&pool, HOTKEY, "t-1", &request())
         .await
         .expect("claim");
     let FirstClaim::Claimed(task) = claimed else {
         panic!("not claimed: {claimed:?}");
     };
     assert_eq!(task.id, row);
-    assert_eq!(task.status, "queued");
+    assert_eq!(task.status, TaskStatus::Queued);
     assert!(task.deadline_secs > task.pulled_at_secs);
     assert_eq!(
         submission(&pool, row).await,
         Some(("sending".into(), 1, Some(ME.into()), true, true))
     );
     // The same delivery again (a retried statement, a redelivery): the row is left alone.
-    let again = record::claim_first(&pool, HOTKEY, "t-1", &request())
+    let again = ledger::claim_first(&pool, HOTKEY, "t-1", &request())
         .await
         .expect("claim");
     assert_eq!(again, FirstClaim::Existing(task));
@@ -182,7 +182,7 @@ async fn claim_first_claims_a_known_unclaimed_task_marked_as_sent_once() {
 async fn claim_first_writes_nothing_for_an_unknown_task_or_an_existing_row() {
     let (db, pool) = database().await;
     assert_eq!(
-        record::claim_first(&pool, HOTKEY, "never-pulled", &request())
+        ledger::claim_first(&pool, HOTKEY, "never-pulled", &request())
             .await
             .expect("claim"),
         FirstClaim::UnknownTask
@@ -213,7 +213,7 @@ async fn claim_first_writes_nothing_for_an_unknown_task_or_an_existing_row() {
         ("t-released", releasing, None, 1),
         ("t-held", held, Some("other:2:bbbbbbbb".to_owned()), 0),
     ] {
-        let first = record::claim_first(&pool, HOTKEY, task_id, &request())
+        let first = ledger::claim_first(&pool, HOTKEY, task_id, &request())
             .await
             .expect("claim");
         assert!(
@@ -246,9 +246,10 @@ async fn finish_records_everything_once_and_nothing_when_the_row_is_not_ours() {
         )
         .await
         .expect("other's row");
-    assert!(!record::finish(&pool, row, ME, &msg, &answered())
+    assert!(ledger::finish(&pool, row, ME, &msg, &answered())
         .await
-        .expect("finish"));
+        .expect("finish")
+        .is_none());
     assert_eq!(count(&pool, "SELECT count(*) FROM attempts").await, 0);
     assert_eq!(
         count(&pool, "SELECT count(*) FROM tasks WHERE status = 'queued'").await,
@@ -273,9 +274,10 @@ async fn finish_records_everything_once_and_nothing_when_the_row_is_not_ours() {
         )
         .await
         .expect("ours now");
-    assert!(record::finish(&pool, row, ME, &msg, &answered())
+    assert!(ledger::finish(&pool, row, ME, &msg, &answered())
         .await
-        .expect("finish"));
+        .expect("finish")
+        .is_some());
     let client = pool.get().await.expect("client");
     let got = client
         .query_one(
@@ -343,12 +345,13 @@ async fn finish_records_everything_once_and_nothing_when_the_row_is_not_ours() {
     );
     drop(client);
     // Finished: a second finish (a redelivery that somehow got here) writes nothing.
-    assert!(!record::finish(&pool, row, ME, &msg, &answered())
+    assert!(ledger::finish(&pool, row, ME, &msg, &answered())
         .await
-        .expect("finish"));
+        .expect("finish")
+        .is_none());
     assert_eq!(count(&pool, "SELECT count(*) FROM attempts").await, 2);
     // A late copy of the result only records attempts, idempotently.
-    record::record_late(&pool, row, &msg)
+    ledger::record_late(&pool, row, &msg)
         .await
         .expect("late result");
     assert_eq!(count(&pool, "SELECT count(*) FROM attempts").await, 2);

@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::bittensor::{synapse::Synapse, Hotkey, KeyError, Verifier};
+use crate::bittensor::{nonce::wall_clock_ns, synapse::Synapse, Hotkey, KeyError, Verifier};
 
 /// The declaration every submission signs (`common/miner_license_consent_declaration.py`).
 pub const MINER_LICENSE_CONSENT_DECLARATION: &str = "I, as a miner on SN17, have obtained all licenses, rights and consents required to use, reproduce, modify, display, distribute and make available my submitted results to this subnet and its end users";
@@ -235,6 +235,25 @@ impl SubmitResults {
         }
     }
 
+    /// The one way the fleet builds a submission to send: for `task_id`, signed now by `miner`
+    /// for `validator_hotkey` with the license signature over the exact prompt (v45 checks it
+    /// before it looks at the results, empty ones included), the SPZ as base64 (`None`: an
+    /// empty string, which gives the task up without penalty). Each send is signed afresh.
+    pub fn signed(
+        miner: &Hotkey,
+        validator_hotkey: &str,
+        task_id: &str,
+        prompt: &str,
+        spz: Option<&[u8]>,
+    ) -> Self {
+        let submit_time = wall_clock_ns();
+        let signature = sign_license(miner, submit_time, prompt, validator_hotkey);
+        let results = spz
+            .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes))
+            .unwrap_or_default();
+        Self::new(task_id, results, submit_time, signature)
+    }
+
     /// The id the validator uses: `task_id`, or the deprecated `task.id` when `task_id` is empty
     /// (`model_post_init`).
     pub fn effective_task_id(&self) -> &str {
@@ -300,4 +319,31 @@ pub fn verify_license(
     let verifier = Verifier::from_ss58(miner_hotkey)?;
     let message = license_message(submit_time_ns, prompt, validator_hotkey, miner_hotkey);
     Ok(verifier.verify(message.as_bytes(), &raw)?)
+}
+
+#[cfg(test)]
+mod signed_tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_submission_carries_base64_spz_and_a_license_the_validator_accepts() {
+        let (miner, _) = Hotkey::generate();
+        let (validator, _) = Hotkey::generate();
+        let submission =
+            SubmitResults::signed(&miner, validator.ss58(), "t-1", "a red chair", Some(b"spz"));
+        assert_eq!(submission.task_id, "t-1");
+        assert_eq!(submission.results, "c3B6");
+        assert_eq!(submission.compression, 2);
+        let ok = verify_license(
+            &submission.signature,
+            submission.submit_time,
+            "a red chair",
+            validator.ss58(),
+            miner.ss58(),
+        )
+        .expect("decodable signature");
+        assert!(ok);
+        let empty = SubmitResults::signed(&miner, validator.ss58(), "t-1", "a red chair", None);
+        assert!(empty.results.is_empty());
+    }
 }

@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU32, AtomicUsize, Ordering},
@@ -16,16 +16,16 @@ use std::{
     time::Duration,
 };
 
-use base64::Engine as _;
 use serde_json::Value;
 use splatfleet_common::{
-    bittensor::{nonce::wall_clock_ns, AxonTarget, Dendrite, DendriteSettings},
+    bittensor::{AxonTarget, Dendrite, DendriteSettings},
     broker::{Broker, Disposition, QueueKind},
     config::BrokerSettings,
     db::Pool,
     discovery::ValidatorInfo,
-    messages::TaskMsg,
-    protocol::sn17::{sign_license, SubmitResults},
+    ledger,
+    messages::{ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskMsg},
+    protocol::sn17::SubmitResults,
 };
 use splatfleet_tests::{
     process::RoleProcess,
@@ -221,56 +221,63 @@ impl Fleet {
     }
 }
 
-/// The submitter's contract, minimally: claim the task's one submission, submit, then record
-/// the feedback, the task's terminal status and the validator's cooldown in one transaction.
+/// The submitter's contract, minimally, through the ledger: claim the task's one submission,
+/// submit, then finish it (attempt, feedback, the task's terminal status and the validator's
+/// cooldown in one statement).
 async fn submit_like_the_submitter(dendrite: &Dendrite, pool: &Pool, task: &TaskMsg) -> bool {
-    let Ok(mut client) = pool.get().await else {
+    let now_ms = (splatfleet_tests::sim::rules::now_secs() * 1000.0) as i64;
+    let result = ResultMsg {
+        task_id: task.task_id.clone(),
+        validator: task.validator.clone(),
+        kind: task.kind,
+        prompt: task.prompt.clone(),
+        outcome: ResultOutcome::Ready {
+            ply: stand_in_model(),
+            spz: None,
+            preview: None,
+            local_score: 0.8,
+            chosen_attempt: 0,
+        },
+        attempts: vec![AttemptRecord {
+            params: BTreeMap::new(),
+            started_at_unix_ms: now_ms,
+            stage_ms: BTreeMap::new(),
+            gaussian_count: None,
+            local_score: Some(0.8),
+            gate_passed: Some(true),
+            gate_metrics: BTreeMap::new(),
+            ply: Some(stand_in_model()),
+            error: None,
+        }],
+        worker: STAND_IN.into(),
+        finished_at_unix_ms: now_ms,
+    };
+    let request = ledger::ClaimRequest {
+        claimed_by: Some(STAND_IN),
+        lease_secs: 60.0,
+        empty_reason: None,
+        worker: Some(STAND_IN),
+        local_score: Some(0.8),
+        result_finished_unix_ms: Some(now_ms),
+    };
+    let claimed = ledger::claim_first(pool, &task.validator.hotkey, &task.task_id, &request).await;
+    let Ok(ledger::FirstClaim::Claimed(row)) = claimed else {
         return false;
     };
-    let Ok(Some(row)) = client
-        .query_opt(
-            "SELECT t.id FROM tasks t JOIN validators v ON v.id = t.validator_id
-             WHERE v.hotkey = $1 AND t.task_id = $2",
-            &[&task.validator.hotkey, &task.task_id],
-        )
-        .await
-    else {
-        return false;
-    };
-    let task_row: i64 = row.get(0);
-    let Ok(attempt) = client
-        .query_one(
-            "INSERT INTO attempts (task_id, attempt_no, worker, started_at)
-             VALUES ($1, 1, 'stand-in', now())
-             ON CONFLICT (task_id, attempt_no) DO UPDATE SET worker = EXCLUDED.worker
-             RETURNING id",
-            &[&task_row],
-        )
-        .await
-    else {
-        return false;
-    };
-    let attempt_id: i64 = attempt.get(0);
-    let claimed = client
-        .query_opt(
-            "INSERT INTO submissions (task_id, attempt_id, empty, state)
-             VALUES ($1, $2, false, 'sending') ON CONFLICT (task_id) DO NOTHING RETURNING id",
-            &[&task_row, &attempt_id],
-        )
-        .await;
-    if !matches!(claimed, Ok(Some(_))) {
-        return false;
-    }
     let target = AxonTarget {
         ip: task.validator.ip.clone(),
         port: task.validator.port,
         hotkey: task.validator.hotkey.clone(),
     };
-    let submit_time = wall_clock_ns();
-    let signature = sign_license(dendrite.hotkey(), submit_time, &task.prompt, &target.hotkey);
     // 200 kB scores about 0.86 with the simulator's size scorer: a pass.
-    let payload = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 200_000]);
-    let submission = SubmitResults::new(&task.task_id, payload, submit_time, signature);
+    let payload = vec![7u8; 200_000];
+    let submission = SubmitResults::signed(
+        dendrite.hotkey(),
+        &target.hotkey,
+        &task.task_id,
+        &task.prompt,
+        Some(&payload),
+    );
     let Ok(answer) = dendrite
         .call(&target, submission, Duration::from_secs(5))
         .await
@@ -278,38 +285,27 @@ async fn submit_like_the_submitter(dendrite: &Dendrite, pool: &Pool, task: &Task
         return false;
     };
     let answer = answer.body.synapse;
-    let fidelity = answer
-        .feedback
-        .as_ref()
-        .map_or(0.0, |f| f.task_fidelity_score) as f32;
-    let cooldown = answer.cooldown_until as f64;
-    let Ok(tx) = client.transaction().await else {
-        return false;
+    let finish = ledger::Finish::Answered {
+        feedback: answer.feedback,
+        cooldown_until: answer.cooldown_until,
+        latency_ms: 0,
     };
-    let written = async {
-        tx.execute(
-            "UPDATE submissions SET state = 'completed', sent_at = now(), completed_at = now(),
-                 http_status = 200, task_fidelity_score = $2, validation_failed = false,
-                 cooldown_until = to_timestamp($3)
-             WHERE task_id = $1",
-            &[&task_row, &fidelity, &cooldown],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE tasks SET status = 'submitted', updated_at = now() WHERE id = $1",
-            &[&task_row],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE validator_state SET cooldown_until = greatest(cooldown_until, to_timestamp($2))
-             FROM tasks t WHERE t.id = $1 AND validator_state.validator_id = t.validator_id",
-            &[&task_row, &cooldown],
-        )
-        .await?;
-        tx.commit().await
+    matches!(
+        ledger::finish(pool, row.id, STAND_IN, &result, &finish).await,
+        Ok(Some(_))
+    )
+}
+
+/// The stand-in submitter's instance and worker name.
+const STAND_IN: &str = "stand-in";
+
+/// What the stand-in "generated" (never read: the stand-in submits fixed bytes).
+fn stand_in_model() -> ArtifactRef {
+    ArtifactRef {
+        key: "ply/stand-in.ply".into(),
+        sha256: "b".repeat(64),
+        bytes: 200_000,
     }
-    .await;
-    written.is_ok()
 }
 
 fn write_puller_config(

@@ -19,7 +19,8 @@ use splatfleet_common::{
     broker::{Broker, Publisher},
     config::{BrokerSettings, Config, ObjectStoreSettings},
     db::Pool,
-    messages::{AttemptRecord, ResultMsg, ResultOutcome, TaskKind, ValidatorRef},
+    ledger,
+    messages::{AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef},
     protocol::sn17::PullTask,
     shutdown::Shutdown,
     splat::{encode_spz, write_ply, Splat},
@@ -200,7 +201,8 @@ impl Rig {
         }
     }
 
-    /// Records a validator and a task row as the puller does (status `queued`).
+    /// Records a validator and a task row as the puller does (status `queued`), through the
+    /// ledger.
     pub async fn record_task(
         &self,
         validator: usize,
@@ -209,42 +211,30 @@ impl Rig {
         kind: TaskKind,
     ) -> PulledTask {
         let v = self.validator_ref(validator);
-        let client = self.pool.get().await.expect("client");
-        let row = client
-            .query_one(
-                "INSERT INTO validators (hotkey, uid, ip, port, stake, source)
-                 VALUES ($1, $2, '127.0.0.1', $3, 5000, 'static')
-                 ON CONFLICT (hotkey) DO UPDATE SET port = EXCLUDED.port RETURNING id",
-                &[&v.hotkey, &i32::from(v.uid), &i32::from(v.port)],
-            )
+        let info = self.network.list.validators[validator].clone();
+        let ids = ledger::validators::upsert_validators(&self.pool, &[info], "static")
             .await
             .expect("validator row");
-        let validator_id: i64 = row.get(0);
-        client
-            .execute(
-                "INSERT INTO validator_state (validator_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                &[&validator_id],
-            )
-            .await
-            .expect("state row");
-        let kind_text = if kind == TaskKind::Image {
-            "image"
-        } else {
-            "text"
+        let now_ms = (splatfleet_tests::sim::rules::now_secs() * 1000.0) as i64;
+        let msg = TaskMsg {
+            task_id: task_id.to_owned(),
+            validator: v.clone(),
+            kind,
+            prompt: prompt.to_owned(),
+            validation_threshold: 0.6,
+            throttle_period_secs: 30,
+            pulled_at_unix_ms: now_ms,
+            deadline_unix_ms: now_ms + 5 * 60 * 1000,
         };
         let sha = splatfleet_common::artifacts::sha256_hex(prompt.as_bytes());
-        let row = client
-            .query_one(
-                "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
-                                    deadline_at, validation_threshold, throttle_period_s, status)
-                 VALUES ($1, $2, $3, $4, $5, now(), now() + interval '5 minutes', 0.6, 30, 'queued')
-                 RETURNING id",
-                &[&validator_id, &task_id, &kind_text, &sha, &prompt],
-            )
+        let inserted = ledger::insert_task(&self.pool, ids[&v.hotkey], &msg, &sha)
             .await
             .expect("task row");
+        let ledger::TaskInsert::Inserted { id } = inserted else {
+            panic!("task {task_id} was recorded before: {inserted:?}");
+        };
         PulledTask {
-            row: row.get(0),
+            row: id,
             task_id: task_id.to_owned(),
             prompt: prompt.to_owned(),
             kind,

@@ -1,0 +1,63 @@
+//! The ledger: the one owner of the task and submission lifecycle in PostgreSQL. Every
+//! INSERT, UPDATE and DELETE on `tasks`, `submissions` and `attempts` lives in this module;
+//! the puller and the submitter (and their tests) call it.
+//!
+//! The lifecycle:
+//!
+//! ```text
+//! task:        queued ──(published)──▶ … ──▶ submitted | submitted_empty | failed | expired
+//!                 └─(the submitter records a task the puller never did)── generated
+//! submission:  (none) ──claim──▶ sending ──finish──▶ completed | failed
+//!                                   ▲                              │
+//!                                   └──── release (empty) ◀────────┘ (failed only)
+//! ```
+//!
+//! A task has at most one submission. A `sending` row with a `claimed_by` is a submitter's,
+//! held for `lease_until` (renewed on each send, taken over once it runs out); a `sending` row
+//! whose `claimed_by` is NULL is the puller's empty release of a task the fleet lost. Finishing
+//! records the submission with the validator's feedback, the task's terminal status and the
+//! validator's cooldown in one statement.
+//!
+//! One job per file: [`status`] (the status lists), [`cooldown`] (the cooldown arithmetic),
+//! [`validators`] (validator rows, state, exclusions, blacklist, the puller's snapshot),
+//! [`tasks`] (recording and publishing tasks, adopting unknown ones, finding lost ones),
+//! [`claim`] (claiming, leasing and reading the submission row), [`attempts`] (a result's
+//! attempt rows), [`finish`] (finishing a submission, late and unloadable results),
+//! [`release`] (the empty release of a lost task), [`verdicts`] (accepted / penalised figures
+//! from the `submission_verdicts` view).
+
+pub mod attempts;
+pub mod claim;
+pub mod cooldown;
+pub mod finish;
+pub mod release;
+pub mod status;
+pub mod tasks;
+pub mod validators;
+pub mod verdicts;
+
+pub use claim::{claim, claim_first, mark_sending, release_lease, submission_state};
+pub use claim::{Claim, ClaimRequest, FirstClaim, SubmissionRow};
+pub use finish::{finish, record_late, record_unloadable, Finish};
+pub use release::{claim_release, finish_release, ReleaseRecord};
+pub use status::{SubmissionState, TaskStatus, Verdict};
+pub use tasks::{
+    find_or_adopt_task, insert_task, lost_tasks, mark_publish_failed, mark_published, unpublished,
+    LostTask, TaskInsert, TaskRow,
+};
+pub use verdicts::{submission_stats, SubmissionStats};
+
+use crate::db::{DbError, Pool};
+
+async fn client(pool: &Pool) -> Result<deadpool_postgres::Object, DbError> {
+    Ok(pool.get().await?)
+}
+
+/// `sql` prepared once per pooled connection: a statement prepared on the fly costs a round
+/// trip of its own before it runs.
+async fn prepared(
+    client: &deadpool_postgres::Object,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, DbError> {
+    Ok(client.prepare_cached(sql).await?)
+}
