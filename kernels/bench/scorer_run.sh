@@ -7,7 +7,8 @@
 #
 # Build here first (the device has no Rust), then run there from the repository root:
 #   cargo build --release -p splatfleet-kernels --example scorer_parity --example scorer_check
-#   mkdir -p .devbin && cp target/release/examples/scorer_{parity,check} .devbin/
+#   cargo build --release -p splatfleet-worker
+#   mkdir -p .devbin && cp target/release/examples/scorer_{parity,check} target/release/splatfleet-worker .devbin/
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl \
 #       transformers==4.44.2 tokenizers==0.19.1 huggingface_hub==0.24.6 torchmetrics==1.5.1
@@ -35,6 +36,12 @@ REF_CUDNN_TF32=0 python3 kernels/bench/scorer_reference.py score "$WORK/models" 
     "$WORK/ref_exact.json" 2>&1 | tee "$OUT/reference_exact.txt"
 python3 kernels/bench/scorer_reference.py compare "$WORK/ref_exact.json" "$WORK"/ours/ours_*.json \
     2>&1 | tee "$OUT/compare_exact.txt"
+# The worker's own `score` command on the same models (GPU path, end to end from PLY files):
+# its scores should be the GPU TF32 numbers above.
+if [ -x .devbin/splatfleet-worker ]; then
+    .devbin/splatfleet-worker score "$WORK"/ours/cases/*/model.ply --models "$WORK/models" \
+        2>&1 | tee "$OUT/worker_score.txt"
+fi
 if [ "${CHECK:-1}" = 1 ] && [ -x .devbin/scorer_check ]; then
     .devbin/scorer_check 2>&1 | tail -40 | tee "$OUT/check.txt"
 fi

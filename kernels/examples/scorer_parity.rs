@@ -4,7 +4,8 @@
 //! validator's 16 views × 518 px, writes each view as the validator's 8-bit PNG for the
 //! PyTorch reference, and scores them on the GPU (fp32 and the fast path) and on the CPU
 //! reference. Writes `ours_gpu_fp32.json`, `ours_gpu_fast.json`, `ours_cpu.json` (the
-//! numbers and the CLS embeddings) and prints the GPU times, median of `--reps`.
+//! numbers and the CLS embeddings), each model as `cases/<case>/model.ply`, and prints the GPU
+//! times, median of `--reps`.
 //!
 //! `scorer_parity --models DIR --out DIR [--cases N] [--reps N] [--warmup N] [--chunks 96,1,2,4]
 //! [--no-cpu]`
@@ -103,7 +104,9 @@ fn run() -> Result<(), String> {
     let rig = Rig::orbit(&OrbitSpec::validator_sized(16, 518, 518));
     let mut renderer = Renderer::new(0);
     if let Backend::Cpu { reason } = renderer.backend() {
-        return Err(format!("no CUDA renderer ({reason}): this check runs on the GPU machine"));
+        return Err(format!(
+            "no CUDA renderer ({reason}): this check runs on the GPU machine"
+        ));
     }
     let mut scorer = Scorer::for_renderer(models.clone(), &renderer).map_err(|e| e.to_string())?;
     let cases_dir = a.out.join("cases");
@@ -134,6 +137,9 @@ fn run() -> Result<(), String> {
         let images = ScoreImages::from_views(&views);
         let dir = cases_dir.join(&name);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        // The model itself, for `splatfleet-worker score` on the same machine.
+        let ply = splatfleet_common::splat::write_ply(&splat).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("model.ply"), ply).map_err(|e| e.to_string())?;
         for v in 0..images.views {
             write_png(
                 &dir.join(format!("view_{v:02}.png")),
