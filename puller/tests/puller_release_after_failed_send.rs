@@ -9,7 +9,12 @@ mod support;
 
 use std::time::Duration;
 
-use splatfleet_common::{broker::Disposition, messages::TaskMsg};
+use splatfleet_common::{
+    broker::Disposition,
+    db::Pool,
+    ledger,
+    messages::{ArtifactRef, ResultMsg, ResultOutcome, TaskMsg},
+};
 use support::{violations, Fleet};
 use tokio_util::sync::CancellationToken;
 
@@ -39,27 +44,7 @@ async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_
                 first
             };
             if first {
-                let client = pool.get().await.expect("db");
-                client
-                    .execute(
-                        "INSERT INTO submissions (task_id, empty, state, tries, claimed_by,
-                                                  error, completed_at, worker)
-                         SELECT id, false, 'failed', 8, 'submitter-test',
-                                'connection closed before message completed', now(), 'w/gpu0'
-                         FROM tasks WHERE task_id = $1",
-                        &[&task.task_id],
-                    )
-                    .await
-                    .expect("failed submission");
-                client
-                    .execute(
-                        "UPDATE tasks SET status = 'failed',
-                             status_reason = 'submission not delivered: connection closed'
-                         WHERE task_id = $1",
-                        &[&task.task_id],
-                    )
-                    .await
-                    .expect("failed task");
+                give_up_like_the_submitter(&pool, &task).await;
             }
             Disposition::Ack
         }
@@ -135,4 +120,53 @@ async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_
     assert!(same <= 3, "the held task was pulled {same} times");
     assert!(violations(&fleet).is_empty(), "{:?}", violations(&fleet));
     fleet.finish().await;
+}
+
+/// Records, through the ledger, what the submitter records when every send of a result
+/// failed: its claim, then a give-up (the task `failed`, the submission `failed`).
+async fn give_up_like_the_submitter(pool: &Pool, task: &TaskMsg) {
+    const ME: &str = "submitter-test";
+    let request = ledger::ClaimRequest {
+        claimed_by: Some(ME),
+        lease_secs: 60.0,
+        empty_reason: None,
+        worker: Some("w/gpu0"),
+        local_score: Some(0.8),
+        result_finished_unix_ms: Some(task.pulled_at_unix_ms),
+    };
+    let claimed = ledger::claim_first(pool, &task.validator.hotkey, &task.task_id, &request)
+        .await
+        .expect("claim");
+    let ledger::FirstClaim::Claimed(row) = claimed else {
+        panic!("the stand-in could not claim the task: {claimed:?}");
+    };
+    let model = ArtifactRef {
+        key: "ply/w.ply".into(),
+        sha256: "b".repeat(64),
+        bytes: 1,
+    };
+    let result = ResultMsg {
+        task_id: task.task_id.clone(),
+        validator: task.validator.clone(),
+        kind: task.kind,
+        prompt: task.prompt.clone(),
+        outcome: ResultOutcome::Ready {
+            ply: model,
+            spz: None,
+            preview: None,
+            local_score: 0.8,
+            chosen_attempt: 0,
+        },
+        attempts: Vec::new(),
+        worker: "w/gpu0".into(),
+        finished_at_unix_ms: task.pulled_at_unix_ms,
+    };
+    let gave_up = ledger::Finish::GaveUp {
+        status: None,
+        error: "connection closed before message completed".into(),
+    };
+    let verdict = ledger::finish(pool, row.id, ME, &result, &gave_up)
+        .await
+        .expect("give-up recorded");
+    assert_eq!(verdict, Some(ledger::Verdict::Lost));
 }
