@@ -6,9 +6,10 @@ scorer's kernels (everything after the renderer's last kernel) summed by name, l
     ncu --metrics gpu__time_duration.sum --csv .devbin/scorer_parity ... > ncu.csv
     python3 kernels/bench/ncu_scorer.py ncu.csv
 """
-import csv
 import sys
 from collections import OrderedDict
+
+from ncu_table import kernel_times  # the CSV parsing (run from kernels/bench/ or by path)
 
 # The renderer's kernels (kernels/src/cuda/*.cu): a pass's scorer work starts after them.
 RENDER = {"model_stats", "decode_project", "reset_metrics", "pack_metrics", "visible_depth_keys",
@@ -17,16 +18,8 @@ RENDER = {"model_stats", "decode_project", "reset_metrics", "pack_metrics", "vis
 
 
 def main(path):
-    rows = []
-    with open(path, newline="") as f:
-        lines = [l for l in f if l.startswith('"')]
-    for r in csv.DictReader(lines):
-        if r.get("Metric Name") != "gpu__time_duration.sum":
-            continue
-        value = float(r["Metric Value"].replace(",", ""))
-        unit = r["Metric Unit"]
-        us = value / 1000.0 if unit == "nsecond" else value * 1000.0 if unit == "msecond" else value
-        rows.append((r["Kernel Name"].split("(")[0].split("<")[0], us))
+    # Template kernels by their base name.
+    rows = [(name.split("<")[0], us) for name, us in kernel_times(path)]
     passes, current = [], None
     for name, us in rows:
         if name == "model_stats":

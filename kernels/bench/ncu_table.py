@@ -10,7 +10,8 @@ import sys
 from collections import OrderedDict
 
 
-def main(path):
+def kernel_times(path):
+    """Every launch of the log, in order: (kernel name up to its parameter list, µs)."""
     rows = []
     with open(path, newline="") as f:
         lines = [l for l in f if l.startswith('"')]
@@ -21,6 +22,11 @@ def main(path):
         unit = r["Metric Unit"]
         us = value / 1000.0 if unit == "nsecond" else value * 1000.0 if unit == "msecond" else value
         rows.append((r["Kernel Name"].split("(")[0], us))
+    return rows
+
+
+def main(path):
+    rows = kernel_times(path)
     # Renders start at each model_stats launch.
     renders, current = [], None
     for name, us in rows:
