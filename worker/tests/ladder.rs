@@ -13,7 +13,7 @@ use splatfleet_tests::{
     delete_topology, free_addr,
     sim::{AnswerMix, Fault, SimGenerator},
 };
-use support::{small_models, task, Harness};
+use support::{ready, small_models, task, Harness};
 
 fn rung(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -42,13 +42,9 @@ async fn run_one(
     })
     .await;
     harness
-        .send(&task(id, TaskKind::Text, "a wooden boat"))
-        .await;
-    let result = harness.next_result().await;
-    let (broker, config) = harness.stop().await;
-    broker.close().await;
-    delete_topology(&config.broker).await;
-    result
+        .run_task(&task(id, TaskKind::Text, "a wooden boat"))
+        .await
+        .0
 }
 
 fn empty_reason(result: &ResultMsg) -> &str {
@@ -69,18 +65,8 @@ async fn a_sparse_first_answer_is_gated_out_and_the_enhanced_retry_is_submitted(
     // At a 128-pixel gate, solid objects score about 0.97 and the sim's sparse models under
     // 0.9 (holes: lower fill, coverage and adjacent-view SSIM).
     let result = run_one("t-sparse", mix, ladder, None, 0.92).await;
-    let ResultOutcome::Ready {
-        chosen_attempt,
-        local_score,
-        ..
-    } = &result.outcome
-    else {
-        panic!(
-            "expected Ready, got {:?} after {:?}",
-            result.outcome, result.attempts
-        );
-    };
-    assert_eq!(*chosen_attempt, 1);
+    let (chosen_attempt, local_score) = ready(&result);
+    assert_eq!(chosen_attempt, 1);
     assert_eq!(result.attempts.len(), 2);
     let sparse = &result.attempts[0];
     assert_eq!(sparse.gate_passed, Some(false));
@@ -95,7 +81,7 @@ async fn a_sparse_first_answer_is_gated_out_and_the_enhanced_retry_is_submitted(
     );
     assert_eq!(enhanced.gate_passed, Some(true));
     assert!(
-        *local_score > sparse.local_score.expect("scored"),
+        local_score > sparse.local_score.expect("scored"),
         "the submitted attempt must outscore the sparse one"
     );
 }
@@ -146,14 +132,7 @@ async fn models_under_the_gaussian_floor_end_empty_with_that_reason() {
 async fn an_unreachable_stop_score_runs_the_whole_ladder_and_keeps_the_best_attempt() {
     let ladder = vec![rung(&[]), rung(&[]), rung(&[])];
     let result = run_one("t-best", AnswerMix::default(), ladder, Some(1.0), 0.3).await;
-    let ResultOutcome::Ready {
-        chosen_attempt,
-        local_score,
-        ..
-    } = &result.outcome
-    else {
-        panic!("expected Ready, got {:?}", result.outcome);
-    };
+    let (chosen_attempt, local_score) = ready(&result);
     assert_eq!(
         result.attempts.len(),
         3,
@@ -165,10 +144,10 @@ async fn an_unreachable_stop_score_runs_the_whole_ladder_and_keeps_the_best_atte
         .map(|a| a.local_score.expect("scored"))
         .collect();
     let best = scores.iter().copied().fold(f32::MIN, f32::max);
-    assert_eq!(*local_score, best, "{scores:?}");
-    assert_eq!(scores[usize::from(*chosen_attempt)], best);
+    assert_eq!(local_score, best, "{scores:?}");
+    assert_eq!(scores[usize::from(chosen_attempt)], best);
     assert!(
-        result.attempts[usize::from(*chosen_attempt)].ply.is_some(),
+        result.attempts[usize::from(chosen_attempt)].ply.is_some(),
         "the chosen attempt names its stored PLY"
     );
 }
@@ -190,12 +169,7 @@ async fn a_generation_service_down_at_first_is_waited_for_without_spending_rungs
         .await
         .expect("the late generation service starts");
     let result = harness.next_result().await;
-    let ResultOutcome::Ready { chosen_attempt, .. } = &result.outcome else {
-        panic!(
-            "expected Ready, got {:?} after {:?}",
-            result.outcome, result.attempts
-        );
-    };
+    let (chosen_attempt, _) = ready(&result);
     let tries = result.attempts.len();
     assert!(
         tries >= 2,
@@ -203,7 +177,7 @@ async fn a_generation_service_down_at_first_is_waited_for_without_spending_rungs
         result.attempts
     );
     assert_eq!(
-        usize::from(*chosen_attempt),
+        usize::from(chosen_attempt),
         tries - 1,
         "the last try is the one kept"
     );

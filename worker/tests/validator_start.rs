@@ -8,11 +8,11 @@ mod support;
 use std::{process::Command, time::Duration};
 
 use splatfleet_common::{
-    config::GateMode,
-    messages::{ResultOutcome, TaskKind},
+    config::{Config, GateMode, WorkerSettings},
+    messages::{ResultMsg, ResultOutcome, TaskKind},
 };
-use splatfleet_tests::{delete_topology, sim::scorer_models::write_tiny_models};
-use support::{small_models, task, Harness};
+use splatfleet_tests::sim::scorer_models::write_tiny_models;
+use support::{ready, small_models, task, Harness};
 
 fn worker() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_splatfleet-worker"));
@@ -82,40 +82,33 @@ fn a_validator_mode_worker_without_its_model_files_exits_78_naming_the_file() {
     assert!(stderr.contains("sha256"), "{stderr}");
 }
 
-#[tokio::test]
-async fn a_validator_mode_worker_gates_tasks_with_the_predicted_score() {
+/// Runs task `id` through a worker in validator gate mode with tiny random-weight models,
+/// every valid model passing (threshold 0, no margin), `adjust` applied to its settings
+/// last; returns the result and the worker's config.
+async fn run_validator(id: &str, adjust: impl FnOnce(&mut WorkerSettings)) -> (ResultMsg, Config) {
     let models = tempfile::tempdir().expect("temp dir");
     write_tiny_models(models.path(), 5).expect("tiny models");
     let dir = models.path().to_owned();
-    // Three rungs, every valid model passes (threshold 0), all sparse (8 k gaussians < the
-    // default 150 k): the ladder climbs to the end and submits the best prediction.
     let harness = Harness::start_with(small_models(Default::default()), move |config| {
         let worker = &mut config.worker;
         worker.gate_mode = GateMode::Validator;
         worker.scorer.models_dir = dir;
         worker.scorer.threshold = Some(0.0);
         worker.scorer.margin = 0.0;
+        adjust(worker);
     })
     .await;
     harness
-        .send(&task("t-validator", TaskKind::Text, "a wooden boat"))
-        .await;
-    let result = harness.next_result().await;
-    let (broker, config) = harness.stop().await;
-    broker.close().await;
-    delete_topology(&config.broker).await;
+        .run_task(&task(id, TaskKind::Text, "a wooden boat"))
+        .await
+}
 
-    let ResultOutcome::Ready {
-        chosen_attempt,
-        local_score,
-        ..
-    } = &result.outcome
-    else {
-        panic!(
-            "expected Ready, got {:?}: {:?}",
-            result.outcome, result.attempts
-        );
-    };
+#[tokio::test]
+async fn a_validator_mode_worker_gates_tasks_with_the_predicted_score() {
+    // Three rungs, every valid model passes (threshold 0), all sparse (8 k gaussians < the
+    // default 150 k): the ladder climbs to the end and submits the best prediction.
+    let (result, config) = run_validator("t-validator", |_| {}).await;
+    let (chosen_attempt, local_score) = ready(&result);
     assert_eq!(
         result.attempts.len(),
         config.worker.ladder.len(),
@@ -139,32 +132,17 @@ async fn a_validator_mode_worker_gates_tasks_with_the_predicted_score() {
         0,
         |best, (i, &p)| if p > predicted[best] { i } else { best },
     );
-    assert_eq!(usize::from(*chosen_attempt), best, "{predicted:?}");
-    assert_eq!(*local_score, predicted[best] as f32);
+    assert_eq!(usize::from(chosen_attempt), best, "{predicted:?}");
+    assert_eq!(local_score, predicted[best] as f32);
     assert!(result.attempts[best].ply.is_some());
 }
 
 #[tokio::test]
 async fn a_pass_with_enough_gaussians_stops_the_ladder() {
-    let models = tempfile::tempdir().expect("temp dir");
-    write_tiny_models(models.path(), 5).expect("tiny models");
-    let dir = models.path().to_owned();
-    let harness = Harness::start_with(small_models(Default::default()), move |config| {
-        let worker = &mut config.worker;
-        worker.gate_mode = GateMode::Validator;
-        worker.scorer.models_dir = dir;
-        worker.scorer.threshold = Some(0.0);
-        worker.scorer.margin = 0.0;
+    let (result, _) = run_validator("t-validator-stop", |worker| {
         worker.scorer.sparse_below_gaussians = 1_000;
     })
     .await;
-    harness
-        .send(&task("t-validator-stop", TaskKind::Text, "a wooden boat"))
-        .await;
-    let result = harness.next_result().await;
-    let (broker, config) = harness.stop().await;
-    broker.close().await;
-    delete_topology(&config.broker).await;
     assert!(
         matches!(
             result.outcome,

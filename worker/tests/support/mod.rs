@@ -9,11 +9,11 @@ use std::time::Duration;
 use splatfleet_common::{
     broker::{queue_counts, Broker, Disposition},
     config::Config,
-    messages::{ResultMsg, TaskKind, TaskMsg, ValidatorRef},
+    messages::{ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef},
     shutdown::Shutdown,
 };
 use splatfleet_tests::{
-    broker_settings,
+    broker_settings, delete_topology,
     sim::{Fault, GeneratorSettings, SimGenerator},
 };
 use tokio::sync::mpsc;
@@ -109,6 +109,29 @@ impl Harness {
             .expect("worker task");
         assert!(outcome.is_ok(), "worker failed: {outcome:?}");
         (self.broker, self.config)
+    }
+
+    /// Sends `task`, takes its result, then stops the worker and deletes the test topology.
+    pub async fn run_task(self, task: &TaskMsg) -> (ResultMsg, Config) {
+        self.send(task).await;
+        let result = self.next_result().await;
+        let (broker, config) = self.stop().await;
+        broker.close().await;
+        delete_topology(&config.broker).await;
+        (result, config)
+    }
+}
+
+/// The chosen attempt and local score of a `Ready` result; panics, naming the outcome and
+/// the attempts, on any other.
+pub fn ready(result: &ResultMsg) -> (u16, f32) {
+    match &result.outcome {
+        ResultOutcome::Ready {
+            chosen_attempt,
+            local_score,
+            ..
+        } => (*chosen_attempt, *local_score),
+        other => panic!("expected Ready, got {other:?} after {:?}", result.attempts),
     }
 }
 
