@@ -2,6 +2,8 @@
 //! `predicted_*` and `alignment_assumed` from each attempt's gate metrics, in the one
 //! statement that inserts attempts (both its callers: a late result and a finished one).
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use splatfleet_common::ledger::{self, ClaimRequest, Finish, FirstClaim};
@@ -11,41 +13,10 @@ use splatfleet_common::{
     protocol::sn17::Feedback,
 };
 use splatfleet_tests::FreshDatabase;
+use support::insert_task_row;
 
 const HOTKEY: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
 const ME: &str = "test-host:1:aaaaaaaa";
-
-async fn record_task(pool: &Pool, task_id: &str) -> i64 {
-    let client = pool.get().await.expect("client");
-    client
-        .execute(
-            "INSERT INTO validators (hotkey, uid, ip, port, source)
-             VALUES ($1, 1, '127.0.0.1', 9000, 'static') ON CONFLICT DO NOTHING",
-            &[&HOTKEY],
-        )
-        .await
-        .expect("validator");
-    client
-        .execute(
-            "INSERT INTO validator_state (validator_id)
-             SELECT id FROM validators WHERE hotkey = $1 ON CONFLICT DO NOTHING",
-            &[&HOTKEY],
-        )
-        .await
-        .expect("validator state");
-    client
-        .query_one(
-            "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
-                                deadline_at, validation_threshold, throttle_period_s, status)
-             SELECT id, $2, 'text', repeat('a', 64), 'a teapot', now(),
-                    now() + interval '5 minutes', 0.6, 30, 'queued'
-             FROM validators WHERE hotkey = $1 RETURNING id",
-            &[&HOTKEY, &task_id],
-        )
-        .await
-        .expect("task")
-        .get(0)
-}
 
 fn attempt(metrics: &[(&str, f64)], ply: Option<ArtifactRef>) -> AttemptRecord {
     AttemptRecord {
@@ -190,14 +161,14 @@ async fn predicted_columns_are_filled_from_the_gate_metrics() {
     let pool = db.migrated_pool().await;
 
     // A late result: attempts only.
-    let late = record_task(&pool, "t-late").await;
+    let late = insert_task_row(&pool, HOTKEY, "t-late").await;
     ledger::record_late(&pool, late, &result("t-late"))
         .await
         .expect("late result");
     assert_eq!(rows(&pool, late).await, expected());
 
     // A finished submission: the same statement inside finish's.
-    let row = record_task(&pool, "t-done").await;
+    let row = insert_task_row(&pool, HOTKEY, "t-done").await;
     let msg = result("t-done");
     let claim = ledger::claim_first(
         &pool,

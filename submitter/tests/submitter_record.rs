@@ -2,6 +2,8 @@
 //! a known task nobody has a row for (and leaves every existing row as it was), and `finish`
 //! writes nothing at all, attempts included, once the row is no longer ours.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use splatfleet_common::ledger::{self, ClaimRequest, Finish, FirstClaim, TaskStatus};
@@ -11,6 +13,7 @@ use splatfleet_common::{
     protocol::sn17::Feedback,
 };
 use splatfleet_tests::FreshDatabase;
+use support::insert_task_row;
 
 const HOTKEY: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
 const ME: &str = "test-host:1:aaaaaaaa";
@@ -22,39 +25,6 @@ async fn database() -> (FreshDatabase, Pool) {
     let db = FreshDatabase::create().await;
     let pool = db.migrated_pool().await;
     (db, pool)
-}
-
-/// A task row as the puller records it; its row id.
-async fn record_task(pool: &Pool, task_id: &str) -> i64 {
-    let client = pool.get().await.expect("client");
-    client
-        .execute(
-            "INSERT INTO validators (hotkey, uid, ip, port, source)
-             VALUES ($1, 1, '127.0.0.1', 9000, 'static') ON CONFLICT DO NOTHING",
-            &[&HOTKEY],
-        )
-        .await
-        .expect("validator");
-    client
-        .execute(
-            "INSERT INTO validator_state (validator_id)
-             SELECT id FROM validators WHERE hotkey = $1 ON CONFLICT DO NOTHING",
-            &[&HOTKEY],
-        )
-        .await
-        .expect("validator state");
-    client
-        .query_one(
-            "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
-                                deadline_at, validation_threshold, throttle_period_s, status)
-             SELECT id, $2, 'text', repeat('a', 64), 'a teapot', now(),
-                    now() + interval '5 minutes', 0.6, 30, 'queued'
-             FROM validators WHERE hotkey = $1 RETURNING id",
-            &[&HOTKEY, &task_id],
-        )
-        .await
-        .expect("task")
-        .get(0)
 }
 
 fn result(task_id: &str) -> ResultMsg {
@@ -151,7 +121,7 @@ async fn count(pool: &Pool, query: &str) -> i64 {
 #[tokio::test]
 async fn claim_first_claims_a_known_unclaimed_task_marked_as_sent_once() {
     let (db, pool) = database().await;
-    let row = record_task(&pool, "t-1").await;
+    let row = insert_task_row(&pool, HOTKEY, "t-1").await;
     let claimed = ledger::claim_first(&pool, HOTKEY, "t-1", &request())
         .await
         .expect("claim");
@@ -189,8 +159,8 @@ async fn claim_first_writes_nothing_for_an_unknown_task_or_an_existing_row() {
     );
     assert_eq!(count(&pool, "SELECT count(*) FROM submissions").await, 0);
     // The puller is releasing this one (claimed_by NULL); another submitter holds that one.
-    let releasing = record_task(&pool, "t-released").await;
-    let held = record_task(&pool, "t-held").await;
+    let releasing = insert_task_row(&pool, HOTKEY, "t-released").await;
+    let held = insert_task_row(&pool, HOTKEY, "t-held").await;
     let client = pool.get().await.expect("client");
     client
         .execute(
@@ -233,7 +203,7 @@ async fn claim_first_writes_nothing_for_an_unknown_task_or_an_existing_row() {
 #[tokio::test]
 async fn finish_records_everything_once_and_nothing_when_the_row_is_not_ours() {
     let (db, pool) = database().await;
-    let row = record_task(&pool, "t-1").await;
+    let row = insert_task_row(&pool, HOTKEY, "t-1").await;
     let msg = result("t-1");
     // Someone else holds the row: nothing is written, not even the attempts.
     pool.get()

@@ -27,6 +27,41 @@ struct Seed<'a> {
     predicted: Option<f64>,
 }
 
+impl Seed<'static> {
+    /// A completed text submission of `validator` by `h/gpu0`, a tenth of a day ago with 1 s
+    /// latency, nothing scored: each seed sets what it is about.
+    fn base(validator: i64) -> Self {
+        Seed {
+            validator,
+            task: "",
+            kind: "text",
+            local: None,
+            fidelity: None,
+            validation_failed: false,
+            empty: false,
+            state: "completed",
+            latency_ms: 1000,
+            worker: "h/gpu0",
+            days_ago: 0.1,
+            predicted: None,
+        }
+    }
+}
+
+/// A validator row (`static`); its id.
+async fn validator(pool: &Pool, hotkey: &str, uid: i32) -> i64 {
+    pool.get()
+        .await
+        .expect("client")
+        .query_one(
+            "INSERT INTO validators (hotkey, uid, source) VALUES ($1, $2, 'static') RETURNING id",
+            &[&hotkey, &uid],
+        )
+        .await
+        .expect("validator")
+        .get(0)
+}
+
 async fn seed(pool: &Pool, s: Seed<'_>) {
     let client = pool.get().await.expect("client");
     let task: i64 = client
@@ -104,35 +139,8 @@ fn num(value: &serde_json::Value) -> f64 {
 async fn reports_on_a_seeded_dataset_give_the_numbers_worked_out_by_hand() {
     let fresh = FreshDatabase::create().await;
     let pool = fresh.migrated_pool().await;
-    let client = pool.get().await.expect("client");
-    let mut ids = Vec::new();
-    for (uid, hotkey) in [(0, A), (1, B)] {
-        let id: i64 = client
-            .query_one(
-                "INSERT INTO validators (hotkey, uid, source) VALUES ($1, $2, 'static') RETURNING id",
-                &[&hotkey, &uid],
-            )
-            .await
-            .expect("validator")
-            .get(0);
-        ids.push(id);
-    }
-    drop(client);
-    let (a, b) = (ids[0], ids[1]);
-    let base = Seed {
-        validator: a,
-        task: "",
-        kind: "text",
-        local: None,
-        fidelity: None,
-        validation_failed: false,
-        empty: false,
-        state: "completed",
-        latency_ms: 1000,
-        worker: "h/gpu0",
-        days_ago: 0.1,
-        predicted: None,
-    };
+    let (a, b) = (validator(&pool, A, 0).await, validator(&pool, B, 1).await);
+    let base = Seed::base(a);
     let seeds = [
         // A: accepted 0.9 (local 0.85), accepted 0.8 (0.75), penalised image (0.65), one empty.
         Seed {
@@ -410,31 +418,8 @@ async fn reports_on_a_seeded_dataset_give_the_numbers_worked_out_by_hand() {
 async fn calibration_compares_predicted_scores_with_the_validators_verdicts() {
     let fresh = FreshDatabase::create().await;
     let pool = fresh.migrated_pool().await;
-    let validator: i64 = pool
-        .get()
-        .await
-        .expect("client")
-        .query_one(
-            "INSERT INTO validators (hotkey, uid, source) VALUES ($1, 0, 'static') RETURNING id",
-            &[&A],
-        )
-        .await
-        .expect("validator")
-        .get(0);
-    let base = Seed {
-        validator,
-        task: "",
-        kind: "text",
-        local: None,
-        fidelity: None,
-        validation_failed: false,
-        empty: false,
-        state: "completed",
-        latency_ms: 1000,
-        worker: "h/gpu0",
-        days_ago: 0.1,
-        predicted: None,
-    };
+    let validator = validator(&pool, A, 0).await;
+    let base = Seed::base(validator);
     // Validator mode (local_score = predicted there): buckets of 0.05.
     //   0.60: p5 (validation failed: neither), 0.65: p3 penalised,
     //   0.70: p1 (0.80 − 0.72 = +0.08) and p2 (0.70 − 0.74 = −0.04) accepted,

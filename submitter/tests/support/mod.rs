@@ -425,3 +425,37 @@ impl Rig {
         db.drop_now().await;
     }
 }
+
+/// Without a rig: a `queued` task row `task_id` as the puller records it, for the validator
+/// `hotkey` (its rows added if new), by plain SQL; the task's row id.
+pub async fn insert_task_row(pool: &Pool, hotkey: &str, task_id: &str) -> i64 {
+    let client = pool.get().await.expect("client");
+    client
+        .execute(
+            "INSERT INTO validators (hotkey, uid, ip, port, source)
+             VALUES ($1, 1, '127.0.0.1', 9000, 'static') ON CONFLICT DO NOTHING",
+            &[&hotkey],
+        )
+        .await
+        .expect("validator");
+    client
+        .execute(
+            "INSERT INTO validator_state (validator_id)
+             SELECT id FROM validators WHERE hotkey = $1 ON CONFLICT DO NOTHING",
+            &[&hotkey],
+        )
+        .await
+        .expect("validator state");
+    client
+        .query_one(
+            "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
+                                deadline_at, validation_threshold, throttle_period_s, status)
+             SELECT id, $2, 'text', repeat('a', 64), 'a teapot', now(),
+                    now() + interval '5 minutes', 0.6, 30, 'queued'
+             FROM validators WHERE hotkey = $1 RETURNING id",
+            &[&hotkey, &task_id],
+        )
+        .await
+        .expect("task")
+        .get(0)
+}
