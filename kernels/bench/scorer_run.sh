@@ -13,6 +13,8 @@
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl \
 #       transformers==4.44.2 tokenizers==0.19.1 huggingface_hub==0.24.6 torchmetrics==1.5.1
 #   (device) bash kernels/bench/scorer_run.sh        # carry .devbin and .whl
+# Knobs: CASES (4), REPS (20), CHUNKS (attention chunk sweep), NOCPU=1, EXACT=0 (no cuDNN-TF32-off
+# reference), CHECK=0 (no scorer_check), MEMCHECK=0, NCU=0.
 # The wheels are the versions the validation service pins (VALIDATOR_SCORING.md §0).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -26,16 +28,18 @@ export SPLATFLEET_PTX_CACHE=/tmp/ptx
 CASES=${CASES:-4}
 python3 kernels/bench/scorer_reference.py make-models "$WORK/models" 2>&1 | tail -3
 .devbin/scorer_parity --models "$WORK/models" --out "$WORK/ours" --cases "$CASES" \
-    --reps "${REPS:-20}" --chunks "${CHUNKS:-96,8,24,48}" 2>&1 | tee "$OUT/parity.txt"
+    --reps "${REPS:-20}" ${NOCPU:+--no-cpu} --chunks "${CHUNKS:-96,8,24,48}" 2>&1 | tee "$OUT/parity.txt"
 python3 kernels/bench/scorer_reference.py score "$WORK/models" "$WORK/ours/cases" \
     "$WORK/ref.json" 2>&1 | tee "$OUT/reference.txt"
 python3 kernels/bench/scorer_reference.py compare "$WORK/ref.json" "$WORK"/ours/ours_*.json \
     2>&1 | tee "$OUT/compare.txt"
 # The same with cuDNN's TF32 convolutions off (the service leaves them on): what they move.
-REF_CUDNN_TF32=0 python3 kernels/bench/scorer_reference.py score "$WORK/models" "$WORK/ours/cases" \
-    "$WORK/ref_exact.json" 2>&1 | tee "$OUT/reference_exact.txt"
-python3 kernels/bench/scorer_reference.py compare "$WORK/ref_exact.json" "$WORK"/ours/ours_*.json \
-    2>&1 | tee "$OUT/compare_exact.txt"
+if [ "${EXACT:-1}" = 1 ]; then
+    REF_CUDNN_TF32=0 python3 kernels/bench/scorer_reference.py score "$WORK/models" \
+        "$WORK/ours/cases" "$WORK/ref_exact.json" 2>&1 | tee "$OUT/reference_exact.txt"
+    python3 kernels/bench/scorer_reference.py compare "$WORK/ref_exact.json" \
+        "$WORK"/ours/ours_*.json 2>&1 | tee "$OUT/compare_exact.txt"
+fi
 # The worker's own `score` command on the same models (GPU path, end to end from PLY files):
 # its scores should be the GPU TF32 numbers above.
 if [ -x .devbin/splatfleet-worker ]; then
@@ -45,11 +49,13 @@ fi
 if [ "${CHECK:-1}" = 1 ] && [ -x .devbin/scorer_check ]; then
     .devbin/scorer_check 2>&1 | tail -40 | tee "$OUT/check.txt"
 fi
-compute-sanitizer --tool memcheck --error-exitcode 3 .devbin/scorer_parity \
-    --models "$WORK/models" --out "$WORK/sanitized" --cases 1 --reps 1 --no-cpu \
-    >"$OUT/sanitizer-memcheck.txt" 2>&1
-echo "compute-sanitizer memcheck exit $?: $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer-memcheck.txt" | tail -1)" \
-    | tee -a "$OUT/parity.txt"
+if [ "${MEMCHECK:-1}" = 1 ]; then
+    compute-sanitizer --tool memcheck --error-exitcode 3 .devbin/scorer_parity \
+        --models "$WORK/models" --out "$WORK/sanitized" --cases 1 --reps 1 --no-cpu \
+        >"$OUT/sanitizer-memcheck.txt" 2>&1
+    echo "compute-sanitizer memcheck exit $?: $(grep -E 'ERROR SUMMARY' "$OUT/sanitizer-memcheck.txt" | tail -1)" \
+        | tee -a "$OUT/parity.txt"
+fi
 # Where the scorer's time goes, per kernel (one render-and-score pass per precision).
 [ "${NCU:-1}" = 1 ] || exit 0
 ncu --metrics gpu__time_duration.sum --csv .devbin/scorer_parity --models "$WORK/models" \
