@@ -7,6 +7,7 @@
 mod support;
 
 use std::{
+    collections::BTreeMap,
     sync::{
         atomic::{AtomicU32, Ordering},
         Arc,
@@ -14,6 +15,14 @@ use std::{
     time::Duration,
 };
 
+use splatfleet_common::{
+    discovery::ValidatorInfo,
+    ledger::{self, seed, ClaimRequest, Finish, TaskInsert, Verdict},
+    messages::{
+        ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef,
+    },
+    protocol::sn17::Feedback,
+};
 use support::{stranger, violations, Fleet};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -52,56 +61,97 @@ fn now_secs() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Records `count` completed submissions to `hotkey` that scored under the threshold, as the
-/// submitter would have.
-async fn seed_penalties(fleet: &Fleet, hotkey: &str, count: usize) {
-    let client = fleet.pool.get().await.expect("db");
-    let validator: i64 = client
-        .query_one(
-            "INSERT INTO validators (hotkey, source) VALUES ($1, 'static') RETURNING id",
-            &[&hotkey],
-        )
-        .await
-        .expect("validator")
-        .get(0);
-    client
-        .execute(
-            "INSERT INTO validator_state (validator_id) VALUES ($1)",
-            &[&validator],
-        )
-        .await
-        .expect("state");
+/// Records `count` completed submissions to `validator` that scored under the threshold, as
+/// the submitter would have: tasks pulled an hour ago, answered 50 minutes ago.
+async fn seed_penalties(fleet: &Fleet, validator: &ValidatorInfo, count: usize) {
+    const OLD: &str = "old-host:1:00000000";
+    let pool = &fleet.pool;
+    let ids =
+        ledger::validators::upsert_validators(pool, std::slice::from_ref(validator), "static")
+            .await
+            .expect("validator");
+    let hour_ago_ms = (now_secs() * 1000.0) as i64 - 3_600_000;
+    let validator_ref = ValidatorRef {
+        uid: validator.uid,
+        hotkey: validator.hotkey.clone(),
+        ip: validator.ip.clone(),
+        port: validator.port,
+    };
     for n in 0..count {
-        let task: i64 = client
-            .query_one(
-                "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
-                                    deadline_at, validation_threshold, throttle_period_s, status)
-                 VALUES ($1, $2, 'text', repeat('0', 64), 'a chair', now() - interval '1 hour',
-                         now() - interval '55 minutes', 0.6, 30, 'submitted')
-                 RETURNING id",
-                &[&validator, &format!("old-{n}")],
-            )
+        let task = TaskMsg {
+            task_id: format!("old-{n}"),
+            validator: validator_ref.clone(),
+            kind: TaskKind::Text,
+            prompt: "a chair".into(),
+            validation_threshold: 0.6,
+            throttle_period_secs: 30,
+            pulled_at_unix_ms: hour_ago_ms,
+            deadline_unix_ms: hour_ago_ms + 300_000,
+        };
+        let row = match ledger::insert_task(pool, ids[&validator.hotkey], &task, &"0".repeat(64))
             .await
             .expect("task")
-            .get(0);
-        let attempt: i64 = client
-            .query_one(
-                "INSERT INTO attempts (task_id, attempt_no, worker, started_at)
-                 VALUES ($1, 1, 'old', now() - interval '1 hour') RETURNING id",
-                &[&task],
-            )
+        {
+            TaskInsert::Inserted { id } => id,
+            other => panic!("{other:?}"),
+        };
+        let request = ClaimRequest {
+            claimed_by: Some(OLD),
+            lease_secs: 60.0,
+            empty_reason: None,
+            worker: Some("old"),
+            local_score: None,
+            result_finished_unix_ms: None,
+        };
+        ledger::claim(pool, row, &request).await.expect("claim");
+        let result = ResultMsg {
+            task_id: task.task_id.clone(),
+            validator: validator_ref.clone(),
+            kind: TaskKind::Text,
+            prompt: task.prompt.clone(),
+            outcome: ResultOutcome::Ready {
+                ply: ArtifactRef {
+                    key: format!("ply/00/old-{n}.ply"),
+                    sha256: "0".repeat(64),
+                    bytes: 100,
+                },
+                spz: None,
+                preview: None,
+                local_score: 0.7,
+                chosen_attempt: 0,
+            },
+            attempts: vec![AttemptRecord {
+                params: BTreeMap::new(),
+                started_at_unix_ms: hour_ago_ms,
+                stage_ms: BTreeMap::new(),
+                gaussian_count: None,
+                local_score: None,
+                gate_passed: None,
+                gate_metrics: BTreeMap::new(),
+                ply: None,
+                error: None,
+            }],
+            worker: "old".into(),
+            finished_at_unix_ms: hour_ago_ms,
+        };
+        let penalised = Finish::Answered {
+            feedback: Some(Feedback {
+                task_fidelity_score: 0.0,
+                validation_failed: false,
+                ..Feedback::default()
+            }),
+            cooldown_until: 0,
+            latency_ms: 1000,
+        };
+        assert_eq!(
+            ledger::finish(pool, row, OLD, &result, &penalised)
+                .await
+                .expect("finish"),
+            Some(Verdict::Penalised)
+        );
+        seed::backdate_submission(pool, row, 3000.0)
             .await
-            .expect("attempt")
-            .get(0);
-        client
-            .execute(
-                "INSERT INTO submissions (task_id, attempt_id, empty, state, completed_at,
-                                          task_fidelity_score, validation_failed)
-                 VALUES ($1, $2, false, 'completed', now() - interval '50 minutes', 0, false)",
-                &[&task, &attempt],
-            )
-            .await
-            .expect("submission");
+            .expect("answered 50 minutes ago");
     }
 }
 
@@ -128,7 +178,7 @@ async fn a_validator_answering_500_is_backed_off_and_a_401_stops_pulls() {
 
     // Validator 1's history: five submissions scored under the threshold (penalties).
     let penalised = fleet.validators[1].clone();
-    seed_penalties(&fleet, &penalised.hotkey, 5).await;
+    seed_penalties(&fleet, &penalised, 5).await;
     let config = std::fs::read_to_string(&fleet.config_path).expect("config");
     std::fs::write(
         &fleet.config_path,

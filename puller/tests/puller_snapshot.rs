@@ -2,8 +2,18 @@
 //! narrow one (what the puller reads between full reads) only the hotkeys asked for, with the
 //! same latest task, openness and cooldown.
 
-use splatfleet_common::db::Pool;
-use splatfleet_common::ledger::validators as record;
+use std::collections::BTreeMap;
+
+use splatfleet_common::ledger::{
+    self, seed, validators as record, ClaimRequest, Finish, TaskInsert, TaskStatus,
+};
+use splatfleet_common::{
+    db::Pool,
+    discovery::ValidatorInfo,
+    messages::{
+        ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef,
+    },
+};
 use splatfleet_tests::FreshDatabase;
 
 const HOLDING: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
@@ -16,42 +26,116 @@ async fn database() -> (FreshDatabase, Pool) {
     (db, pool)
 }
 
-async fn seed(pool: &Pool) {
-    let client = pool.get().await.expect("client");
-    for (uid, hotkey) in [HOLDING, CLOSED, IDLE].iter().enumerate() {
-        client
-            .execute(
-                "INSERT INTO validators (hotkey, uid, ip, port, source)
-                 VALUES ($1, $2, '127.0.0.1', 9000, 'static')",
-                &[hotkey, &(uid as i32)],
-            )
-            .await
-            .expect("validator");
+const ME: &str = "test-host:1:aaaaaaaa";
+
+fn validator(uid: u16, hotkey: &str) -> ValidatorInfo {
+    ValidatorInfo {
+        uid,
+        hotkey: hotkey.into(),
+        ip: "127.0.0.1".into(),
+        port: 9000,
+        stake: 0.0,
+        validator_permit: true,
     }
-    for (hotkey, task_id, status) in [
-        (HOLDING, "t-open", "queued"),
-        (CLOSED, "t-done", "submitted"),
-    ] {
-        client
-            .execute(
-                "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
-                                    deadline_at, validation_threshold, throttle_period_s, status)
-                 SELECT id, $2, 'text', repeat('a', 64), 'a teapot', now(),
-                        now() + interval '5 minutes', 0.6, 30, $3
-                 FROM validators WHERE hotkey = $1",
-                &[&hotkey, &task_id, &status],
-            )
-            .await
-            .expect("task");
+}
+
+fn task(validator: &ValidatorInfo, task_id: &str) -> TaskMsg {
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("ms");
+    TaskMsg {
+        task_id: task_id.into(),
+        validator: ValidatorRef {
+            uid: validator.uid,
+            hotkey: validator.hotkey.clone(),
+            ip: validator.ip.clone(),
+            port: validator.port,
+        },
+        kind: TaskKind::Text,
+        prompt: "a teapot".into(),
+        validation_threshold: 0.6,
+        throttle_period_secs: 30,
+        pulled_at_unix_ms: now_ms,
+        deadline_unix_ms: now_ms + 300_000,
     }
-    client
-        .execute(
-            "INSERT INTO validator_state (validator_id, cooldown_until)
-             SELECT id, to_timestamp(2000000000) FROM validators WHERE hotkey = $1",
-            &[&CLOSED],
-        )
+}
+
+/// A `queued` task as the puller records it; its row id.
+async fn record_task(pool: &Pool, id: i64, validator: &ValidatorInfo, task_id: &str) -> i64 {
+    match ledger::insert_task(pool, id, &task(validator, task_id), &"a".repeat(64))
         .await
-        .expect("cooldown");
+        .expect("task")
+    {
+        TaskInsert::Inserted { id } => id,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// HOLDING's latest task is open; CLOSED's was submitted and the validator answered with a
+/// cooldown; IDLE has none.
+async fn seed(pool: &Pool) {
+    let validators: Vec<ValidatorInfo> = [HOLDING, CLOSED, IDLE]
+        .iter()
+        .zip(0..)
+        .map(|(hotkey, uid)| validator(uid, hotkey))
+        .collect();
+    let ids = record::upsert_validators(pool, &validators, "static")
+        .await
+        .expect("validators");
+    record_task(pool, ids[HOLDING], &validators[0], "t-open").await;
+    let done = record_task(pool, ids[CLOSED], &validators[1], "t-done").await;
+    let request = ClaimRequest {
+        claimed_by: Some(ME),
+        lease_secs: 60.0,
+        empty_reason: None,
+        worker: None,
+        local_score: None,
+        result_finished_unix_ms: None,
+    };
+    ledger::claim(pool, done, &request).await.expect("claim");
+    let msg = ResultMsg {
+        task_id: "t-done".into(),
+        validator: task(&validators[1], "t-done").validator,
+        kind: TaskKind::Text,
+        prompt: "a teapot".into(),
+        outcome: ResultOutcome::Ready {
+            ply: ArtifactRef {
+                key: "ply/aa/a.ply".into(),
+                sha256: "b".repeat(64),
+                bytes: 100,
+            },
+            spz: None,
+            preview: None,
+            local_score: 0.8,
+            chosen_attempt: 0,
+        },
+        attempts: vec![AttemptRecord {
+            params: BTreeMap::new(),
+            started_at_unix_ms: 0,
+            stage_ms: BTreeMap::new(),
+            gaussian_count: None,
+            local_score: None,
+            gate_passed: None,
+            gate_metrics: BTreeMap::new(),
+            ply: None,
+            error: None,
+        }],
+        worker: "host-a/gpu0".into(),
+        finished_at_unix_ms: 0,
+    };
+    let answered = Finish::Answered {
+        feedback: None,
+        cooldown_until: 2_000_000_000,
+        latency_ms: 10,
+    };
+    ledger::finish(pool, done, ME, &msg, &answered)
+        .await
+        .expect("finish")
+        .expect("ours");
 }
 
 #[tokio::test]
@@ -106,15 +190,7 @@ async fn the_snapshot_reads_one_task_row_per_validator_however_many_tasks_there_
     let client = pool.get().await.expect("client");
     // A few thousand tasks: the old (validator_id, pulled_at) index made Postgres read and
     // sort all of a validator's tasks for its latest one.
-    client
-        .execute(
-            "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
-                                deadline_at, validation_threshold, throttle_period_s, status)
-             SELECT v.id, 'bulk-' || v.id || '-' || g, 'text', repeat('a', 64), 'a teapot',
-                    now() - make_interval(secs => g), now(), 0.6, 30, 'submitted'
-             FROM validators v, generate_series(1, 1500) g",
-            &[],
-        )
+    seed::insert_tasks_bulk(&pool, 1500, TaskStatus::Submitted)
         .await
         .expect("bulk tasks");
     client.batch_execute("ANALYZE").await.expect("analyze");

@@ -24,13 +24,16 @@
 //! [`claim`] (claiming, leasing and reading the submission row), [`attempts`] (a result's
 //! attempt rows), [`finish`] (finishing a submission, late and unloadable results),
 //! [`release`] (the empty release of a lost task), [`verdicts`] (accepted / penalised figures
-//! from the `submission_verdicts` view).
+//! from the `submission_verdicts` view). `seed` (feature `test-support`, for tests and tools
+//! only) sets up the few states tests need that the roles never write.
 
 pub mod attempts;
 pub mod claim;
 pub mod cooldown;
 pub mod finish;
 pub mod release;
+#[cfg(feature = "test-support")]
+pub mod seed;
 pub mod status;
 pub mod tasks;
 pub mod validators;
