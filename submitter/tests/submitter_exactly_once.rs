@@ -6,7 +6,36 @@ mod support;
 
 use std::time::Duration;
 
-use support::Rig;
+use splatfleet_common::ledger::{self, Claim, ClaimRequest, Finish};
+use support::{PulledTask, Rig};
+
+/// The live submitter of the last test.
+const OTHER: &str = "other-host:2:cafebabe";
+
+/// Another submitter (`claimed_by`) claimed the task and counted one send; its lease runs
+/// out `lease_secs` from now (already, when negative).
+async fn hold(rig: &Rig, task: &PulledTask, claimed_by: &str, lease_secs: f64) {
+    let request = ClaimRequest {
+        claimed_by: Some(claimed_by),
+        lease_secs,
+        empty_reason: None,
+        worker: None,
+        local_score: None,
+        result_finished_unix_ms: None,
+    };
+    assert_eq!(
+        ledger::claim(&rig.pool, task.row, &request)
+            .await
+            .expect("claim"),
+        Claim::Claimed { tries: 0 }
+    );
+    assert_eq!(
+        ledger::mark_sending(&rig.pool, task.row, claimed_by, lease_secs)
+            .await
+            .expect("send counted"),
+        Some(1)
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_result_is_submitted_once_and_recorded_once_even_when_delivered_twice() {
@@ -103,18 +132,9 @@ async fn each_result_is_submitted_once_and_recorded_once_even_when_delivered_twi
 async fn a_send_interrupted_by_a_dead_submitter_is_completed_once() {
     let rig = Rig::start(1, &[]).await;
     let task = rig.pull(0).await;
-    // A submitter claimed the task, counted one send and died before the answer.
-    rig.pool
-        .get()
-        .await
-        .expect("client")
-        .execute(
-            "INSERT INTO submissions (task_id, empty, state, tries, claimed_by, lease_until, sent_at)
-             VALUES ($1, false, 'sending', 1, 'dead-host:1:deadbeef', now() - interval '1 second', now())",
-            &[&task.row],
-        )
-        .await
-        .expect("interrupted claim");
+    // A submitter claimed the task, counted one send and died before the answer: its lease
+    // ran out a second ago.
+    hold(&rig, &task, "dead-host:1:deadbeef", -1.0).await;
     let result = rig.ready_result(&task, true, 3).await;
     rig.publish(&result).await;
     rig.wait_count(
@@ -132,32 +152,23 @@ async fn a_result_whose_sender_still_holds_the_lease_is_not_sent_twice() {
     let rig = Rig::start(1, &[]).await;
     let task = rig.pull(0).await;
     // Another live submitter is sending it and finishes while we wait.
-    rig.pool
-        .get()
-        .await
-        .expect("client")
-        .execute(
-            "INSERT INTO submissions (task_id, empty, state, tries, claimed_by, lease_until)
-             VALUES ($1, false, 'sending', 1, 'other-host:2:cafebabe', now() + interval '1 hour')",
-            &[&task.row],
-        )
-        .await
-        .expect("live claim");
+    hold(&rig, &task, OTHER, 3600.0).await;
     let result = rig.ready_result(&task, true, 4).await;
     rig.publish(&result).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(rig.events("submit", &task.task_id).is_empty());
-    rig.pool
-        .get()
-        .await
-        .expect("client")
-        .execute(
-            "UPDATE submissions SET state = 'failed', completed_at = now(), error = 'refused'
-             WHERE task_id = $1",
-            &[&task.row],
-        )
-        .await
-        .expect("other submitter finishes");
+    let refused = Finish::Refused {
+        status: Some(403),
+        error: "refused".into(),
+        latency_ms: 10,
+    };
+    assert!(
+        ledger::finish(&rig.pool, task.row, OTHER, &result, &refused)
+            .await
+            .expect("other submitter finishes")
+            .is_some(),
+        "the other submitter's row"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(rig.events("submit", &task.task_id).is_empty());
     rig.stop().await;
