@@ -110,6 +110,20 @@ fn int(v: usize) -> Result<i32, GpuError> {
     })
 }
 
+/// Row-major `C[m×n] = A[m×k] · op(B)` as column-major cuBLAS computes it, `Cᵀ = op(B)ᵀ·Aᵀ`
+/// (B first, A second): B's operation and the dimensions in cuBLAS's order (n, m, k).
+fn swapped(
+    b_transposed: bool,
+    (m, n, k): (usize, usize, usize),
+) -> Result<(blas::cublasOperation_t, [i32; 3]), GpuError> {
+    let op_b = if b_transposed {
+        blas::cublasOperation_t::CUBLAS_OP_T
+    } else {
+        blas::cublasOperation_t::CUBLAS_OP_N
+    };
+    Ok((op_b, [int(n)?, int(m)?, int(k)?]))
+}
+
 impl Blas {
     pub fn new(stream: &Arc<CudaStream>) -> Result<Self, GpuError> {
         // SAFETY: only tries to open the shared library; cudarc panics later if it is absent.
@@ -157,11 +171,7 @@ impl Blas {
         c: Mat,
         batch: usize,
     ) -> Result<(), GpuError> {
-        let op_b = if b_transposed {
-            blas::cublasOperation_t::CUBLAS_OP_T
-        } else {
-            blas::cublasOperation_t::CUBLAS_OP_N
-        };
+        let (op_b, [n, m, k]) = swapped(b_transposed, (m, n, k))?;
         let stride = |s: usize| -> Result<i64, GpuError> {
             i64::try_from(s).map_err(|_| GpuError::TooLarge {
                 what: "GEMM stride",
@@ -175,9 +185,9 @@ impl Blas {
                 *self.blas.handle(),
                 op_b,
                 blas::cublasOperation_t::CUBLAS_OP_N,
-                int(n)?,
-                int(m)?,
-                int(k)?,
+                n,
+                m,
+                k,
                 &alpha,
                 b.ptr as *const f32,
                 int(b.ld)?,
@@ -194,6 +204,35 @@ impl Blas {
         }
         .result()?;
         Ok(())
+    }
+
+    /// A `Linear` layer's product, bias aside: `y[rows×out] = x[rows×inp] · wᵀ` for the
+    /// row-major weight `w[out×inp]`, every matrix contiguous.
+    ///
+    /// # Safety
+    /// As [`Blas::gemm`]: x, w and y must hold rows·inp, out·inp and rows·out floats.
+    pub unsafe fn linear(
+        &self,
+        rows: usize,
+        out: usize,
+        inp: usize,
+        x: u64,
+        w: u64,
+        y: u64,
+    ) -> Result<(), GpuError> {
+        // SAFETY: the caller vouches for the operands.
+        unsafe {
+            self.gemm(
+                (rows, out, inp),
+                1.0,
+                Mat::new(x, inp),
+                Mat::new(w, inp),
+                true,
+                0.0,
+                Mat::new(y, out),
+                1,
+            )
+        }
     }
 
     /// [`Blas::gemm`] over arrays of operand addresses (device arrays of `batch` addresses
@@ -213,20 +252,16 @@ impl Blas {
         (c, ldc): (u64, usize),
         batch: usize,
     ) -> Result<(), GpuError> {
-        let op_b = if b_transposed {
-            blas::cublasOperation_t::CUBLAS_OP_T
-        } else {
-            blas::cublasOperation_t::CUBLAS_OP_N
-        };
+        let (op_b, [n, m, k]) = swapped(b_transposed, (m, n, k))?;
         // SAFETY: the caller vouches for the address arrays; the handle is live.
         unsafe {
             blas::cublasSgemmBatched(
                 *self.blas.handle(),
                 op_b,
                 blas::cublasOperation_t::CUBLAS_OP_N,
-                int(n)?,
-                int(m)?,
-                int(k)?,
+                n,
+                m,
+                k,
                 &alpha,
                 b as *const *const f32,
                 int(ldb)?,

@@ -32,22 +32,47 @@ fn u32_of(what: &'static str, v: usize) -> Result<u32, GpuError> {
     })
 }
 
-fn linear(n: usize) -> Result<LaunchConfig, GpuError> {
-    let blocks = u32_of("kernel grid", n.div_ceil(256).max(1))?;
-    Ok(LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    })
+/// Sizes as the kernels' `unsigned` arguments, each named for the error when it does not fit.
+fn u32s<const N: usize>(sizes: [(&'static str, usize); N]) -> Result<[u32; N], GpuError> {
+    let mut out = [0; N];
+    for (o, (what, v)) in out.iter_mut().zip(sizes) {
+        *o = u32_of(what, v)?;
+    }
+    Ok(out)
 }
 
+/// `blocks` blocks of `threads` threads, no dynamic shared memory.
+fn config(blocks: (u32, u32), threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks.0, blocks.1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// One thread per element, 256 a block.
+fn linear(n: usize) -> Result<LaunchConfig, GpuError> {
+    let blocks = u32_of("kernel grid", n.div_ceil(256).max(1))?;
+    Ok(config((blocks, 1), 256))
+}
+
+/// One warp per row, [`ROWS_PER_BLOCK`] rows a block.
 fn rows(n: usize) -> Result<LaunchConfig, GpuError> {
     let blocks = u32_of("kernel grid", n.div_ceil(ROWS_PER_BLOCK).max(1))?;
-    Ok(LaunchConfig {
-        grid_dim: (blocks, 1, 1),
-        block_dim: (ROW_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    })
+    Ok(config((blocks, 1), ROW_THREADS))
+}
+
+/// Launches `$func` on `$stream` with `$cfg`, pushing the arguments by reference in the order
+/// given (that of the kernel's signature); evaluates to `Result<(), GpuError>`. It calls the
+/// unsafe `launch`, so it stands in the caller's `unsafe` block, under the caller's `SAFETY`
+/// comment on why the arguments match the kernel.
+macro_rules! launch {
+    ($stream:expr, $func:expr, $cfg:expr; $($arg:expr),+ $(,)?) => {{
+        let mut l = $stream.launch_builder(&$func);
+        $(l.arg(&$arg);)+
+        l.launch($cfg)?;
+        Ok(())
+    }};
 }
 
 /// Shape of an NHWC map: views, height, width, channels.
@@ -114,12 +139,9 @@ impl Kernels {
         views: usize,
         planes: u64,
     ) -> Result<(), GpuError> {
-        let (p, v) = (u32_of("pixels", pixels)?, u32_of("views", views)?);
-        let mut l = s.launch_builder(&self.planes_from_render);
-        l.arg(&image).arg(&p).arg(&v).arg(&planes);
+        let [p, v] = u32s([("pixels", pixels), ("views", views)])?;
         // SAFETY: matches `planes_from_render`; image holds views·pixels float4, planes 3× that.
-        unsafe { l.launch(linear(pixels * views)?) }?;
-        Ok(())
+        unsafe { launch!(s, self.planes_from_render, linear(pixels * views)?; image, p, v, planes) }
     }
 
     pub fn planes_from_rgb8(
@@ -130,12 +152,9 @@ impl Kernels {
         views: usize,
         planes: u64,
     ) -> Result<(), GpuError> {
-        let (p, v) = (u32_of("pixels", pixels)?, u32_of("views", views)?);
-        let mut l = s.launch_builder(&self.planes_from_rgb8);
-        l.arg(&rgb8).arg(&p).arg(&v).arg(&planes);
+        let [p, v] = u32s([("pixels", pixels), ("views", views)])?;
         // SAFETY: matches `planes_from_rgb8`; rgb8 holds views·pixels·3 bytes.
-        unsafe { l.launch(linear(pixels * views)?) }?;
-        Ok(())
+        unsafe { launch!(s, self.planes_from_rgb8, linear(pixels * views)?; rgb8, p, v, planes) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -151,23 +170,15 @@ impl Kernels {
     ) -> Result<(), GpuError> {
         let grid = size / patch;
         let n = views * grid * grid * 3 * patch * patch;
-        let (w, h, v) = (
-            u32_of("width", w)?,
-            u32_of("height", h)?,
-            u32_of("views", views)?,
-        );
-        let (size, patch) = (u32_of("size", size)?, u32_of("patch", patch)?);
-        let mut l = s.launch_builder(&self.iqa_patches);
-        l.arg(&planes)
-            .arg(&w)
-            .arg(&h)
-            .arg(&v)
-            .arg(&size)
-            .arg(&patch)
-            .arg(&cols);
+        let [w, h, v, size, patch] = u32s([
+            ("width", w),
+            ("height", h),
+            ("views", views),
+            ("size", size),
+            ("patch", patch),
+        ])?;
         // SAFETY: matches `iqa_patches`; cols holds views·grid²·3·patch² floats.
-        unsafe { l.launch(linear(n)?) }?;
-        Ok(())
+        unsafe { launch!(s, self.iqa_patches, linear(n)?; planes, w, h, v, size, patch, cols) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -182,26 +193,12 @@ impl Kernels {
         hidden: usize,
         xn: u64,
     ) -> Result<(), GpuError> {
-        let (r, t, hd) = (
-            u32_of("rows", n_rows)?,
-            u32_of("tokens", tokens)?,
-            u32_of("hidden", hidden)?,
-        );
-        let mut l = s.launch_builder(&self.embed_finish);
-        l.arg(&x)
-            .arg(&cls)
-            .arg(&pos)
-            .arg(&bias)
-            .arg(&ln_w)
-            .arg(&ln_b)
-            .arg(&eps)
-            .arg(&r)
-            .arg(&t)
-            .arg(&hd)
-            .arg(&xn);
+        let [r, t, hd] = u32s([("rows", n_rows), ("tokens", tokens), ("hidden", hidden)])?;
         // SAFETY: matches `embed_finish`; x and xn hold rows·hidden floats.
-        unsafe { l.launch(rows(n_rows)?) }?;
-        Ok(())
+        unsafe {
+            launch!(s, self.embed_finish, rows(n_rows)?;
+                x, cls, pos, bias, ln_w, ln_b, eps, r, t, hd, xn)
+        }
     }
 
     /// `x += ls ⊙ (y + bias)`, then LayerNorm into `xn` when `norm` is given.
@@ -217,24 +214,17 @@ impl Kernels {
         xn: u64,
     ) -> Result<(), GpuError> {
         let (ln_w, ln_b, eps) = norm.unwrap_or((0, 0, 0.0));
-        let (r, hd) = (u32_of("rows", n_rows)?, u32_of("hidden", hidden)?);
-        let xs = u32_of("row stride", x_stride)?;
-        let mut l = s.launch_builder(&self.residual_norm);
-        l.arg(&x)
-            .arg(&y)
-            .arg(&bias)
-            .arg(&ls)
-            .arg(&ln_w)
-            .arg(&ln_b)
-            .arg(&eps)
-            .arg(&r)
-            .arg(&hd)
-            .arg(&xs)
-            .arg(&xn);
+        let [r, hd, xs] = u32s([
+            ("rows", n_rows),
+            ("hidden", hidden),
+            ("row stride", x_stride),
+        ])?;
         // SAFETY: matches `residual_norm`; x holds rows·x_stride floats, y and xn
         // rows·hidden.
-        unsafe { l.launch(rows(n_rows)?) }?;
-        Ok(())
+        unsafe {
+            launch!(s, self.residual_norm, rows(n_rows)?;
+                x, y, bias, ls, ln_w, ln_b, eps, r, hd, xs, xn)
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -247,25 +237,14 @@ impl Kernels {
         (q, k, v): (u64, u64, u64),
     ) -> Result<(), GpuError> {
         let n = 3 * views * tokens * hidden;
-        let (vw, t, hd, he) = (
-            u32_of("views", views)?,
-            u32_of("tokens", tokens)?,
-            u32_of("hidden", hidden)?,
-            u32_of("heads", heads)?,
-        );
-        let mut l = s.launch_builder(&self.split_heads);
-        l.arg(&qkv)
-            .arg(&bias)
-            .arg(&vw)
-            .arg(&t)
-            .arg(&hd)
-            .arg(&he)
-            .arg(&q)
-            .arg(&k)
-            .arg(&v);
+        let [vw, t, hd, he] = u32s([
+            ("views", views),
+            ("tokens", tokens),
+            ("hidden", hidden),
+            ("heads", heads),
+        ])?;
         // SAFETY: matches `split_heads`; qkv holds 3·views·tokens·hidden floats, q, k, v a third each.
-        unsafe { l.launch(linear(n)?) }?;
-        Ok(())
+        unsafe { launch!(s, self.split_heads, linear(n)?; qkv, bias, vw, t, hd, he, q, k, v) }
     }
 
     pub fn softmax_rows(
@@ -275,12 +254,9 @@ impl Kernels {
         n_rows: usize,
         n: usize,
     ) -> Result<(), GpuError> {
-        let (r, n32) = (u32_of("rows", n_rows)?, u32_of("row length", n)?);
-        let mut l = s.launch_builder(&self.softmax_rows);
-        l.arg(&scores).arg(&r).arg(&n32);
+        let [r, n32] = u32s([("rows", n_rows), ("row length", n)])?;
         // SAFETY: matches `softmax_rows`; scores holds rows·n floats.
-        unsafe { l.launch(rows(n_rows)?) }?;
-        Ok(())
+        unsafe { launch!(s, self.softmax_rows, rows(n_rows)?; scores, r, n32) }
     }
 
     pub fn bias_gelu(
@@ -291,12 +267,9 @@ impl Kernels {
         n_rows: usize,
         cols: usize,
     ) -> Result<(), GpuError> {
-        let (r, c) = (u32_of("rows", n_rows)?, u32_of("cols", cols)?);
-        let mut l = s.launch_builder(&self.bias_gelu);
-        l.arg(&y).arg(&bias).arg(&r).arg(&c);
+        let [r, c] = u32s([("rows", n_rows), ("cols", cols)])?;
         // SAFETY: matches `bias_gelu`; y holds rows·cols floats, bias cols.
-        unsafe { l.launch(linear(n_rows * cols)?) }?;
-        Ok(())
+        unsafe { launch!(s, self.bias_gelu, linear(n_rows * cols)?; y, bias, r, c) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -310,26 +283,12 @@ impl Kernels {
         scratch: u64,
         quality: u64,
     ) -> Result<(), GpuError> {
-        let (v, t, hd) = (
-            u32_of("views", views)?,
-            u32_of("tokens", tokens)?,
-            u32_of("hidden", hidden)?,
-        );
-        let mut l = s.launch_builder(&self.quality_head);
-        l.arg(&x)
-            .arg(&v)
-            .arg(&t)
-            .arg(&hd)
-            .arg(&ln_w)
-            .arg(&ln_b)
-            .arg(&eps)
-            .arg(&head_w)
-            .arg(&head_b)
-            .arg(&scratch)
-            .arg(&quality);
+        let [v, t, hd] = u32s([("views", views), ("tokens", tokens), ("hidden", hidden)])?;
         // SAFETY: matches `quality_head`; scratch holds views·hidden floats, quality views.
-        unsafe { l.launch(rows(views)?) }?;
-        Ok(())
+        unsafe {
+            launch!(s, self.quality_head, rows(views)?;
+                x, v, t, hd, ln_w, ln_b, eps, head_w, head_b, scratch, quality)
+        }
     }
 
     pub fn lpips_input(
@@ -342,17 +301,14 @@ impl Kernels {
         out: u64,
     ) -> Result<(), GpuError> {
         let n = views * size * size * 3;
-        let (w, h, v, sz) = (
-            u32_of("width", w)?,
-            u32_of("height", h)?,
-            u32_of("views", views)?,
-            u32_of("size", size)?,
-        );
-        let mut l = s.launch_builder(&self.lpips_input);
-        l.arg(&planes).arg(&w).arg(&h).arg(&v).arg(&sz).arg(&out);
+        let [w, h, v, sz] = u32s([
+            ("width", w),
+            ("height", h),
+            ("views", views),
+            ("size", size),
+        ])?;
         // SAFETY: matches `lpips_input`; out holds views·size²·3 floats.
-        unsafe { l.launch(linear(n)?) }?;
-        Ok(())
+        unsafe { launch!(s, self.lpips_input, linear(n)?; planes, w, h, v, sz, out) }
     }
 
     /// im2col of `input` for a `k`×`k` convolution with `stride` and `pad`, to an `oh`×`ow` output.
@@ -367,26 +323,22 @@ impl Kernels {
         cols: u64,
     ) -> Result<(), GpuError> {
         let n = shape.views * oh * ow * shape.c * k * k;
-        let a = [
-            u32_of("views", shape.views)?,
-            u32_of("height", shape.h)?,
-            u32_of("width", shape.w)?,
-            u32_of("channels", shape.c)?,
-            u32_of("kernel", k)?,
-            u32_of("stride", stride)?,
-            u32_of("padding", pad)?,
-            u32_of("height", oh)?,
-            u32_of("width", ow)?,
-        ];
-        let mut l = s.launch_builder(&self.im2col_nhwc);
-        l.arg(&input);
-        for v in &a {
-            l.arg(v);
-        }
-        l.arg(&cols);
+        let [v, h, w, c, k, stride, pad, oh, ow] = u32s([
+            ("views", shape.views),
+            ("height", shape.h),
+            ("width", shape.w),
+            ("channels", shape.c),
+            ("kernel", k),
+            ("stride", stride),
+            ("padding", pad),
+            ("height", oh),
+            ("width", ow),
+        ])?;
         // SAFETY: matches `im2col_nhwc`; cols holds views·oh·ow·c·k² floats.
-        unsafe { l.launch(linear(n)?) }?;
-        Ok(())
+        unsafe {
+            launch!(s, self.im2col_nhwc, linear(n)?;
+                input, v, h, w, c, k, stride, pad, oh, ow, cols)
+        }
     }
 
     pub fn bias_relu(
@@ -397,12 +349,9 @@ impl Kernels {
         n_rows: usize,
         cols: usize,
     ) -> Result<(), GpuError> {
-        let (r, c) = (u32_of("rows", n_rows)?, u32_of("cols", cols)?);
-        let mut l = s.launch_builder(&self.bias_relu);
-        l.arg(&y).arg(&bias).arg(&r).arg(&c);
+        let [r, c] = u32s([("rows", n_rows), ("cols", cols)])?;
         // SAFETY: matches `bias_relu`; y holds rows·cols floats, bias cols.
-        unsafe { l.launch(linear(n_rows * cols)?) }?;
-        Ok(())
+        unsafe { launch!(s, self.bias_relu, linear(n_rows * cols)?; y, bias, r, c) }
     }
 
     pub fn max_pool(
@@ -414,23 +363,16 @@ impl Kernels {
         out: u64,
     ) -> Result<(), GpuError> {
         let n = shape.views * oh * ow * shape.c;
-        let a = [
-            u32_of("views", shape.views)?,
-            u32_of("height", shape.h)?,
-            u32_of("width", shape.w)?,
-            u32_of("channels", shape.c)?,
-            u32_of("height", oh)?,
-            u32_of("width", ow)?,
-        ];
-        let mut l = s.launch_builder(&self.max_pool_nhwc);
-        l.arg(&input);
-        for v in &a {
-            l.arg(v);
-        }
-        l.arg(&out);
+        let [v, h, w, c, oh, ow] = u32s([
+            ("views", shape.views),
+            ("height", shape.h),
+            ("width", shape.w),
+            ("channels", shape.c),
+            ("height", oh),
+            ("width", ow),
+        ])?;
         // SAFETY: matches `max_pool_nhwc`; out holds views·oh·ow·c floats.
-        unsafe { l.launch(linear(n)?) }?;
-        Ok(())
+        unsafe { launch!(s, self.max_pool_nhwc, linear(n)?; input, v, h, w, c, oh, ow, out) }
     }
 
     /// Adds one tap's LPIPS term of every pair (p, (p + 1) mod views) to `acc[p]`.
@@ -446,21 +388,14 @@ impl Kernels {
         let warps = (LPIPS_THREADS / 32) as usize;
         // About four positions per warp; enough blocks to fill the device at 16 pairs.
         let per_pair = u32_of("blocks", positions.div_ceil(4 * warps).clamp(1, 64))?;
-        let (v, p, c) = (
-            u32_of("views", shape.views)?,
-            u32_of("positions", positions)?,
-            u32_of("channels", shape.c)?,
-        );
-        let cfg = LaunchConfig {
-            grid_dim: (per_pair, v, 1),
-            block_dim: (LPIPS_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let mut l = s.launch_builder(&self.lpips_tap);
-        l.arg(&feat).arg(&v).arg(&p).arg(&c).arg(&lin).arg(&acc);
+        let [v, p, c] = u32s([
+            ("views", shape.views),
+            ("positions", positions),
+            ("channels", shape.c),
+        ])?;
+        let cfg = config((per_pair, v), LPIPS_THREADS);
         // SAFETY: matches `lpips_tap`; feat holds views·positions·c floats, acc views doubles.
-        unsafe { l.launch(cfg) }?;
-        Ok(())
+        unsafe { launch!(s, self.lpips_tap, cfg; feat, v, p, c, lin, acc) }
     }
 
     /// The validator's SSIM of every pair (p, (p + 1) mod views), summed into `ssim_sum[p]`.
@@ -477,27 +412,16 @@ impl Kernels {
             h.div_ceil(SSIM_ROWS as usize),
         );
         let blocks = u32_of("SSIM blocks", cols * rws * views)?;
-        let a = [
-            u32_of("width", w)?,
-            u32_of("height", h)?,
-            u32_of("views", views)?,
-            u32_of("SSIM blocks", cols)?,
-            u32_of("SSIM blocks", rws)?,
-        ];
-        let cfg = LaunchConfig {
-            grid_dim: (blocks, 1, 1),
-            block_dim: (SSIM_THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let mut l = s.launch_builder(&self.ssim_validator);
-        l.arg(&planes);
-        for v in &a {
-            l.arg(v);
-        }
-        l.arg(&ssim_sum);
+        let [w, h, v, cols, rws] = u32s([
+            ("width", w),
+            ("height", h),
+            ("views", views),
+            ("SSIM blocks", cols),
+            ("SSIM blocks", rws),
+        ])?;
+        let cfg = config((blocks, 1), SSIM_THREADS);
         // SAFETY: matches `ssim_validator` in metrics.cu; planes holds views·3·w·h floats.
-        unsafe { l.launch(cfg) }?;
-        Ok(())
+        unsafe { launch!(s, self.ssim_validator, cfg; planes, w, h, v, cols, rws, ssim_sum) }
     }
 
     pub fn pack_scores(
@@ -509,15 +433,10 @@ impl Kernels {
         out: u64,
     ) -> Result<(), GpuError> {
         let v = u32_of("views", views)?;
-        let mut l = s.launch_builder(&self.pack_scores);
-        l.arg(&quality)
-            .arg(&ssim_sum)
-            .arg(&lpips)
-            .arg(&v)
-            .arg(&ssim_count)
-            .arg(&out);
         // SAFETY: matches `pack_scores`; out holds 3·views doubles.
-        unsafe { l.launch(linear(views)?) }?;
-        Ok(())
+        unsafe {
+            launch!(s, self.pack_scores, linear(views)?;
+                quality, ssim_sum, lpips, v, ssim_count, out)
+        }
     }
 }

@@ -457,18 +457,7 @@ impl GpuScorer {
         for (i, layer) in wt.layers.iter().enumerate() {
             let last = i + 1 == wt.layers.len();
             // Self-attention.
-            unsafe {
-                b.gemm(
-                    (m, 3 * hd, hd),
-                    1.0,
-                    Mat::new(wk.xn.ptr(), hd),
-                    Mat::new(layer.qkv_w.ptr(), hd),
-                    true,
-                    0.0,
-                    Mat::new(wk.wide.ptr(), 3 * hd),
-                    1,
-                )?;
-            }
+            unsafe { b.linear(m, 3 * hd, hd, wk.xn.ptr(), layer.qkv_w.ptr(), wk.wide.ptr()) }?;
             k.split_heads(
                 s,
                 wk.wide.ptr(),
@@ -547,18 +536,7 @@ impl GpuScorer {
             // attention (all tokens' keys and values, the CLS queries alone) it runs on the
             // CLS rows only: `rows` rows of x, `x_stride` floats apart; y, xn, wide compact.
             let (rows, x_stride) = if last { (views, t * hd) } else { (m, hd) };
-            unsafe {
-                b.gemm(
-                    (rows, hd, hd),
-                    1.0,
-                    Mat::new(wk.ctx.ptr(), hd),
-                    Mat::new(layer.out_w.ptr(), hd),
-                    true,
-                    0.0,
-                    Mat::new(wk.y.ptr(), hd),
-                    1,
-                )?;
-            }
+            unsafe { b.linear(rows, hd, hd, wk.ctx.ptr(), layer.out_w.ptr(), wk.y.ptr()) }?;
             k.residual_norm(
                 s,
                 wk.x.ptr(),
@@ -569,31 +547,9 @@ impl GpuScorer {
                 wk.xn.ptr(),
             )?;
             // MLP.
-            unsafe {
-                b.gemm(
-                    (rows, mlp, hd),
-                    1.0,
-                    Mat::new(wk.xn.ptr(), hd),
-                    Mat::new(layer.fc1_w.ptr(), hd),
-                    true,
-                    0.0,
-                    Mat::new(wk.wide.ptr(), mlp),
-                    1,
-                )?;
-            }
+            unsafe { b.linear(rows, mlp, hd, wk.xn.ptr(), layer.fc1_w.ptr(), wk.wide.ptr()) }?;
             k.bias_gelu(s, wk.wide.ptr(), layer.fc1_b.ptr(), rows, mlp)?;
-            unsafe {
-                b.gemm(
-                    (rows, hd, mlp),
-                    1.0,
-                    Mat::new(wk.wide.ptr(), mlp),
-                    Mat::new(layer.fc2_w.ptr(), mlp),
-                    true,
-                    0.0,
-                    Mat::new(wk.y.ptr(), hd),
-                    1,
-                )?;
-            }
+            unsafe { b.linear(rows, hd, mlp, wk.wide.ptr(), layer.fc2_w.ptr(), wk.y.ptr()) }?;
             // The next layer's first LayerNorm; after the last layer only the CLS rows are
             // normalised, by the head.
             let next = wt.layers.get(i + 1).map(|l| norm_of(&l.norm1));
@@ -658,18 +614,7 @@ impl GpuScorer {
             )?;
             let rows = o.views * o.h * o.w;
             // SAFETY: cols holds rows × kk (sized for the largest conv), out rows × cout.
-            unsafe {
-                b.gemm(
-                    (rows, o.c, kk),
-                    1.0,
-                    Mat::new(wk.cols.ptr(), kk),
-                    Mat::new(conv.w.ptr(), kk),
-                    true,
-                    0.0,
-                    Mat::new(out.ptr(), o.c),
-                    1,
-                )?;
-            }
+            unsafe { b.linear(rows, o.c, kk, wk.cols.ptr(), conv.w.ptr(), out.ptr()) }?;
             k.bias_relu(s, out.ptr(), conv.b.ptr(), rows, o.c)?;
             k.lpips_tap(s, out.ptr(), o, wt.lins[i].ptr(), wk.lpips.ptr())?;
             source = out.ptr();
