@@ -114,10 +114,12 @@ pub fn cls_token(model: &Dinov2, image: &FeatureMap) -> Result<Vec<f32>, ScoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scorer::cpu::test_models::{tiny_config, tiny_dinov2, Rng};
+    use splatfleet_tests::sim::models::SimRng;
+
+    use crate::scorer::cpu::test_models::{tiny_config, tiny_dinov2, Uniform};
 
     fn image(seed: u64) -> FeatureMap {
-        let mut rng = Rng::new(seed);
+        let mut rng = SimRng::new(seed);
         FeatureMap {
             channels: 3,
             height: 518,
@@ -128,7 +130,7 @@ mod tests {
 
     #[test]
     fn tiny_forward_is_finite_and_sensitive_to_weights() {
-        let mut rng = Rng::new(10);
+        let mut rng = SimRng::new(10);
         let mut model = tiny_dinov2(&mut rng, tiny_config());
         let x = image(11);
         let full = last_hidden_state(&model, &x).expect("tiny forward");
@@ -153,7 +155,7 @@ mod tests {
 
     #[test]
     fn wrong_input_grid_is_a_typed_error() {
-        let mut rng = Rng::new(12);
+        let mut rng = SimRng::new(12);
         let model = tiny_dinov2(&mut rng, tiny_config());
         let x = FeatureMap::zeros(3, 224, 224);
         assert!(matches!(cls_token(&model, &x), Err(ScoreError::Model(_))));

@@ -358,7 +358,9 @@ pub fn max_pool2d(x: &FeatureMap, kernel: usize, stride: usize) -> FeatureMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scorer::cpu::test_models::Rng;
+    use splatfleet_tests::sim::models::SimRng;
+
+    use crate::scorer::cpu::test_models::Uniform;
     use crate::scorer::model::Tensor;
 
     fn close(a: f32, b: f32, tol: f32) -> bool {
@@ -367,7 +369,7 @@ mod tests {
 
     #[test]
     fn matmul_matches_a_naive_product_including_strided_views() {
-        let mut rng = Rng::new(1);
+        let mut rng = SimRng::new(1);
         let (m, k, n) = (5, 7, 3);
         let a = rng.vec(m * k, 1.0);
         let b = rng.vec(k * n, 1.0);
@@ -450,7 +452,7 @@ mod tests {
 
     #[test]
     fn attention_matches_a_naive_loop() {
-        let mut rng = Rng::new(2);
+        let mut rng = SimRng::new(2);
         let (t, hidden, heads) = (6, 8, 2);
         let d = hidden / heads;
         let q = rng.vec(t * hidden, 1.0);
@@ -524,7 +526,7 @@ mod tests {
 
     #[test]
     fn conv2d_matches_a_direct_convolution() {
-        let mut rng = Rng::new(3);
+        let mut rng = SimRng::new(3);
         for (cin, cout, k, s, p, h, w, bias) in [
             (3, 4, 11, 4, 2, 23, 19, true),
             (2, 3, 5, 1, 2, 7, 9, false),

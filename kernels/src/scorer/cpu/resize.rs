@@ -29,17 +29,24 @@ fn source_index(scale: f32, dst: usize, cubic: bool) -> f32 {
     }
 }
 
-/// The two taps and weights of one output coordinate (UpSampleBilinear2d.cu: `h1 = (int)h1r`,
-/// `h1p = h1 < in − 1`, `h1lambda = h1r − h1`, `h0lambda = 1 − h1lambda`).
+/// The taps of one output coordinate along one axis and their weights.
 #[derive(Debug, Clone, Copy)]
-struct LinearTap {
-    i0: usize,
-    i1: usize,
-    l0: f32,
-    l1: f32,
+struct Tap<const N: usize> {
+    idx: [usize; N],
+    w: [f32; N],
 }
 
-fn linear_taps(input: usize, output: usize) -> Vec<LinearTap> {
+impl<const N: usize> Tap<N> {
+    /// `w[0]·v(0) + w[1]·v(1) + …`, summed left to right as the kernels do, where `v(j)` is
+    /// the value at tap `j`.
+    fn apply(&self, v: impl Fn(usize) -> f32) -> f32 {
+        (1..N).fold(self.w[0] * v(0), |acc, j| acc + self.w[j] * v(j))
+    }
+}
+
+/// The two taps and weights of one output coordinate (UpSampleBilinear2d.cu: `h1 = (int)h1r`,
+/// `h1p = h1 < in − 1`, `h1lambda = h1r − h1`, `h0lambda = 1 − h1lambda`).
+fn linear_taps(input: usize, output: usize) -> Vec<Tap<2>> {
     let s = scale(input, output);
     (0..output)
         .map(|dst| {
@@ -48,11 +55,9 @@ fn linear_taps(input: usize, output: usize) -> Vec<LinearTap> {
             let i0 = (r as usize).min(input - 1);
             let i1 = if i0 < input - 1 { i0 + 1 } else { i0 };
             let l1 = r - i0 as f32;
-            LinearTap {
-                i0,
-                i1,
-                l0: 1.0 - l1,
-                l1,
+            Tap {
+                idx: [i0, i1],
+                w: [1.0 - l1, l1],
             }
         })
         .collect()
@@ -70,13 +75,7 @@ fn cubic2(x: f32) -> f32 {
 
 /// The four taps (clamped to the border as `upsample_get_value_bounded` reads them) and the
 /// weights of `get_cubic_upsample_coefficients(t)` of one output coordinate.
-#[derive(Debug, Clone, Copy)]
-struct CubicTap {
-    idx: [usize; 4],
-    w: [f32; 4],
-}
-
-fn cubic_taps(input: usize, output: usize) -> Vec<CubicTap> {
+fn cubic_taps(input: usize, output: usize) -> Vec<Tap<4>> {
     let s = scale(input, output);
     let last = input as i64 - 1;
     (0..output)
@@ -87,44 +86,55 @@ fn cubic_taps(input: usize, output: usize) -> Vec<CubicTap> {
             let i = i as i64;
             let idx = std::array::from_fn(|j| (i - 1 + j as i64).clamp(0, last) as usize);
             let w = [cubic2(t + 1.0), cubic1(t), cubic1(1.0 - t), cubic2(2.0 - t)];
-            CubicTap { idx, w }
+            Tap { idx, w }
         })
         .collect()
 }
 
-/// `interpolate(x, (out_h, out_w), mode="bilinear", align_corners=False, antialias=False)`.
-/// The same size returns the input unchanged (the weights are then exactly 1 and 0).
-pub fn bilinear(x: &FeatureMap, out_h: usize, out_w: usize) -> FeatureMap {
+/// A separable resize with the taps `taps(input, output)` along each axis: along x first,
+/// then along y, as both CUDA kernels order their arithmetic. The x-interpolation of an
+/// input row does not depend on the output row, so it is computed once per input row (the
+/// same values). The same size returns the input unchanged.
+fn separable<const N: usize>(
+    x: &FeatureMap,
+    out_h: usize,
+    out_w: usize,
+    taps: fn(usize, usize) -> Vec<Tap<N>>,
+) -> FeatureMap {
     if (out_h, out_w) == (x.height, x.width) {
         return x.clone();
     }
-    let ty = linear_taps(x.height, out_h);
-    let tx = linear_taps(x.width, out_w);
+    let ty = taps(x.height, out_h);
+    let tx = taps(x.width, out_w);
     let mut out = FeatureMap::zeros(x.channels, out_h, out_w);
     let n = out_h * out_w;
     let mut horiz = vec![0f32; x.height * out_w];
     for c in 0..x.channels {
-        // `h0lambda·(w0lambda·a + w1lambda·b) + h1lambda·(w0lambda·c + w1lambda·d)`: the
-        // inner sums are per input row, so they are computed once per row (same values).
         for (src, h) in x
             .plane(c)
             .chunks_exact(x.width)
             .zip(horiz.chunks_exact_mut(out_w))
         {
             for (o, b) in h.iter_mut().zip(&tx) {
-                *o = b.l0 * src[b.i0] + b.l1 * src[b.i1];
+                *o = b.apply(|j| src[b.idx[j]]);
             }
         }
         let dst = &mut out.data[c * n..(c + 1) * n];
         for (row, a) in dst.chunks_exact_mut(out_w).zip(&ty) {
-            let h0 = &horiz[a.i0 * out_w..][..out_w];
-            let h1 = &horiz[a.i1 * out_w..][..out_w];
-            for ((o, &u), &v) in row.iter_mut().zip(h0).zip(h1) {
-                *o = a.l0 * u + a.l1 * v;
+            let r: [&[f32]; N] = std::array::from_fn(|j| &horiz[a.idx[j] * out_w..][..out_w]);
+            for (ox, o) in row.iter_mut().enumerate() {
+                *o = a.apply(|j| r[j][ox]);
             }
         }
     }
     out
+}
+
+/// `interpolate(x, (out_h, out_w), mode="bilinear", align_corners=False, antialias=False)`:
+/// `h0lambda·(w0lambda·a + w1lambda·b) + h1lambda·(w0lambda·c + w1lambda·d)`. The same size
+/// returns the input unchanged (the weights are then exactly 1 and 0).
+pub fn bilinear(x: &FeatureMap, out_h: usize, out_w: usize) -> FeatureMap {
+    separable(x, out_h, out_w, linear_taps)
 }
 
 /// `interpolate(x, (out_h, out_w), mode="bicubic", align_corners=False, antialias=False)`:
@@ -133,44 +143,15 @@ pub fn bilinear(x: &FeatureMap, out_h: usize, out_w: usize) -> FeatureMap {
 /// where the service does). The same size returns the input unchanged (the CUDA kernel's
 /// copy special case).
 pub fn bicubic(x: &FeatureMap, out_h: usize, out_w: usize) -> FeatureMap {
-    if (out_h, out_w) == (x.height, x.width) {
-        return x.clone();
-    }
-    let ty = cubic_taps(x.height, out_h);
-    let tx = cubic_taps(x.width, out_w);
-    let mut out = FeatureMap::zeros(x.channels, out_h, out_w);
-    let n = out_h * out_w;
-    let mut horiz = vec![0f32; x.height * out_w];
-    for c in 0..x.channels {
-        // The x-interpolation of an input row does not depend on the output row: computed
-        // once per input row, with the kernel's arithmetic, then combined along y.
-        for (src, h) in x
-            .plane(c)
-            .chunks_exact(x.width)
-            .zip(horiz.chunks_exact_mut(out_w))
-        {
-            for (o, b) in h.iter_mut().zip(&tx) {
-                *o = src[b.idx[0]] * b.w[0]
-                    + src[b.idx[1]] * b.w[1]
-                    + src[b.idx[2]] * b.w[2]
-                    + src[b.idx[3]] * b.w[3];
-            }
-        }
-        let dst = &mut out.data[c * n..(c + 1) * n];
-        for (row, a) in dst.chunks_exact_mut(out_w).zip(&ty) {
-            let r: [&[f32]; 4] = std::array::from_fn(|j| &horiz[a.idx[j] * out_w..][..out_w]);
-            for (ox, o) in row.iter_mut().enumerate() {
-                *o = r[0][ox] * a.w[0] + r[1][ox] * a.w[1] + r[2][ox] * a.w[2] + r[3][ox] * a.w[3];
-            }
-        }
-    }
-    out
+    separable(x, out_h, out_w, cubic_taps)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scorer::cpu::test_models::Rng;
+    use splatfleet_tests::sim::models::SimRng;
+
+    use crate::scorer::cpu::test_models::Uniform;
 
     fn map(h: usize, w: usize, data: Vec<f32>) -> FeatureMap {
         FeatureMap {
@@ -248,7 +229,7 @@ mod tests {
 
     #[test]
     fn identity_size_is_identical_and_channels_are_independent() {
-        let mut rng = Rng::new(4);
+        let mut rng = SimRng::new(4);
         let x = FeatureMap {
             channels: 3,
             height: 7,

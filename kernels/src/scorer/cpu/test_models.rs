@@ -1,6 +1,8 @@
-//! Tests only: a deterministic random source, tiny random scorer models of the real
+//! Tests only: uniform draws from the tests' random source ([`SimRng`]), tiny random scorer models of the real
 //! structure (DINOv2 of hidden 32, 2 heads, 2 layers, MLP 128, patch 14 at 518; an
 //! AlexNet-shaped LPIPS with few channels) and random 8-bit views.
+
+use splatfleet_tests::sim::models::SimRng;
 
 use crate::scorer::{
     images::ScoreImages,
@@ -10,31 +12,19 @@ use crate::scorer::{
     },
 };
 
-/// splitmix64: small, deterministic on every platform.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
+/// Uniform draws for the models' weights and the images, from the tests' random source.
+pub trait Uniform {
     /// Uniform in `[-scale, scale)`.
-    pub fn uniform(&mut self, scale: f32) -> f32 {
-        let unit = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
-        (2.0 * unit - 1.0) * scale
-    }
+    fn uniform(&mut self, scale: f32) -> f32;
 
-    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| self.uniform(scale)).collect()
+    }
+}
+
+impl Uniform for SimRng {
+    fn uniform(&mut self, scale: f32) -> f32 {
+        (2.0 * self.unit() - 1.0) * scale
     }
 }
 
@@ -50,7 +40,7 @@ pub fn tiny_config() -> Dinov2Config {
     }
 }
 
-fn linear(rng: &mut Rng, out: usize, inp: usize) -> Linear {
+fn linear(rng: &mut SimRng, out: usize, inp: usize) -> Linear {
     Linear {
         weight: Tensor {
             shape: vec![out, inp],
@@ -60,7 +50,7 @@ fn linear(rng: &mut Rng, out: usize, inp: usize) -> Linear {
     }
 }
 
-fn norm(rng: &mut Rng, d: usize, eps: f32) -> LayerNorm {
+fn norm(rng: &mut SimRng, d: usize, eps: f32) -> LayerNorm {
     LayerNorm {
         weight: (0..d).map(|_| 1.0 + rng.uniform(0.2)).collect(),
         bias: rng.vec(d, 0.1),
@@ -68,7 +58,14 @@ fn norm(rng: &mut Rng, d: usize, eps: f32) -> LayerNorm {
     }
 }
 
-fn conv(rng: &mut Rng, out: usize, inp: usize, k: usize, stride: usize, padding: usize) -> Conv2d {
+fn conv(
+    rng: &mut SimRng,
+    out: usize,
+    inp: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+) -> Conv2d {
     Conv2d {
         weight: Tensor {
             shape: vec![out, inp, k, k],
@@ -80,11 +77,11 @@ fn conv(rng: &mut Rng, out: usize, inp: usize, k: usize, stride: usize, padding:
     }
 }
 
-fn layer_scale(rng: &mut Rng, d: usize) -> Vec<f32> {
+fn layer_scale(rng: &mut SimRng, d: usize) -> Vec<f32> {
     (0..d).map(|_| 0.55 + rng.uniform(0.45)).collect()
 }
 
-pub fn tiny_dinov2(rng: &mut Rng, config: Dinov2Config) -> Dinov2 {
+pub fn tiny_dinov2(rng: &mut SimRng, config: Dinov2Config) -> Dinov2 {
     let (h, eps) = (config.hidden_size, config.layer_norm_eps);
     let p = config.patch_size;
     Dinov2 {
@@ -112,7 +109,7 @@ pub fn tiny_dinov2(rng: &mut Rng, config: Dinov2Config) -> Dinov2 {
 
 /// AlexNet's feature convolutions (torchvision `features.0/3/6/8/10`: kernels 11, 5, 3, 3,
 /// 3; stride 4 then 1; padding 2, 2, 1, 1, 1) with these output channels.
-pub fn tiny_lpips(rng: &mut Rng, channels: [usize; 5]) -> Lpips {
+pub fn tiny_lpips(rng: &mut SimRng, channels: [usize; 5]) -> Lpips {
     let [c0, c1, c2, c3, c4] = channels;
     Lpips {
         convs: [
@@ -128,7 +125,7 @@ pub fn tiny_lpips(rng: &mut Rng, channels: [usize; 5]) -> Lpips {
 }
 
 pub fn tiny_models(seed: u64) -> ScorerModels {
-    let mut rng = Rng::new(seed);
+    let mut rng = SimRng::new(seed);
     let backbone = tiny_dinov2(&mut rng, tiny_config());
     let score_head = linear(&mut rng, 1, backbone.config.hidden_size);
     ScorerModels {
@@ -142,7 +139,7 @@ pub fn tiny_models(seed: u64) -> ScorerModels {
 
 /// `views` images of smooth colour gradients with noise, different per view.
 pub fn random_images(views: usize, width: u32, height: u32, seed: u64) -> ScoreImages {
-    let mut rng = Rng::new(seed);
+    let mut rng = SimRng::new(seed);
     let (w, h) = (width as usize, height as usize);
     let mut rgb8 = Vec::with_capacity(views * w * h * 3);
     for v in 0..views {
