@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use splatfleet_common::ledger::{self, ClaimRequest, Finish, FirstClaim, TaskStatus};
+use splatfleet_common::ledger::{self, Claim, ClaimRequest, Finish, FirstClaim, TaskStatus};
 use splatfleet_common::{
     db::Pool,
     messages::{ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, ValidatorRef},
@@ -17,6 +17,7 @@ use support::insert_task_row;
 
 const HOTKEY: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
 const ME: &str = "test-host:1:aaaaaaaa";
+const OTHER: &str = "other:2:bbbbbbbb";
 
 /// `attempt_no, params.seed, started_at, finished_at, gate_passed` of an attempt row.
 type AttemptSummary = (i16, Option<String>, f64, f64, Option<bool>);
@@ -108,6 +109,22 @@ async fn submission(
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
 }
 
+/// Another submitter claims the task's row; its lease runs out `lease_secs` from now (already,
+/// when negative).
+async fn hold(pool: &Pool, task_row: i64, claimed_by: &str, lease_secs: f64) {
+    let request = ClaimRequest {
+        claimed_by: Some(claimed_by),
+        lease_secs,
+        ..request()
+    };
+    assert_eq!(
+        ledger::claim(pool, task_row, &request)
+            .await
+            .expect("other's row"),
+        Claim::Claimed { tries: 0 }
+    );
+}
+
 async fn count(pool: &Pool, query: &str) -> i64 {
     pool.get()
         .await
@@ -161,27 +178,13 @@ async fn claim_first_writes_nothing_for_an_unknown_task_or_an_existing_row() {
     // The puller is releasing this one (claimed_by NULL); another submitter holds that one.
     let releasing = insert_task_row(&pool, HOTKEY, "t-released").await;
     let held = insert_task_row(&pool, HOTKEY, "t-held").await;
-    let client = pool.get().await.expect("client");
-    client
-        .execute(
-            "INSERT INTO submissions (task_id, empty, empty_reason, state, tries)
-             VALUES ($1, true, 'lost', 'sending', 1)",
-            &[&releasing],
-        )
+    assert!(ledger::claim_release(&pool, releasing, "lost")
         .await
-        .expect("release row");
-    client
-        .execute(
-            "INSERT INTO submissions (task_id, empty, state, tries, claimed_by, lease_until)
-             VALUES ($1, false, 'sending', 0, 'other:2:bbbbbbbb', now() - interval '1 second')",
-            &[&held],
-        )
-        .await
-        .expect("other's row");
-    drop(client);
+        .expect("release row"));
+    hold(&pool, held, OTHER, -1.0).await;
     for (task_id, row, claimed_by, tries) in [
         ("t-released", releasing, None, 1),
-        ("t-held", held, Some("other:2:bbbbbbbb".to_owned()), 0),
+        ("t-held", held, Some(OTHER.to_owned()), 0),
     ] {
         let first = ledger::claim_first(&pool, HOTKEY, task_id, &request())
             .await
@@ -205,17 +208,15 @@ async fn finish_records_everything_once_and_nothing_when_the_row_is_not_ours() {
     let (db, pool) = database().await;
     let row = insert_task_row(&pool, HOTKEY, "t-1").await;
     let msg = result("t-1");
-    // Someone else holds the row: nothing is written, not even the attempts.
-    pool.get()
-        .await
-        .expect("client")
-        .execute(
-            "INSERT INTO submissions (task_id, empty, state, tries, claimed_by, lease_until)
-             VALUES ($1, false, 'sending', 1, 'other:2:bbbbbbbb', now() + interval '1 hour')",
-            &[&row],
-        )
-        .await
-        .expect("other's row");
+    // Someone else holds the row (one send counted, an hour's lease): nothing is written,
+    // not even the attempts.
+    hold(&pool, row, OTHER, 3600.0).await;
+    assert_eq!(
+        ledger::mark_sending(&pool, row, OTHER, 3600.0)
+            .await
+            .expect("send counted"),
+        Some(1)
+    );
     assert!(ledger::finish(&pool, row, ME, &msg, &answered())
         .await
         .expect("finish")
@@ -234,16 +235,17 @@ async fn finish_records_everything_once_and_nothing_when_the_row_is_not_ours() {
         1
     );
 
-    // Ours: attempts, submission with feedback and chosen attempt, task, cooldown.
-    pool.get()
+    // Ours: attempts, submission with feedback and chosen attempt, task, cooldown. The other
+    // submitter lets its lease go and we take the row over.
+    ledger::release_lease(&pool, row, OTHER)
         .await
-        .expect("client")
-        .execute(
-            "UPDATE submissions SET claimed_by = $2 WHERE task_id = $1",
-            &[&row, &ME],
-        )
-        .await
-        .expect("ours now");
+        .expect("lease let go");
+    assert_eq!(
+        ledger::claim(&pool, row, &request())
+            .await
+            .expect("ours now"),
+        Claim::Claimed { tries: 1 }
+    );
     assert!(ledger::finish(&pool, row, ME, &msg, &answered())
         .await
         .expect("finish")

@@ -1,7 +1,16 @@
 //! Reports and the training export on a seeded dataset give the numbers worked out by hand
 //! (in the comments below).
 
-use splatfleet_common::db::Pool;
+use std::collections::BTreeMap;
+
+use splatfleet_common::{
+    db::Pool,
+    ledger::{self, Claim, ClaimRequest, Finish, SubmissionState, TaskInsert},
+    messages::{
+        ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef,
+    },
+    protocol::sn17::Feedback,
+};
 use splatfleet_submitter::{
     export::{self, TaskTypeFilter},
     reports::{self, Format, GroupBy, Report},
@@ -14,13 +23,13 @@ const B: &str = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty";
 struct Seed<'a> {
     validator: i64,
     task: &'a str,
-    kind: &'a str,
+    kind: TaskKind,
     local: Option<f32>,
     fidelity: Option<f32>,
     validation_failed: bool,
     empty: bool,
-    state: &'a str,
-    latency_ms: i32,
+    state: SubmissionState,
+    latency_ms: u32,
     worker: &'a str,
     days_ago: f64,
     /// `gate_mode = "validator"`: the attempt's predicted validator score.
@@ -34,12 +43,12 @@ impl Seed<'static> {
         Seed {
             validator,
             task: "",
-            kind: "text",
+            kind: TaskKind::Text,
             local: None,
             fidelity: None,
             validation_failed: false,
             empty: false,
-            state: "completed",
+            state: SubmissionState::Completed,
             latency_ms: 1000,
             worker: "h/gpu0",
             days_ago: 0.1,
@@ -62,70 +71,137 @@ async fn validator(pool: &Pool, hotkey: &str, uid: i32) -> i64 {
         .get(0)
 }
 
+/// The submitter instance that sent every seeded submission.
+const ME: &str = "test-host:1:aaaaaaaa";
+
+fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    i64::try_from(now.as_millis()).expect("ms")
+}
+
+/// Records the seed as the roles would, through the ledger: the task pulled `days_ago` (and a
+/// minute), its one attempt (when it has a local score) started 50 s and finished 40 s after
+/// that, the submission claimed, sent once and finished with the validator's answer (or its
+/// 403), then moved back to `days_ago` (and 20 s).
 async fn seed(pool: &Pool, s: Seed<'_>) {
-    let client = pool.get().await.expect("client");
-    let task: i64 = client
-        .query_one(
-            "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
-                                deadline_at, validation_threshold, throttle_period_s, status)
-             VALUES ($1, $2, $3, repeat('a', 64), 'prompt ' || $2,
-                     now() - make_interval(days => 0, secs => $4::float8 * 86400 + 60),
-                     now() + interval '1 hour', 0.6, 30, 'submitted')
-             RETURNING id",
-            &[&s.validator, &s.task, &s.kind, &s.days_ago],
-        )
+    let ago_ms = |secs: f64| now_ms() - ((s.days_ago * 86_400.0 + secs) * 1000.0) as i64;
+    let task = TaskMsg {
+        task_id: s.task.into(),
+        // `insert_task` takes the validator's row id; the reference is not recorded.
+        validator: ValidatorRef {
+            uid: 0,
+            hotkey: String::new(),
+            ip: String::new(),
+            port: 0,
+        },
+        kind: s.kind,
+        prompt: format!("prompt {}", s.task),
+        validation_threshold: 0.6,
+        throttle_period_secs: 30,
+        pulled_at_unix_ms: ago_ms(60.0),
+        deadline_unix_ms: now_ms() + 3_600_000,
+    };
+    let row = match ledger::insert_task(pool, s.validator, &task, &"a".repeat(64))
         .await
         .expect("task")
-        .get(0);
-    let attempt: Option<i64> = match s.local {
-        Some(local) => Some(
-            client
-                .query_one(
-                    "INSERT INTO attempts (task_id, attempt_no, worker, params, started_at,
-                                           finished_at, local_score, spz_key, spz_sha256,
-                                           gate_mode, predicted_score, alignment_assumed)
-                     VALUES ($1, 1, $2, '{\"seed\": \"7\"}',
-                             now() - make_interval(secs => $3::float8 * 86400 + 50),
-                             now() - make_interval(secs => $3::float8 * 86400 + 40), $4,
-                             'spz/aa/' || $5 || '.spz', repeat('b', 64),
-                             CASE WHEN $6::float8 IS NULL THEN 'geometry' ELSE 'validator' END,
-                             $6, $6 IS NOT NULL)
-                     RETURNING id",
-                    &[&task, &s.worker, &s.days_ago, &local, &s.task, &s.predicted],
-                )
-                .await
-                .expect("attempt")
-                .get(0),
-        ),
-        None => None,
+    {
+        TaskInsert::Inserted { id } => id,
+        existing => panic!("{existing:?}"),
     };
-    client
-        .execute(
-            "INSERT INTO submissions (task_id, attempt_id, state, empty, empty_reason, tries,
-                                      created_at, sent_at, completed_at, http_status, error,
-                                      latency_ms, validation_failed, task_fidelity_score)
-             VALUES ($1, $2, $3, $4, CASE WHEN $4 THEN 'nothing passed' END, 1,
-                     now() - make_interval(secs => $5::float8 * 86400 + 30),
-                     now() - make_interval(secs => $5::float8 * 86400 + 30),
-                     CASE WHEN $3 = 'completed'
-                          THEN now() - make_interval(secs => $5::float8 * 86400 + 20) END,
-                     CASE WHEN $3 = 'completed' THEN 200 ELSE 403 END,
-                     CASE WHEN $3 = 'failed'
-                          THEN 'rejected SubmitResults with 403: no task assigned' END,
-                     $6, $7, $8)",
-            &[
-                &task,
-                &attempt,
-                &s.state,
-                &s.empty,
-                &s.days_ago,
-                &s.latency_ms,
-                &s.validation_failed,
-                &s.fidelity,
-            ],
-        )
+    let empty_reason = s.empty.then_some("nothing passed");
+    let request = ClaimRequest {
+        claimed_by: Some(ME),
+        lease_secs: 60.0,
+        empty_reason,
+        worker: Some(s.worker),
+        local_score: s.local,
+        result_finished_unix_ms: None,
+    };
+    assert_eq!(
+        ledger::claim(pool, row, &request).await.expect("claim"),
+        Claim::Claimed { tries: 0 }
+    );
+    assert_eq!(
+        ledger::mark_sending(pool, row, ME, 60.0)
+            .await
+            .expect("sent"),
+        Some(1)
+    );
+    let gate_metrics: BTreeMap<String, f64> = match s.predicted {
+        None => BTreeMap::from([("gate_mode_geometry".into(), 1.0)]),
+        Some(predicted) => BTreeMap::from([
+            ("gate_mode_validator".into(), 1.0),
+            ("predicted_score".into(), predicted),
+            ("alignment_assumed".into(), 1.0),
+        ]),
+    };
+    let attempts: Vec<AttemptRecord> = s
+        .local
+        .map(|local| AttemptRecord {
+            params: BTreeMap::from([("seed".into(), "7".into())]),
+            started_at_unix_ms: ago_ms(50.0),
+            stage_ms: BTreeMap::from([("generate".into(), 10_000)]),
+            gaussian_count: None,
+            local_score: Some(local),
+            gate_passed: Some(true),
+            gate_metrics,
+            ply: None,
+            error: None,
+        })
+        .into_iter()
+        .collect();
+    let artifact = |ext: &str| ArtifactRef {
+        key: format!("{ext}/aa/{}.{ext}", s.task),
+        sha256: "b".repeat(64),
+        bytes: 100,
+    };
+    let outcome = match empty_reason {
+        Some(reason) => ResultOutcome::Empty {
+            reason: reason.into(),
+        },
+        None => ResultOutcome::Ready {
+            ply: artifact("ply"),
+            spz: Some(artifact("spz")),
+            preview: None,
+            local_score: s.local.unwrap_or(0.0),
+            chosen_attempt: 0,
+        },
+    };
+    let result = ResultMsg {
+        task_id: task.task_id.clone(),
+        validator: task.validator.clone(),
+        kind: s.kind,
+        prompt: task.prompt.clone(),
+        outcome,
+        attempts,
+        worker: s.worker.into(),
+        finished_at_unix_ms: ago_ms(40.0),
+    };
+    let finish = match s.state {
+        SubmissionState::Failed => Finish::Refused {
+            status: Some(403),
+            error: "rejected SubmitResults with 403: no task assigned".into(),
+            latency_ms: s.latency_ms,
+        },
+        _ => Finish::Answered {
+            feedback: s.fidelity.map(|fidelity| Feedback {
+                validation_failed: s.validation_failed,
+                task_fidelity_score: f64::from(fidelity),
+                ..Feedback::default()
+            }),
+            cooldown_until: 0,
+            latency_ms: s.latency_ms,
+        },
+    };
+    assert!(ledger::finish(pool, row, ME, &result, &finish)
         .await
-        .expect("submission");
+        .expect("finish")
+        .is_some());
+    ledger::seed::backdate_submission(pool, row, s.days_ago * 86_400.0 + 20.0)
+        .await
+        .expect("backdated");
 }
 
 fn num(value: &serde_json::Value) -> f64 {
@@ -159,7 +235,7 @@ async fn reports_on_a_seeded_dataset_give_the_numbers_worked_out_by_hand() {
         },
         Seed {
             task: "a3",
-            kind: "image",
+            kind: TaskKind::Image,
             local: Some(0.65),
             fidelity: Some(0.0),
             latency_ms: 3000,
@@ -192,7 +268,7 @@ async fn reports_on_a_seeded_dataset_give_the_numbers_worked_out_by_hand() {
         Seed {
             validator: b,
             task: "b2",
-            kind: "image",
+            kind: TaskKind::Image,
             local: Some(0.55),
             fidelity: Some(0.0),
             latency_ms: 1500,
@@ -211,7 +287,7 @@ async fn reports_on_a_seeded_dataset_give_the_numbers_worked_out_by_hand() {
         Seed {
             validator: b,
             task: "b4",
-            state: "failed",
+            state: SubmissionState::Failed,
             local: None,
             ..base
         },

@@ -19,6 +19,7 @@ use splatfleet_common::{
     broker::{Broker, Publisher},
     config::{BrokerSettings, Config, ObjectStoreSettings},
     db::Pool,
+    discovery::ValidatorInfo,
     ledger,
     messages::{AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef},
     protocol::sn17::PullTask,
@@ -427,35 +428,42 @@ impl Rig {
 }
 
 /// Without a rig: a `queued` task row `task_id` as the puller records it, for the validator
-/// `hotkey` (its rows added if new), by plain SQL; the task's row id.
+/// `hotkey` (uid 1 at 127.0.0.1:9000, its rows added if new), through the ledger; the task's
+/// row id.
 pub async fn insert_task_row(pool: &Pool, hotkey: &str, task_id: &str) -> i64 {
-    let client = pool.get().await.expect("client");
-    client
-        .execute(
-            "INSERT INTO validators (hotkey, uid, ip, port, source)
-             VALUES ($1, 1, '127.0.0.1', 9000, 'static') ON CONFLICT DO NOTHING",
-            &[&hotkey],
-        )
+    let validator = ValidatorRef {
+        uid: 1,
+        hotkey: hotkey.to_owned(),
+        ip: "127.0.0.1".into(),
+        port: 9000,
+    };
+    let info = ValidatorInfo {
+        uid: validator.uid,
+        hotkey: validator.hotkey.clone(),
+        ip: validator.ip.clone(),
+        port: validator.port,
+        stake: 0.0,
+        validator_permit: true,
+    };
+    let ids = ledger::validators::upsert_validators(pool, &[info], "static")
         .await
         .expect("validator");
-    client
-        .execute(
-            "INSERT INTO validator_state (validator_id)
-             SELECT id FROM validators WHERE hotkey = $1 ON CONFLICT DO NOTHING",
-            &[&hotkey],
-        )
-        .await
-        .expect("validator state");
-    client
-        .query_one(
-            "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
-                                deadline_at, validation_threshold, throttle_period_s, status)
-             SELECT id, $2, 'text', repeat('a', 64), 'a teapot', now(),
-                    now() + interval '5 minutes', 0.6, 30, 'queued'
-             FROM validators WHERE hotkey = $1 RETURNING id",
-            &[&hotkey, &task_id],
-        )
+    let now_ms = (splatfleet_tests::sim::rules::now_secs() * 1000.0) as i64;
+    let msg = TaskMsg {
+        task_id: task_id.to_owned(),
+        validator,
+        kind: TaskKind::Text,
+        prompt: "a teapot".into(),
+        validation_threshold: 0.6,
+        throttle_period_secs: 30,
+        pulled_at_unix_ms: now_ms,
+        deadline_unix_ms: now_ms + 5 * 60 * 1000,
+    };
+    match ledger::insert_task(pool, ids[hotkey], &msg, &"a".repeat(64))
         .await
         .expect("task")
-        .get(0)
+    {
+        ledger::TaskInsert::Inserted { id } => id,
+        existing => panic!("task {task_id} was recorded before: {existing:?}"),
+    }
 }
