@@ -1,21 +1,27 @@
 //! Scheduler benchmark on a simulated clock: the puller's real scheduling policy
-//! ([`Scheduler`], [`CooldownBook`], [`BackoffBook`], [`CapacitySignal`]) driving 50
+//! ([`Scheduler`] with its cooldown and backoff books, and [`PullPolicy`]: the acceptance
+//! estimate, the automatic blacklist and the capacity rule, fed the figures the ledger would
+//! give, every housekeeping round as in the control loop) driving 50
 //! simulated validators (v45 rules: 300 s cooldown, 30 s throttle, one task per miner) and G
 //! GPUs with generation times uniform in 5–20 s; 10 validators are flaky (30 % of pulls fail
 //! with a connect error). Reports GPU busy fraction and accepted tasks per hour against the
-//! theoretical maximum, min(G × 3600 / mean generation time, 50 × 3600 / 300).
+//! theoretical maximum, min(G × 3600 / mean generation time, 50 × 3600 / 300), and the
+//! wall time the policy and scheduler calls take per tick. Every submission is accepted
+//! (verdict `accepted`), so no validator is blacklisted.
 //!
 //! `cargo run --release -p splatfleet-puller --example scheduler_bench`
 
-use std::collections::VecDeque;
+use std::{
+    collections::{HashMap, VecDeque},
+    time::{Duration, Instant},
+};
 
 use rand::{rngs::StdRng, Rng as _, SeedableRng as _};
-use splatfleet_common::config::PullerSettings;
+use splatfleet_common::{config::PullerSettings, ledger::SubmissionStats};
 use splatfleet_puller::{
-    backoff::BackoffBook,
     capacity::CapacitySignal,
-    cooldown_book::CooldownBook,
-    scheduler::{acceptance_estimate, Scheduler},
+    policy::{PullPolicy, HOUSEKEEPING_EVERY_SECS},
+    scheduler::Scheduler,
 };
 
 const VALIDATORS: usize = 50;
@@ -36,7 +42,21 @@ struct SimValidator {
     assigned: Option<(u64, f64)>,
     cooldown_until: i64,
     violations: u32,
-    accepted: u32,
+    /// Verdicts of its judged submissions, latest last (true: accepted).
+    verdicts: VecDeque<bool>,
+}
+
+impl SimValidator {
+    /// What the ledger's `submission_stats` would say over the last `window` verdicts.
+    fn stats(&self, window: u32) -> SubmissionStats {
+        let mut stats = SubmissionStats::default();
+        for &accepted in self.verdicts.iter().rev().take(window as usize) {
+            stats.completed += 1;
+            stats.accepted += u32::from(accepted);
+            stats.penalised += u32::from(!accepted);
+        }
+        stats
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +77,8 @@ struct Outcome {
     accepted_per_hour: f64,
     max_per_hour: f64,
     violations: u32,
+    /// Wall time in the policy and scheduler calls, per tick.
+    policy_per_tick: Duration,
 }
 
 fn hotkey(i: usize) -> String {
@@ -66,15 +88,21 @@ fn hotkey(i: usize) -> String {
 fn run(gpus: usize, seed: u64) -> Outcome {
     let settings = PullerSettings::default();
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut scheduler = Scheduler::new(
-        CooldownBook::new(settings.cooldown_margin_ms as f64 / 1000.0),
-        BackoffBook::new(
-            settings.backoff_initial_ms as f64 / 1000.0,
-            settings.backoff_max_ms as f64 / 1000.0,
-        ),
-        settings.default_reward_weight,
-    );
-    scheduler.set_validators((0..VALIDATORS).map(|i| (hotkey(i), settings.default_reward_weight)));
+    let mut scheduler = Scheduler::from_settings(&settings);
+    let policy = PullPolicy::from_settings(&settings);
+    let eligible = |blacklisted: &HashMap<String, (String, f64)>| {
+        (0..VALIDATORS)
+            .map(hotkey)
+            .filter(|h| !blacklisted.contains_key(h))
+            .map(|h| (h, settings.default_reward_weight))
+            .collect::<Vec<_>>()
+    };
+    // hotkey → (reason, until): the validators' blacklist as Postgres would hold it.
+    let mut blacklisted: HashMap<String, (String, f64)> = HashMap::new();
+    scheduler.set_validators(eligible(&blacklisted));
+    let history = policy.blacklist.window.max(policy.acceptance_window) as usize;
+    let mut next_housekeeping = 0.0;
+    let (mut ticks, mut policy_time) = (0u32, Duration::ZERO);
     let mut validators = vec![SimValidator::default(); VALIDATORS];
     let mut queue: VecDeque<QueuedTask> = VecDeque::new();
     let mut gpu_state: Vec<Gpu> = (0..gpus)
@@ -108,7 +136,10 @@ fn run(gpus: usize, seed: u64) -> Outcome {
                             if t >= WARMUP {
                                 accepted += 1;
                             }
-                            v.accepted += 1;
+                            v.verdicts.push_back(true);
+                            if v.verdicts.len() > history {
+                                v.verdicts.pop_front();
+                            }
                             closed.push((now, task.validator, id, v.cooldown_until));
                         }
                     }
@@ -139,7 +170,13 @@ fn run(gpus: usize, seed: u64) -> Outcome {
             let v = &mut validators[i];
             if (t as i64) < v.cooldown_until && v.cooldown_until != 0 {
                 v.violations += 1;
-                scheduler.cooldown_reported(&name, v.cooldown_until as f64);
+                // The control loop's reading of an answer without a task.
+                scheduler.answered_without_task(
+                    &name,
+                    v.cooldown_until as f64,
+                    i64::from(v.violations),
+                    t,
+                );
                 continue;
             }
             let id = match v.assigned {
@@ -158,31 +195,65 @@ fn run(gpus: usize, seed: u64) -> Outcome {
             next_tick += tick;
             let (known, later): (Vec<_>, Vec<_>) = closed.drain(..).partition(|c| c.0 <= t);
             closed = later;
+            // The ledger's figures, read before the clock starts (the puller's SQL).
+            let housekeeping = t >= next_housekeeping;
+            let figures = |window: u32| -> HashMap<String, SubmissionStats> {
+                validators
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| !v.verdicts.is_empty())
+                    .map(|(i, v)| (hotkey(i), v.stats(window)))
+                    .collect()
+            };
+            let (judged, recent) = if housekeeping {
+                next_housekeeping += HOUSEKEEPING_EVERY_SECS;
+                (
+                    figures(policy.blacklist.window),
+                    figures(policy.acceptance_window),
+                )
+            } else {
+                Default::default()
+            };
+            let started = Instant::now();
             for (_, i, id, until) in known {
                 scheduler.task_closed(&hotkey(i), &id.to_string(), Some(until as f64));
             }
-            for (i, v) in validators.iter().enumerate() {
-                if let Some(standing) = scheduler.standing_mut(&hotkey(i)) {
-                    standing.acceptance = acceptance_estimate(v.accepted, v.accepted);
+            if housekeeping {
+                // As the control loop's housekeeping: blacklist, expire, the set, acceptance.
+                let already: HashMap<String, String> = blacklisted
+                    .iter()
+                    .map(|(h, (reason, _))| (h.clone(), reason.clone()))
+                    .collect();
+                let mut changed = false;
+                for b in policy.blacklist.blacklistings(&judged, &already) {
+                    blacklisted.insert(b.hotkey, (b.reason, t + policy.blacklist.secs as f64));
+                    changed = true;
                 }
+                let before = blacklisted.len();
+                blacklisted.retain(|_, (_, until)| *until > t);
+                if changed || before != blacklisted.len() {
+                    scheduler.set_validators(eligible(&blacklisted));
+                }
+                scheduler.set_acceptances(&recent);
             }
             let signal = CapacitySignal {
                 ready: u32::try_from(queue.len()).unwrap_or(u32::MAX),
                 consumers: u32::try_from(gpus).unwrap_or(u32::MAX),
             };
-            let slots = signal.free_slots(
-                settings.backlog_factor,
-                pulls.len(),
-                settings.max_concurrent_pulls,
-            );
-            for name in scheduler.choose(t, slots) {
+            let slots = policy.capacity.free_slots(signal, pulls.len());
+            let chosen = scheduler.choose(t, slots);
+            for name in &chosen {
+                scheduler.pull_started(name, t);
+            }
+            policy_time += started.elapsed();
+            ticks += 1;
+            for name in chosen {
                 let Some(i) = name
                     .strip_prefix("validator-")
                     .and_then(|n| n.parse::<usize>().ok())
                 else {
                     continue;
                 };
-                scheduler.pull_started(&name, t);
                 pulls.push((t + CALL_LATENCY, i));
             }
         }
@@ -195,6 +266,7 @@ fn run(gpus: usize, seed: u64) -> Outcome {
         accepted_per_hour: f64::from(accepted) / (MEASURED / 3600.0),
         max_per_hour,
         violations: validators.iter().map(|v| v.violations).sum(),
+        policy_per_tick: policy_time / ticks.max(1),
     }
 }
 
@@ -206,17 +278,20 @@ fn main() {
         WARMUP / 3600.0
     );
     println!();
-    println!("| GPUs | GPU busy | accepted/h | max/h | of max | cooldown violations |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| GPUs | GPU busy | accepted/h | max/h | of max | cooldown violations | policy per tick |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for gpus in [1, 4, 16] {
         let o = run(gpus, 404 + gpus as u64);
         println!(
-            "| {gpus} | {:.1} % | {:.1} | {:.1} | {:.1} % | {} |",
+            "| {gpus} | {:.1} % | {:.1} | {:.1} | {:.1} % | {} | {:.1} µs |",
             o.busy_fraction * 100.0,
             o.accepted_per_hour,
             o.max_per_hour,
             100.0 * o.accepted_per_hour / o.max_per_hour,
-            o.violations
+            o.violations,
+            o.policy_per_tick.as_secs_f64() * 1e6
         );
     }
 }

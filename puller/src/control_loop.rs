@@ -26,21 +26,17 @@ use splatfleet_common::{
 use tokio::task::JoinSet;
 
 use crate::{
-    backoff::BackoffBook,
     capacity::{self, CapacitySignal},
-    cooldown_book::CooldownBook,
     jobs::{
         now_secs, publish_with_tries, pull_job, release_job, JobContext, JobOutcome, JobReport,
         KnownValidator,
     },
     metrics,
-    scheduler::{acceptance_estimate, Scheduler},
+    policy::{Blacklisting, PullPolicy, HOUSEKEEPING_EVERY_SECS},
+    scheduler::{NoTask, Scheduler},
     validator_set::{self, SetFilters, ValidatorSet},
     PullerError,
 };
-
-/// How often the slower bookkeeping runs (blacklist, acceptance, lost tasks, publish sweep).
-const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(2);
 
 /// A queued task younger than this may belong to the pull job that just recorded it (jobs
 /// mark their rows in `JobContext::publishing` right after the insert); the sweep
@@ -58,6 +54,7 @@ pub struct ControlLoop {
     capacity_channel: lapin::Channel,
     tasks_queue: String,
     scheduler: Scheduler,
+    policy: PullPolicy,
     filters: SetFilters,
     discovered: Vec<ValidatorInfo>,
     ids: HashMap<String, i64>,
@@ -77,15 +74,8 @@ const FULL_SNAPSHOT_EVERY_SECS: f64 = 5.0;
 
 impl ControlLoop {
     pub async fn new(config: Config, pool: Pool, broker: Arc<Broker>) -> Result<Self, PullerError> {
-        let settings = &config.puller;
-        let scheduler = Scheduler::new(
-            CooldownBook::new(settings.cooldown_margin_ms as f64 / 1000.0),
-            BackoffBook::new(
-                settings.backoff_initial_ms as f64 / 1000.0,
-                settings.backoff_max_ms as f64 / 1000.0,
-            ),
-            settings.default_reward_weight,
-        );
+        let scheduler = Scheduler::from_settings(&config.puller);
+        let policy = PullPolicy::from_settings(&config.puller);
         let publisher = broker.publisher::<TaskMsg>().await?;
         let capacity_channel = broker.channel().await?;
         let tasks_queue = broker.topology().queue(QueueKind::Tasks);
@@ -100,6 +90,7 @@ impl ControlLoop {
             capacity_channel,
             tasks_queue,
             scheduler,
+            policy,
             discovered: Vec::new(),
             ids: HashMap::new(),
             eligible: HashMap::new(),
@@ -133,7 +124,8 @@ impl ControlLoop {
                         self.refresh_discovery().await?;
                     }
                     if Instant::now() >= next_housekeeping {
-                        next_housekeeping = Instant::now() + HOUSEKEEPING_EVERY;
+                        next_housekeeping =
+                            Instant::now() + Duration::from_secs_f64(HOUSEKEEPING_EVERY_SECS);
                         if let Err(err) = self.housekeeping().await {
                             tracing::warn!(%err, "puller housekeeping failed; retrying next round");
                         }
@@ -216,54 +208,20 @@ impl ControlLoop {
         Ok(())
     }
 
-    /// Blacklist, acceptance, the validator set, lost tasks and unpublished tasks.
+    /// Blacklist, acceptance, the validator set, lost tasks and unpublished tasks: the facts
+    /// from the ledger, the decisions from [`PullPolicy`].
     async fn housekeeping(&mut self) -> Result<(), PullerError> {
-        let settings = self.config.puller.clone();
-        let judged = ledger::submission_stats(&self.pool, settings.auto_blacklist_window).await?;
-        for (hotkey, stats) in &judged {
-            let acceptance = f64::from(stats.accepted) / f64::from(stats.completed.max(1));
-            let reason = if stats.penalised >= settings.auto_blacklist_max_penalties {
-                Some(format!(
-                    "{} penalties in the last {} submissions",
-                    stats.penalised, stats.completed
-                ))
-            } else if stats.completed >= settings.auto_blacklist_window
-                && acceptance < settings.auto_blacklist_min_acceptance
-            {
-                Some(format!(
-                    "acceptance {acceptance:.2} over the last {} submissions",
-                    stats.completed
-                ))
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                if !self.filters.auto_blacklist.contains_key(hotkey) {
-                    tracing::warn!(validator = %hotkey, %reason, secs = settings.auto_blacklist_secs, "automatic blacklist");
-                    validators::auto_blacklist(
-                        &self.pool,
-                        hotkey,
-                        &reason,
-                        settings.auto_blacklist_secs,
-                    )
-                    .await?;
-                }
-            }
+        let rule = self.policy.blacklist;
+        let judged = ledger::submission_stats(&self.pool, rule.window).await?;
+        for blacklisting in rule.blacklistings(&judged, &self.filters.auto_blacklist) {
+            let Blacklisting { hotkey, reason } = blacklisting;
+            tracing::warn!(validator = %hotkey, %reason, secs = rule.secs, "automatic blacklist");
+            validators::auto_blacklist(&self.pool, &hotkey, &reason, rule.secs).await?;
         }
         self.filters.auto_blacklist = validators::blacklisted(&self.pool).await?;
-        let recent = ledger::submission_stats(&self.pool, settings.acceptance_window).await?;
+        let recent = ledger::submission_stats(&self.pool, self.policy.acceptance_window).await?;
         self.apply_set().await?;
-        let hotkeys: Vec<String> = self
-            .scheduler
-            .validators()
-            .map(|(h, _)| h.clone())
-            .collect();
-        for hotkey in hotkeys {
-            let stats = recent.get(&hotkey).copied().unwrap_or_default();
-            if let Some(standing) = self.scheduler.standing_mut(&hotkey) {
-                standing.acceptance = acceptance_estimate(stats.accepted, stats.completed);
-            }
-        }
+        self.scheduler.set_acceptances(&recent);
         self.release_lost_tasks().await?;
         self.sweep_unpublished().await?;
         Ok(())
@@ -354,12 +312,7 @@ impl ControlLoop {
                 return Ok(());
             }
         };
-        let settings = &self.config.puller;
-        let slots = signal.free_slots(
-            settings.backlog_factor,
-            in_flight,
-            settings.max_concurrent_pulls,
-        );
+        let slots = self.policy.capacity.free_slots(signal, in_flight);
         report_capacity(signal, slots, in_flight);
         if slots == 0 {
             // Nothing may start this tick: the snapshot (one query over every validator)
@@ -514,30 +467,31 @@ impl ControlLoop {
                 self.scheduler.task_held(&hotkey, &task_id);
                 None
             }
-            JobOutcome::Cooldown { until, violations }
-                if violations == 0 && until as f64 <= now =>
-            {
-                // No task and no cooldown: the validator has nothing for us right now. Back
-                // off rather than ask again every tick.
-                let until = self.scheduler.pull_failed(&hotkey, now);
-                tracing::info!(validator = %hotkey, backoff_secs = until - now, "validator had no task for us");
-                Some(PullRecord::Failed {
-                    error: "no task offered".into(),
-                    backoff_until: until,
-                })
-            }
             JobOutcome::Cooldown { until, violations } => {
-                self.scheduler.cooldown_reported(&hotkey, until as f64);
-                if violations > 0 {
-                    metrics::violation(&hotkey);
-                    tracing::error!(validator = %hotkey, violations, cooldown_until = until, "the validator counted a cooldown violation");
-                } else if until as f64 > now {
-                    tracing::warn!(validator = %hotkey, cooldown_until = until, "validator answered with a cooldown we did not know (not registered?)");
+                match self
+                    .scheduler
+                    .answered_without_task(&hotkey, until as f64, violations, now)
+                {
+                    NoTask::NothingOffered { backoff_until } => {
+                        tracing::info!(validator = %hotkey, backoff_secs = backoff_until - now, "validator had no task for us");
+                        Some(PullRecord::Failed {
+                            error: "no task offered".into(),
+                            backoff_until,
+                        })
+                    }
+                    NoTask::Cooldown => {
+                        if violations > 0 {
+                            metrics::violation(&hotkey);
+                            tracing::error!(validator = %hotkey, violations, cooldown_until = until, "the validator counted a cooldown violation");
+                        } else if until as f64 > now {
+                            tracing::warn!(validator = %hotkey, cooldown_until = until, "validator answered with a cooldown we did not know (not registered?)");
+                        }
+                        Some(PullRecord::Answered {
+                            cooldown_until: Some(until as f64),
+                            violations: i32::try_from(violations).ok(),
+                        })
+                    }
                 }
-                Some(PullRecord::Answered {
-                    cooldown_until: Some(until as f64),
-                    violations: i32::try_from(violations).ok(),
-                })
             }
             JobOutcome::Released {
                 task_id,

@@ -9,6 +9,7 @@ mod control_loop;
 pub mod cooldown_book;
 mod jobs;
 pub mod metrics;
+pub mod policy;
 pub mod pull;
 pub mod scheduler;
 pub mod validator_set;

@@ -2,11 +2,14 @@
 //! which validators may be pulled now (in the set, off cooldown, no task held, no pull in
 //! flight, not backing off, not stopped after a 401) and in what order (expected value =
 //! recent acceptance × reward weight, ties to whoever has waited longest). Times are unix
-//! seconds (or simulated seconds in the benchmark).
+//! seconds (or simulated seconds in the benchmark). The acceptance formula, the automatic
+//! blacklist and the capacity arithmetic are in [`crate::policy`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::{backoff::BackoffBook, cooldown_book::CooldownBook};
+use splatfleet_common::{config::PullerSettings, ledger::SubmissionStats};
+
+use crate::{backoff::BackoffBook, cooldown_book::CooldownBook, policy};
 
 /// Expected values closer than this count as equal, so a validator with one more accepted
 /// submission in its history does not starve the others; waiting time decides among them.
@@ -21,7 +24,7 @@ pub struct ValidatorStanding {
     pub busy: bool,
     /// Why pulls stopped for good (a 401: our keys or clock are wrong).
     pub stopped: Option<String>,
-    /// Estimated probability that a submission is accepted.
+    /// Estimated probability that a submission is accepted ([`policy::acceptance_estimate`]).
     pub acceptance: f64,
     pub reward_weight: f64,
     /// When we last pulled (0: never).
@@ -31,7 +34,7 @@ pub struct ValidatorStanding {
 impl ValidatorStanding {
     fn new(reward_weight: f64) -> Self {
         Self {
-            acceptance: acceptance_estimate(0, 0),
+            acceptance: policy::UNKNOWN_ACCEPTANCE,
             reward_weight,
             ..Self::default()
         }
@@ -42,9 +45,13 @@ impl ValidatorStanding {
     }
 }
 
-/// Acceptance with a uniform prior: a validator we know nothing about scores 0.5.
-pub fn acceptance_estimate(accepted: u32, completed: u32) -> f64 {
-    (f64::from(accepted) + 1.0) / (f64::from(completed) + 2.0)
+/// What an answer without a task made of the validator ([`Scheduler::answered_without_task`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NoTask {
+    /// On cooldown until the time it gave.
+    Cooldown,
+    /// Nothing on offer and no cooldown: backed off until then.
+    NothingOffered { backoff_until: f64 },
 }
 
 /// The scheduler: standings, cooldowns and backoff of every validator in the set.
@@ -64,6 +71,19 @@ impl Scheduler {
             backoff,
             default_reward_weight,
         }
+    }
+
+    /// The scheduler `[puller]` describes (cooldown margin, backoff, default reward weight),
+    /// with no validators yet.
+    pub fn from_settings(settings: &PullerSettings) -> Self {
+        Self::new(
+            CooldownBook::new(settings.cooldown_margin_ms as f64 / 1000.0),
+            BackoffBook::new(
+                settings.backoff_initial_ms as f64 / 1000.0,
+                settings.backoff_max_ms as f64 / 1000.0,
+            ),
+            settings.default_reward_weight,
+        )
     }
 
     /// Makes the eligible set exactly `hotkeys` with their reward weights; validators that
@@ -91,6 +111,15 @@ impl Scheduler {
 
     pub fn validators(&self) -> impl Iterator<Item = (&String, &ValidatorStanding)> {
         self.standings.iter()
+    }
+
+    /// Sets every validator's acceptance from its recent judged submissions (`recent`, by
+    /// hotkey; a validator missing from it has none).
+    pub fn set_acceptances(&mut self, recent: &HashMap<String, SubmissionStats>) {
+        for (hotkey, standing) in &mut self.standings {
+            let stats = recent.get(hotkey).copied().unwrap_or_default();
+            standing.acceptance = policy::acceptance_estimate(stats);
+        }
     }
 
     pub fn default_reward_weight(&self) -> f64 {
@@ -187,6 +216,27 @@ impl Scheduler {
         self.cooldowns.raise(hotkey, until);
     }
 
+    /// The validator answered without a task, with its cooldown (`until`, unix seconds) and
+    /// the violations it counted: a cooldown still to run (or any violation) is recorded; no
+    /// cooldown and no violation means it has nothing for us now, so it is backed off rather
+    /// than asked again every tick.
+    pub fn answered_without_task(
+        &mut self,
+        hotkey: &str,
+        until: f64,
+        violations: i64,
+        now: f64,
+    ) -> NoTask {
+        if violations == 0 && until <= now {
+            NoTask::NothingOffered {
+                backoff_until: self.pull_failed(hotkey, now),
+            }
+        } else {
+            self.cooldown_reported(hotkey, until);
+            NoTask::Cooldown
+        }
+    }
+
     /// A connect error, timeout or 5xx: back off. Returns when to try again.
     pub fn pull_failed(&mut self, hotkey: &str, now: f64) -> f64 {
         self.backoff.failed(hotkey, now)
@@ -237,5 +287,56 @@ mod tests {
             c.acceptance = 0.9;
         }
         assert_eq!(s.choose(100.0, 1), vec!["c".to_owned()]);
+    }
+
+    #[test]
+    fn judged_acceptance_orders_validators_and_the_unknown_sit_between() {
+        let mut s = scheduler(&["good", "new", "poor"]);
+        let stats = |completed, accepted| SubmissionStats {
+            completed,
+            accepted,
+            penalised: completed - accepted,
+        };
+        let recent: HashMap<String, SubmissionStats> = [
+            ("good".to_owned(), stats(4, 3)),
+            ("poor".to_owned(), stats(4, 1)),
+        ]
+        .into_iter()
+        .collect();
+        s.set_acceptances(&recent);
+        let acceptance = |s: &Scheduler, h: &str| s.standing(h).map(|v| v.acceptance);
+        assert_eq!(acceptance(&s, "good"), Some(0.75));
+        assert_eq!(acceptance(&s, "poor"), Some(0.25));
+        assert_eq!(acceptance(&s, "new"), Some(policy::UNKNOWN_ACCEPTANCE));
+        assert_eq!(s.choose(0.0, 3), ["good", "new", "poor"]);
+        s.set_acceptances(&HashMap::new());
+        assert_eq!(
+            acceptance(&s, "good"),
+            Some(policy::UNKNOWN_ACCEPTANCE),
+            "window emptied"
+        );
+    }
+
+    #[test]
+    fn an_answer_without_task_or_cooldown_backs_off() {
+        let mut s = scheduler(&["a", "b", "c"]);
+        assert_eq!(
+            s.answered_without_task("a", 50.0, 0, 100.0),
+            NoTask::NothingOffered {
+                backoff_until: 105.0
+            }
+        );
+        assert_eq!(s.pullable_at("a"), Some(105.0));
+        assert_eq!(
+            s.answered_without_task("b", 200.0, 0, 100.0),
+            NoTask::Cooldown
+        );
+        assert_eq!(s.pullable_at("b"), Some(201.0), "cooldown plus the margin");
+        // A counted violation is a cooldown answer even when the time has passed.
+        assert_eq!(
+            s.answered_without_task("c", 50.0, 1, 100.0),
+            NoTask::Cooldown
+        );
+        assert_eq!(s.pullable_at("c"), Some(51.0));
     }
 }
