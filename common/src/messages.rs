@@ -1,4 +1,4 @@
-//! Messages between roles (DESIGN.md §4), version 1: `TaskMsg` from the puller to workers
+//! Messages between roles (ARCHITECTURE.md, messages), version 1: `TaskMsg` from the puller to workers
 //! and `ResultMsg` from workers to submitters. Large bytes (PLY, SPZ, previews) never ride
 //! here; results carry object-store keys and hashes instead. Image prompts do ride verbatim,
 //! because the license signature covers the exact prompt string.

@@ -1,4 +1,4 @@
-//! The fidelity gate, tier 1 (DESIGN.md §7). The validator's hard-zero rules and SN17's strict
+//! The fidelity gate, tier 1 (ARCHITECTURE.md, the gate). The validator's hard-zero rules and SN17's strict
 //! PLY rules always fail an attempt first, whatever its score. Then, by `gate_mode`:
 //! - `validator`: render the model with `kernels`, compute the validator's own score on the
 //!   renders ([`Scorer`]: DINOv2 quality head, SSIM and LPIPS between adjacent views, the

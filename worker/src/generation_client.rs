@@ -1,4 +1,4 @@
-//! The generation-service client (DESIGN.md §6): `POST {endpoint}/generate/` with the form
+//! The generation-service client (ARCHITECTURE.md, the generation service): `POST {endpoint}/generate/` with the form
 //! fields `prompt`, `seed`, `attempt` and the ladder step's extras, answered by raw PLY bytes.
 //! Every way an attempt can fail (connect error, timeout, non-200, oversized or non-PLY body)
 //! is a [`GenerateError`] naming the endpoint.

@@ -1,4 +1,4 @@
-//! The client of the fidelity gate's tier 2 (DESIGN.md §7): the subnet's own validation
+//! The client of the fidelity gate's tier 2 (ARCHITECTURE.md, the gate): the subnet's own validation
 //! service (three-gen-subnet `validation/`, FastAPI, port 8094 by default). A text task goes
 //! to `POST {endpoint}/validate_txt_to_3d_ply/` with `{"prompt": ..., "data": <base64 SPZ>,
 //! "compression": 2, ...}`, an image task to `/validate_img_to_3d_ply/` with the base64 image

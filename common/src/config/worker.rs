@@ -15,7 +15,7 @@ use super::ConfigError;
 
 /// The worker's knobs (`[worker]`): its generation service, how many tasks at once, the
 /// retry ladder and its time budget, and the fidelity gate's render size, weights and
-/// threshold (DESIGN.md §6, §7).
+/// threshold (ARCHITECTURE.md: the generation service, the gate).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerSettings {
@@ -35,7 +35,7 @@ pub struct WorkerSettings {
     pub budget_margin_ms: u64,
     /// Parameter sets tried in order, each sent as extra form fields (a seed is always sent).
     pub ladder: Vec<BTreeMap<String, String>>,
-    /// What the gate judges an attempt by (DESIGN.md §7): `validator` (the validator's own
+    /// What the gate judges an attempt by (ARCHITECTURE.md, the gate): `validator` (the validator's own
     /// score on our renders, the recommended mode, needs `[worker.scorer]`'s model files),
     /// `geometry` (the default for now: coverage, sharpness, floaters, SSIM; `full` is its
     /// old name) or `validity_only`, a benchmark and diagnostic mode that parses the model
@@ -62,7 +62,7 @@ pub struct WorkerSettings {
     /// climbing. Unset: stop at the first attempt that passes. Set higher, passing attempts
     /// under it are kept and the ladder goes on while the budget lasts; the best is submitted.
     pub gate_stop_score: Option<f64>,
-    /// The fidelity gate's tier 2, the subnet's own validation service (DESIGN.md §7):
+    /// The fidelity gate's tier 2, the subnet's own validation service (ARCHITECTURE.md, the gate):
     /// base URL per GPU like `generation_endpoints` (as many entries; `--gpu N` uses entry N),
     /// or one URL that every GPU shares. Empty: tier 2 is off.
     pub validation_endpoints: Vec<String>,
@@ -303,7 +303,7 @@ impl WorkerSettings {
     }
 }
 
-/// `[worker.scorer]`: what `gate_mode = "validator"` reads (DESIGN.md §7). The validator's
+/// `[worker.scorer]`: what `gate_mode = "validator"` reads (ARCHITECTURE.md, the gate). The validator's
 /// own constants (its 0.6 threshold, the score's weights) live in
 /// `splatfleet_kernels::scorer::aggregate`; `threshold` unset means that one.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -1,6 +1,6 @@
 //! `splatfleet-sim`: stand-ins for the outside world in tests and demos:
 //! `splatfleet-sim validators`, N simulated SN17 validators on 127.0.0.1,
-//! `splatfleet-sim generator`, a sample generation service (DESIGN.md §6), and
+//! `splatfleet-sim generator`, a sample generation service (ARCHITECTURE.md, the generation service), and
 //! `splatfleet-sim validation`, a stand-in for the subnet's validation service (§7, tier 2), and
 //! `splatfleet-sim models --tiny DIR`, tiny random-weight scorer models in the upstream formats.
 

@@ -1,4 +1,4 @@
-//! `splatfleet-sim generator`: a sample generation service speaking DESIGN.md §6
+//! `splatfleet-sim generator`: a sample generation service speaking the generation-service contract (ARCHITECTURE.md)
 //! (`POST /generate/`, form field `prompt` → 200 with raw binary PLY). Answers are
 //! deterministic by prompt and seed: a plausible coloured object of a size drawn from a
 //! configured range, or — by configured shares — a sparse model, a tiny one, a degenerate one,
