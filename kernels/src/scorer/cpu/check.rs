@@ -122,7 +122,7 @@ pub fn check_lpips(m: &Lpips) -> Result<(), ScoreError> {
         inp = conv(&format!("lpips conv {k}"), c, inp)?;
         len(&format!("lin{k}.model.1.weight"), lin.len(), inp)?;
     }
-    if lpips::tap_sides(m, lpips::LPIPS_IMAGE_SIZE).is_none() {
+    if lpips::tap_sides(m, crate::constants::LPIPS_SIZE).is_none() {
         return Err(err(
             "LPIPS: a convolution or pooling window does not fit at 256 pixels",
         ));

@@ -14,15 +14,11 @@ use super::{
     ops::{conv2d, conv_out, max_pool2d, relu, FeatureMap},
     resize,
 };
-use crate::scorer::model::Lpips;
+use crate::{
+    constants::{LPIPS_NORM_EPS, LPIPS_SCALE, LPIPS_SHIFT, LPIPS_SIZE},
+    scorer::model::Lpips,
+};
 
-/// The service resizes each view to this side by bicubic before LPIPS.
-pub const LPIPS_IMAGE_SIZE: usize = 256;
-/// `ScalingLayer` shift and scale (lpips.py:233-234).
-pub const LPIPS_SHIFT: [f32; 3] = [-0.030, -0.088, -0.188];
-pub const LPIPS_SCALE: [f32; 3] = [0.458, 0.448, 0.450];
-/// `_normalize_tensor`'s eps, added under the square root (lpips.py:215-217).
-pub const LPIPS_NORM_EPS: f32 = 1e-8;
 /// torchvision AlexNet `MaxPool2d(kernel_size=3, stride=2)` after taps 1 and 2.
 const POOL_KERNEL: usize = 3;
 const POOL_STRIDE: usize = 2;
@@ -53,7 +49,7 @@ pub fn tap_sides(model: &Lpips, size: usize) -> Option<[usize; 5]> {
 /// service), `2x − 1` (`normalize=True`), `(x − shift) / scale`.
 pub fn input(rgb8: &[u8], width: usize, height: usize) -> FeatureMap {
     let x = FeatureMap::from_rgb8(rgb8, width, height);
-    let mut x = resize::bicubic(&x, LPIPS_IMAGE_SIZE, LPIPS_IMAGE_SIZE);
+    let mut x = resize::bicubic(&x, LPIPS_SIZE, LPIPS_SIZE);
     let n = x.plane_len();
     for (c, plane) in x.data.chunks_exact_mut(n).enumerate() {
         for v in plane {

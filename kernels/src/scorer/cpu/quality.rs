@@ -8,13 +8,13 @@ use super::{
     ops::{linear, sigmoid, FeatureMap},
     resize, ScoreError,
 };
-use crate::scorer::model::QualityModel;
+use crate::{
+    constants::{IMAGENET_MEAN, IMAGENET_STD},
+    scorer::model::QualityModel,
+};
 
 /// The model's input side (`self._image_size = 518`, quality_model.py:37).
 pub const QUALITY_IMAGE_SIZE: usize = 518;
-/// ImageNet normalisation (quality_model.py:40-41), `f32` tensors in the service.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// `uint8 HWC → float / 255 → CHW → bilinear resize to 518 (align_corners=False,
 /// antialias=False) → (x − mean) / std`.

@@ -9,9 +9,7 @@
 //! arithmetic and operation order.
 
 use super::ops::FeatureMap;
-
-/// Bicubic convolution constant of PyTorch (`A = -0.75`).
-const CUBIC_A: f32 = -0.75;
+use crate::constants::BICUBIC_A as CUBIC_A;
 
 /// `area_pixel_compute_scale` without align_corners or a given scale: `in / out` in `f32`.
 fn scale(input: usize, output: usize) -> f32 {
