@@ -100,6 +100,23 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
+impl AttemptRecord {
+    /// An attempt with `params` started at `started_at_unix_ms`, nothing measured yet.
+    pub fn started(params: BTreeMap<String, String>, started_at_unix_ms: i64) -> Self {
+        Self {
+            params,
+            started_at_unix_ms,
+            stage_ms: BTreeMap::new(),
+            gaussian_count: None,
+            local_score: None,
+            gate_passed: None,
+            gate_metrics: BTreeMap::new(),
+            ply: None,
+            error: None,
+        }
+    }
+}
+
 /// A worker's answer to one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultMsg {

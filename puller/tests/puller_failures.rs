@@ -120,17 +120,7 @@ async fn seed_penalties(fleet: &Fleet, validator: &ValidatorInfo, count: usize) 
                 local_score: 0.7,
                 chosen_attempt: 0,
             },
-            attempts: vec![AttemptRecord {
-                params: BTreeMap::new(),
-                started_at_unix_ms: hour_ago_ms,
-                stage_ms: BTreeMap::new(),
-                gaussian_count: None,
-                local_score: None,
-                gate_passed: None,
-                gate_metrics: BTreeMap::new(),
-                ply: None,
-                error: None,
-            }],
+            attempts: vec![AttemptRecord::started(BTreeMap::new(), hour_ago_ms)],
             worker: "old".into(),
             finished_at_unix_ms: hour_ago_ms,
         };

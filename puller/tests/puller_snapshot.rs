@@ -113,17 +113,7 @@ async fn seed(pool: &Pool) {
             local_score: 0.8,
             chosen_attempt: 0,
         },
-        attempts: vec![AttemptRecord {
-            params: BTreeMap::new(),
-            started_at_unix_ms: 0,
-            stage_ms: BTreeMap::new(),
-            gaussian_count: None,
-            local_score: None,
-            gate_passed: None,
-            gate_metrics: BTreeMap::new(),
-            ply: None,
-            error: None,
-        }],
+        attempts: vec![AttemptRecord::started(BTreeMap::new(), 0)],
         worker: "host-a/gpu0".into(),
         finished_at_unix_ms: 0,
     };

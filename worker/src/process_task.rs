@@ -233,17 +233,7 @@ impl TaskContext {
             attempt_seed(&task.task_id, index).to_string(),
         );
         params.insert("attempt".into(), index.to_string());
-        let mut record = AttemptRecord {
-            params: params.clone(),
-            started_at_unix_ms: now_unix_ms(),
-            stage_ms: BTreeMap::new(),
-            gaussian_count: None,
-            local_score: None,
-            gate_passed: None,
-            gate_metrics: BTreeMap::new(),
-            ply: None,
-            error: None,
-        };
+        let mut record = AttemptRecord::started(params.clone(), now_unix_ms());
         metrics::counter!("splatfleet_worker_attempts_total").increment(1);
         let stage = Instant::now();
         let generated = self.client.generate(&task.prompt, &params, timeout).await;

@@ -239,15 +239,10 @@ async fn submit_like_the_submitter(dendrite: &Dendrite, pool: &Pool, task: &Task
             chosen_attempt: 0,
         },
         attempts: vec![AttemptRecord {
-            params: BTreeMap::new(),
-            started_at_unix_ms: now_ms,
-            stage_ms: BTreeMap::new(),
-            gaussian_count: None,
             local_score: Some(0.8),
             gate_passed: Some(true),
-            gate_metrics: BTreeMap::new(),
             ply: Some(stand_in_model()),
-            error: None,
+            ..AttemptRecord::started(BTreeMap::new(), now_ms)
         }],
         worker: STAND_IN.into(),
         finished_at_unix_ms: now_ms,
