@@ -5,7 +5,7 @@
 //! 384, 256, 256), both at patch 14 and 518 px. A few generated splats are rendered with the
 //! GPU renderer on the validator's 16-view rig; `GpuScorer::score_render` scores the image
 //! buffer in FP32 and TF32 and each per-view / per-pair number is compared with
-//! `scorer::cpu::score_parts` on the downloaded views (largest absolute and relative
+//! `scorer::cpu::try_score_parts` on the downloaded views (largest absolute and relative
 //! difference). Then 16 views at 518 are timed (`--reps`, median and p90) in both precisions.
 //! One line per check, then `scorer_check: ok|FAILED`; exit status 1 on a failed tolerance.
 //!
@@ -339,7 +339,8 @@ fn run(args: &Args) -> Result<bool, String> {
                     rgb8: images.rgb8[..cpu_views * images.pixels_per_view() * 3].to_vec(),
                 };
                 let started = Instant::now();
-                let reference = cpu::score_parts(&models, &subset);
+                let reference =
+                    cpu::try_score_parts(&models, &subset).map_err(|e| e.to_string())?;
                 let cpu_ms = started.elapsed().as_secs_f64() * 1e3;
                 println!("cpu reference {name} splat {i}: {cpu_views} views in {cpu_ms:.0} ms");
                 for (p, all) in &results {

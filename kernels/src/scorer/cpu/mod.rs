@@ -1,6 +1,6 @@
 //! The CPU reference of the scorer: every operation (matrix products through
 //! `matrixmultiply`, the rest by hand), the DINOv2 quality forward, LPIPS and SSIM of the
-//! 8-bit views, tied together by [`score_parts`]. CI's path, and the ground truth the GPU
+//! 8-bit views, tied together by [`try_score_parts`]. CI's path, and the ground truth the GPU
 //! path is checked against.
 //!
 //! One job per file: [`ops`] (tensor operations), [`resize`] (`F.interpolate`), [`dinov2`]
@@ -100,24 +100,6 @@ pub fn try_score_parts(
     })
 }
 
-/// [`try_score_parts`] for callers without an error path: a model or images it cannot read
-/// give NaN for every part (logged), which makes the aggregated score NaN, never a
-/// plausible number.
-pub fn score_parts(models: &ScorerModels, images: &ScoreImages) -> PartScores {
-    match try_score_parts(models, images) {
-        Ok(parts) => parts,
-        Err(e) => {
-            tracing::error!(error = %e, "CPU scorer cannot score these views");
-            let nan = vec![f64::NAN; images.views];
-            PartScores {
-                view_quality: nan.clone(),
-                pair_ssim: nan.clone(),
-                pair_lpips: nan,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,11 +127,14 @@ mod tests {
         let b = ssim::prepare(images.view(0), 48, 40).expect("size");
         assert_eq!(parts.pair_ssim[2], ssim::ssim(&a, &b));
         // Deterministic.
-        assert_eq!(score_parts(&models, &images), parts);
+        assert_eq!(
+            try_score_parts(&models, &images).expect("tiny model"),
+            parts
+        );
     }
 
     #[test]
-    fn unreadable_input_gives_nan_parts_not_a_panic() {
+    fn unreadable_input_gives_a_typed_error_not_a_panic() {
         let models = tiny_models(62);
         let mut images = random_images(3, 16, 16, 63);
         images.rgb8.pop();
@@ -157,9 +142,6 @@ mod tests {
             try_score_parts(&models, &images),
             Err(ScoreError::Image(_))
         ));
-        let parts = score_parts(&models, &images);
-        assert_eq!(parts.pair_ssim.len(), 3);
-        assert!(parts.view_quality.iter().all(|v| v.is_nan()));
         let mut broken = models.clone();
         broken.quality.score_head.weight.shape = vec![2, 32];
         assert!(matches!(
@@ -173,7 +155,7 @@ mod tests {
             height: 518,
             rgb8: vec![],
         };
-        assert_eq!(score_parts(&models, &empty), PartScores::default());
+        assert_eq!(try_score_parts(&models, &empty), Ok(PartScores::default()));
     }
 
     /// This thread's CPU time (Linux `schedstat`), so stage timings mean something on a
@@ -239,10 +221,10 @@ mod tests {
         for side in [128u32, 518] {
             let images = random_images(16, side, side, 71);
             let t = std::time::Instant::now();
-            let parts = score_parts(&models, &images);
+            let parts = try_score_parts(&models, &images).expect("tiny model");
             let dt = t.elapsed();
             assert!(parts.view_quality.iter().all(|v| v.is_finite()));
-            println!("score_parts, tiny model, 16 views at {side}²: {dt:?}");
+            println!("try_score_parts, tiny model, 16 views at {side}²: {dt:?}");
         }
     }
 }
