@@ -15,6 +15,7 @@
 //! - [`aggregate`]: the service's outlier filter, means and final formula.
 
 pub mod aggregate;
+pub mod convnext_clip;
 pub mod cpu;
 pub mod files;
 pub mod gpu;
