@@ -28,8 +28,7 @@ use tokio::task::JoinSet;
 use crate::{
     capacity::{self, CapacitySignal},
     jobs::{
-        now_secs, publish_with_tries, pull_job, release_job, JobContext, JobOutcome, JobReport,
-        KnownValidator,
+        now_secs, publish_with_tries, pull_job, JobContext, JobOutcome, JobReport, KnownValidator,
     },
     metrics,
     policy::{Blacklisting, PullPolicy, HOUSEKEEPING_EVERY_SECS},
@@ -202,7 +201,6 @@ impl ControlLoop {
             timeout: Duration::from_millis(settings.pull_timeout_ms),
             task_deadline: Duration::from_secs(settings.task_deadline_secs),
             publish_tries: settings.publish_tries,
-            assumed_cooldown_secs: settings.assumed_cooldown_secs as f64,
             publishing: Mutex::new(HashSet::new()),
         }));
         Ok(())
@@ -372,44 +370,19 @@ impl ControlLoop {
         Ok(())
     }
 
-    /// Releases tasks the fleet lost, one call per validator at a time.
+    /// Requests the empty release of each task the fleet lost; the submitter sends it. The
+    /// validator holds the task until then, so it is not pulled meanwhile.
     async fn release_lost_tasks(&mut self) -> Result<(), PullerError> {
-        let Some(context) = self.jobs_context.clone() else {
-            return Ok(());
-        };
         let grace = self.config.puller.lost_task_grace_secs;
         for lost in ledger::lost_tasks(&self.pool, grace).await? {
-            let Some(&validator_id) = self.ids.get(&lost.hotkey) else {
-                continue;
-            };
-            let Some(info) = self
-                .discovered
-                .iter()
-                .find(|v| v.hotkey == lost.hotkey)
-                .cloned()
-            else {
-                continue;
-            };
-            if self
-                .scheduler
-                .standing(&lost.hotkey)
-                .is_some_and(|s| s.busy)
-            {
-                continue;
-            }
-            if !ledger::claim_release(&self.pool, lost.id, "lost: no result by the deadline")
+            if !ledger::request_release(&self.pool, lost.id, "lost: no result by the deadline")
                 .await?
             {
                 continue;
             }
-            tracing::warn!(validator = %lost.hotkey, task_id = %lost.task_id, "task lost by the fleet; releasing it with an empty submission");
-            self.scheduler.pull_started(&lost.hotkey, now_secs());
-            let validator = KnownValidator {
-                info,
-                id: validator_id,
-            };
-            self.jobs
-                .spawn(release_job(context.clone(), validator, lost));
+            tracing::warn!(validator = %lost.hotkey, task_id = %lost.task_id, "task lost by the fleet; requested its release with an empty submission");
+            metrics::release_requested(&lost.hotkey, "lost");
+            self.scheduler.task_held(&lost.hotkey, &lost.task_id);
         }
         Ok(())
     }
@@ -492,21 +465,6 @@ impl ControlLoop {
                         })
                     }
                 }
-            }
-            JobOutcome::Released {
-                task_id,
-                cooldown_until,
-            } => {
-                self.scheduler
-                    .task_closed(&hotkey, &task_id, Some(cooldown_until));
-                None
-            }
-            JobOutcome::ReleaseFailed => {
-                let until = self.scheduler.pull_failed(&hotkey, now);
-                Some(PullRecord::Failed {
-                    error: "empty release failed".into(),
-                    backoff_until: until,
-                })
             }
             JobOutcome::Unavailable(error)
             | JobOutcome::Refused(error)

@@ -1,7 +1,6 @@
 //! The work the control loop hands off: a pull (call the validator, record the task as
-//! `queued`, publish it with confirms), a sweep publish of a task the broker never
-//! confirmed, and the empty submission that releases a lost task. Each job reports a
-//! [`JobReport`] back; only the loop changes scheduling state.
+//! `queued`, publish it with confirms) and a sweep publish of a task the broker never
+//! confirmed. Each job reports a [`JobReport`] back; only the loop changes scheduling state.
 
 use std::{
     collections::HashSet,
@@ -15,14 +14,14 @@ use splatfleet_common::{
     broker::Publisher,
     db::Pool,
     discovery::ValidatorInfo,
-    ledger::{self, ReleaseRecord, TaskInsert},
+    ledger::{self, TaskInsert},
     messages::{TaskKind, TaskMsg, ValidatorRef},
     protocol::sn17::ProtocolTask,
 };
 
 use crate::{
     metrics,
-    pull::{self, PullOutcome, ReleaseOutcome},
+    pull::{self, PullOutcome},
 };
 
 pub(crate) fn now_secs() -> f64 {
@@ -49,13 +48,6 @@ pub(crate) enum JobOutcome {
         until: i64,
         violations: i64,
     },
-    /// The task was given back; the validator's cooldown runs until then.
-    Released {
-        task_id: String,
-        cooldown_until: f64,
-    },
-    /// The release did not go through; the sweep tries again.
-    ReleaseFailed,
     Unavailable(String),
     Unauthorized(String),
     Refused(String),
@@ -82,7 +74,6 @@ pub(crate) struct JobContext {
     pub(crate) timeout: Duration,
     pub(crate) task_deadline: Duration,
     pub(crate) publish_tries: u32,
-    pub(crate) assumed_cooldown_secs: f64,
     /// Task rows a job is publishing right now (the sweep leaves them alone).
     pub(crate) publishing: Mutex<HashSet<i64>>,
 }
@@ -113,7 +104,7 @@ pub(crate) async fn pull_job(context: Arc<JobContext>, validator: KnownValidator
             )
             .await;
             let label = match &outcome {
-                JobOutcome::Held { .. } | JobOutcome::Released { .. } => label,
+                JobOutcome::Held { .. } => label,
                 _ => "error",
             };
             metrics::pull(&hotkey, label);
@@ -205,15 +196,24 @@ async fn take_task(
         }
         TaskInsert::Existing { id, status } if status.is_terminal() => {
             // We finished this task, yet the validator still holds it: our submission never
-            // reached it. Give it back so the validator hands out the next one.
-            tracing::warn!(validator = %msg.validator.hotkey, task_id = %msg.task_id, %status, "validator still holds a task we closed; releasing it");
-            let lost = ledger::LostTask {
-                id,
-                hotkey: msg.validator.hotkey.clone(),
-                task_id: msg.task_id.clone(),
-                prompt: msg.prompt.clone(),
-            };
-            release(context, validator, &lost, false).await
+            // reached it. Ask for an empty release so the validator hands out the next one;
+            // until the submitter has sent it, we hold the task.
+            tracing::warn!(validator = %msg.validator.hotkey, task_id = %msg.task_id, %status, "validator still holds a task we closed; requesting its release");
+            match ledger::request_release(&context.pool, id, "validator still held a closed task")
+                .await
+            {
+                Ok(requested) => {
+                    if requested {
+                        metrics::release_requested(&msg.validator.hotkey, "still_held");
+                    }
+                    JobOutcome::Held {
+                        task_id: msg.task_id,
+                    }
+                }
+                Err(err) => {
+                    JobOutcome::Error(format!("requesting the release of {}: {err}", msg.task_id))
+                }
+            }
         }
         TaskInsert::Existing { .. } => {
             tracing::debug!(validator = %msg.validator.hotkey, task_id = %msg.task_id, "validator returned the task we hold; not queued twice");
@@ -251,94 +251,4 @@ pub(crate) async fn publish_with_tries(
             }
         }
     }
-}
-
-/// Releases a lost task (claimed by the loop) and reports the outcome.
-pub(crate) async fn release_job(
-    context: Arc<JobContext>,
-    validator: KnownValidator,
-    lost: ledger::LostTask,
-) -> JobReport {
-    let outcome = release(&context, &validator, &lost, true).await;
-    JobReport {
-        hotkey: validator.info.hotkey.clone(),
-        validator_id: validator.id,
-        is_pull: false,
-        outcome,
-    }
-}
-
-async fn release(
-    context: &JobContext,
-    validator: &KnownValidator,
-    lost: &ledger::LostTask,
-    claimed: bool,
-) -> JobOutcome {
-    if !claimed {
-        match ledger::claim_release(&context.pool, lost.id, "validator still held a closed task")
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                // Someone else owns the submission; we still hold the task as far as the
-                // validator goes, until they finish.
-                return JobOutcome::Held {
-                    task_id: lost.task_id.clone(),
-                };
-            }
-            Err(err) => return JobOutcome::Error(err.to_string()),
-        }
-    }
-    let hotkey = &validator.info.hotkey;
-    let outcome = pull::release_empty(
-        &context.dendrite,
-        &target(validator),
-        &lost.task_id,
-        &lost.prompt,
-        context.timeout,
-    )
-    .await;
-    let (record, report, label) = match outcome {
-        ReleaseOutcome::Released {
-            cooldown_until,
-            feedback,
-        } => {
-            let until = cooldown_until as f64;
-            (
-                ReleaseRecord::Released {
-                    cooldown_until: until,
-                    feedback,
-                },
-                JobOutcome::Released {
-                    task_id: lost.task_id.clone(),
-                    cooldown_until: until,
-                },
-                "released",
-            )
-        }
-        ReleaseOutcome::NotHeld(error) => {
-            let until = now_secs() + context.assumed_cooldown_secs;
-            (
-                ReleaseRecord::NotHeld {
-                    error,
-                    assumed_cooldown_until: until,
-                },
-                JobOutcome::Released {
-                    task_id: lost.task_id.clone(),
-                    cooldown_until: until,
-                },
-                "not_held",
-            )
-        }
-        ReleaseOutcome::Failed { status, error } => (
-            ReleaseRecord::Failed { status, error },
-            JobOutcome::ReleaseFailed,
-            "failed",
-        ),
-    };
-    metrics::released(hotkey, label);
-    if let Err(err) = ledger::finish_release(&context.pool, lost.id, &record).await {
-        tracing::warn!(validator = %hotkey, task_id = %lost.task_id, %err, "recording the release failed");
-    }
-    report
 }

@@ -52,8 +52,8 @@ pub fn describe() {
         "Unix time of the last successful validator discovery."
     );
     describe_counter!(
-        "splatfleet_puller_tasks_released_total",
-        "Lost tasks given back with an empty submission, by validator and outcome."
+        "splatfleet_puller_releases_requested_total",
+        "Empty releases requested (the submitter sends them), by validator and reason: `lost` (no result by the deadline), `still_held` (the validator still held a task we closed)."
     );
     describe_counter!(
         "splatfleet_puller_publish_failures_total",
@@ -83,8 +83,8 @@ pub fn violation(validator: &str) {
         .increment(1);
 }
 
-pub fn released(validator: &str, outcome: &'static str) {
-    metrics::counter!("splatfleet_puller_tasks_released_total", "validator" => validator.to_owned(), "outcome" => outcome)
+pub fn release_requested(validator: &str, reason: &'static str) {
+    metrics::counter!("splatfleet_puller_releases_requested_total", "validator" => validator.to_owned(), "reason" => reason)
         .increment(1);
 }
 

@@ -1,13 +1,12 @@
-//! Talking to one validator: a `PullTask` call turned into a [`PullOutcome`], and the empty
-//! `SubmitResults` that releases a task the fleet lost. An empty submission still needs the
-//! license signature over the exact prompt (v45 checks it before it looks at the results) and
-//! the right task id; it costs only the normal cooldown.
+//! Talking to one validator: a `PullTask` call turned into a [`PullOutcome`]. (The puller
+//! never submits: a task it must give up is recorded as a release request in the ledger, and
+//! the submitter, the one role that signs, sends it.)
 
 use std::time::Duration;
 
 use splatfleet_common::{
     bittensor::{AxonTarget, Dendrite, DendriteError},
-    protocol::sn17::{Feedback, ProtocolTask, PullTask, SubmitResults},
+    protocol::sn17::{ProtocolTask, PullTask},
 };
 
 /// Longest task id the fleet records (the `tasks.task_id` column's limit).
@@ -91,44 +90,6 @@ pub async fn pull_task(dendrite: &Dendrite, target: &AxonTarget, timeout: Durati
         None => PullOutcome::Cooldown {
             until: answer.cooldown_until,
             violations: answer.cooldown_violations,
-        },
-    }
-}
-
-/// What an empty submission came to.
-#[derive(Debug, Clone)]
-pub enum ReleaseOutcome {
-    /// The validator took it; its cooldown now runs until `cooldown_until`. `feedback` is the
-    /// validator's answer to the empty submission, recorded like any other.
-    Released {
-        cooldown_until: i64,
-        feedback: Option<Feedback>,
-    },
-    /// The validator had no such task for us any more (403): nothing held there.
-    NotHeld(String),
-    /// It did not answer usefully; try again later.
-    Failed { status: Option<u16>, error: String },
-}
-
-/// Gives `task` back to `target` with an empty result, signed as the protocol requires.
-pub async fn release_empty(
-    dendrite: &Dendrite,
-    target: &AxonTarget,
-    task_id: &str,
-    prompt: &str,
-    timeout: Duration,
-) -> ReleaseOutcome {
-    let submission =
-        SubmitResults::signed(dendrite.hotkey(), &target.hotkey, task_id, prompt, None);
-    match dendrite.call(target, submission, timeout).await {
-        Ok(response) => ReleaseOutcome::Released {
-            cooldown_until: response.body.synapse.cooldown_until,
-            feedback: response.body.synapse.feedback,
-        },
-        Err(err) if err.status() == Some(403) => ReleaseOutcome::NotHeld(err.to_string()),
-        Err(err) => ReleaseOutcome::Failed {
-            status: err.status(),
-            error: err.to_string(),
         },
     }
 }

@@ -50,7 +50,7 @@ fn misbehaviours() -> Vec<(usize, Option<Misbehaviour>, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_are_served() {
-    let mut fleet = Fleet::start(9, Vec::new(), "").await;
+    let mut fleet = Fleet::start(9, Vec::new()).await;
     for (index, misbehaviour, _) in misbehaviours() {
         if misbehaviour.is_some() {
             fleet.network.validators[index].misbehave_on_pull(misbehaviour);
@@ -70,6 +70,7 @@ async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_ar
     let work = fleet
         .spawn_workers(1, Duration::from_millis(100), None)
         .await;
+    let _submitter = fleet.spawn_submitter();
     let mut puller = fleet.spawn_puller();
     tokio::time::sleep(Duration::from_secs(7)).await;
 
@@ -178,7 +179,7 @@ async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_ar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_world_readable_hotkey_stops_the_puller_before_any_pull_naming_path_and_mode() {
     use std::os::unix::fs::PermissionsExt as _;
-    let fleet = Fleet::start(1, Vec::new(), "").await;
+    let fleet = Fleet::start(1, Vec::new()).await;
     let hotkey = fleet.keys_dir.join("miner/hotkeys/default");
     std::fs::set_permissions(&hotkey, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let mut puller = fleet.spawn_puller();

@@ -152,7 +152,7 @@ async fn a_validator_answering_500_is_backed_off_and_a_401_stops_pulls() {
     // Listed with a hotkey that is not the one validator 0 signs for: its axon refuses our
     // signature with 401, as it would if our keys or clock were wrong.
     let mut mismatched = stranger(101, 0);
-    let mut fleet = Fleet::start(3, Vec::new(), "").await;
+    let mut fleet = Fleet::start(3, Vec::new()).await;
     mismatched.port = fleet.validators[0].port;
     let list_path = fleet.keys_dir.join("puller-validators.toml");
     let mut list = std::fs::read_to_string(&list_path).expect("list");
@@ -169,19 +169,15 @@ async fn a_validator_answering_500_is_backed_off_and_a_401_stops_pulls() {
     // Validator 1's history: five submissions scored under the threshold (penalties).
     let penalised = fleet.validators[1].clone();
     seed_penalties(&fleet, &penalised, 5).await;
-    let config = std::fs::read_to_string(&fleet.config_path).expect("config");
-    std::fs::write(
-        &fleet.config_path,
-        config.replace(
-            "assumed_cooldown_secs = 5",
-            "assumed_cooldown_secs = 5\nauto_blacklist_max_penalties = 5\nauto_blacklist_secs = 3",
-        ),
-    )
-    .expect("config");
+    fleet.edit_config(|config| {
+        config.puller.auto_blacklist_max_penalties = 5;
+        config.puller.auto_blacklist_secs = 3;
+    });
 
     let work = fleet
         .spawn_workers(1, Duration::from_millis(100), None)
         .await;
+    let _submitter = fleet.spawn_submitter();
     let puller = fleet.spawn_puller();
     let started = now_secs();
     tokio::time::sleep(Duration::from_secs(8)).await;

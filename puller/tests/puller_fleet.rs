@@ -11,24 +11,22 @@ use support::{violations, Fleet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bounded() {
-    let mut fleet = Fleet::start(20, Vec::new(), "").await;
+    let mut fleet = Fleet::start(20, Vec::new()).await;
     let by_uid = fleet.validators[3].hotkey.clone();
     let by_hotkey = fleet.validators[7].hotkey.clone();
     // Blacklist uid 3 and validator 7's hotkey, keep the backlog factor at 1.
-    let config = std::fs::read_to_string(&fleet.config_path).expect("config");
-    let config = config.replace(
-        "assumed_cooldown_secs = 5",
-        &format!(
-            "assumed_cooldown_secs = 5\nblacklist_uids = [3]\nblacklist_hotkeys = [{by_hotkey:?}]\nbacklog_factor = 1.0"
-        ),
-    );
-    std::fs::write(&fleet.config_path, config).expect("config");
+    fleet.edit_config(|config| {
+        config.puller.blacklist_uids = vec![3];
+        config.puller.blacklist_hotkeys = vec![by_hotkey.clone()];
+        config.puller.backlog_factor = 1.0;
+    });
 
     // Workers slower than the validators can hand out tasks, so the backlog limit binds.
     let work = fleet
         .spawn_workers(2, Duration::from_millis(700), Some(6))
         .await;
     let max_ready = fleet.spawn_backlog_sampler().await;
+    let submitter = fleet.spawn_submitter();
     let puller = fleet.spawn_puller();
 
     // Watch Postgres: never two open tasks for one validator.
@@ -51,24 +49,33 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
         most_open = most_open.max(row.get(0));
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let config = splatfleet_tests::load_config(&fleet.config_path);
+    let config = fleet.config();
     let metrics = splatfleet_tests::process::scrape_metrics(
         splatfleet_common::role::Role::Puller.metrics_addr(&config),
     );
+    let submitter_metrics = splatfleet_tests::process::scrape_metrics(
+        splatfleet_common::role::Role::Submitter.metrics_addr(&config),
+    );
     drop(puller);
+    drop(submitter);
     for expected in [
         r#"outcome="task""#,
         "splatfleet_puller_pull_to_publish_seconds_bucket",
         r#"splatfleet_puller_validators_excluded{reason="config_blacklist"} 2"#,
         "splatfleet_puller_validators_eligible 18",
         "splatfleet_puller_task_consumers 2",
-        "splatfleet_puller_tasks_released_total",
+        r#"splatfleet_puller_releases_requested_total{validator="#,
     ] {
         assert!(
             metrics.contains(expected),
             "/metrics lacks {expected}:\n{metrics}"
         );
     }
+    assert!(
+        submitter_metrics.contains(r#"outcome="released"}"#)
+            && submitter_metrics.contains("splatfleet_submitter_releases_total"),
+        "the submitter's /metrics show no release:\n{submitter_metrics}"
+    );
     assert!(!metrics.contains("splatfleet_puller_cooldown_violations_total{"));
 
     assert_eq!(
@@ -105,7 +112,8 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
     let submitted = work.submitted.load(Ordering::SeqCst);
     assert!(submitted >= 10, "only {submitted} tasks submitted");
 
-    // Dropped tasks came back to the validators as empty submissions.
+    // Dropped tasks came back to the validators as empty submissions: the puller requested
+    // each release, the submitter signed and sent it.
     let dropped = work.dropped.load(Ordering::SeqCst);
     assert!(dropped >= 1, "no task was dropped; the run was too short");
     let client = fleet.pool.get().await.expect("db");

@@ -13,16 +13,12 @@ use support::{violations, Fleet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unroutable_publish_is_retried_and_recorded() {
-    let mut fleet = Fleet::start(1, Vec::new(), "").await;
-    let config = std::fs::read_to_string(&fleet.config_path).expect("config");
-    std::fs::write(
-        &fleet.config_path,
-        config.replace(
-            "task_deadline_secs = 3",
-            "task_deadline_secs = 60\npublish_tries = 1",
-        ),
-    )
-    .expect("config");
+    let mut fleet = Fleet::start(1, Vec::new()).await;
+    fleet.edit_config(|config| {
+        config.puller.task_deadline_secs = 60;
+        config.puller.publish_tries = 1;
+    });
+    let _submitter = fleet.spawn_submitter();
     let topology = fleet.broker.topology().clone();
     let (queue, exchange) = (topology.queue(QueueKind::Tasks), topology.exchange());
     // No workers yet, so no pulls: the puller declares (and binds) its topology at start,

@@ -1,7 +1,8 @@
 //! A result the submitter gave up on (every send failed: the link to the validator was down
 //! longer than `max_send_tries` lasted) leaves its task `failed` with a non-empty `failed`
 //! submission, while the validator still holds the task and hands it back on every pull. The
-//! puller must release it with an empty submission so the validator hands out the next task;
+//! puller must request its release (the submitter signs and sends the empty submission) so
+//! the validator hands out the next task;
 //! found by the fault suite (tests/RELIABILITY.md), where three of four validators stayed
 //! stuck on such tasks for the rest of the run, pulled every tick.
 
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_holds_it() {
-    let fleet = Fleet::start(1, Vec::new(), "").await;
+    let fleet = Fleet::start(1, Vec::new()).await;
     // A stand-in for worker + submitter: the first task's send "fails for good", recorded as
     // the submitter records a give-up; later tasks are acked and left alone.
     let consumer = fleet
@@ -49,6 +50,7 @@ async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_
             Disposition::Ack
         }
     }));
+    let _submitter = fleet.spawn_submitter();
     let mut puller = fleet.spawn_puller();
 
     let mut released = false;

@@ -10,10 +10,11 @@ use support::{violations, Fleet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_and_restarted_mid_run_no_duplicates_no_violations_nothing_lost() {
-    let mut fleet = Fleet::start(8, Vec::new(), "").await;
+    let mut fleet = Fleet::start(8, Vec::new()).await;
     let work = fleet
         .spawn_workers(2, Duration::from_millis(150), None)
         .await;
+    let _submitter = fleet.spawn_submitter();
     let first = fleet.spawn_puller();
     tokio::time::sleep(Duration::from_millis(4_300)).await;
     drop(first); // SIGKILL: no drain, calls in flight are cut off.

@@ -36,7 +36,6 @@ use splatfleet_common::{
     db::Pool,
     ledger::{self, Claim, ClaimRequest, Finish, FirstClaim, SubmissionRow, TaskRow, Verdict},
     messages::{ResultMsg, ResultOutcome},
-    protocol::sn17::SubmitResults,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -65,6 +64,12 @@ pub struct Handler {
     /// for the first): a claim by this same instance succeeds, so only this keeps two
     /// deliveries here from both sending.
     in_flight: Mutex<HashSet<(String, String)>>,
+}
+
+/// How long a claimed submission (or a taken release) is held before another submitter may
+/// take it over: one send's limit plus room to record it.
+pub fn lease_secs(submit_timeout: Duration) -> f64 {
+    submit_timeout.as_secs_f64() + 30.0
 }
 
 /// Removes a task from the in-flight set when dropped.
@@ -144,7 +149,7 @@ impl Handler {
     }
 
     fn lease_secs(&self) -> f64 {
-        self.submit_timeout.as_secs_f64() + 30.0
+        lease_secs(self.submit_timeout)
     }
 
     /// Handles one delivery and says what to do with it.
@@ -327,15 +332,14 @@ impl Handler {
                     now_tries
                 }
             };
-            let submission = SubmitResults::signed(
-                self.dendrite.hotkey(),
-                &msg.validator.hotkey,
-                &msg.task_id,
-                &msg.prompt,
-                spz.as_deref(),
-            );
+            let submission = submit::Submission {
+                target: &target,
+                task_id: &msg.task_id,
+                prompt: &msg.prompt,
+                spz: spz.as_deref(),
+            };
             let outcome =
-                submit::send_once(&self.dendrite, &target, submission, self.submit_timeout).await;
+                submit::sign_and_send(&self.dendrite, submission, self.submit_timeout).await;
             match outcome {
                 SendOutcome::Answered {
                     feedback,
@@ -440,8 +444,8 @@ impl Handler {
                 metrics::submission(validator, "duplicate");
                 Ok(Some(Disposition::Ack))
             }
-            SubmissionRow::PullerReleasing => {
-                tracing::warn!("the puller released this task before its result arrived; recording the attempts only");
+            SubmissionRow::Releasing => {
+                tracing::warn!("this task is being released (lost) before its result arrived; recording the attempts only");
                 db_retry("record late result", self.db_backoff, &self.stop, || {
                     ledger::record_late(&self.pool, task_row, msg)
                 })

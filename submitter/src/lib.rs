@@ -4,14 +4,19 @@
 //! the ledger (`splatfleet_common::ledger`); plus the operators' SQL reports and the
 //! training-data export.
 //!
-//! One job per module: [`consume`] (one delivery, start to ack), [`load_artifact`],
-//! [`submit`], [`retry`], [`metrics`], [`reports`], [`export`], [`cli`].
+//! The submitter is the fleet's one signer: it also sends the empty releases the puller
+//! requests for tasks the fleet lost ([`release`]).
+//!
+//! One job per module: [`consume`] (one delivery, start to ack), [`release`] (the release
+//! loop's sends), [`load_artifact`], [`submit`], [`retry`], [`metrics`], [`reports`],
+//! [`export`], [`cli`].
 
 pub mod cli;
 pub mod consume;
 pub mod export;
 pub mod load_artifact;
 pub mod metrics;
+pub mod release;
 pub mod reports;
 pub mod retry;
 pub mod submit;
@@ -27,6 +32,7 @@ use splatfleet_common::{
     broker::{Broker, BrokerError, ConsumeError, Disposition},
     config::Config,
     db::{self, DbError, MigrationError, Pool},
+    ledger::{self, ReleaseRecord},
     messages::ResultMsg,
     shutdown::Shutdown,
 };
@@ -67,11 +73,22 @@ struct LazyHandler {
     config: Config,
     pool: Pool,
     shutdown: Shutdown,
+    /// This process's name on the rows it claims.
+    instance: String,
     handler: OnceCell<Arc<Handler>>,
     fatal: Mutex<Option<String>>,
 }
 
 impl LazyHandler {
+    /// Stops the role because submitting cannot be set up.
+    fn fail(&self, err: &SetupError) {
+        tracing::error!(%err, "cannot submit; stopping");
+        if let Ok(mut fatal) = self.fatal.lock() {
+            fatal.get_or_insert_with(|| err.to_string());
+        }
+        self.shutdown.trigger();
+    }
+
     async fn get(&self) -> Result<Arc<Handler>, SetupError> {
         self.handler
             .get_or_try_init(|| async { self.build().map(Arc::new) })
@@ -104,7 +121,7 @@ impl LazyHandler {
                 max: Duration::from_millis(settings.db_retry_max_ms),
             },
             settings.max_artifact_bytes,
-            instance_name(),
+            self.instance.clone(),
             self.shutdown.token().clone(),
         ))
     }
@@ -136,9 +153,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), SubmitterErro
         config,
         pool: pool.clone(),
         shutdown: shutdown.clone(),
+        instance: instance_name(),
         handler: OnceCell::new(),
         fatal: Mutex::new(None),
     });
+    let releases = tokio::spawn(release_loop(Arc::clone(&lazy)));
     tracing::info!(prefix = %broker.topology().prefix, queue = consumer.queue(), "ready");
     let handlers = Arc::clone(&lazy);
     let consumed = consumer
@@ -148,17 +167,17 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), SubmitterErro
                 match lazy.get().await {
                     Ok(handler) => handler.handle(incoming).await,
                     Err(err) => {
-                        tracing::error!(%err, "cannot submit; stopping");
-                        if let Ok(mut fatal) = lazy.fatal.lock() {
-                            fatal.get_or_insert_with(|| err.to_string());
-                        }
-                        lazy.shutdown.trigger();
+                        lazy.fail(&err);
                         Disposition::Requeue
                     }
                 }
             }
         })
         .await;
+    lazy.shutdown.trigger();
+    if let Err(err) = releases.await {
+        tracing::error!(%err, "the release loop failed");
+    }
     pool.close();
     broker.close().await;
     let fatal = lazy.fatal.lock().ok().and_then(|mut f| f.take());
@@ -167,4 +186,57 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), SubmitterErro
     }
     consumed?;
     Ok(())
+}
+
+/// Every `release_poll_ms`, takes the due release requests (up to `concurrency` at a time)
+/// and sends them; runs until shutdown, its sends finished or interrupted.
+async fn release_loop(lazy: Arc<LazyHandler>) {
+    let settings = &lazy.config.submitter;
+    let (poll, limit) = (settings.release_poll(), i64::from(settings.concurrency));
+    let lease = consume::lease_secs(settings.submit_timeout());
+    let assumed_cooldown_secs = settings.assumed_cooldown_secs as f64;
+    let stop = lazy.shutdown.token().clone();
+    let mut ticks = tokio::time::interval(poll);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let jobs = match ledger::take_releases(&lazy.pool, &lazy.instance, lease, limit).await {
+            Ok(jobs) => jobs,
+            Err(err) => {
+                tracing::warn!(%err, "looking for releases to send failed; trying again");
+                continue;
+            }
+        };
+        if jobs.is_empty() {
+            continue;
+        }
+        let handler = match lazy.get().await {
+            Ok(handler) => handler,
+            Err(err) => {
+                for job in &jobs {
+                    let _ = ledger::finish_release(
+                        &lazy.pool,
+                        job.task_row,
+                        &lazy.instance,
+                        &ReleaseRecord::Interrupted,
+                    )
+                    .await;
+                }
+                lazy.fail(&err);
+                return;
+            }
+        };
+        let mut sends = tokio::task::JoinSet::new();
+        for job in jobs {
+            sends.spawn(release::send_release(
+                Arc::clone(&handler),
+                job,
+                assumed_cooldown_secs,
+            ));
+        }
+        while sends.join_next().await.is_some() {}
+    }
 }

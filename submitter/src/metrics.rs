@@ -1,6 +1,6 @@
 //! The submitter's Prometheus metrics: submissions by validator and outcome, validator
-//! scores, penalties, end-to-end time from pull to feedback, submit latency, send retries
-//! and PostgreSQL retries. Validator hotkeys are labels; task ids never are.
+//! scores, penalties, end-to-end time from pull to feedback, submit latency, send retries,
+//! releases of lost tasks and PostgreSQL retries. Validator hotkeys are labels; task ids never are.
 
 use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
 
@@ -34,6 +34,11 @@ pub fn describe() {
         "SubmitResults calls sent again after a transient failure, by validator."
     );
     describe_counter!(
+        "splatfleet_submitter_releases_total",
+        "Empty releases of lost tasks sent (the puller requests them), by validator and outcome \
+         (released, not_held, failed, interrupted)."
+    );
+    describe_counter!(
         "splatfleet_submitter_db_retries_total",
         "PostgreSQL operations retried because the database was unavailable."
     );
@@ -65,6 +70,11 @@ pub fn submit_latency(validator: &str, seconds: f64) {
 
 pub fn send_retry(validator: &str) {
     counter!("splatfleet_submitter_send_retries_total", "validator" => validator.to_owned())
+        .increment(1);
+}
+
+pub fn released(validator: &str, outcome: &'static str) {
+    counter!("splatfleet_submitter_releases_total", "validator" => validator.to_owned(), "outcome" => outcome)
         .increment(1);
 }
 

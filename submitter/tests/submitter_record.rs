@@ -178,12 +178,12 @@ async fn claim_first_writes_nothing_for_an_unknown_task_or_an_existing_row() {
     // The puller is releasing this one (claimed_by NULL); another submitter holds that one.
     let releasing = insert_task_row(&pool, HOTKEY, "t-released").await;
     let held = insert_task_row(&pool, HOTKEY, "t-held").await;
-    assert!(ledger::claim_release(&pool, releasing, "lost")
+    assert!(ledger::request_release(&pool, releasing, "lost")
         .await
         .expect("release row"));
     hold(&pool, held, OTHER, -1.0).await;
     for (task_id, row, claimed_by, tries) in [
-        ("t-released", releasing, None, 1),
+        ("t-released", releasing, None, 0),
         ("t-held", held, Some(OTHER.to_owned()), 0),
     ] {
         let first = ledger::claim_first(&pool, HOTKEY, task_id, &request())

@@ -211,36 +211,6 @@ pub fn write_config_file(path: &Path, config: &Config) {
     std::fs::write(path, config_toml(config)).expect("write test config");
 }
 
-/// The `[log]`, `[broker]`, `[database]` and `[shutdown]` sections of [`base_config`] as
-/// TOML, for callers that append their role sections as text.
-pub fn base_config_toml(
-    broker: &BrokerSettings,
-    database: &DatabaseSettings,
-    log_level: &str,
-    drain_timeout_secs: u64,
-) -> String {
-    let text = config_toml(&base_config(
-        broker,
-        database,
-        log_level,
-        drain_timeout_secs,
-    ));
-    // Every key lies in a section, and a line starting with `[` is a table header.
-    let mut keep = false;
-    let mut out = String::new();
-    for line in text.lines() {
-        if let Some(header) = line.strip_prefix('[') {
-            let section = header.trim_start_matches('[').split(['.', ']']).next();
-            keep = matches!(section, Some("log" | "broker" | "database" | "shutdown"));
-        }
-        if keep {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
 /// The config [`write_config`] writes: [`base_config`] with each role's metrics on a free
 /// port and the artifact store under `dir/artifacts`.
 pub fn test_config(
@@ -435,22 +405,7 @@ mod config_tests {
 
     use splatfleet_common::config::Config;
 
-    use super::{base_config_toml, broker_settings, database_settings, test_config};
-
-    #[test]
-    fn the_base_sections_take_role_sections_appended_as_text() {
-        let (broker, database) = (broker_settings(), database_settings("sft_x"));
-        let base = base_config_toml(&broker, &database, "warn", 7);
-        let text = format!("{base}\n[puller]\ntick_ms = 100\n");
-        let config = Config::from_toml_with_env(&text, Path::new("t.toml"), std::iter::empty())
-            .expect("base sections plus a role section load");
-        assert_eq!(config.broker.prefix, broker.prefix);
-        assert_eq!(config.broker.url.expose(), broker.url.expose());
-        assert_eq!(config.database.dbname, "sft_x");
-        assert_eq!(config.log.level, "warn");
-        assert_eq!(config.shutdown.drain_timeout_secs, 7);
-        assert_eq!(config.puller.tick_ms, 100);
-    }
+    use super::{broker_settings, database_settings, test_config};
 
     #[test]
     fn the_written_test_config_reads_back() {

@@ -12,7 +12,7 @@ use splatfleet_common::{
         DendriteSettings, Hotkey,
     },
     discovery::static_list::StaticValidatorList,
-    protocol::sn17::{sign_license, ProtocolTask, PullTask, SubmitResults},
+    protocol::sn17::{ProtocolTask, PullTask, SubmitResults},
 };
 use splatfleet_tests::sim::{
     events::EventLog,
@@ -66,20 +66,15 @@ impl Fixture {
             .synapse
     }
 
+    /// Signed as the fleet signs (the one constructor); tests that forge change it after.
     fn submission(&self, task: &ProtocolTask, payload: &[u8]) -> SubmitResults {
-        let submit_time = wall_clock_ns();
-        let signature = sign_license(
+        SubmitResults::signed(
             self.dendrite.hotkey(),
-            submit_time,
-            task.prompt(),
             &self.target.hotkey,
-        );
-        let results = if payload.is_empty() {
-            String::new()
-        } else {
-            base64::engine::general_purpose::STANDARD.encode(payload)
-        };
-        SubmitResults::new(task.id(), results, submit_time, signature)
+            task.id(),
+            task.prompt(),
+            (!payload.is_empty()).then_some(payload),
+        )
     }
 
     async fn submit(&self, submission: SubmitResults) -> SubmitResults {

@@ -53,12 +53,10 @@ pub struct PullerSettings {
     pub reward_weights: BTreeMap<String, f64>,
     /// Seconds after the pull at which a task is no longer worth submitting (`TaskMsg`).
     pub task_deadline_secs: u64,
-    /// Seconds after the deadline at which a task without a submission counts as lost and
-    /// is released with an empty submission.
+    /// Seconds after the deadline at which a task without a submission counts as lost: the
+    /// puller records a request to release it, which a submitter sends as an empty
+    /// submission.
     pub lost_task_grace_secs: u64,
-    /// Cooldown assumed when a validator's real one is unknown (a lost task it had already
-    /// released), seconds.
-    pub assumed_cooldown_secs: u64,
     /// Publish tries per pulled task before the row is left for the retry sweep.
     pub publish_tries: u32,
 }
@@ -87,7 +85,6 @@ impl Default for PullerSettings {
             reward_weights: BTreeMap::new(),
             task_deadline_secs: 300,
             lost_task_grace_secs: 60,
-            assumed_cooldown_secs: 300,
             publish_tries: 5,
         }
     }

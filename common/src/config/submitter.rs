@@ -1,5 +1,5 @@
-//! `[submitter]`: results at once, the SubmitResults call's limit, and how transient send
-//! failures and a lost database are retried.
+//! `[submitter]`: results at once, the SubmitResults call's limit, how transient send
+//! failures and a lost database are retried, and the release loop.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -35,6 +35,13 @@ pub struct SubmitterSettings {
     pub db_retry_max_ms: u64,
     /// Largest PLY or SPZ artifact loaded, bytes.
     pub max_artifact_bytes: u64,
+    /// How often the release loop looks for due empty releases (requested by the puller for
+    /// tasks the fleet lost), milliseconds. A release the validator did not answer waits
+    /// `retry_initial_ms`, doubling up to `retry_max_ms`, and is never given up.
+    pub release_poll_ms: u64,
+    /// Cooldown assumed when a validator's real one is unknown (it answered a release with
+    /// 403: it no longer held the task), seconds.
+    pub assumed_cooldown_secs: u64,
 }
 
 impl Default for SubmitterSettings {
@@ -50,6 +57,8 @@ impl Default for SubmitterSettings {
             db_retry_initial_ms: 250,
             db_retry_max_ms: 5_000,
             max_artifact_bytes: 256 * 1024 * 1024,
+            release_poll_ms: 1_000,
+            assumed_cooldown_secs: 300,
         }
     }
 }
@@ -57,6 +66,10 @@ impl Default for SubmitterSettings {
 impl SubmitterSettings {
     pub fn submit_timeout(&self) -> Duration {
         Duration::from_secs(self.submit_timeout_secs)
+    }
+
+    pub fn release_poll(&self) -> Duration {
+        Duration::from_millis(self.release_poll_ms)
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -75,6 +88,7 @@ impl SubmitterSettings {
             ("db_retry_initial_ms", self.db_retry_initial_ms),
             ("db_retry_max_ms", self.db_retry_max_ms),
             ("max_artifact_bytes", self.max_artifact_bytes),
+            ("release_poll_ms", self.release_poll_ms),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1");

@@ -1,6 +1,6 @@
 //! Claiming a task's one submission row before anything is sent, and the lease that keeps it:
 //! [`claim`] is the one claim statement (a submitter's claim, its take-over of a dead sender's
-//! row, and the puller's claim of an empty release all go through it); [`claim_first`] is the
+//! row, and the puller's request of an empty release all go through it); [`claim_first`] is the
 //! submitter's normal path folded into one round trip (task lookup, claim, first send's mark)
 //! that only ever inserts; [`mark_sending`] counts a send and renews the lease.
 
@@ -14,8 +14,9 @@ pub enum SubmissionRow {
     Unclaimed,
     /// Finished (`completed` or `failed`): never sent again.
     Finished { state: SubmissionState },
-    /// The puller is releasing the task with an empty submission.
-    PullerReleasing,
+    /// The task is being released with an empty submission (the puller requested it; a
+    /// submitter's release loop sends it).
+    Releasing,
     /// A submitter is sending (or died sending); `lease_left_secs` ≤ 0 once it ran out.
     Sending {
         claimed_by: String,
@@ -27,7 +28,7 @@ pub enum SubmissionRow {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
     /// Ours; `tries` sends were recorded before (non-zero: an interrupted send, or for a
-    /// release, the sends of the result it replaces).
+    /// release request, the sends of the result it replaces).
     Claimed { tries: u32 },
     /// Someone else has it.
     Taken(SubmissionRow),
@@ -36,7 +37,7 @@ pub enum Claim {
 /// Who claims and what the claim writes on the submission row.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest<'a> {
-    /// The submitter instance; `None` for the puller's empty release.
+    /// The submitter instance; `None` for the puller's request of an empty release.
     pub claimed_by: Option<&'a str>,
     pub lease_secs: f64,
     /// `Some` for an empty submission, with why.
@@ -48,7 +49,7 @@ pub struct ClaimRequest<'a> {
 }
 
 impl<'a> ClaimRequest<'a> {
-    /// The puller's claim of an empty release of a task the fleet lost.
+    /// The puller's request of an empty release of a task the fleet lost.
     pub fn release(reason: &'a str) -> Self {
         Self {
             claimed_by: None,
@@ -76,22 +77,24 @@ pub enum FirstClaim {
 /// The one claim statement. A new row, or an existing one taken over:
 /// - by a submitter (`claimed_by` set): a `sending` row of a submitter whose lease ran out (its
 ///   send was interrupted) or of this same submitter; `tries` is kept;
-/// - by the puller's release (`claimed_by` NULL): a `failed` row, whoever failed it (an
-///   earlier release of ours, or a result the submitter gave up on or the validator refused).
-///   Either way the validator never processed it and still holds the task; without the
-///   release it would hand the same task back on every pull for good. The row becomes an
-///   empty release that keeps the failed send's error in `empty_reason`.
+/// - by the puller's release request (`claimed_by` NULL): a `failed` row, whoever failed it
+///   (a result the submitter gave up on or the validator refused, or an empty result whose
+///   send failed). Either way the validator never processed it and still holds the task;
+///   without the release it would hand the same task back on every pull for good. The row
+///   becomes a release request (`release::take_releases` hands it to a submitter) that keeps
+///   the failed send's error in `empty_reason`.
+///
+/// `tries` counts sends: a claim never adds one (the send's mark does, and a release's take).
 const CLAIM_SQL: &str = "INSERT INTO submissions (task_id, empty, empty_reason, state, tries,
                                   claimed_by, lease_until, worker, local_score,
                                   result_finished_at)
-     VALUES ($1, $2, $3, 'sending', CASE WHEN $4::text IS NULL THEN 1 ELSE 0 END, $4::text,
+     VALUES ($1, $2, $3, 'sending', 0, $4::text,
              now() + make_interval(secs => CASE WHEN $4::text IS NULL THEN NULL
                                                 ELSE $5::float8 END),
              $6, $7, to_timestamp($8::float8 / 1000))
      ON CONFLICT (task_id) DO UPDATE SET state = 'sending',
          claimed_by = EXCLUDED.claimed_by, lease_until = EXCLUDED.lease_until,
-         tries = CASE WHEN EXCLUDED.claimed_by IS NULL
-                      THEN least(submissions.tries + 1, 32767) ELSE submissions.tries END,
+         released_by = NULL,
          empty_reason = CASE WHEN submissions.empty OR NOT EXCLUDED.empty
                              THEN submissions.empty_reason
                              ELSE EXCLUDED.empty_reason || '; our result was not delivered: '
@@ -215,7 +218,7 @@ pub async fn submission_state(pool: &Pool, task_row: i64) -> Result<SubmissionRo
             let state = SubmissionState::parse(row.get(0)).unwrap_or(SubmissionState::Failed);
             let claimed_by: Option<String> = row.get(1);
             match (state, claimed_by) {
-                (SubmissionState::Sending, None) => SubmissionRow::PullerReleasing,
+                (SubmissionState::Sending, None) => SubmissionRow::Releasing,
                 (SubmissionState::Sending, Some(claimed_by)) => SubmissionRow::Sending {
                     claimed_by,
                     lease_left_secs: row.get(2),

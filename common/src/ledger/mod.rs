@@ -14,7 +14,9 @@
 //!
 //! A task has at most one submission. A `sending` row with a `claimed_by` is a submitter's,
 //! held for `lease_until` (renewed on each send, taken over once it runs out); a `sending` row
-//! whose `claimed_by` is NULL is the puller's empty release of a task the fleet lost. Finishing
+//! whose `claimed_by` is NULL is a requested empty release of a task the fleet lost (the
+//! puller requests it, a submitter's release loop holds it in `released_by` and sends it: the
+//! submitter is the one role that signs). Finishing
 //! records the submission with the validator's feedback, the task's terminal status and the
 //! validator's cooldown in one statement.
 //!
@@ -23,9 +25,10 @@
 //! [`tasks`] (recording and publishing tasks, adopting unknown ones, finding lost ones),
 //! [`claim`] (claiming, leasing and reading the submission row), [`attempts`] (a result's
 //! attempt rows), [`finish`] (finishing a submission, late and unloadable results),
-//! [`release`] (the empty release of a lost task), [`verdicts`] (accepted / penalised figures
-//! from the `submission_verdicts` view). `seed` (feature `test-support`, for tests and tools
-//! only) sets up the few states tests need that the roles never write.
+//! [`release`] (the empty release of a lost task: request, take, finish), [`verdicts`]
+//! (accepted / penalised figures from the `submission_verdicts` view). `seed` (feature
+//! `test-support`, for tests and tools only) sets up the few states tests need that the roles
+//! never write.
 
 pub mod attempts;
 pub mod claim;
@@ -42,7 +45,7 @@ pub mod verdicts;
 pub use claim::{claim, claim_first, mark_sending, release_lease, submission_state};
 pub use claim::{Claim, ClaimRequest, FirstClaim, SubmissionRow};
 pub use finish::{finish, record_late, record_unloadable, Finish};
-pub use release::{claim_release, finish_release, ReleaseRecord};
+pub use release::{finish_release, request_release, take_releases, ReleaseJob, ReleaseRecord};
 pub use status::{SubmissionState, TaskStatus, Verdict};
 pub use tasks::{
     find_or_adopt_task, insert_task, lost_tasks, mark_publish_failed, mark_published, unpublished,

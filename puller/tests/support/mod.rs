@@ -1,7 +1,8 @@
 //! A small fleet around the real puller binary for the puller's tests: simulated validators
-//! (scaled time), a fresh database and queue prefix, the puller's config, stand-in workers
-//! that consume real `TaskMsg`s and act as the submitter would (submit to the validator,
-//! record the submission and the cooldown in one transaction), and a sampler of the tasks
+//! (scaled time), a fresh database and queue prefix, the fleet's config (built as a typed
+//! `Config` and serialised), the real submitter binary (the one role that signs: it sends
+//! results and the releases the puller requests), stand-in workers that consume real
+//! `TaskMsg`s and publish real `ResultMsg`s with a stored model, and a sampler of the tasks
 //! queue's ready backlog.
 
 #![allow(dead_code)]
@@ -18,18 +19,19 @@ use std::{
 
 use serde_json::Value;
 use splatfleet_common::{
-    bittensor::{AxonTarget, Dendrite, DendriteSettings},
+    artifacts::ArtifactStore,
     broker::{Broker, Disposition, QueueKind},
-    config::BrokerSettings,
+    config::{BrokerSettings, Config, DiscoverySource},
     db::Pool,
     discovery::ValidatorInfo,
-    ledger,
     messages::{ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskMsg},
-    protocol::sn17::SubmitResults,
+    splat::{encode_spz, write_ply},
 };
 use splatfleet_tests::{
+    fleet::role_binary,
     process::RoleProcess,
     sim::{
+        models,
         setup::{self, Network, NetworkSettings},
         EventLog, RuleSettings, ScoreMode, ScoreSettings,
     },
@@ -39,6 +41,10 @@ use tokio_util::sync::CancellationToken;
 
 /// 300 s cooldowns become 5 s, the 30 s throttle half a second.
 pub const TIME_SCALE: f64 = 60.0;
+
+/// Bytes of SPZ the stand-in's model has at least: the simulated validators score a payload
+/// by its size (0.63 at `reference_bytes` = 100 kB), so this passes their 0.6 threshold.
+const STAND_IN_SPZ_BYTES: usize = 150_000;
 
 pub struct Fleet {
     pub network: Network,
@@ -58,14 +64,15 @@ pub struct Fleet {
 pub struct WorkLog {
     /// Deliveries per (validator hotkey, task id).
     pub deliveries: Mutex<HashMap<(String, String), u32>>,
+    /// Results published for the submitter.
     pub submitted: AtomicUsize,
     pub dropped: AtomicUsize,
 }
 
 impl Fleet {
-    /// Starts `count` simulated validators and writes the puller's config; `extra` entries
-    /// join the validator list and `puller_keys` are appended to `[puller]`.
-    pub async fn start(count: u16, extra: Vec<ValidatorInfo>, puller_keys: &str) -> Self {
+    /// Starts `count` simulated validators and writes the fleet's config; `extra` entries
+    /// join the validator list.
+    pub async fn start(count: u16, extra: Vec<ValidatorInfo>) -> Self {
         let keys_dir =
             std::env::temp_dir().join(format!("splatfleet-puller-{}", uuid::Uuid::new_v4()));
         let settings = NetworkSettings {
@@ -76,7 +83,7 @@ impl Fleet {
                 time_scale: TIME_SCALE,
                 ..RuleSettings::default()
             },
-            // The puller only ever sends empty releases; keep the protocol-level scorer.
+            // Scored by payload size: the stand-in's model passes, empty releases score 0.
             scoring: ScoreSettings {
                 mode: ScoreMode::PayloadSize,
                 reference_bytes: 100_000.0,
@@ -96,8 +103,11 @@ impl Fleet {
         std::fs::write(&list_path, list.to_toml()).expect("write validator list");
         let db = FreshDatabase::create().await;
         let broker_settings = splatfleet_tests::broker_settings();
-        let config_path =
-            write_puller_config(&keys_dir, &broker_settings, &db, &list_path, puller_keys);
+        let config_path = keys_dir.join("fleet.toml");
+        splatfleet_tests::write_config_file(
+            &config_path,
+            &fleet_config(&keys_dir, &broker_settings, &db, &list_path),
+        );
         let broker = Broker::connect(&broker_settings, "puller-test")
             .await
             .expect("broker");
@@ -117,6 +127,18 @@ impl Fleet {
         }
     }
 
+    /// The config the roles read.
+    pub fn config(&self) -> Config {
+        splatfleet_tests::load_config(&self.config_path)
+    }
+
+    /// Changes the config the roles read (before they start).
+    pub fn edit_config(&self, edit: impl FnOnce(&mut Config)) {
+        let mut config = self.config();
+        edit(&mut config);
+        splatfleet_tests::write_config_file(&self.config_path, &config);
+    }
+
     pub fn spawn_puller(&self) -> RoleProcess {
         let mut process = RoleProcess::spawn(
             Path::new(env!("CARGO_BIN_EXE_splatfleet-puller")),
@@ -126,9 +148,18 @@ impl Fleet {
         process
     }
 
+    /// The real submitter (built by `cargo test --workspace`): it sends the stand-ins'
+    /// results and the releases the puller requests.
+    pub fn spawn_submitter(&self) -> RoleProcess {
+        let binary = role_binary("splatfleet-submitter").unwrap_or_else(|err| panic!("{err}"));
+        let mut process = RoleProcess::spawn(&binary, &self.config_path);
+        process.wait_for_log(r#""message":"ready""#, Duration::from_secs(30));
+        process
+    }
+
     /// Starts `count` stand-in workers: each takes one task at a time, "generates" for
-    /// `generate`, then submits a passing result, except every `drop_every`-th task, which
-    /// it acknowledges and forgets (a task the fleet lost).
+    /// `generate`, then publishes a passing result for the submitter, except every
+    /// `drop_every`-th task, which it acknowledges and forgets (a task the fleet lost).
     pub async fn spawn_workers(
         &mut self,
         count: usize,
@@ -136,8 +167,7 @@ impl Fleet {
         drop_every: Option<u32>,
     ) -> Arc<WorkLog> {
         let log = Arc::new(WorkLog::default());
-        let miner = setup::load_or_create(&self.keys_dir, "miner").expect("miner wallet");
-        let dendrite = Dendrite::new(Arc::new(miner), DendriteSettings::default());
+        let model = Arc::new(self.store_stand_in_model().await);
         let seen = Arc::new(AtomicU32::new(0));
         for n in 0..count {
             let consumer = self
@@ -145,18 +175,19 @@ impl Fleet {
                 .consumer::<TaskMsg>(1, &format!("stand-in-worker-{n}"))
                 .await
                 .expect("consumer");
-            let (log, dendrite, pool, seen) = (
-                log.clone(),
-                dendrite.clone(),
-                self.pool.clone(),
-                seen.clone(),
+            let publisher = Arc::new(
+                self.broker
+                    .publisher::<ResultMsg>()
+                    .await
+                    .expect("results publisher"),
             );
+            let (log, seen, model) = (log.clone(), seen.clone(), model.clone());
             let stop = self.stop.clone();
             self.background.push(tokio::spawn(async move {
                 let _ = consumer
                     .run(stop, move |incoming| {
-                        let (log, dendrite, pool, seen) =
-                            (log.clone(), dendrite.clone(), pool.clone(), seen.clone());
+                        let (log, seen, model, publisher) =
+                            (log.clone(), seen.clone(), model.clone(), publisher.clone());
                         async move {
                             let task = incoming.body;
                             *log.deliveries
@@ -168,7 +199,11 @@ impl Fleet {
                             let nth = seen.fetch_add(1, Ordering::SeqCst) + 1;
                             if drop_every.is_some_and(|every| nth % every == 0) {
                                 log.dropped.fetch_add(1, Ordering::SeqCst);
-                            } else if submit_like_the_submitter(&dendrite, &pool, &task).await {
+                            } else if publisher
+                                .publish(&stand_in_result(&task, &model))
+                                .await
+                                .is_ok()
+                            {
                                 log.submitted.fetch_add(1, Ordering::SeqCst);
                             }
                             Disposition::Ack
@@ -178,6 +213,26 @@ impl Fleet {
             }));
         }
         log
+    }
+
+    /// Stores the stand-ins' one model (an object-shaped splat whose SPZ is at least
+    /// [`STAND_IN_SPZ_BYTES`]) where the submitter reads it.
+    async fn store_stand_in_model(&self) -> ArtifactRef {
+        let mut gaussians = 2_000;
+        let splat = loop {
+            let splat = models::object(gaussians, 17);
+            let spz = encode_spz(&splat).expect("encode the stand-in model");
+            if spz.len() >= STAND_IN_SPZ_BYTES {
+                break splat;
+            }
+            gaussians *= 2;
+        };
+        let ply = write_ply(&splat).expect("write the stand-in model");
+        let store = ArtifactStore::open(&self.config().object_store).expect("artifact store");
+        store
+            .put("ply", "ply", ply.into())
+            .await
+            .expect("store the stand-in model")
     }
 
     /// Samples the tasks queue's ready count every 10 ms; returns the largest seen so far.
@@ -221,18 +276,16 @@ impl Fleet {
     }
 }
 
-/// The submitter's contract, minimally, through the ledger: claim the task's one submission,
-/// submit, then finish it (attempt, feedback, the task's terminal status and the validator's
-/// cooldown in one statement).
-async fn submit_like_the_submitter(dendrite: &Dendrite, pool: &Pool, task: &TaskMsg) -> bool {
+/// The stand-in worker's answer to `task`: the stored model, passing its gate.
+fn stand_in_result(task: &TaskMsg, model: &ArtifactRef) -> ResultMsg {
     let now_ms = (splatfleet_tests::sim::rules::now_secs() * 1000.0) as i64;
-    let result = ResultMsg {
+    ResultMsg {
         task_id: task.task_id.clone(),
         validator: task.validator.clone(),
         kind: task.kind,
         prompt: task.prompt.clone(),
         outcome: ResultOutcome::Ready {
-            ply: stand_in_model(),
+            ply: model.clone(),
             spz: None,
             preview: None,
             local_score: 0.8,
@@ -241,112 +294,46 @@ async fn submit_like_the_submitter(dendrite: &Dendrite, pool: &Pool, task: &Task
         attempts: vec![AttemptRecord {
             local_score: Some(0.8),
             gate_passed: Some(true),
-            ply: Some(stand_in_model()),
+            ply: Some(model.clone()),
             ..AttemptRecord::started(BTreeMap::new(), now_ms)
         }],
-        worker: STAND_IN.into(),
+        worker: "stand-in".into(),
         finished_at_unix_ms: now_ms,
-    };
-    let request = ledger::ClaimRequest {
-        claimed_by: Some(STAND_IN),
-        lease_secs: 60.0,
-        empty_reason: None,
-        worker: Some(STAND_IN),
-        local_score: Some(0.8),
-        result_finished_unix_ms: Some(now_ms),
-    };
-    let claimed = ledger::claim_first(pool, &task.validator.hotkey, &task.task_id, &request).await;
-    let Ok(ledger::FirstClaim::Claimed(row)) = claimed else {
-        return false;
-    };
-    let target = AxonTarget {
-        ip: task.validator.ip.clone(),
-        port: task.validator.port,
-        hotkey: task.validator.hotkey.clone(),
-    };
-    // 200 kB scores about 0.86 with the simulator's size scorer: a pass.
-    let payload = vec![7u8; 200_000];
-    let submission = SubmitResults::signed(
-        dendrite.hotkey(),
-        &target.hotkey,
-        &task.task_id,
-        &task.prompt,
-        Some(&payload),
-    );
-    let Ok(answer) = dendrite
-        .call(&target, submission, Duration::from_secs(5))
-        .await
-    else {
-        return false;
-    };
-    let answer = answer.body.synapse;
-    let finish = ledger::Finish::Answered {
-        feedback: answer.feedback,
-        cooldown_until: answer.cooldown_until,
-        latency_ms: 0,
-    };
-    matches!(
-        ledger::finish(pool, row.id, STAND_IN, &result, &finish).await,
-        Ok(Some(_))
-    )
-}
-
-/// The stand-in submitter's instance and worker name.
-const STAND_IN: &str = "stand-in";
-
-/// What the stand-in "generated" (never read: the stand-in submits fixed bytes).
-fn stand_in_model() -> ArtifactRef {
-    ArtifactRef {
-        key: "ply/stand-in.ply".into(),
-        sha256: "b".repeat(64),
-        bytes: 200_000,
     }
 }
 
-fn write_puller_config(
+/// The fleet's config for the puller's tests: fast ticks and backoffs, a 3 s task deadline
+/// with 1 s of grace, the simulated validators' scaled 5 s cooldown assumed after a release
+/// they no longer held, the miner wallet the simulator wrote, and its validator list.
+fn fleet_config(
     dir: &Path,
     broker: &BrokerSettings,
     db: &FreshDatabase,
     validators_file: &Path,
-    puller_keys: &str,
-) -> PathBuf {
-    let base = splatfleet_tests::base_config_toml(
-        broker,
-        &db.settings,
-        "info,splatfleet_puller=debug",
-        10,
-    );
-    let text = format!(
-        r#"{base}
-[puller]
-metrics_addr = "{metrics}"
-tick_ms = 50
-cooldown_margin_ms = 300
-backoff_initial_ms = 500
-backoff_max_ms = 4000
-pull_timeout_ms = 2000
-task_deadline_secs = 3
-lost_task_grace_secs = 1
-assumed_cooldown_secs = 5
-{puller_keys}
-
-[wallet]
-path = {wallet:?}
-name = "miner"
-hotkey = "default"
-
-[discovery]
-source = "static"
-validators_file = {list:?}
-min_stake = 1000.0
-"#,
-        metrics = splatfleet_tests::free_addr(),
-        wallet = dir.display().to_string(),
-        list = validators_file.display().to_string(),
-    );
-    let path = dir.join("puller.toml");
-    std::fs::write(&path, text).expect("write puller config");
-    path
+) -> Config {
+    let mut config = splatfleet_tests::test_config(dir, broker, &db.settings, 10);
+    config.log.level = "info,splatfleet_puller=debug".into();
+    let puller = &mut config.puller;
+    puller.tick_ms = 50;
+    puller.cooldown_margin_ms = 300;
+    puller.backoff_initial_ms = 500;
+    puller.backoff_max_ms = 4000;
+    puller.pull_timeout_ms = 2000;
+    puller.task_deadline_secs = 3;
+    puller.lost_task_grace_secs = 1;
+    let submitter = &mut config.submitter;
+    submitter.release_poll_ms = 100;
+    submitter.assumed_cooldown_secs = 5;
+    submitter.retry_initial_ms = 200;
+    submitter.retry_max_ms = 1000;
+    submitter.submit_timeout_secs = 5;
+    config.wallet.path = dir.to_owned();
+    config.wallet.name = "miner".into();
+    config.wallet.hotkey = "default".into();
+    config.discovery.source = DiscoverySource::Static;
+    config.discovery.validators_file = Some(validators_file.to_owned());
+    config.discovery.min_stake = 1000.0;
+    config
 }
 
 /// A validator entry with a fresh hotkey at `port` on 127.0.0.1.

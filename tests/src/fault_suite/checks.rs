@@ -42,7 +42,8 @@ pub struct PgTask {
     pub http_status: Option<i16>,
     pub validation_failed: Option<bool>,
     pub fidelity: Option<f32>,
-    /// The submitter sent it (`claimed_by` set); otherwise the puller released it.
+    /// A result the submitter sent (`claimed_by` set); otherwise an empty release the
+    /// puller requested (and a submitter's release loop sent).
     pub by_submitter: bool,
 }
 
@@ -323,7 +324,7 @@ pub fn check(
             ));
         }
         {
-            // The validator's feedback (the submitter's sends and the puller's releases
+            // The validator's feedback (results and requested releases
             // alike): fidelity is the score when accepted, else 0.
             let want = if outcome == "accepted" {
                 verdict.score.unwrap_or(0.0).min(1.0)

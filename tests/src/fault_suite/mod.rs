@@ -421,8 +421,8 @@ impl Harness {
     }
 
     /// Whether every task is closed, no submission is being sent and the work queues are
-    /// empty. (A `failed` submission is final: the submitter gave up, or the puller's release
-    /// failed and the sweep retries it, which leaves its task open.)
+    /// empty. (A `failed` submission is final: the submitter gave up or the validator refused
+    /// it; the puller then requests a release, which leaves its task open until it is sent.)
     async fn drained(&self) -> Result<bool, SuiteError> {
         let client = self.fleet.postgres.client(DBNAME).await?;
         let open: i64 = client

@@ -73,38 +73,40 @@ pub struct FleetBinaries {
 }
 
 impl FleetBinaries {
-    /// The role binaries next to this test executable (`target/<profile>/`, the parent of
-    /// `deps/`), or in `SPLATFLEET_BIN_DIR`; `sim` is the simulator's path
-    /// (`env!("CARGO_BIN_EXE_splatfleet-sim")` in this crate's tests).
+    /// The role binaries next to this test executable (see [`role_binary`]); `sim` is the
+    /// simulator's path (`env!("CARGO_BIN_EXE_splatfleet-sim")` in this crate's tests).
     pub fn locate(sim: &Path) -> Result<Self, FleetError> {
-        let dir = match std::env::var_os("SPLATFLEET_BIN_DIR") {
-            Some(dir) => PathBuf::from(dir),
-            None => {
-                let exe = std::env::current_exe().map_err(|source| FleetError::Io {
-                    what: "finding this executable".into(),
-                    source,
-                })?;
-                let mut dir = exe.parent().map(Path::to_owned).unwrap_or_default();
-                if dir.file_name().is_some_and(|n| n == "deps") {
-                    dir.pop();
-                }
-                dir
-            }
-        };
-        let find = |name: &str| {
-            let path = dir.join(name);
-            if path.is_file() {
-                Ok(path)
-            } else {
-                Err(FleetError::MissingBinary(path))
-            }
-        };
         Ok(Self {
-            puller: find("splatfleet-puller")?,
-            worker: find("splatfleet-worker")?,
-            submitter: find("splatfleet-submitter")?,
+            puller: role_binary("splatfleet-puller")?,
+            worker: role_binary("splatfleet-worker")?,
+            submitter: role_binary("splatfleet-submitter")?,
             sim: sim.to_owned(),
         })
+    }
+}
+
+/// The binary `name` next to this test executable (`target/<profile>/`, the parent of
+/// `deps/`), or in `SPLATFLEET_BIN_DIR`: `cargo test --workspace` builds every role's.
+pub fn role_binary(name: &str) -> Result<PathBuf, FleetError> {
+    let dir = match std::env::var_os("SPLATFLEET_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let exe = std::env::current_exe().map_err(|source| FleetError::Io {
+                what: "finding this executable".into(),
+                source,
+            })?;
+            let mut dir = exe.parent().map(Path::to_owned).unwrap_or_default();
+            if dir.file_name().is_some_and(|n| n == "deps") {
+                dir.pop();
+            }
+            dir
+        }
+    };
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(FleetError::MissingBinary(path))
     }
 }
 
@@ -487,8 +489,6 @@ fn config_text(inputs: &ConfigInputs<'_>, blacklist_uids: &[u16]) -> String {
             backoff_max_ms: 4000,
             task_deadline_secs: settings.task_deadline_secs,
             lost_task_grace_secs: settings.lost_task_grace_secs,
-            // The validators' cooldown after a released task, scaled as they scale it.
-            assumed_cooldown_secs: (300.0 / settings.time_scale).ceil().max(1.0) as u64,
             blacklist_uids: blacklist_uids.to_vec(),
             ..PullerSettings::default()
         },
@@ -513,6 +513,9 @@ fn config_text(inputs: &ConfigInputs<'_>, blacklist_uids: &[u16]) -> String {
             retry_past_deadline_secs: 15,
             db_retry_initial_ms: 100,
             db_retry_max_ms: 1000,
+            release_poll_ms: 200,
+            // The validators' cooldown after a released task, scaled as they scale it.
+            assumed_cooldown_secs: (300.0 / settings.time_scale).ceil().max(1.0) as u64,
             ..SubmitterSettings::default()
         },
         ..Config::default()
@@ -562,7 +565,7 @@ mod tests {
         );
         assert_eq!(config.database.port, 5999);
         assert_eq!(config.puller.blacklist_uids, [3, 4]);
-        assert_eq!(config.puller.assumed_cooldown_secs, 5);
+        assert_eq!(config.submitter.assumed_cooldown_secs, 5);
         assert_eq!(config.worker.generation_endpoints.len(), settings.workers);
         assert_eq!(config.object_store.root, dir.join("artifacts"));
         assert_eq!(config.dendrite.connect_timeout_secs, 2);
