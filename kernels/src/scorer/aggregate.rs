@@ -85,6 +85,14 @@ pub fn geometric_mean(values: &[f64]) -> f64 {
     (values.iter().map(|v| v.ln()).sum::<f64>() / values.len() as f64).exp()
 }
 
+/// The image task's alignment as the service computes it (`alignment_scorer.py:175-181`,
+/// `validation_engine.py:76-78`): the outlier filter on the prompt-view cosines, then the
+/// geometric mean; no clip and no ÷ 0.35 (unlike the text task). A kept negative cosine
+/// gives NaN, as in the service (`scorer::llm2clip` types that case).
+pub fn image_alignment(cosines: &[f64]) -> f64 {
+    geometric_mean(&filter_outliers(cosines))
+}
+
 /// The per-view and per-pair numbers the networks produce for one model's 16 renders.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PartScores {

@@ -20,6 +20,7 @@ pub mod cpu;
 pub mod files;
 pub mod gpu;
 pub mod images;
+pub mod llm2clip;
 pub mod model;
 
 pub use aggregate::{PartScores, ValidatorScore};
