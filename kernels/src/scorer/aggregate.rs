@@ -93,6 +93,21 @@ pub fn image_alignment(cosines: &[f64]) -> f64 {
     geometric_mean(&filter_outliers(cosines))
 }
 
+/// The text task: the engine divides the CLIP geometric mean by this and does not clip
+/// after (`validation_engine.py:102`, "artificial normalization for current clip version").
+pub const TEXT_ALIGNMENT_DIVISOR: f64 = 0.35;
+
+/// The text task's alignment as the service computes it (`alignment_scorer.py:91-95`,
+/// `validation_engine.py:90-102`): the outlier filter on the prompt-view cosines, each kept
+/// value clipped to [0, 1] (`torch.clip`; NaN stays NaN), the geometric mean, ÷ 0.35.
+pub fn text_alignment(cosines: &[f64]) -> f64 {
+    let kept: Vec<f64> = filter_outliers(cosines)
+        .into_iter()
+        .map(|c| c.clamp(0.0, 1.0))
+        .collect();
+    geometric_mean(&kept) / TEXT_ALIGNMENT_DIVISOR
+}
+
 /// The per-view and per-pair numbers the networks produce for one model's 16 renders.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PartScores {
