@@ -48,16 +48,12 @@ impl PullOutcome {
 
 /// Sorts a dendrite failure into what the scheduler does about it.
 fn classify(err: DendriteError) -> PullOutcome {
-    match err.status() {
-        Some(401) => PullOutcome::Unauthorized(err.to_string()),
-        Some(status) if status >= 500 => PullOutcome::Unavailable(err.to_string()),
-        Some(_) => PullOutcome::Refused(err.to_string()),
-        None => match err {
-            DendriteError::Connect { .. }
-            | DendriteError::Timeout { .. }
-            | DendriteError::Transport { .. } => PullOutcome::Unavailable(err.to_string()),
-            other => PullOutcome::Refused(other.to_string()),
-        },
+    if err.is_transient() {
+        PullOutcome::Unavailable(err.to_string())
+    } else if err.status() == Some(401) {
+        PullOutcome::Unauthorized(err.to_string())
+    } else {
+        PullOutcome::Refused(err.to_string())
     }
 }
 

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use splatfleet_common::{
-    bittensor::{AxonTarget, Dendrite, DendriteError},
+    bittensor::{AxonTarget, Dendrite},
     protocol::sn17::{Feedback, SubmitResults},
 };
 
@@ -30,19 +30,6 @@ pub enum SendOutcome {
         error: String,
         latency: Duration,
     },
-}
-
-/// Sorts a dendrite failure: `true` when sending again may succeed.
-pub fn is_transient(err: &DendriteError) -> bool {
-    match err.status() {
-        Some(status) => status >= 500,
-        None => matches!(
-            err,
-            DendriteError::Connect { .. }
-                | DendriteError::Timeout { .. }
-                | DendriteError::Transport { .. }
-        ),
-    }
 }
 
 /// What one SubmitResults call answers.
@@ -80,7 +67,7 @@ pub async fn sign_and_send(
             cooldown_until: response.body.synapse.cooldown_until,
             latency,
         },
-        Err(err) if is_transient(&err) => SendOutcome::Transient {
+        Err(err) if err.is_transient() => SendOutcome::Transient {
             status: err.status(),
             error: err.to_string(),
             latency,
@@ -90,45 +77,5 @@ pub async fn sign_and_send(
             error: err.to_string(),
             latency,
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn http(status: u16) -> DendriteError {
-        if status >= 500 {
-            DendriteError::ServerError {
-                target: "v".into(),
-                synapse: "SubmitResults",
-                status,
-                message: String::new(),
-            }
-        } else {
-            DendriteError::Rejected {
-                target: "v".into(),
-                synapse: "SubmitResults",
-                status,
-                message: String::new(),
-            }
-        }
-    }
-
-    #[test]
-    fn five_hundreds_connect_errors_and_timeouts_are_retried_refusals_are_not() {
-        assert!(is_transient(&http(500)));
-        assert!(is_transient(&http(503)));
-        assert!(!is_transient(&http(401)));
-        assert!(!is_transient(&http(403)));
-        assert!(!is_transient(&http(400)));
-        assert!(is_transient(&DendriteError::Timeout {
-            target: "v".into(),
-            after: Duration::from_secs(1)
-        }));
-        assert!(is_transient(&DendriteError::Connect {
-            target: "v".into(),
-            reason: "refused".into()
-        }));
     }
 }

@@ -116,6 +116,19 @@ impl DendriteError {
             _ => None,
         }
     }
+
+    /// Whether calling again later may succeed: the validator did not answer (connect error,
+    /// timeout, a broken exchange) or answered 5xx. The one rule for both the puller's
+    /// backoff and the submitter's resends; a 4xx or an unusable answer is a refusal.
+    pub fn is_transient(&self) -> bool {
+        match self.status() {
+            Some(status) => status >= 500,
+            None => matches!(
+                self,
+                Self::Connect { .. } | Self::Timeout { .. } | Self::Transport { .. }
+            ),
+        }
+    }
 }
 
 /// A request ready to send: what [`Dendrite::prepare`] built, exposed for inspection.
@@ -396,6 +409,45 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn http(status: u16) -> DendriteError {
+        let (target, synapse, message) = ("v".to_owned(), "SubmitResults", String::new());
+        if status >= 500 {
+            DendriteError::ServerError {
+                target,
+                synapse,
+                status,
+                message,
+            }
+        } else {
+            DendriteError::Rejected {
+                target,
+                synapse,
+                status,
+                message,
+            }
+        }
+    }
+
+    #[test]
+    fn five_hundreds_connect_errors_and_timeouts_are_transient_refusals_are_not() {
+        for status in [500, 503] {
+            assert!(http(status).is_transient(), "{status}");
+        }
+        for status in [400, 401, 403, 404] {
+            assert!(!http(status).is_transient(), "{status}");
+        }
+        assert!(DendriteError::Timeout {
+            target: "v".into(),
+            after: Duration::from_secs(1)
+        }
+        .is_transient());
+        assert!(DendriteError::Connect {
+            target: "v".into(),
+            reason: "refused".into()
+        }
+        .is_transient());
+    }
 
     #[test]
     fn long_texts_are_cut_on_a_character_boundary_and_say_so() {
