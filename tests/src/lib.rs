@@ -211,6 +211,17 @@ pub fn write_config_file(path: &Path, config: &Config) {
     std::fs::write(path, config_toml(config)).expect("write test config");
 }
 
+/// Points `config` at the simulated world `splatfleet-sim` wrote under `keys_dir`: its miner
+/// wallet (`miner`/`default`) and its static validator list, at the simulator's stake.
+pub fn use_simulated_world(config: &mut Config, keys_dir: &Path, validators_file: &Path) {
+    config.wallet.path = keys_dir.to_path_buf();
+    config.wallet.name = "miner".into();
+    config.wallet.hotkey = "default".into();
+    config.discovery.source = splatfleet_common::config::DiscoverySource::Static;
+    config.discovery.validators_file = Some(validators_file.to_path_buf());
+    config.discovery.min_stake = 1000.0;
+}
+
 /// The config [`write_config`] writes: [`base_config`] with each role's metrics on a free
 /// port and the artifact store under `dir/artifacts`.
 pub fn test_config(

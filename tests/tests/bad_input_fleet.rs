@@ -8,7 +8,7 @@
 use std::{path::Path, time::Duration};
 
 use splatfleet_common::{
-    config::{Config, DiscoverySource, PullerSettings, WorkerSettings},
+    config::{Config, PullerSettings, WorkerSettings},
     protocol::sn17::ProtocolTask,
     shutdown::Shutdown,
 };
@@ -54,12 +54,7 @@ fn fleet_config(
     config.submitter.retry_initial_ms = 200;
     config.submitter.retry_max_ms = 800;
     config.object_store.root = dir.join("artifacts");
-    config.wallet.path = dir.to_owned();
-    config.wallet.name = "miner".into();
-    config.wallet.hotkey = "default".into();
-    config.discovery.source = DiscoverySource::Static;
-    config.discovery.validators_file = Some(validators_file.to_owned());
-    config.discovery.min_stake = 1000.0;
+    splatfleet_tests::use_simulated_world(&mut config, dir, validators_file);
     let path = dir.join("fleet.toml");
     write_config_file(&path, &config);
     path

@@ -21,7 +21,7 @@ use serde_json::Value;
 use splatfleet_common::{
     artifacts::ArtifactStore,
     broker::{Broker, Disposition, QueueKind},
-    config::{BrokerSettings, Config, DiscoverySource},
+    config::{BrokerSettings, Config},
     db::Pool,
     discovery::ValidatorInfo,
     messages::{ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskMsg},
@@ -327,12 +327,7 @@ fn fleet_config(
     submitter.retry_initial_ms = 200;
     submitter.retry_max_ms = 1000;
     submitter.submit_timeout_secs = 5;
-    config.wallet.path = dir.to_owned();
-    config.wallet.name = "miner".into();
-    config.wallet.hotkey = "default".into();
-    config.discovery.source = DiscoverySource::Static;
-    config.discovery.validators_file = Some(validators_file.to_owned());
-    config.discovery.min_stake = 1000.0;
+    splatfleet_tests::use_simulated_world(&mut config, dir, validators_file);
     config
 }
 

@@ -20,8 +20,8 @@ use std::{
 
 use splatfleet_common::{
     config::{
-        AmqpUrl, BrokerSettings, Config, DatabaseSettings, DiscoverySource, LogFormat, LogSettings,
-        PullerSettings, SubmitterSettings, WorkerSettings,
+        AmqpUrl, BrokerSettings, Config, DatabaseSettings, LogFormat, LogSettings, PullerSettings,
+        SubmitterSettings, WorkerSettings,
     },
     discovery::{static_list::StaticValidatorList, ValidatorInfo},
 };
@@ -522,12 +522,7 @@ fn config_text(inputs: &ConfigInputs<'_>, blacklist_uids: &[u16]) -> String {
     };
     c.shutdown.drain_timeout_secs = 15;
     c.object_store.root = dir.join("artifacts");
-    c.wallet.path = keys_dir.to_path_buf();
-    c.wallet.name = "miner".into();
-    c.wallet.hotkey = "default".into();
-    c.discovery.source = DiscoverySource::Static;
-    c.discovery.validators_file = Some(validators_file.to_path_buf());
-    c.discovery.min_stake = 1000.0;
+    crate::use_simulated_world(&mut c, keys_dir, validators_file);
     c.dendrite.connect_timeout_secs = 2;
     format!(
         "# Written by the fault suite (tests/src/fleet/mod.rs).\n{}",
