@@ -339,7 +339,6 @@ fn scorer_settings_have_their_defaults_and_are_checked() {
         PathBuf::from("/var/lib/splatfleet/models")
     );
     assert!(defaults.sha256.is_empty());
-    assert_eq!(defaults.assumed_alignment, 1.0);
     assert_eq!(defaults.threshold, None, "the validator's own threshold");
     assert_eq!(defaults.threshold_or(0.6), 0.6);
     assert_eq!(defaults.margin, 0.05);
@@ -348,7 +347,7 @@ fn scorer_settings_have_their_defaults_and_are_checked() {
     let digest = "ab".repeat(32);
     let config = parse(&format!(
         "[worker]\ngate_mode = \"validator\"\n[worker.scorer]\nmodels_dir = \"/m\"\n\
-         threshold = 0.3\nmargin = 0.0\nassumed_alignment = 0.5\nsparse_below_gaussians = 10\n\
+         threshold = 0.3\nmargin = 0.0\nsparse_below_gaussians = 10\n\
          sha256 = {{ \"quality_scorer.safetensors\" = \"{digest}\" }}\n"
     ))
     .expect("scorer table");
@@ -356,7 +355,6 @@ fn scorer_settings_have_their_defaults_and_are_checked() {
     assert_eq!(scorer.models_dir, PathBuf::from("/m"));
     assert_eq!(scorer.threshold_or(0.6), 0.3);
     assert_eq!(scorer.margin, 0.0);
-    assert_eq!(scorer.assumed_alignment, 0.5);
     assert_eq!(scorer.sparse_below_gaussians, 10);
     assert_eq!(
         scorer.sha256.get("quality_scorer.safetensors"),
@@ -371,14 +369,6 @@ fn scorer_settings_have_their_defaults_and_are_checked() {
     assert_eq!(from_env.worker.scorer.margin, 0.1);
 
     for (text, key) in [
-        (
-            "[worker.scorer]\nassumed_alignment = -0.1\n".to_owned(),
-            "worker.scorer.assumed_alignment",
-        ),
-        (
-            "[worker.scorer]\nassumed_alignment = nan\n".to_owned(),
-            "worker.scorer.assumed_alignment",
-        ),
         (
             "[worker.scorer]\nthreshold = 3.0\n".to_owned(),
             "worker.scorer.threshold",
@@ -414,4 +404,7 @@ fn scorer_settings_have_their_defaults_and_are_checked() {
             "{text}: {err:?}"
         );
     }
+    // Alignment is measured now: the old stand-in key is refused, named.
+    let err = parse("[worker.scorer]\nassumed_alignment = 1.0\n").expect_err("refused");
+    assert!(err.to_string().contains("assumed_alignment"), "{err}");
 }

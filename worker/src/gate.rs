@@ -2,20 +2,23 @@
 //! PLY rules always fail an attempt first, whatever its score. Then, by `gate_mode`:
 //! - `validator`: render the model with `kernels`, compute the validator's own score on the
 //!   renders ([`Scorer`]: DINOv2 quality head, SSIM and LPIPS between adjacent views, the
-//!   service's aggregation, alignment assumed from `[worker.scorer] assumed_alignment` until
-//!   it is measured) and pass when it reaches `threshold + margin`;
+//!   task's prompt alignment, the service's aggregation) and pass when it reaches
+//!   `threshold + margin`;
 //! - `geometry`: render and score the measurements into a local score with the configured
 //!   weights;
 //! - `validity_only` (benchmarks and diagnostics): only the rules run.
 
-use std::{collections::BTreeMap, fmt, sync::Arc};
+use std::{collections::BTreeMap, fmt};
 
+use crate::models::ValidatorModels;
 use splatfleet_common::{
     config::{GateMode, ScorerSettings, WorkerSettings},
     splat::{HardZero, PlyDecoded, Sn17PlyReport, Sn17Problem, SpzDecoded},
 };
 use splatfleet_kernels::{
-    scorer::{aggregate::VALIDATOR_THRESHOLD, Scorer, ScorerModels, ValidatorScore},
+    scorer::{
+        aggregate::VALIDATOR_THRESHOLD, Alignment, Prompt, ScoreImages, Scorer, ValidatorScore,
+    },
     Backend, KernelError, Metrics, OrbitSpec, Renderer, Rig, Views,
 };
 
@@ -36,11 +39,15 @@ pub enum GateReason {
     PredictedLow { score: f64, needed: f64 },
     /// `validator` mode, but the gate was built without the scorer's models.
     NoScorer,
+    /// `validator` mode: the prompt alignment could not be measured (a prompt image that
+    /// does not decode, a kept negative image cosine): the validator scores it 0 too.
+    AlignmentUnmeasurable(String),
 }
 
 impl GateReason {
     /// A stable, machine-friendly name for grouping: `hard_zero:<rule>`, `sn17_parser`,
-    /// `render_failed`, `low_score`, `predicted_low` or `no_scorer`. These names appear in
+    /// `render_failed`, `low_score`, `predicted_low`, `no_scorer` or
+    /// `alignment_unmeasurable`. These names appear in
     /// reports; do not rename them.
     pub fn category(&self) -> &'static str {
         match self {
@@ -57,6 +64,7 @@ impl GateReason {
             GateReason::LowScore { .. } => "low_score",
             GateReason::PredictedLow { .. } => "predicted_low",
             GateReason::NoScorer => "no_scorer",
+            GateReason::AlignmentUnmeasurable(_) => "alignment_unmeasurable",
         }
     }
 }
@@ -81,6 +89,12 @@ impl fmt::Display for GateReason {
             ),
             GateReason::NoScorer => {
                 f.write_str("gate_mode = \"validator\" but the gate has no scorer models loaded")
+            }
+            GateReason::AlignmentUnmeasurable(why) => {
+                write!(
+                    f,
+                    "prompt alignment not measurable (the validator scores 0): {why}"
+                )
             }
         }
     }
@@ -174,13 +188,17 @@ impl GateScoring {
     }
 }
 
-/// `validator` mode's pass rule and the alignment it assumes, from `[worker.scorer]`.
+/// The alignment the score uses when a model is judged without a prompt (`splatfleet-worker
+/// check` and `score` without `--prompt`/`--image`): as if perfectly aligned, and recorded
+/// as `alignment_assumed = 1`. A task always has its prompt, so the fleet never assumes.
+pub const UNMEASURED_ALIGNMENT: f64 = 1.0;
+
+/// `validator` mode's pass rule, from `[worker.scorer]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ValidatorPass {
     /// The validator's acceptance threshold (its own 0.6 unless the config lowers it).
     pub threshold: f64,
     pub margin: f64,
-    pub assumed_alignment: f64,
 }
 
 impl ValidatorPass {
@@ -188,7 +206,6 @@ impl ValidatorPass {
         Self {
             threshold: settings.threshold_or(VALIDATOR_THRESHOLD),
             margin: settings.margin,
-            assumed_alignment: settings.assumed_alignment,
         }
     }
 
@@ -234,6 +251,22 @@ pub fn record_validator_score(metrics: &mut BTreeMap<String, f64>, score: &Valid
     }
 }
 
+/// Records an alignment's per-view cosines (`predicted_alignment_cosine_<i>`) and whether it
+/// was measured (`alignment_unmeasurable` 1/0) in a gate's metrics map.
+pub fn record_alignment(metrics: &mut BTreeMap<String, f64>, alignment: &Alignment) {
+    for (i, c) in alignment.cosines.iter().enumerate() {
+        metrics.insert(format!("predicted_alignment_cosine_{i:02}"), *c);
+    }
+    metrics.insert(
+        "alignment_unmeasurable".into(),
+        if alignment.problem.is_some() {
+            1.0
+        } else {
+            0.0
+        },
+    );
+}
+
 /// The gate of one GPU: its renderer, rig and scoring, and in `validator` mode its scorer
 /// (built once per worker process, on the renderer's device).
 #[derive(Debug)]
@@ -260,7 +293,7 @@ impl Gate {
     pub fn start(
         gpu: usize,
         settings: &WorkerSettings,
-        models: Option<Arc<ScorerModels>>,
+        models: Option<ValidatorModels>,
     ) -> Result<Self, KernelError> {
         let renderer = Renderer::new(gpu);
         match models {
@@ -288,9 +321,10 @@ impl Gate {
     pub fn with_scorer(
         renderer: Renderer,
         settings: &WorkerSettings,
-        models: Arc<ScorerModels>,
+        models: ValidatorModels,
     ) -> Result<Self, KernelError> {
-        let scorer = Scorer::for_renderer(models, &renderer)?;
+        let scorer =
+            Scorer::for_renderer(models.scoring, &renderer)?.with_alignment(models.alignment);
         let mut gate = Self::with_renderer(renderer, settings);
         gate.scorer = Some(scorer);
         Ok(gate)
@@ -322,8 +356,10 @@ impl Gate {
         }
     }
 
-    /// Judges a parsed model (blocking: run it off the async threads).
-    pub fn evaluate(&mut self, decoded: &PlyDecoded) -> GateVerdict {
+    /// Judges a parsed model for the task's `prompt` (blocking: run it off the async
+    /// threads). Without a prompt (file checks), `validator` mode scores alignment as
+    /// [`UNMEASURED_ALIGNMENT`] and records that it assumed it.
+    pub fn evaluate(&mut self, decoded: &PlyDecoded, prompt: Option<Prompt>) -> GateVerdict {
         let mut reasons = Vec::new();
         let mut metrics = BTreeMap::new();
         metrics.insert(gate_mode_metric(self.mode).into(), 1.0);
@@ -360,7 +396,7 @@ impl Gate {
                 }
             }
             GateMode::Geometry => self.evaluate_geometry(decoded, metrics),
-            GateMode::Validator => self.evaluate_validator(decoded, metrics),
+            GateMode::Validator => self.evaluate_validator(decoded, prompt, metrics),
         }
     }
 
@@ -432,6 +468,7 @@ impl Gate {
     fn evaluate_validator(
         &mut self,
         decoded: &PlyDecoded,
+        prompt: Option<Prompt>,
         mut metrics: BTreeMap<String, f64>,
     ) -> GateVerdict {
         let Some(scorer) = self.scorer.as_mut() else {
@@ -444,17 +481,32 @@ impl Gate {
             Ok(rendered) => rendered,
             Err(err) => return Self::failed(metrics, GateReason::RenderFailed(err.to_string())),
         };
+        let alignment = match (prompt, &views) {
+            (Some(prompt), Some(views)) => {
+                scorer.alignment(&ScoreImages::from_views(views), prompt)
+            }
+            _ => None,
+        };
         // The geometry numbers stay in the record, for comparing the two modes.
         let geometry = self.record_geometry(&measured, &mut metrics);
         metrics.insert("geometry_score".into(), geometry);
         let pass = self.validator;
-        let predicted = ValidatorScore::aggregate(parts, pass.assumed_alignment, true);
+        let predicted = match &alignment {
+            Some(alignment) => ValidatorScore::aggregate(parts, alignment.score, false),
+            None => ValidatorScore::aggregate(parts, UNMEASURED_ALIGNMENT, true),
+        };
         record_validator_score(&mut metrics, &predicted);
+        if let Some(alignment) = &alignment {
+            record_alignment(&mut metrics, alignment);
+        }
         let needed = pass.needed();
         metrics.insert("predicted_needed".into(), needed);
         // A NaN score compares false: it fails, as it would at the validator.
         let passed = predicted.score >= needed;
         let mut reasons = Vec::new();
+        if let Some(problem) = alignment.and_then(|a| a.problem) {
+            reasons.push(GateReason::AlignmentUnmeasurable(problem));
+        }
         if !passed {
             reasons.push(GateReason::PredictedLow {
                 score: predicted.score,

@@ -28,7 +28,6 @@ use splatfleet_common::{
     messages::{ResultMsg, TaskMsg},
     shutdown::Shutdown,
 };
-use splatfleet_kernels::scorer::ScorerModels;
 
 pub use gate::Gate;
 pub use process_task::TaskContext;
@@ -69,7 +68,7 @@ fn host_name() -> String {
 /// What a worker reads before it starts, from what its config points at: the scorer's
 /// models when `gate_mode = "validator"` (blocking; `main` runs it before the runtime, so a
 /// missing file exits 78 like a bad config).
-pub fn prepare(config: &Config) -> Result<Option<Arc<ScorerModels>>, models::ModelsError> {
+pub fn prepare(config: &Config) -> Result<Option<models::ValidatorModels>, models::ModelsError> {
     let models = models::models_for(&config.worker)?;
     let settings = &config.worker;
     if models.is_some() && (settings.gate_views != 16 || settings.gate_render_size != 518) {
@@ -96,7 +95,7 @@ pub async fn run(config: Config, shutdown: Shutdown, gpu: usize) -> Result<(), W
 /// Runs the worker bound to GPU `gpu` with the models [`prepare`] read.
 pub async fn run_prepared(
     config: Config,
-    models: Option<Arc<ScorerModels>>,
+    models: Option<models::ValidatorModels>,
     shutdown: Shutdown,
     gpu: usize,
 ) -> Result<(), WorkerError> {

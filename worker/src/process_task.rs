@@ -19,6 +19,7 @@ use splatfleet_common::{
     messages::{AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg},
     splat::{encode_spz, read_ply, PlyDecoded, PlyLimits},
 };
+use splatfleet_kernels::scorer::Prompt;
 
 use crate::{
     budget::budget_end_unix_ms,
@@ -274,10 +275,12 @@ impl TaskContext {
         record.gaussian_count = u32::try_from(decoded.report.count).ok();
         let stage = Instant::now();
         let gate = Arc::clone(&self.gate);
+        let (kind, prompt) = (task.kind, task.prompt.clone());
         let judged = tokio::task::spawn_blocking(move || {
+            let prompt = task_prompt(kind, &prompt);
             let verdict = match gate.lock() {
-                Ok(mut gate) => gate.evaluate(&decoded),
-                Err(poisoned) => poisoned.into_inner().evaluate(&decoded),
+                Ok(mut gate) => gate.evaluate(&decoded, Some(prompt)),
+                Err(poisoned) => poisoned.into_inner().evaluate(&decoded, Some(prompt)),
             };
             (decoded, verdict)
         })
@@ -493,4 +496,12 @@ fn empty_reason(attempts: &[AttemptRecord], budget_gone_at_start: bool) -> Strin
         "no attempt passed the gate ({} tried); last: {last}",
         attempts.len()
     )
+}
+
+/// The task's prompt as the scorer takes it: text as sent, an image as its base64 text.
+fn task_prompt(kind: TaskKind, prompt: &str) -> Prompt<'_> {
+    match kind {
+        TaskKind::Text => Prompt::Text(prompt),
+        TaskKind::Image => Prompt::ImageBase64(prompt),
+    }
 }

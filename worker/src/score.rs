@@ -1,9 +1,10 @@
 //! `splatfleet-worker score FILE|DIR... --models DIR`: the validator's own score of model files
 //! on disk, as the validation service computes it (`VALIDATOR_SCORING.md` §4–§9): the
 //! validator's 16 views at 518×518, DINOv2 quality, SSIM and LPIPS between adjacent views, the
-//! service's aggregation. On the GPU when there is one (the CPU reference otherwise, or with
-//! `--cpu`). Prompt alignment is not measured yet: `--prompt` and `--image` are accepted, and
-//! the output says alignment is assumed (`--assumed-alignment`, default 1.0).
+//! task's prompt alignment (`--prompt TEXT` for text-to-3D, `--image FILE` for image-to-3D),
+//! the service's aggregation. Rendered on the GPU when there is one (the CPU reference
+//! otherwise, or with `--cpu`); alignment runs on the CPU reference today. Without a prompt
+//! the alignment is not measured: the score takes it as 1.0 and the output says so.
 //!
 //! Each file gets one line (`--json`: one JSON object) on stdout with the service's names
 //! (`score`, `iqa`, `alignment_score`, `ssim`, `lpips`); a file that cannot be read, decoded or
@@ -14,18 +15,18 @@ use std::{
     io::Write as _,
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::Arc,
 };
 
 use splatfleet_common::config::DEFAULT_MODELS_DIR;
 use splatfleet_kernels::{
-    scorer::{ModelFileError, Scorer, ScorerModels, ValidatorScore},
+    scorer::{ModelFileError, Prompt, ScoreImages, Scorer, ValidatorScore},
     KernelError, OrbitSpec, Renderer, Rig,
 };
 
 use crate::{
     check::{self, load, progress_bar, InputError, LoadedModel},
-    models::{load_models, ModelsError},
+    gate::UNMEASURED_ALIGNMENT,
+    models::{load_models, ModelsError, ValidatorModels},
 };
 
 /// The validator's render: 16 views of 518×518 (`VALIDATOR_SCORING.md` §4).
@@ -41,20 +42,14 @@ pub const EXIT_SOME_FAILED: u8 = 1;
 /// The command line cannot be run: a missing path, no model files, unusable `--models`.
 pub const EXIT_USAGE: u8 = 2;
 
-fn non_negative(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
-        _ => Err(format!("`{text}` is not a number at least 0")),
-    }
-}
-
 /// Arguments of `splatfleet-worker score`.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
 Scores each file as the validator would: its 16 views at 518x518, the DINOv2 quality head, \
-SSIM and LPIPS of adjacent views and the service's aggregation; a model the validator's \
-hard-zero rules reject scores 0 unrendered. Prompt alignment is not measured yet: the \
---assumed-alignment value stands in for it and the output says so.
+SSIM and LPIPS of adjacent views, the prompt alignment (--prompt or --image) and the \
+service's aggregation; a model the validator's hard-zero rules reject scores 0 unrendered. \
+Without --prompt or --image the alignment is not measured: the score takes it as 1.0 and \
+the output says so.
 
 Exit status:
   0  every file was scored
@@ -67,15 +62,12 @@ pub struct ScoreArgs {
     /// The scorer's model files, under their upstream names (as `[worker.scorer] models_dir`).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_MODELS_DIR)]
     pub models: PathBuf,
-    /// The task's text prompt (alignment is assumed until it is measured).
+    /// The task's text prompt, as the validator sent it (text-to-3D).
     #[arg(long, value_name = "TEXT", conflicts_with = "image")]
     pub prompt: Option<String>,
-    /// The task's prompt image, for image-to-3D (alignment is assumed until it is measured).
-    #[arg(long, value_name = "PNG")]
+    /// The task's prompt image (PNG, JPEG or WebP), for image-to-3D.
+    #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
-    /// The alignment score assumed in the final score (`[worker.scorer] assumed_alignment`).
-    #[arg(long, value_name = "X", default_value_t = 1.0, value_parser = non_negative)]
-    pub assumed_alignment: f64,
     /// One JSON object per file instead of a line of text.
     #[arg(long)]
     pub json: bool,
@@ -126,7 +118,11 @@ pub struct FileScore {
     /// `None` for a hard-zero model (not rendered).
     pub iqa: Option<f64>,
     pub alignment_score: f64,
+    /// No prompt was given: `alignment_score` is the stand-in 1.0, not a measurement.
     pub alignment_assumed: bool,
+    /// Why the alignment could not be measured (the validator scores such a model 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alignment_problem: Option<String>,
     pub ssim: Option<f64>,
     pub lpips: Option<f64>,
     /// The validator's hard-zero rules the model breaks (score 0), by category.
@@ -141,31 +137,29 @@ pub struct ModelScorer {
     renderer: Renderer,
     scorer: Scorer,
     rig: Rig,
-    assumed_alignment: f64,
 }
 
 impl ModelScorer {
     /// `models` scored on GPU `gpu` unless `cpu` or there is none, on the validator's 16
     /// views of `size`×`size` (518 is the validator's).
     pub fn new(
-        models: Arc<ScorerModels>,
+        models: ValidatorModels,
         gpu: usize,
         cpu: bool,
         size: u32,
-        assumed_alignment: f64,
     ) -> Result<Self, KernelError> {
         let renderer = if cpu {
             Renderer::cpu()
         } else {
             Renderer::new(gpu)
         };
-        let scorer = Scorer::for_renderer(models, &renderer)?;
+        let scorer =
+            Scorer::for_renderer(models.scoring, &renderer)?.with_alignment(models.alignment);
         let spec = OrbitSpec::validator_sized(VALIDATOR_VIEWS, size, size);
         Ok(Self {
             renderer,
             scorer,
             rig: Rig::orbit(&spec),
-            assumed_alignment,
         })
     }
 
@@ -178,8 +172,13 @@ impl ModelScorer {
         }
     }
 
-    /// The validator's score of a loaded model (0 unrendered when a hard-zero rule applies).
-    pub fn score(&mut self, model: &LoadedModel) -> Result<FileScore, FileScoreError> {
+    /// The validator's score of a loaded model for `prompt` (0 unrendered when a hard-zero
+    /// rule applies; alignment taken as 1.0, and said so, without a prompt).
+    pub fn score(
+        &mut self,
+        model: &LoadedModel,
+        prompt: Option<Prompt>,
+    ) -> Result<FileScore, FileScoreError> {
         let decoded = model.decoded();
         let hard_zero: Vec<String> = decoded
             .report
@@ -197,8 +196,9 @@ impl ModelScorer {
             gaussians: decoded.report.count,
             score: 0.0,
             iqa: None,
-            alignment_score: self.assumed_alignment,
-            alignment_assumed: true,
+            alignment_score: UNMEASURED_ALIGNMENT,
+            alignment_assumed: prompt.is_none(),
+            alignment_problem: None,
             ssim: None,
             lpips: None,
             hard_zero,
@@ -206,11 +206,27 @@ impl ModelScorer {
             ms: 0,
         };
         if result.hard_zero.is_empty() {
-            let (_, _, parts) = self
+            let (views, _, parts) = self
                 .renderer
-                .render_and_score(&decoded.splat, &self.rig, &mut self.scorer, false)
+                .render_and_score(
+                    &decoded.splat,
+                    &self.rig,
+                    &mut self.scorer,
+                    prompt.is_some(),
+                )
                 .map_err(FileScoreError::Render)?;
-            let scored = ValidatorScore::aggregate(parts, self.assumed_alignment, true);
+            let alignment = match (prompt, &views) {
+                (Some(prompt), Some(views)) => self
+                    .scorer
+                    .alignment(&ScoreImages::from_views(views), prompt),
+                _ => None,
+            };
+            if let Some(alignment) = &alignment {
+                result.alignment_score = alignment.score;
+                result.alignment_problem = alignment.problem.clone();
+            }
+            let scored =
+                ValidatorScore::aggregate(parts, result.alignment_score, result.alignment_assumed);
             result.score = scored.score;
             result.iqa = Some(scored.iqa);
             result.ssim = Some(scored.ssim);
@@ -245,6 +261,9 @@ pub fn text_line(result: &FileScore) -> String {
     );
     if !result.hard_zero.is_empty() {
         line.push_str(&format!("  hard zero: {}", result.hard_zero.join(", ")));
+    }
+    if let Some(problem) = &result.alignment_problem {
+        line.push_str(&format!("  alignment not measurable: {problem}"));
     }
     line
 }
@@ -285,12 +304,20 @@ pub fn run(args: &ScoreArgs, gpu: usize) -> ExitCode {
 /// Scores every file; true when every file was scored.
 fn run_scores(args: &ScoreArgs, gpu: usize) -> Result<bool, ScoreUsageError> {
     let inputs = check::collect_inputs(&args.paths)?;
-    if let Some(path) = &args.image {
-        std::fs::metadata(path).map_err(|source| ScoreUsageError::Image {
-            path: path.clone(),
-            source,
-        })?;
-    }
+    let image = match &args.image {
+        Some(path) => Some(
+            std::fs::read(path).map_err(|source| ScoreUsageError::Image {
+                path: path.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let prompt = match (&args.prompt, &image) {
+        (Some(text), _) => Some(Prompt::Text(text)),
+        (None, Some(bytes)) => Some(Prompt::ImageFile(bytes)),
+        (None, None) => None,
+    };
     let settings = splatfleet_common::config::ScorerSettings {
         models_dir: args.models.clone(),
         ..Default::default()
@@ -298,24 +325,24 @@ fn run_scores(args: &ScoreArgs, gpu: usize) -> Result<bool, ScoreUsageError> {
     let models = load_models(&settings)
         .map_err(|ModelsError { dir, source }| ScoreUsageError::Models { dir, source })?;
     let size = args.render_size.unwrap_or(VALIDATOR_SIZE);
-    let mut scorer = ModelScorer::new(models, gpu, args.cpu, size, args.assumed_alignment)
-        .map_err(ScoreUsageError::Scorer)?;
+    let mut scorer =
+        ModelScorer::new(models, gpu, args.cpu, size).map_err(ScoreUsageError::Scorer)?;
     let not_validator = if size == VALIDATOR_SIZE {
         ""
     } else {
         " (--render-size: not the validator's 518, so not quite its score)"
     };
-    let prompt = match (&args.prompt, &args.image) {
-        (Some(_), _) => "--prompt given, ",
-        (_, Some(_)) => "--image given, ",
-        _ => "",
+    let alignment = match prompt {
+        Some(prompt) => format!("{} prompt alignment on the CPU reference", prompt.kind()),
+        None => format!(
+            "no --prompt or --image: alignment not measured, taken as {UNMEASURED_ALIGNMENT}"
+        ),
     };
     eprintln!(
         "scoring {} files: {VALIDATOR_VIEWS} views at {size}×{size}{not_validator} on {}; \
-         alignment assumed {} ({prompt}alignment is not measured yet)",
+         {alignment}",
         inputs.files.len() + inputs.unlistable_dirs.len(),
         scorer.device(),
-        args.assumed_alignment,
     );
     let mut all_scored = true;
     let mut stdout = std::io::stdout().lock();
@@ -331,7 +358,7 @@ fn run_scores(args: &ScoreArgs, gpu: usize) -> Result<bool, ScoreUsageError> {
     for path in &inputs.files {
         bar.set_message(path.display().to_string());
         let scored = match load(path, MAX_FILE_BYTES) {
-            Ok(model) => scorer.score(&model),
+            Ok(model) => scorer.score(&model, prompt),
             Err(failed) => Err(FileScoreError::Load(failed.reasons_text())),
         };
         let line = match scored {

@@ -42,7 +42,7 @@ fn gate_mode_defaults_to_geometry_and_parses_validity_only() {
 #[test]
 fn validity_only_passes_a_valid_model_without_rendering() {
     let mut gate = Gate::with_renderer(Renderer::cpu(), &settings(GateMode::ValidityOnly));
-    let verdict = gate.evaluate(&decoded(8_000));
+    let verdict = gate.evaluate(&decoded(8_000), None);
     assert!(verdict.passed, "{}", verdict.reasons_text());
     assert_eq!(verdict.local_score, 1.0);
     assert!(verdict.views.is_none(), "nothing rendered");
@@ -53,7 +53,7 @@ fn validity_only_passes_a_valid_model_without_rendering() {
 #[test]
 fn validity_only_still_applies_the_hard_zero_rules() {
     let mut gate = Gate::with_renderer(Renderer::cpu(), &settings(GateMode::ValidityOnly));
-    let verdict = gate.evaluate(&decoded(3_000));
+    let verdict = gate.evaluate(&decoded(3_000), None);
     assert!(!verdict.passed);
     assert_eq!(verdict.local_score, 0.0);
     assert_eq!(
@@ -65,7 +65,7 @@ fn validity_only_still_applies_the_hard_zero_rules() {
 #[test]
 fn geometry_mode_renders_and_measures() {
     let mut gate = Gate::with_renderer(Renderer::cpu(), &settings(GateMode::Geometry));
-    let verdict = gate.evaluate(&decoded(8_000));
+    let verdict = gate.evaluate(&decoded(8_000), None);
     assert!(verdict.metrics.contains_key("mean_coverage"));
     assert_eq!(verdict.metrics.get("gate_mode_geometry"), Some(&1.0));
     assert!(!verdict.metrics.contains_key("validity_only"));

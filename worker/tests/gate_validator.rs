@@ -1,17 +1,23 @@
 //! `gate_mode = "validator"` with tiny random-weight models (`splatfleet-sim models --tiny`'s
 //! writer): the gate predicts the validator's score on its renders, passes a model iff the
 //! prediction reaches threshold + margin (thresholds picked from measured scores, so nothing
-//! passes by accident), records every part, and still applies the hard-zero rules first.
-
-use std::sync::Arc;
+//! passes by accident), records every part, measures the task's prompt alignment (text and
+//! image; a prompt it cannot read scores 0 with the reason, as the validator does), and still
+//! applies the hard-zero rules first.
 
 use splatfleet_common::{
     config::{GateMode, WorkerSettings},
     splat::{read_ply, write_ply, PlyDecoded, PlyLimits, Splat},
 };
-use splatfleet_kernels::{scorer::ScorerModels, Renderer};
+use splatfleet_kernels::{scorer::Prompt, Renderer};
 use splatfleet_tests::sim::{models, scorer_models::write_tiny_models};
-use splatfleet_worker::{gate::GateReason, models::load_models, Gate};
+use splatfleet_worker::{
+    gate::GateReason,
+    models::{load_models, ValidatorModels},
+    Gate,
+};
+
+const PROMPT: Option<Prompt> = Some(Prompt::Text("a red chair"));
 
 fn decoded(splat: &Splat) -> PlyDecoded {
     let ply = write_ply(splat).expect("write PLY");
@@ -31,7 +37,7 @@ fn settings(models_dir: &std::path::Path, threshold: f64, margin: f64) -> Worker
     settings
 }
 
-fn tiny_models() -> (tempfile::TempDir, Arc<ScorerModels>) {
+fn tiny_models() -> (tempfile::TempDir, ValidatorModels) {
     let dir = tempfile::tempdir().expect("temp dir");
     write_tiny_models(dir.path(), 17).expect("write tiny models");
     let settings = settings(dir.path(), 0.0, 0.0);
@@ -39,11 +45,11 @@ fn tiny_models() -> (tempfile::TempDir, Arc<ScorerModels>) {
     (dir, models)
 }
 
-fn gate(dir: &std::path::Path, models: &Arc<ScorerModels>, threshold: f64, margin: f64) -> Gate {
+fn gate(dir: &std::path::Path, models: &ValidatorModels, threshold: f64, margin: f64) -> Gate {
     Gate::with_scorer(
         Renderer::cpu(),
         &settings(dir, threshold, margin),
-        Arc::clone(models),
+        models.clone(),
     )
     .expect("scorer on the CPU")
 }
@@ -56,8 +62,8 @@ fn the_gate_passes_iff_the_predicted_score_reaches_threshold_plus_margin() {
 
     // Measure both with a threshold everything reaches.
     let mut open = gate(dir.path(), &models, 0.0, 0.0);
-    let a = open.evaluate(&solid);
-    let b = open.evaluate(&sparse);
+    let a = open.evaluate(&solid, PROMPT);
+    let b = open.evaluate(&sparse, PROMPT);
     for verdict in [&a, &b] {
         assert!(verdict.passed, "{}", verdict.reasons_text());
         let m = &verdict.metrics;
@@ -65,8 +71,11 @@ fn the_gate_passes_iff_the_predicted_score_reaches_threshold_plus_margin() {
         assert!(score.is_finite() && score > 0.0, "{m:?}");
         assert_eq!(f64::from(verdict.local_score), f64::from(score as f32));
         assert_eq!(m["gate_mode_validator"], 1.0);
-        assert_eq!(m["alignment_assumed"], 1.0);
-        assert_eq!(m["predicted_alignment"], 1.0);
+        assert_eq!(m["alignment_assumed"], 0.0, "measured for a task");
+        assert_eq!(m["alignment_unmeasurable"], 0.0);
+        let alignment = m["predicted_alignment"];
+        assert!(alignment > 0.3 && alignment.is_finite(), "{m:?}");
+        assert!(m.contains_key("predicted_alignment_cosine_03"), "{m:?}");
         for key in [
             "predicted_iqa",
             "predicted_ssim",
@@ -87,7 +96,7 @@ fn the_gate_passes_iff_the_predicted_score_reaches_threshold_plus_margin() {
     let (sa, sb) = (a.metrics["predicted_score"], b.metrics["predicted_score"]);
     assert!((sa - sb).abs() > 1e-6, "two models, two scores: {sa} {sb}");
     // The same model scores the same again.
-    assert_eq!(open.evaluate(&solid).metrics["predicted_score"], sa);
+    assert_eq!(open.evaluate(&solid, PROMPT).metrics["predicted_score"], sa);
 
     // A threshold between the two: the higher passes, the lower fails naming both numbers.
     let (high, low, high_model, low_model) = if sa > sb {
@@ -97,11 +106,11 @@ fn the_gate_passes_iff_the_predicted_score_reaches_threshold_plus_margin() {
     };
     let middle = (high + low) / 2.0;
     let mut split = gate(dir.path(), &models, middle - 0.01, 0.01);
-    let passed = split.evaluate(high_model);
+    let passed = split.evaluate(high_model, PROMPT);
     assert!(passed.passed, "{}", passed.reasons_text());
     assert!(passed.reasons.is_empty());
     assert!((passed.metrics["predicted_needed"] - middle).abs() < 1e-12);
-    let failed = split.evaluate(low_model);
+    let failed = split.evaluate(low_model, PROMPT);
     assert!(!failed.passed);
     assert_eq!(failed.reasons.len(), 1);
     assert_eq!(failed.reasons[0].category(), "predicted_low");
@@ -117,7 +126,7 @@ fn the_gate_passes_iff_the_predicted_score_reaches_threshold_plus_margin() {
 
     // The margin counts: at threshold = the high score, a positive margin fails it too.
     let mut strict = gate(dir.path(), &models, high, 0.001);
-    let verdict = strict.evaluate(high_model);
+    let verdict = strict.evaluate(high_model, PROMPT);
     assert!(!verdict.passed);
     assert_eq!(verdict.reasons[0].category(), "predicted_low");
 }
@@ -126,7 +135,7 @@ fn the_gate_passes_iff_the_predicted_score_reaches_threshold_plus_margin() {
 fn hard_zero_rules_fail_first_and_a_gate_without_scorer_fails_closed() {
     let (dir, models) = tiny_models();
     let mut scored = gate(dir.path(), &models, 0.0, 0.0);
-    let verdict = scored.evaluate(&decoded(&models::object(3_000, 7)));
+    let verdict = scored.evaluate(&decoded(&models::object(3_000, 7)), PROMPT);
     assert!(!verdict.passed);
     assert_eq!(verdict.local_score, 0.0);
     assert_eq!(
@@ -140,7 +149,7 @@ fn hard_zero_rules_fail_first_and_a_gate_without_scorer_fails_closed() {
     assert_eq!(verdict.metrics.get("gate_mode_validator"), Some(&1.0));
 
     let mut unscored = Gate::with_renderer(Renderer::cpu(), &settings(dir.path(), 0.0, 0.0));
-    let verdict = unscored.evaluate(&decoded(&models::object(8_000, 7)));
+    let verdict = unscored.evaluate(&decoded(&models::object(8_000, 7)), PROMPT);
     assert!(!verdict.passed);
     assert_eq!(verdict.reasons[0].category(), "no_scorer");
 }
@@ -169,4 +178,57 @@ fn missing_or_pinned_wrong_model_files_are_named_with_their_download() {
     let message = load_models(&pinned).expect_err("pin differs").to_string();
     assert!(message.contains("quality_scorer.safetensors"), "{message}");
     assert!(message.contains("sha256"), "{message}");
+}
+
+#[test]
+fn prompts_of_both_kinds_are_measured_and_an_unreadable_one_scores_zero_with_its_reason() {
+    let (dir, models) = tiny_models();
+    let solid = decoded(&models::object(8_000, 7));
+    let mut open = gate(dir.path(), &models, 0.0, 0.0);
+
+    // Text: awkward prompts still give a measured alignment.
+    let long = "a chair with a very long description ".repeat(300);
+    for text in [
+        "",
+        "a red chair",
+        "café 🪑 &amp; <b>table</b>",
+        long.as_str(),
+    ] {
+        let verdict = open.evaluate(&solid, Some(Prompt::Text(text)));
+        let m = &verdict.metrics;
+        assert!(m["predicted_alignment"].is_finite(), "{text:?}: {m:?}");
+        assert_eq!(m["alignment_unmeasurable"], 0.0, "{text:?}: {}", verdict.reasons_text());
+    }
+
+    // Image: the simulator's prompt images are base64 PNGs, as validators send them.
+    let task = splatfleet_tests::sim::tasks::TaskFactory::new(3, 1.0).next_task();
+    let image = task.prompt().to_owned();
+    let verdict = open.evaluate(&solid, Some(Prompt::ImageBase64(&image)));
+    let m = &verdict.metrics;
+    assert_eq!(m["alignment_unmeasurable"], 0.0, "{m:?}");
+    assert!(m["predicted_alignment"] > 0.3, "{m:?}");
+    assert!(verdict.passed, "{}", verdict.reasons_text());
+
+    // A prompt image that does not decode: alignment 0, so the score is 0 (the cut-off), and
+    // the reason is recorded.
+    let mut scoring = gate(dir.path(), &models, 0.01, 0.0);
+    for corrupt in ["this is not base64 !!", "iVBORw0KGgoAAAANSUhEUgAA"] {
+        let verdict = scoring.evaluate(&solid, Some(Prompt::ImageBase64(corrupt)));
+        assert!(!verdict.passed, "{corrupt}");
+        let m = &verdict.metrics;
+        assert_eq!(m["predicted_alignment"], 0.0);
+        assert_eq!(m["predicted_score"], 0.0);
+        assert_eq!(m["alignment_unmeasurable"], 1.0);
+        assert_eq!(
+            verdict.reasons[0].category(),
+            "alignment_unmeasurable",
+            "{}",
+            verdict.reasons_text()
+        );
+    }
+
+    // No prompt (a file check): not measured, taken as 1.0 and recorded as assumed.
+    let verdict = open.evaluate(&solid, None);
+    assert_eq!(verdict.metrics["alignment_assumed"], 1.0);
+    assert_eq!(verdict.metrics["predicted_alignment"], 1.0);
 }

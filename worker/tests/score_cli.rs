@@ -51,8 +51,7 @@ fn score_prints_the_services_numbers_per_file_and_an_error_line_for_a_bad_one() 
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("alignment is not measured yet"), "{stderr}");
-    assert!(stderr.contains("--prompt given"), "{stderr}");
+    assert!(stderr.contains("text prompt alignment"), "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{stdout}");
     assert!(lines[0].contains("corrupt.ply: error: "), "{stdout}");
@@ -61,7 +60,7 @@ fn score_prints_the_services_numbers_per_file_and_an_error_line_for_a_bad_one() 
         for field in [
             "score ",
             "iqa ",
-            "alignment_score 1.0000 (assumed)",
+            "alignment_score ",
             "ssim ",
             "lpips ",
         ] {
@@ -74,11 +73,12 @@ fn score_prints_the_services_numbers_per_file_and_an_error_line_for_a_bad_one() 
         "{stdout}"
     );
 
-    // JSON: one object per file with the service's names; alignment as given.
+    // JSON: one object per file with the service's names; no prompt: alignment not measured,
+    // taken as 1.0 and said so.
     let good = files.join("good.ply");
     let corrupt = files.join("corrupt.ply");
     let out = score(
-        &["--json", "--assumed-alignment", "0.5"],
+        &["--json"],
         &models,
         &[&good, &corrupt],
     );
@@ -105,7 +105,7 @@ fn score_prints_the_services_numbers_per_file_and_an_error_line_for_a_bad_one() 
     assert!(scored["path"]
         .as_str()
         .is_some_and(|p| p.ends_with("good.ply")));
-    assert_eq!(scored["alignment_score"], 0.5);
+    assert_eq!(scored["alignment_score"], 1.0);
     assert_eq!(scored["alignment_assumed"], true);
     assert_eq!(scored["gaussians"], 8_000);
     assert_eq!(scored["scorer"], "cpu");
@@ -117,10 +117,10 @@ fn score_prints_the_services_numbers_per_file_and_an_error_line_for_a_bad_one() 
         (0.0..=1.0).contains(&iqa) && (0.0..=1.0).contains(&ssim),
         "{scored}"
     );
-    // The service's formula, alignment 0.5 (over the 0.3 cut-off).
+    // The service's formula, alignment 1.0 (over the 0.3 cut-off).
     let sigmoid = |x: f64, k: f64, x0: f64| 1.0 / (1.0 + (-k * (x - x0)).exp());
     let expected = 0.75 * iqa
-        + 0.2 * 0.5
+        + 0.2 * 1.0
         + 0.025 * sigmoid(ssim, 35.0, 0.83)
         + 0.025 * lpips * sigmoid(lpips, 30.0, 0.7);
     assert!((total - expected).abs() < 1e-9, "{total} vs {expected}");
@@ -158,9 +158,23 @@ fn score_usage_errors_exit_2_naming_the_problem() {
         text(&out.stderr)
     );
 
-    let out = score(&["--assumed-alignment=-1"], &models, &[&file]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--assumed-alignment"));
+    // A prompt image that does not decode is scored as the validator scores it: 0, with
+    // the reason, not a usage error.
+    let corrupt = dir.path().join("prompt.png");
+    std::fs::write(&corrupt, b"\x89PNG\r\n\x1a\n not really").expect("corrupt prompt");
+    let out = score(&["--json", "--image"], &models, &[&corrupt, &file]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let scored: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).trim()).expect("one object");
+    assert_eq!(scored["score"], 0.0, "{scored}");
+    assert_eq!(scored["alignment_score"], 0.0);
+    assert_eq!(scored["alignment_assumed"], false);
+    assert!(
+        scored["alignment_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("prompt image")),
+        "{scored}"
+    );
 
     let out = score(&["--image", "/nonexistent/prompt.png"], &models, &[&file]);
     assert_eq!(out.status.code(), Some(2));

@@ -314,9 +314,6 @@ pub struct ScorerSettings {
     /// Pinned sha256 digests (hex) of model files, by file name relative to `models_dir`;
     /// a file that differs refuses the worker's start. Empty: nothing pinned.
     pub sha256: BTreeMap<String, String>,
-    /// The prompt-alignment score assumed until the worker measures alignment (recorded
-    /// with `alignment_assumed = 1`). Under the validator's 0.3 cut-off it scores 0.
-    pub assumed_alignment: f64,
     /// The validator's acceptance threshold; unset = the validator's own (0.6). Lowered only
     /// for demos and tests with random-weight models.
     pub threshold: Option<f64>,
@@ -336,7 +333,6 @@ impl Default for ScorerSettings {
         Self {
             models_dir: PathBuf::from(DEFAULT_MODELS_DIR),
             sha256: BTreeMap::new(),
-            assumed_alignment: 1.0,
             threshold: None,
             margin: 0.05,
             sparse_below_gaussians: 150_000,
@@ -375,9 +371,6 @@ impl ScorerSettings {
                     format!("`{digest}` is not a sha256 digest (64 hex digits)"),
                 );
             }
-        }
-        if !(self.assumed_alignment.is_finite() && self.assumed_alignment >= 0.0) {
-            return invalid("assumed_alignment", "must be a number at least 0".into());
         }
         if let Some(threshold) = self.threshold {
             if !(threshold.is_finite() && (0.0..=2.0).contains(&threshold)) {

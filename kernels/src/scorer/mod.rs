@@ -13,8 +13,11 @@
 //!   renderer's image buffer directly.
 //! - [`images`]: the 8-bit views every metric reads.
 //! - [`aggregate`]: the service's outlier filter, means and final formula.
+//! - [`alignment`]: prompt alignment for both task kinds ([`convnext_clip`] for text
+//!   prompts, [`llm2clip`] for image prompts): the models, the prompt, the typed result.
 
 pub mod aggregate;
+pub mod alignment;
 pub mod convnext_clip;
 pub mod cpu;
 pub mod files;
@@ -24,6 +27,7 @@ pub mod llm2clip;
 pub mod model;
 
 pub use aggregate::{PartScores, ValidatorScore};
+pub use alignment::{Alignment, AlignmentModels, Prompt};
 pub use files::{ModelFileError, ModelsDir};
 pub use images::ScoreImages;
 pub use model::ScorerModels;
@@ -39,12 +43,36 @@ use crate::{backend::Backend, metrics::Metrics, rig::Rig, views::Views, KernelEr
 pub struct Scorer {
     models: Arc<ScorerModels>,
     gpu: Option<gpu::GpuScorer>,
+    /// The prompt-alignment networks (shared by the worker's slots); `None`: not loaded.
+    alignment: Option<Arc<AlignmentModels>>,
 }
 
 impl Scorer {
     /// The CPU reference, whatever hardware is present.
     pub fn cpu(models: Arc<ScorerModels>) -> Self {
-        Self { models, gpu: None }
+        Self {
+            models,
+            gpu: None,
+            alignment: None,
+        }
+    }
+
+    /// Measures prompt alignment with `models` from now on.
+    pub fn with_alignment(mut self, models: Arc<AlignmentModels>) -> Self {
+        self.alignment = Some(models);
+        self
+    }
+
+    /// Whether prompt alignment is measured ([`Scorer::with_alignment`]).
+    pub fn measures_alignment(&self) -> bool {
+        self.alignment.is_some()
+    }
+
+    /// The alignment of `images` with `prompt` (`None` without alignment models). On the
+    /// CPU reference today, whatever renders.
+    pub fn alignment(&self, images: &ScoreImages, prompt: Prompt) -> Option<Alignment> {
+        let models = self.alignment.as_ref()?;
+        Some(alignment::cpu_alignment(models, images, prompt))
     }
 
     /// A scorer on the same device as `renderer` (the CPU reference when it renders on the CPU).
@@ -56,7 +84,11 @@ impl Scorer {
             Backend::Cuda(r) => Some(gpu::GpuScorer::new(r.context(), r.stream(), &models)?),
             Backend::Cpu { .. } => None,
         };
-        Ok(Self { models, gpu })
+        Ok(Self {
+            models,
+            gpu,
+            alignment: None,
+        })
     }
 
     pub fn is_gpu(&self) -> bool {

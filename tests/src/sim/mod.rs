@@ -4,6 +4,7 @@
 //! benchmarks); plus the outside services a worker talks
 //! to: a generation service (`generator`) and the subnet's validation service (`validation`).
 
+pub mod alignment_models;
 pub mod axon;
 pub mod events;
 pub mod generator;

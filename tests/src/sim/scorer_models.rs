@@ -16,7 +16,8 @@
 //! `('storage', torch.FloatStorage, key, 'cpu', numel)`, storages as `archive/data/<key>`
 //! aligned to 64 bytes, `version` "3"); [`write_torch_legacy`] writes torch's legacy format
 //! for the legacy reader's tests. Names and shapes come from the loader's own
-//! `splatfleet_kernels::scorer::files::layout`.
+//! `splatfleet_kernels::scorer::files::layout`. [`write_tiny_models`] also writes the
+//! prompt-alignment models ([`super::alignment_models`]).
 
 use std::{
     collections::HashMap,
@@ -308,6 +309,8 @@ pub fn write_tiny_models(dir: &Path, seed: u64) -> io::Result<TinyModels> {
         })
         .collect();
     write_torch_zip(&dir.join(layout::LPIPS_ALEX), &lins, StorageKind::Float)?;
+    // The prompt-alignment towers, which the worker loads with these.
+    super::alignment_models::write_tiny_alignment_models(dir, seed ^ 0xa11c)?;
 
     let files = layout::ALL_FILES
         .iter()

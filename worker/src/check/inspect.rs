@@ -273,7 +273,7 @@ pub fn load(path: &Path, max_bytes: u64) -> Result<LoadedModel, Box<FileCheck>> 
 /// Judges a loaded model with the gate. `elapsed` covers reading, decoding, any wait for the
 /// gate, and the gate itself.
 pub fn judge(model: LoadedModel, gate: &mut Gate) -> FileCheck {
-    let verdict = gate.evaluate(&model.decoded);
+    let verdict = gate.evaluate(&model.decoded, None);
     FileCheck {
         path: model.path,
         format: model.format,

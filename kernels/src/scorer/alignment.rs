@@ -1,0 +1,150 @@
+//! Prompt alignment, the 20 % of the validator's score that is also a cut-off, for both task
+//! kinds (`VALIDATOR_SCORING.md` §6–§7): a text prompt through open_clip's
+//! `convnext_large_d` ([`super::convnext_clip`]), an image prompt through LLM2CLIP's vision
+//! tower ([`super::llm2clip`]). This file owns what the scorer does with them: the models of a
+//! worker ([`AlignmentModels`], loaded once from `models_dir`), the task's prompt
+//! ([`Prompt`]), and the one typed result ([`Alignment`]) the gate and `score` read.
+//!
+//! Bad input never panics: a prompt the tokenizer refuses, a prompt image that does not
+//! decode, or views the towers cannot read give an alignment of 0 with the reason, as the
+//! service's `execute_validation` turns any exception into a score of 0; a kept negative
+//! image cosine (the service's NaN) is 0 with the reason too.
+
+use super::{
+    convnext_clip::{
+        self, files::CLIP_VOCAB, tokenizer::CONTEXT_LENGTH, ClipTokenizer, ConvnextClip,
+    },
+    files::{ModelFileError, ModelsDir},
+    images::ScoreImages,
+    llm2clip::{self, ImageAlignment, Llm2ClipVision, PromptImage},
+};
+
+/// The alignment networks of one worker process, shared by its task slots.
+#[derive(Debug)]
+pub struct AlignmentModels {
+    /// Text tasks: the CLIP ConvNeXt image tower and the text transformer.
+    pub text: ConvnextClip,
+    /// open_clip's tokenizer for `convnext_large_d`, from the vocabulary in the model folder.
+    pub tokenizer: ClipTokenizer,
+    /// Image tasks: the LLM2CLIP vision tower (prompt image and views alike).
+    pub image: Llm2ClipVision,
+}
+
+impl AlignmentModels {
+    /// Loads both towers and the vocabulary from `dir` (upstream folder and file names; a
+    /// missing or misshaped file is a [`ModelFileError`] naming it and its download).
+    pub fn load(dir: &ModelsDir) -> Result<Self, ModelFileError> {
+        let text = convnext_clip::files::load(dir)?;
+        let vocab = dir.path(CLIP_VOCAB);
+        if !vocab.is_file() {
+            return Err(ModelFileError::MissingFile {
+                file: CLIP_VOCAB.to_string(),
+                path: vocab,
+                download: convnext_clip::files::vocab_download_command()
+                    .replace("<models_dir>", &dir.root.display().to_string()),
+            });
+        }
+        let tokenizer = ClipTokenizer::from_file(&vocab, CONTEXT_LENGTH).map_err(|err| {
+            ModelFileError::Malformed {
+                file: CLIP_VOCAB.to_string(),
+                detail: err.to_string(),
+            }
+        })?;
+        let image = llm2clip::files::load(&dir.root)?;
+        Ok(Self {
+            text,
+            tokenizer,
+            image,
+        })
+    }
+}
+
+/// A task's prompt, as the validator receives it.
+#[derive(Debug, Clone, Copy)]
+pub enum Prompt<'a> {
+    /// A text-to-3D prompt, raw (no template).
+    Text(&'a str),
+    /// An image-to-3D prompt: the base64 text the validator sent.
+    ImageBase64(&'a str),
+    /// An image-to-3D prompt as file bytes (`splatfleet-worker score --image`).
+    ImageFile(&'a [u8]),
+}
+
+impl Prompt<'_> {
+    /// `text` or `image`, for records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Text(_) => "text",
+            Self::ImageBase64(_) | Self::ImageFile(_) => "image",
+        }
+    }
+}
+
+/// The alignment of one model's views with its prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alignment {
+    /// What enters the final formula: the service's value (÷ 0.35 for text tasks), or 0
+    /// with `problem` set.
+    pub score: f64,
+    /// `prompt · view` for each view (empty when nothing was measured).
+    pub cosines: Vec<f64>,
+    /// Why the alignment is 0 without being measured as 0 (the service scores it 0 too).
+    pub problem: Option<String>,
+}
+
+impl Alignment {
+    fn failed(problem: impl Into<String>) -> Self {
+        Self {
+            score: 0.0,
+            cosines: Vec::new(),
+            problem: Some(problem.into()),
+        }
+    }
+}
+
+/// The CPU reference of the alignment of `images` with `prompt`.
+pub fn cpu_alignment(models: &AlignmentModels, images: &ScoreImages, prompt: Prompt) -> Alignment {
+    match prompt {
+        Prompt::Text(text) => match models.text.text_alignment(images, &models.tokenizer, text) {
+            Ok(measured) => Alignment {
+                score: measured.alignment_score,
+                cosines: measured.cosines,
+                problem: None,
+            },
+            Err(err) => Alignment::failed(format!("text alignment: {err}")),
+        },
+        Prompt::ImageBase64(text) => match PromptImage::from_base64(text) {
+            Ok(image) => image_alignment(&models.image, &image, images),
+            Err(err) => Alignment::failed(err.to_string()),
+        },
+        Prompt::ImageFile(bytes) => match PromptImage::from_bytes(bytes) {
+            Ok(image) => image_alignment(&models.image, &image, images),
+            Err(err) => Alignment::failed(err.to_string()),
+        },
+    }
+}
+
+fn image_alignment(
+    model: &Llm2ClipVision,
+    prompt: &PromptImage,
+    images: &ScoreImages,
+) -> Alignment {
+    match llm2clip::score_image_alignment(model, prompt, images) {
+        Ok(measured) => match measured.alignment {
+            ImageAlignment::Measured(score) => Alignment {
+                score,
+                cosines: measured.cosines,
+                problem: None,
+            },
+            ImageAlignment::NegativeCosine { negative, min } => Alignment {
+                score: 0.0,
+                cosines: measured.cosines,
+                problem: Some(format!(
+                    "{negative} kept image cosines are negative (smallest {min:.4}): the \
+                     validator's geometric mean is NaN, which it never accepts"
+                )),
+            },
+        },
+        Err(err) => Alignment::failed(err.to_string()),
+    }
+}
