@@ -70,12 +70,16 @@ pub fn address_of<T>(stream: &Arc<CudaStream>, slice: &CudaSlice<T>) -> u64 {
     ptr
 }
 
-/// Whether the GEMMs may use TF32 tensor cores.
+/// Whether the GEMMs may use TF32 or FP16 tensor cores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Math {
     /// Plain FP32 (cuBLAS's default math never uses TF32 unless forced by environment).
     Fp32,
     Tf32,
+    /// FP32 storage, FP16 tensor-core products with FP32 accumulation
+    /// (`CUBLAS_COMPUTE_32F_FAST_16F` through the `GemmEx` entry points: cuBLAS rounds the
+    /// operands to FP16 as it loads them).
+    Fp16,
 }
 
 /// A row-major matrix operand: its address, leading dimension and batch stride (elements).
@@ -143,7 +147,7 @@ impl Blas {
             return Ok(());
         }
         let mode = match math {
-            Math::Fp32 => blas::cublasMath_t::CUBLAS_DEFAULT_MATH,
+            Math::Fp32 | Math::Fp16 => blas::cublasMath_t::CUBLAS_DEFAULT_MATH,
             Math::Tf32 => blas::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
         };
         // SAFETY: the handle is live for self's lifetime.
@@ -179,6 +183,40 @@ impl Blas {
                 limit: i64::MAX as usize,
             })
         };
+        if self.math == Some(Math::Fp16) {
+            let f32t = blas::cudaDataType_t::CUDA_R_32F;
+            // SAFETY: the caller vouches for the operands; the handle is live; alpha and beta
+            // are f32 as the FP32 compute type requires.
+            unsafe {
+                blas::cublasGemmStridedBatchedEx(
+                    *self.blas.handle(),
+                    op_b,
+                    blas::cublasOperation_t::CUBLAS_OP_N,
+                    n,
+                    m,
+                    k,
+                    (&alpha as *const f32).cast(),
+                    b.ptr as *const std::ffi::c_void,
+                    f32t,
+                    int(b.ld)?,
+                    stride(b.stride)?,
+                    a.ptr as *const std::ffi::c_void,
+                    f32t,
+                    int(a.ld)?,
+                    stride(a.stride)?,
+                    (&beta as *const f32).cast(),
+                    c.ptr as *mut std::ffi::c_void,
+                    f32t,
+                    int(c.ld)?,
+                    stride(c.stride)?,
+                    int(batch)?,
+                    blas::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16F,
+                    blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            }
+            .result()?;
+            return Ok(());
+        }
         // SAFETY: the caller vouches for the operands; the handle is live.
         unsafe {
             blas::cublasSgemmStridedBatched(
@@ -253,6 +291,37 @@ impl Blas {
         batch: usize,
     ) -> Result<(), GpuError> {
         let (op_b, [n, m, k]) = swapped(b_transposed, (m, n, k))?;
+        if self.math == Some(Math::Fp16) {
+            let f32t = blas::cudaDataType_t::CUDA_R_32F;
+            // SAFETY: the caller vouches for the address arrays; the handle is live; alpha and
+            // beta are f32 as the FP32 compute type requires.
+            unsafe {
+                blas::cublasGemmBatchedEx(
+                    *self.blas.handle(),
+                    op_b,
+                    blas::cublasOperation_t::CUBLAS_OP_N,
+                    n,
+                    m,
+                    k,
+                    (&alpha as *const f32).cast(),
+                    b as *const *const std::ffi::c_void,
+                    f32t,
+                    int(ldb)?,
+                    a as *const *const std::ffi::c_void,
+                    f32t,
+                    int(lda)?,
+                    (&beta as *const f32).cast(),
+                    c as *const *mut std::ffi::c_void,
+                    f32t,
+                    int(ldc)?,
+                    int(batch)?,
+                    blas::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16F,
+                    blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            }
+            .result()?;
+            return Ok(());
+        }
         // SAFETY: the caller vouches for the address arrays; the handle is live.
         unsafe {
             blas::cublasSgemmBatched(

@@ -33,7 +33,9 @@ fn u32_of(what: &'static str, v: usize) -> Result<u32, GpuError> {
 }
 
 /// Sizes as the kernels' `unsigned` arguments, each named for the error when it does not fit.
-fn u32s<const N: usize>(sizes: [(&'static str, usize); N]) -> Result<[u32; N], GpuError> {
+pub(super) fn u32s<const N: usize>(
+    sizes: [(&'static str, usize); N],
+) -> Result<[u32; N], GpuError> {
     let mut out = [0; N];
     for (o, (what, v)) in out.iter_mut().zip(sizes) {
         *o = u32_of(what, v)?;
@@ -51,13 +53,13 @@ fn config(blocks: (u32, u32), threads: u32) -> LaunchConfig {
 }
 
 /// One thread per element, 256 a block.
-fn linear(n: usize) -> Result<LaunchConfig, GpuError> {
+pub(super) fn linear(n: usize) -> Result<LaunchConfig, GpuError> {
     let blocks = u32_of("kernel grid", n.div_ceil(256).max(1))?;
     Ok(config((blocks, 1), 256))
 }
 
 /// One warp per row, [`ROWS_PER_BLOCK`] rows a block.
-fn rows(n: usize) -> Result<LaunchConfig, GpuError> {
+pub(super) fn rows(n: usize) -> Result<LaunchConfig, GpuError> {
     let blocks = u32_of("kernel grid", n.div_ceil(ROWS_PER_BLOCK).max(1))?;
     Ok(config((blocks, 1), ROW_THREADS))
 }
@@ -74,6 +76,7 @@ macro_rules! launch {
         Ok(())
     }};
 }
+pub(super) use launch;
 
 /// Shape of an NHWC map: views, height, width, channels.
 #[derive(Debug, Clone, Copy)]

@@ -9,6 +9,7 @@
 //! quality head; LPIPS's AlexNet on every view once, then its distance for each pair
 //! (i, (i + 1) mod n); the validator's SSIM of the same pairs; one packed copy back.
 
+pub mod alignment;
 mod device;
 mod kernels;
 mod weights;

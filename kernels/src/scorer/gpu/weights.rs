@@ -68,11 +68,11 @@ pub struct Weights {
     pub lins: Vec<Buf<f32>>,
 }
 
-fn bad(msg: String) -> GpuError {
+pub(super) fn bad(msg: String) -> GpuError {
     GpuError::Model(msg)
 }
 
-fn check_len(what: &str, got: usize, want: usize) -> Result<(), GpuError> {
+pub(super) fn check_len(what: &str, got: usize, want: usize) -> Result<(), GpuError> {
     if got == want {
         Ok(())
     } else {
@@ -80,7 +80,12 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<(), GpuError> {
     }
 }
 
-fn norm(s: &Arc<CudaStream>, n: &LayerNorm, hidden: usize, what: &str) -> Result<Norm, GpuError> {
+pub(super) fn norm(
+    s: &Arc<CudaStream>,
+    n: &LayerNorm,
+    hidden: usize,
+    what: &str,
+) -> Result<Norm, GpuError> {
     check_len(&format!("{what}.weight"), n.weight.len(), hidden)?;
     check_len(&format!("{what}.bias"), n.bias.len(), hidden)?;
     Ok(Norm {
@@ -91,7 +96,7 @@ fn norm(s: &Arc<CudaStream>, n: &LayerNorm, hidden: usize, what: &str) -> Result
 }
 
 /// A linear layer's weight `[out, in]` and bias (zeros when it has none), checked.
-fn linear_parts(
+pub(super) fn linear_parts(
     l: &Linear,
     out: usize,
     inp: usize,

@@ -1,0 +1,297 @@
+//! The alignment towers on CUDA, beside the quality scorer and on the same stream: the text
+//! task's open_clip `convnext_large_d` (ConvNeXt image tower on the views at 224, causal
+//! text transformer on the prompt's tokens; [`GpuTextAlignment`]) and the image task's
+//! LLM2CLIP CLIP ViT-L/14-336 vision tower (views and prompt image at 336;
+//! [`GpuImageAlignment`]). Their CPU references are `scorer::convnext_clip` and
+//! `scorer::llm2clip`; every step here is the same operation.
+//!
+//! cuBLAS does the matrix products (`device::Blas`, strided-batched for attention), the
+//! scorer's kernels (`scorer.cu`) the shared steps (8-bit planes from the render buffer,
+//! head split, softmax, GELU, residual + LayerNorm, im2col, embeddings), `alignment.cu` the
+//! rest (bicubic resize + normalisation as a patch im2col, row LayerNorm, depthwise conv +
+//! LayerNorm, average pool, quick GELU, causal mask, L2 normalisation). Activations are
+//! channels-last rows, so ConvNeXt's LayerNorms are row LayerNorms and its MLPs plain GEMMs.
+//!
+//! Both return L2-normalised embeddings (`Vec<f32>` per image); [`cosines`] gives the
+//! per-view cosines that `aggregate::text_alignment` / `llm2clip::alignment_of_cosines`
+//! take. Weights are uploaded once (FP32); work buffers are sized for 16 views of 518² at
+//! construction and grow on demand; [`AlignmentMemory`] reports both.
+
+mod convnext;
+mod kernels;
+mod vit;
+
+pub use convnext::GpuTextAlignment;
+pub use vit::GpuImageAlignment;
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
+
+use self::kernels::AlignKernels;
+use super::{
+    device::{address_of, Blas, Buf, Math},
+    kernels::Kernels,
+    ScorerPrecision,
+};
+use crate::{gpu::GpuError, scorer::images::ScoreImages};
+
+/// The arithmetic of the towers' matrix products (every other step is FP32).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AlignmentPrecision {
+    /// FP32 GEMMs: parity with the FP32 CPU reference.
+    Fp32,
+    /// TF32 tensor-core GEMMs, FP32 accumulation.
+    #[default]
+    Tf32,
+    /// FP16 tensor-core GEMMs on FP32 storage (cuBLAS rounds the operands to FP16 as it
+    /// loads them), FP32 accumulation: the service runs these towers in FP16.
+    Fp16,
+}
+
+impl From<ScorerPrecision> for AlignmentPrecision {
+    fn from(p: ScorerPrecision) -> Self {
+        match p {
+            ScorerPrecision::Fp32 => Self::Fp32,
+            ScorerPrecision::Tf32 => Self::Tf32,
+        }
+    }
+}
+
+impl AlignmentPrecision {
+    fn math(self) -> Math {
+        match self {
+            Self::Fp32 => Math::Fp32,
+            Self::Tf32 => Math::Tf32,
+            Self::Fp16 => Math::Fp16,
+        }
+    }
+}
+
+/// Device memory a tower holds, bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlignmentMemory {
+    /// Weights (FP32), uploaded once.
+    pub weights: usize,
+    /// Work buffers at their current size (they grow with the views and their size).
+    pub work: usize,
+}
+
+impl AlignmentMemory {
+    pub fn total(&self) -> usize {
+        self.weights + self.work
+    }
+}
+
+/// `a · b` in `f64` of each view embedding with `reference` (all normalised): the cosines.
+pub fn cosines(views: &[Vec<f32>], reference: &[f32]) -> Vec<f64> {
+    views
+        .iter()
+        .map(|v| {
+            v.iter()
+                .zip(reference)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum()
+        })
+        .collect()
+}
+
+/// The views per render the work buffers are first sized for, and their side.
+const INITIAL_VIEWS: usize = 16;
+const INITIAL_SIDE: usize = 518;
+
+/// Allocates device buffers and counts their bytes.
+struct Alloc<'a> {
+    stream: &'a Arc<CudaStream>,
+    bytes: usize,
+}
+
+impl<'a> Alloc<'a> {
+    fn new(stream: &'a Arc<CudaStream>) -> Self {
+        Self { stream, bytes: 0 }
+    }
+
+    fn zeros(&mut self, n: usize) -> Result<Buf<f32>, GpuError> {
+        let b = Buf::zeros(self.stream, n)?;
+        self.bytes += b.len() * 4;
+        Ok(b)
+    }
+
+    fn upload(&mut self, data: &[f32]) -> Result<Buf<f32>, GpuError> {
+        let b = Buf::upload(self.stream, data)?;
+        self.bytes += b.len() * 4;
+        Ok(b)
+    }
+
+    fn upload_u64(&mut self, data: &[u64]) -> Result<Buf<u64>, GpuError> {
+        let b = Buf::upload(self.stream, data)?;
+        self.bytes += b.len() * 8;
+        Ok(b)
+    }
+}
+
+/// A LayerNorm on the device, with its byte count folded into an [`Alloc`].
+#[derive(Debug)]
+struct Norm {
+    w: Buf<f32>,
+    b: Buf<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    fn upload(
+        a: &mut Alloc<'_>,
+        n: &crate::scorer::model::LayerNorm,
+        width: usize,
+        what: &str,
+    ) -> Result<Self, GpuError> {
+        super::weights::check_len(&format!("{what}.weight"), n.weight.len(), width)?;
+        super::weights::check_len(&format!("{what}.bias"), n.bias.len(), width)?;
+        Ok(Self {
+            w: a.upload(&n.weight)?,
+            b: a.upload(&n.bias)?,
+            eps: n.eps,
+        })
+    }
+
+    fn args(&self) -> kernels::NormArgs {
+        (self.w.ptr(), self.b.ptr(), self.eps)
+    }
+}
+
+/// A `Linear` on the device: weight `[out, in]` and bias (zeros when it has none), checked.
+#[derive(Debug)]
+struct Lin {
+    w: Buf<f32>,
+    b: Buf<f32>,
+}
+
+impl Lin {
+    fn upload(
+        a: &mut Alloc<'_>,
+        l: &crate::scorer::model::Linear,
+        out: usize,
+        inp: usize,
+        what: &str,
+    ) -> Result<Self, GpuError> {
+        let (w, b) = super::weights::linear_parts(l, out, inp, what)?;
+        Ok(Self {
+            w: a.upload(&w)?,
+            b: a.upload(&b)?,
+        })
+    }
+}
+
+/// What both towers share: the stream, the kernels, a cuBLAS handle, the 8-bit planes of
+/// the views (or of a prompt image) and the precision.
+#[derive(Debug)]
+struct Runtime {
+    stream: Arc<CudaStream>,
+    kernels: Kernels,
+    align: AlignKernels,
+    blas: Blas,
+    /// Planar `/255` 8-bit views, `views × 3 × pixels`.
+    planes: Buf<f32>,
+    rgb8: Option<Buf<u8>>,
+    precision: AlignmentPrecision,
+}
+
+impl Runtime {
+    fn new(ctx: &Arc<CudaContext>, stream: &Arc<CudaStream>) -> Result<Self, GpuError> {
+        crate::gpu::probe()?;
+        Ok(Self {
+            stream: stream.clone(),
+            kernels: Kernels::load(ctx)?,
+            align: AlignKernels::load(ctx)?,
+            blas: Blas::new(stream)?,
+            planes: Buf::zeros(stream, INITIAL_VIEWS * 3 * INITIAL_SIDE * INITIAL_SIDE)?,
+            rgb8: None,
+            precision: AlignmentPrecision::default(),
+        })
+    }
+
+    fn input_bytes(&self) -> usize {
+        self.planes.len() * 4 + self.rgb8.as_ref().map_or(0, Buf::len)
+    }
+
+    fn set_math(&mut self) -> Result<(), GpuError> {
+        self.blas.set_math(self.precision.math())
+    }
+
+    fn grow_planes(&mut self, n: usize) -> Result<(), GpuError> {
+        if self.planes.len() < n {
+            // Free the old buffer first.
+            self.planes = Buf::zeros(&self.stream, 1)?;
+            self.planes = Buf::zeros(&self.stream, n)?;
+        }
+        Ok(())
+    }
+
+    /// The renderer's image buffer (`views × height × width` RGBA `f32`, view-major) as 8-bit
+    /// planes, truncated as the validator truncates.
+    fn planes_from_render(
+        &mut self,
+        image: &CudaSlice<f32>,
+        views: usize,
+        (w, h): (usize, usize),
+    ) -> Result<(), GpuError> {
+        if views == 0 || w == 0 || h == 0 {
+            return Err(GpuError::Input(format!("{views} views of {w}×{h}")));
+        }
+        if image.len() < views * w * h * 4 {
+            return Err(GpuError::Input(format!(
+                "the image buffer holds {} floats, {views} views of {w}×{h} RGBA need {}",
+                image.len(),
+                views * w * h * 4
+            )));
+        }
+        self.grow_planes(views * 3 * w * h)?;
+        let image = address_of(&self.stream, image);
+        self.kernels
+            .planes_from_render(&self.stream, image, w * h, views, self.planes.ptr())
+    }
+
+    /// `views` 8-bit HWC images of `w × h` (view-major) uploaded as planes.
+    fn planes_from_rgb8(
+        &mut self,
+        rgb8: &[u8],
+        views: usize,
+        (w, h): (usize, usize),
+    ) -> Result<(), GpuError> {
+        let bytes = views * w * h * 3;
+        if views == 0 || w == 0 || h == 0 || rgb8.len() != bytes {
+            return Err(GpuError::Input(format!(
+                "{} bytes of RGB for {views} images of {w}×{h}",
+                rgb8.len()
+            )));
+        }
+        self.grow_planes(views * 3 * w * h)?;
+        if self.rgb8.as_ref().is_none_or(|b| b.len() < bytes) {
+            self.rgb8 = None;
+            self.rgb8 = Some(Buf::zeros(&self.stream, bytes)?);
+        }
+        let Some(buf) = self.rgb8.as_mut() else {
+            return Err(GpuError::Unavailable("the 8-bit upload buffer"));
+        };
+        self.stream
+            .memcpy_htod(rgb8, &mut buf.slice_mut().slice_mut(0..bytes))?;
+        let ptr = buf.ptr();
+        self.kernels
+            .planes_from_rgb8(&self.stream, ptr, w * h, views, self.planes.ptr())
+    }
+
+    fn planes_from_images(&mut self, images: &ScoreImages) -> Result<(usize, usize), GpuError> {
+        let (w, h) = (images.width as usize, images.height as usize);
+        self.planes_from_rgb8(&images.rgb8, images.views, (w, h))?;
+        Ok((w, h))
+    }
+
+    /// Copies `rows` rows of `n` floats from the head of `buf` back, after the stream's work.
+    fn download(&self, buf: &Buf<f32>, rows: usize, n: usize) -> Result<Vec<Vec<f32>>, GpuError> {
+        let mut host = vec![0f32; rows * n];
+        let src = buf.slice().slice(0..rows * n);
+        self.stream.memcpy_dtoh(&src, &mut host)?;
+        self.stream.synchronize()?;
+        Ok(host.chunks(n.max(1)).map(<[f32]>::to_vec).collect())
+    }
+}
