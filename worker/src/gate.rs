@@ -16,9 +16,7 @@ use splatfleet_common::{
     splat::{HardZero, PlyDecoded, Sn17PlyReport, Sn17Problem, SpzDecoded},
 };
 use splatfleet_kernels::{
-    scorer::{
-        aggregate::VALIDATOR_THRESHOLD, Alignment, Prompt, ScoreImages, Scorer, ValidatorScore,
-    },
+    scorer::{aggregate::VALIDATOR_THRESHOLD, Alignment, Prompt, Scorer, ValidatorScore},
     Backend, KernelError, Metrics, OrbitSpec, Renderer, Rig, Views,
 };
 
@@ -323,8 +321,16 @@ impl Gate {
         settings: &WorkerSettings,
         models: ValidatorModels,
     ) -> Result<Self, KernelError> {
-        let scorer =
-            Scorer::for_renderer(models.scoring, &renderer)?.with_alignment(models.alignment);
+        let scorer = Scorer::for_renderer(models.scoring, &renderer)?
+            .with_alignment(&renderer, models.alignment)?;
+        match scorer.alignment_memory() {
+            Some(memory) => tracing::info!(
+                weights_mib = memory.weights >> 20,
+                work_mib = memory.work >> 20,
+                "prompt-alignment towers on the GPU"
+            ),
+            None => tracing::info!("prompt alignment on the CPU reference"),
+        }
         let mut gate = Self::with_renderer(renderer, settings);
         gate.scorer = Some(scorer);
         Ok(gate)
@@ -481,12 +487,10 @@ impl Gate {
             Ok(rendered) => rendered,
             Err(err) => return Self::failed(metrics, GateReason::RenderFailed(err.to_string())),
         };
-        let alignment = match (prompt, &views) {
-            (Some(prompt), Some(views)) => {
-                scorer.alignment(&ScoreImages::from_views(views), prompt)
-            }
-            _ => None,
-        };
+        let alignment = prompt.and_then(|prompt| {
+            self.renderer
+                .align_last_render(&self.rig, views.as_ref(), scorer, prompt)
+        });
         // The geometry numbers stay in the record, for comparing the two modes.
         let geometry = self.record_geometry(&measured, &mut metrics);
         metrics.insert("geometry_score".into(), geometry);

@@ -3,7 +3,7 @@
 //! validator's 16 views at 518×518, DINOv2 quality, SSIM and LPIPS between adjacent views, the
 //! task's prompt alignment (`--prompt TEXT` for text-to-3D, `--image FILE` for image-to-3D),
 //! the service's aggregation. Rendered on the GPU when there is one (the CPU reference
-//! otherwise, or with `--cpu`); alignment runs on the CPU reference today. Without a prompt
+//! otherwise, or with `--cpu`), alignment included. Without a prompt
 //! the alignment is not measured: the score takes it as 1.0 and the output says so.
 //!
 //! Each file gets one line (`--json`: one JSON object) on stdout with the service's names
@@ -19,7 +19,7 @@ use std::{
 
 use splatfleet_common::config::DEFAULT_MODELS_DIR;
 use splatfleet_kernels::{
-    scorer::{ModelFileError, Prompt, ScoreImages, Scorer, ValidatorScore},
+    scorer::{ModelFileError, Prompt, Scorer, ValidatorScore},
     KernelError, OrbitSpec, Renderer, Rig,
 };
 
@@ -153,8 +153,8 @@ impl ModelScorer {
         } else {
             Renderer::new(gpu)
         };
-        let scorer =
-            Scorer::for_renderer(models.scoring, &renderer)?.with_alignment(models.alignment);
+        let scorer = Scorer::for_renderer(models.scoring, &renderer)?
+            .with_alignment(&renderer, models.alignment)?;
         let spec = OrbitSpec::validator_sized(VALIDATOR_VIEWS, size, size);
         Ok(Self {
             renderer,
@@ -206,21 +206,16 @@ impl ModelScorer {
             ms: 0,
         };
         if result.hard_zero.is_empty() {
+            // The GPU towers read the render in place; the CPU needs the views.
+            let download = prompt.is_some() && !self.scorer.is_gpu();
             let (views, _, parts) = self
                 .renderer
-                .render_and_score(
-                    &decoded.splat,
-                    &self.rig,
-                    &mut self.scorer,
-                    prompt.is_some(),
-                )
+                .render_and_score(&decoded.splat, &self.rig, &mut self.scorer, download)
                 .map_err(FileScoreError::Render)?;
-            let alignment = match (prompt, &views) {
-                (Some(prompt), Some(views)) => self
-                    .scorer
-                    .alignment(&ScoreImages::from_views(views), prompt),
-                _ => None,
-            };
+            let alignment = prompt.and_then(|prompt| {
+                self.renderer
+                    .align_last_render(&self.rig, views.as_ref(), &mut self.scorer, prompt)
+            });
             if let Some(alignment) = &alignment {
                 result.alignment_score = alignment.score;
                 result.alignment_problem = alignment.problem.clone();
@@ -333,7 +328,7 @@ fn run_scores(args: &ScoreArgs, gpu: usize) -> Result<bool, ScoreUsageError> {
         " (--render-size: not the validator's 518, so not quite its score)"
     };
     let alignment = match prompt {
-        Some(prompt) => format!("{} prompt alignment on the CPU reference", prompt.kind()),
+        Some(prompt) => format!("{} prompt alignment", prompt.kind()),
         None => format!(
             "no --prompt or --image: alignment not measured, taken as {UNMEASURED_ALIGNMENT}"
         ),

@@ -197,7 +197,12 @@ fn prompts_of_both_kinds_are_measured_and_an_unreadable_one_scores_zero_with_its
         let verdict = open.evaluate(&solid, Some(Prompt::Text(text)));
         let m = &verdict.metrics;
         assert!(m["predicted_alignment"].is_finite(), "{text:?}: {m:?}");
-        assert_eq!(m["alignment_unmeasurable"], 0.0, "{text:?}: {}", verdict.reasons_text());
+        assert_eq!(
+            m["alignment_unmeasurable"],
+            0.0,
+            "{text:?}: {}",
+            verdict.reasons_text()
+        );
     }
 
     // Image: the simulator's prompt images are base64 PNGs, as validators send them.

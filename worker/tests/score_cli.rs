@@ -57,13 +57,7 @@ fn score_prints_the_services_numbers_per_file_and_an_error_line_for_a_bad_one() 
     assert!(lines[0].contains("corrupt.ply: error: "), "{stdout}");
     for (line, name) in [(lines[1], "good.ply"), (lines[2], "good.spz")] {
         assert!(line.contains(name), "{line}");
-        for field in [
-            "score ",
-            "iqa ",
-            "alignment_score ",
-            "ssim ",
-            "lpips ",
-        ] {
+        for field in ["score ", "iqa ", "alignment_score ", "ssim ", "lpips "] {
             assert!(line.contains(field), "{field}: {line}");
         }
     }
@@ -77,11 +71,7 @@ fn score_prints_the_services_numbers_per_file_and_an_error_line_for_a_bad_one() 
     // taken as 1.0 and said so.
     let good = files.join("good.ply");
     let corrupt = files.join("corrupt.ply");
-    let out = score(
-        &["--json"],
-        &models,
-        &[&good, &corrupt],
-    );
+    let out = score(&["--json"], &models, &[&good, &corrupt]);
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),

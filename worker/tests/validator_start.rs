@@ -126,8 +126,14 @@ async fn a_validator_mode_worker_gates_tasks_with_the_predicted_score() {
         assert_eq!(attempt.gate_metrics.get("sparse_candidate"), Some(&1.0));
         // The task's prompt alignment is measured, never assumed.
         assert_eq!(attempt.gate_metrics.get("alignment_assumed"), Some(&0.0));
-        assert_eq!(attempt.gate_metrics.get("alignment_unmeasurable"), Some(&0.0));
-        assert!(attempt.gate_metrics["predicted_alignment"] > 0.3, "{attempt:?}");
+        assert_eq!(
+            attempt.gate_metrics.get("alignment_unmeasurable"),
+            Some(&0.0)
+        );
+        assert!(
+            attempt.gate_metrics["predicted_alignment"] > 0.3,
+            "{attempt:?}"
+        );
         let predicted = attempt.gate_metrics["predicted_score"];
         assert_eq!(attempt.local_score, Some(predicted as f32));
     }

@@ -11,12 +11,13 @@
 //! image cosine (the service's NaN) is 0 with the reason too.
 
 use super::{
+    aggregate,
     convnext_clip::{
         self, files::CLIP_VOCAB, tokenizer::CONTEXT_LENGTH, ClipTokenizer, ConvnextClip,
     },
     files::{ModelFileError, ModelsDir},
     images::ScoreImages,
-    llm2clip::{self, ImageAlignment, Llm2ClipVision, PromptImage},
+    llm2clip::{self, vit::l2_normalised, ImageAlignment, Llm2ClipVision, PromptImage},
 };
 
 /// The alignment networks of one worker process, shared by its task slots.
@@ -93,7 +94,7 @@ pub struct Alignment {
 }
 
 impl Alignment {
-    fn failed(problem: impl Into<String>) -> Self {
+    pub(crate) fn failed(problem: impl Into<String>) -> Self {
         Self {
             score: 0.0,
             cosines: Vec::new(),
@@ -102,49 +103,129 @@ impl Alignment {
     }
 }
 
-/// The CPU reference of the alignment of `images` with `prompt`.
-pub fn cpu_alignment(models: &AlignmentModels, images: &ScoreImages, prompt: Prompt) -> Alignment {
-    match prompt {
-        Prompt::Text(text) => match models.text.text_alignment(images, &models.tokenizer, text) {
-            Ok(measured) => Alignment {
-                score: measured.alignment_score,
-                cosines: measured.cosines,
-                problem: None,
-            },
-            Err(err) => Alignment::failed(format!("text alignment: {err}")),
+/// The four encodings an alignment needs, on one device, each giving L2-normalised
+/// embeddings: the views for each tower (the views are the implementor's), the tokenized
+/// text prompt, the decoded prompt image. [`measure`] is the rest, written once for the CPU
+/// reference and the GPU.
+pub(crate) trait Towers {
+    fn text_views(&mut self) -> Result<Vec<Vec<f32>>, String>;
+    fn text_prompt(&mut self, ids: &[u32]) -> Result<Vec<f32>, String>;
+    fn image_views(&mut self) -> Result<Vec<Vec<f32>>, String>;
+    fn image_prompt(&mut self, prompt: &PromptImage) -> Result<Vec<f32>, String>;
+}
+
+/// `a · b` in `f64` of each (normalised) view embedding with the (normalised) prompt's.
+pub fn cosines(views: &[Vec<f32>], prompt: &[f32]) -> Vec<f64> {
+    views
+        .iter()
+        .map(|v| {
+            v.iter()
+                .zip(prompt)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum()
+        })
+        .collect()
+}
+
+/// The service's alignment of `prompt` through `towers`: tokenize or decode the prompt, the
+/// cosines, then the text task's or the image task's aggregation.
+pub(crate) fn measure(
+    towers: &mut impl Towers,
+    tokenizer: &ClipTokenizer,
+    prompt: Prompt,
+) -> Alignment {
+    let image = match prompt {
+        Prompt::Text(text) => {
+            let ids = match tokenizer.tokenize(text) {
+                Ok(ids) => ids,
+                Err(err) => return Alignment::failed(format!("text prompt: {err}")),
+            };
+            let measured = towers
+                .text_prompt(&ids)
+                .and_then(|prompt| towers.text_views().map(|views| cosines(&views, &prompt)));
+            return match measured {
+                Ok(cosines) => Alignment {
+                    score: aggregate::text_alignment(&cosines),
+                    cosines,
+                    problem: None,
+                },
+                Err(err) => Alignment::failed(format!("text alignment: {err}")),
+            };
+        }
+        Prompt::ImageBase64(text) => PromptImage::from_base64(text),
+        Prompt::ImageFile(bytes) => PromptImage::from_bytes(bytes),
+    };
+    let image = match image {
+        Ok(image) => image,
+        Err(err) => return Alignment::failed(err.to_string()),
+    };
+    let measured = towers
+        .image_prompt(&image)
+        .and_then(|prompt| towers.image_views().map(|views| cosines(&views, &prompt)));
+    let cosines = match measured {
+        Ok(cosines) => cosines,
+        Err(err) => return Alignment::failed(format!("image alignment: {err}")),
+    };
+    match llm2clip::alignment_of_cosines(&cosines).1 {
+        ImageAlignment::Measured(score) => Alignment {
+            score,
+            cosines,
+            problem: None,
         },
-        Prompt::ImageBase64(text) => match PromptImage::from_base64(text) {
-            Ok(image) => image_alignment(&models.image, &image, images),
-            Err(err) => Alignment::failed(err.to_string()),
-        },
-        Prompt::ImageFile(bytes) => match PromptImage::from_bytes(bytes) {
-            Ok(image) => image_alignment(&models.image, &image, images),
-            Err(err) => Alignment::failed(err.to_string()),
+        ImageAlignment::NegativeCosine { negative, min } => Alignment {
+            score: 0.0,
+            cosines,
+            problem: Some(format!(
+                "{negative} kept image cosines are negative (smallest {min:.4}): the \
+                 validator's geometric mean is NaN, which it never accepts"
+            )),
         },
     }
 }
 
-fn image_alignment(
-    model: &Llm2ClipVision,
-    prompt: &PromptImage,
-    images: &ScoreImages,
-) -> Alignment {
-    match llm2clip::score_image_alignment(model, prompt, images) {
-        Ok(measured) => match measured.alignment {
-            ImageAlignment::Measured(score) => Alignment {
-                score,
-                cosines: measured.cosines,
-                problem: None,
-            },
-            ImageAlignment::NegativeCosine { negative, min } => Alignment {
-                score: 0.0,
-                cosines: measured.cosines,
-                problem: Some(format!(
-                    "{negative} kept image cosines are negative (smallest {min:.4}): the \
-                     validator's geometric mean is NaN, which it never accepts"
-                )),
-            },
-        },
-        Err(err) => Alignment::failed(err.to_string()),
+/// The CPU reference's towers over 8-bit views.
+struct CpuTowers<'a> {
+    models: &'a AlignmentModels,
+    images: &'a ScoreImages,
+}
+
+impl Towers for CpuTowers<'_> {
+    fn text_views(&mut self) -> Result<Vec<Vec<f32>>, String> {
+        let views = self.models.text.encode_images(self.images);
+        views
+            .map(|v| v.iter().map(|e| l2_normalised(e)).collect())
+            .map_err(|e| e.to_string())
     }
+
+    fn text_prompt(&mut self, ids: &[u32]) -> Result<Vec<f32>, String> {
+        let text = self.models.text.encode_text(ids);
+        text.map(|t| l2_normalised(&t)).map_err(|e| e.to_string())
+    }
+
+    fn image_views(&mut self) -> Result<Vec<Vec<f32>>, String> {
+        let (w, h) = (self.images.width as usize, self.images.height as usize);
+        let inputs: Vec<(&[u8], usize, usize)> = (0..self.images.views)
+            .map(|v| (self.images.view(v), w, h))
+            .collect();
+        llm2clip::vit::embeddings(&self.models.image, &inputs).map_err(|e| e.to_string())
+    }
+
+    fn image_prompt(&mut self, prompt: &PromptImage) -> Result<Vec<f32>, String> {
+        llm2clip::vit::embedding(
+            &self.models.image,
+            &prompt.rgb8,
+            prompt.width,
+            prompt.height,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The CPU reference of the alignment of `images` with `prompt`.
+pub fn cpu_alignment(models: &AlignmentModels, images: &ScoreImages, prompt: Prompt) -> Alignment {
+    if images.views == 0 {
+        return Alignment::failed("no views to align");
+    }
+    let mut towers = CpuTowers { models, images };
+    measure(&mut towers, &models.tokenizer, prompt)
 }

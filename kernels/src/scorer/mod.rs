@@ -45,6 +45,8 @@ pub struct Scorer {
     gpu: Option<gpu::GpuScorer>,
     /// The prompt-alignment networks (shared by the worker's slots); `None`: not loaded.
     alignment: Option<Arc<AlignmentModels>>,
+    /// Their copy on the renderer's GPU, beside `gpu`.
+    gpu_alignment: Option<gpu::alignment::GpuAlignment>,
 }
 
 impl Scorer {
@@ -54,13 +56,31 @@ impl Scorer {
             models,
             gpu: None,
             alignment: None,
+            gpu_alignment: None,
         }
     }
 
-    /// Measures prompt alignment with `models` from now on.
-    pub fn with_alignment(mut self, models: Arc<AlignmentModels>) -> Self {
+    /// Measures prompt alignment with `models` from now on: on the GPU beside the quality
+    /// networks when the scorer is on one (the towers uploaded now), else on the CPU.
+    pub fn with_alignment(
+        mut self,
+        renderer: &Renderer,
+        models: Arc<AlignmentModels>,
+    ) -> Result<Self, KernelError> {
+        if let (Backend::Cuda(r), Some(_)) = (renderer.backend(), &self.gpu) {
+            self.gpu_alignment = Some(gpu::alignment::GpuAlignment::new(
+                r.context(),
+                r.stream(),
+                &models,
+            )?);
+        }
         self.alignment = Some(models);
-        self
+        Ok(self)
+    }
+
+    /// Device memory the alignment towers hold (`None` when they are not on a GPU).
+    pub fn alignment_memory(&self) -> Option<gpu::alignment::AlignmentMemory> {
+        self.gpu_alignment.as_ref().map(|a| a.memory())
     }
 
     /// Whether prompt alignment is measured ([`Scorer::with_alignment`]).
@@ -68,11 +88,14 @@ impl Scorer {
         self.alignment.is_some()
     }
 
-    /// The alignment of `images` with `prompt` (`None` without alignment models). On the
-    /// CPU reference today, whatever renders.
-    pub fn alignment(&self, images: &ScoreImages, prompt: Prompt) -> Option<Alignment> {
+    /// The alignment of 8-bit `images` with `prompt` (`None` without alignment models): on
+    /// the GPU towers when there are some, else the CPU reference.
+    pub fn alignment(&mut self, images: &ScoreImages, prompt: Prompt) -> Option<Alignment> {
         let models = self.alignment.as_ref()?;
-        Some(alignment::cpu_alignment(models, images, prompt))
+        Some(match &mut self.gpu_alignment {
+            Some(gpu) => gpu.align_images(&models.tokenizer, images, prompt),
+            None => alignment::cpu_alignment(models, images, prompt),
+        })
     }
 
     /// A scorer on the same device as `renderer` (the CPU reference when it renders on the CPU).
@@ -88,6 +111,7 @@ impl Scorer {
             models,
             gpu,
             alignment: None,
+            gpu_alignment: None,
         })
     }
 
@@ -109,9 +133,13 @@ impl Scorer {
 }
 
 impl Scorer {
-    /// The GEMM arithmetic of the GPU path (no effect on the CPU reference).
+    /// The GEMM arithmetic of the GPU path, alignment towers included (no effect on the
+    /// CPU reference).
     pub fn set_precision(&mut self, precision: gpu::ScorerPrecision) {
         if let Some(gpu) = &mut self.gpu {
+            gpu.set_precision(precision);
+        }
+        if let Some(gpu) = &mut self.gpu_alignment {
             gpu.set_precision(precision);
         }
     }
@@ -152,6 +180,29 @@ impl Scorer {
 }
 
 impl Renderer {
+    /// The alignment of this renderer's last render with `prompt` (`None` without alignment
+    /// models): on the GPU straight from the image buffer when renderer and towers are both
+    /// there, else from `views` (the downloaded render) on whatever the scorer has.
+    pub fn align_last_render(
+        &self,
+        rig: &Rig,
+        views: Option<&Views>,
+        scorer: &mut Scorer,
+        prompt: Prompt,
+    ) -> Option<Alignment> {
+        let models = scorer.alignment.as_ref()?;
+        match (self.backend(), &mut scorer.gpu_alignment, views) {
+            (Backend::Cuda(r), Some(gpu), _) => Some(gpu.align_render(
+                &models.tokenizer,
+                r.image(),
+                (rig.views(), rig.width, rig.height),
+                prompt,
+            )),
+            (_, _, Some(views)) => scorer.alignment(&ScoreImages::from_views(views), prompt),
+            (_, _, None) => Some(Alignment::failed("no views to align")),
+        }
+    }
+
     /// Renders and measures as [`Renderer::render_and_measure`], then scores the render with
     /// `scorer`: on the GPU straight from the image buffer, on the CPU from the views.
     pub fn render_and_score(

@@ -34,7 +34,15 @@ use super::{
     kernels::Kernels,
     ScorerPrecision,
 };
-use crate::{gpu::GpuError, scorer::images::ScoreImages};
+use crate::{
+    gpu::GpuError,
+    scorer::{
+        alignment::{measure, Alignment, AlignmentModels, Prompt, Towers},
+        convnext_clip::ClipTokenizer,
+        images::ScoreImages,
+        llm2clip::PromptImage,
+    },
+};
 
 /// The arithmetic of the towers' matrix products (every other step is FP32).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,17 +91,129 @@ impl AlignmentMemory {
     }
 }
 
-/// `a · b` in `f64` of each view embedding with `reference` (all normalised): the cosines.
-pub fn cosines(views: &[Vec<f32>], reference: &[f32]) -> Vec<f64> {
-    views
-        .iter()
-        .map(|v| {
-            v.iter()
-                .zip(reference)
-                .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                .sum()
+pub use crate::scorer::alignment::cosines;
+
+/// Both alignment towers of a worker on one device, and the scorer's way into them
+/// ([`crate::scorer::alignment::measure`] through the [`Towers`] below).
+#[derive(Debug)]
+pub struct GpuAlignment {
+    pub text: GpuTextAlignment,
+    pub image: GpuImageAlignment,
+}
+
+impl GpuAlignment {
+    /// Uploads both towers of `models` to the device of `ctx`; they work on `stream`.
+    pub fn new(
+        ctx: &Arc<CudaContext>,
+        stream: &Arc<CudaStream>,
+        models: &AlignmentModels,
+    ) -> Result<Self, GpuError> {
+        Ok(Self {
+            text: GpuTextAlignment::new(ctx, stream, &models.text)?,
+            image: GpuImageAlignment::new(ctx, stream, &models.image)?,
         })
-        .collect()
+    }
+
+    /// Device memory both towers hold.
+    pub fn memory(&self) -> AlignmentMemory {
+        let (t, i) = (self.text.memory(), self.image.memory());
+        AlignmentMemory {
+            weights: t.weights + i.weights,
+            work: t.work + i.work,
+        }
+    }
+
+    pub fn set_precision(&mut self, precision: impl Into<AlignmentPrecision>) {
+        let precision = precision.into();
+        self.text.set_precision(precision);
+        self.image.set_precision(precision);
+    }
+
+    /// The alignment of the renderer's last render (`views × height × width` RGBA `f32`)
+    /// with `prompt`.
+    pub fn align_render(
+        &mut self,
+        tokenizer: &ClipTokenizer,
+        image: &CudaSlice<f32>,
+        (views, width, height): (usize, u32, u32),
+        prompt: Prompt,
+    ) -> Alignment {
+        let source = ViewSource::Render {
+            image,
+            views,
+            width,
+            height,
+        };
+        measure(&mut GpuTowers { gpu: self, source }, tokenizer, prompt)
+    }
+
+    /// The alignment of 8-bit views with `prompt` (uploaded first).
+    pub fn align_images(
+        &mut self,
+        tokenizer: &ClipTokenizer,
+        images: &ScoreImages,
+        prompt: Prompt,
+    ) -> Alignment {
+        let source = ViewSource::Images(images);
+        measure(&mut GpuTowers { gpu: self, source }, tokenizer, prompt)
+    }
+}
+
+/// Where the views to align are.
+enum ViewSource<'a> {
+    Render {
+        image: &'a CudaSlice<f32>,
+        views: usize,
+        width: u32,
+        height: u32,
+    },
+    Images(&'a ScoreImages),
+}
+
+struct GpuTowers<'a> {
+    gpu: &'a mut GpuAlignment,
+    source: ViewSource<'a>,
+}
+
+impl Towers for GpuTowers<'_> {
+    fn text_views(&mut self) -> Result<Vec<Vec<f32>>, String> {
+        let tower = &mut self.gpu.text;
+        match self.source {
+            ViewSource::Render {
+                image,
+                views,
+                width,
+                height,
+            } => tower.encode_views_from_render(image, views, width, height),
+            ViewSource::Images(images) => tower.encode_views(images),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn text_prompt(&mut self, ids: &[u32]) -> Result<Vec<f32>, String> {
+        self.gpu.text.encode_text(ids).map_err(|e| e.to_string())
+    }
+
+    fn image_views(&mut self) -> Result<Vec<Vec<f32>>, String> {
+        let tower = &mut self.gpu.image;
+        match self.source {
+            ViewSource::Render {
+                image,
+                views,
+                width,
+                height,
+            } => tower.encode_views_from_render(image, views, width, height),
+            ViewSource::Images(images) => tower.encode_views(images),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn image_prompt(&mut self, prompt: &PromptImage) -> Result<Vec<f32>, String> {
+        self.gpu
+            .image
+            .encode_prompt(prompt)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The views per render the work buffers are first sized for, and their side.
