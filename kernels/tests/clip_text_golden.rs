@@ -1,126 +1,50 @@
 //! The text-alignment model's CPU reference against committed golden outputs: a tiny
-//! random-weight `convnext_large_d` (the real tensor names, written here in the real file
-//! format, `open_clip_model.safetensors` under the hf-hub folder name), a tiny vocabulary,
-//! four procedural views. A change to an operation, to the loader or to the writer below
-//! moves these numbers; when meant, regenerate with
+//! random-weight `convnext_large_d` (the real tensor names in the real file format,
+//! `open_clip_model.safetensors` under the hf-hub folder name, written by the simulator's
+//! `alignment_models`, as `splatfleet-sim models --tiny` writes it), a tiny vocabulary, four
+//! procedural views. A change to an operation, to the loader or to that writer moves these
+//! numbers; when meant, regenerate with
 //! `SPLATFLEET_UPDATE_GOLDEN=1 cargo test -p splatfleet-kernels --test clip_text_golden`
 //! and say why in the commit. Also: a missing or misshaped tensor is a typed error naming
 //! the file, the tensor and the shape; awkward prompts always give a result.
 
-use std::{collections::BTreeMap, path::Path, path::PathBuf};
+use std::{path::Path, path::PathBuf};
 
-use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{json, Value};
 use splatfleet_kernels::scorer::{
     convnext_clip::{
         files::{self, CLIP_SAFETENSORS, TEXT_HEAD_WIDTH},
-        ClipConfig, ClipTokenizer, ConvnextClip,
+        ClipTokenizer, ConvnextClip,
     },
     ModelFileError, ModelsDir, ScoreImages,
+};
+use splatfleet_tests::sim::alignment_models::{
+    tiny_clip_config, tiny_clip_tensors, write_clip, TINY_MERGES,
 };
 
 /// Floats of matrix products differ by CPU kernel (FMA or not); everything else is fixed.
 const TOLERANCE: f64 = 2e-5;
-const TINY_MERGES: &str = "#version: 0.2\nr e\nc h\nch a\ni r</w>\ncha ir</w>\nre d</w>";
 
-fn tiny_config() -> ClipConfig {
-    ClipConfig {
-        stem_patch: 4,
-        kernel: 7,
-        dims: vec![8, 16, 24, 32],
-        depths: vec![1, 1, 2, 1],
-        mlp_hidden: vec![32, 64, 96, 128],
-        downsample: 2,
-        head_hidden: 32,
-        head_fc2_bias: false,
-        embed: 16,
-        text_width: 32,
-        text_layers: 2,
-        text_heads: 2,
-        text_mlp: 128,
-        context: 77,
-        vocab: 520,
-    }
-}
-
-/// splitmix64: the tests' own reproducible uniform source.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-}
-
-/// Random tensors of every expected name and shape: matrices ±1/√fan-in, norm weights
-/// 1 ± 0.2, biases ±0.1, layer scales 0.1..1, embeddings ±0.5.
-fn tiny_tensors(config: &ClipConfig, seed: u64) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-    let mut rng = Rng(seed);
-    let mut out = BTreeMap::new();
-    for spec in files::write_order(config) {
-        let n: usize = spec.shape.iter().product();
-        let fan_in = spec.shape.iter().skip(1).product::<usize>().max(1) as f32;
-        let name = spec.name.as_str();
-        let data: Vec<f32> = (0..n)
-            .map(|_| {
-                let u = rng.next();
-                if name.ends_with("gamma") {
-                    0.55 + 0.45 * u
-                } else if name.contains("embedding") {
-                    0.5 * u
-                } else if spec.shape.len() >= 2 {
-                    u / fan_in.sqrt()
-                } else if name.ends_with("weight") {
-                    1.0 + 0.2 * u
-                } else {
-                    0.1 * u
-                }
-            })
-            .collect();
-        out.insert(spec.name, (spec.shape, data));
-    }
-    out
-}
-
-fn write_safetensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
-    let bytes: BTreeMap<&String, Vec<u8>> = tensors
-        .iter()
-        .map(|(k, (_, d))| (k, d.iter().flat_map(|v| v.to_le_bytes()).collect()))
-        .collect();
-    let views = tensors.iter().map(|(k, (shape, _))| {
-        let view = TensorView::new(Dtype::F32, shape.clone(), &bytes[k]).expect("a view");
-        (k.clone(), view)
-    });
-    std::fs::create_dir_all(path.parent().expect("a folder")).expect("the folder");
-    safetensors::serialize_to_file(views, None, path).expect("write safetensors");
-}
-
+/// The simulator's tiny model (`splatfleet-sim models --tiny`), with `drop` left out and
+/// `reshape` one row short.
 fn tiny_models_dir(dir: &Path, drop: Option<&str>, reshape: Option<&str>) -> ModelsDir {
-    let mut tensors = tiny_tensors(&tiny_config(), 1);
+    let mut tensors = tiny_clip_tensors(1);
     if let Some(name) = drop {
-        tensors.remove(name);
+        tensors.retain(|t| t.name != name);
     }
-    if let Some(name) = reshape {
-        if let Some((shape, data)) = tensors.get_mut(name) {
-            shape[0] -= 1;
-            data.truncate(shape.iter().product());
-        }
+    if let Some(t) = reshape.and_then(|name| tensors.iter_mut().find(|t| t.name == name)) {
+        t.shape[0] -= 1;
+        t.data.truncate(t.shape.iter().product());
     }
-    write_safetensors(&dir.join(CLIP_SAFETENSORS), &tensors);
+    write_clip(dir, &tensors).expect("write the tiny model");
     ModelsDir::new(dir.to_path_buf())
 }
 
 fn load_tiny(dir: &Path) -> ConvnextClip {
     let models = tiny_models_dir(dir, None, None);
-    let path = models.path(CLIP_SAFETENSORS);
-    // Two heads of 16 in the tiny text tower (the real one: 12 of TEXT_HEAD_WIDTH).
-    let model = files::load_file(&path, CLIP_SAFETENSORS, 16).expect("the tiny model loads");
-    assert_eq!(model.config, tiny_config());
+    // One head of the real head width in the tiny text tower (the real one: 12).
+    let model = files::load(&models).expect("the tiny model loads");
+    assert_eq!(model.config, tiny_clip_config());
     assert_eq!(TEXT_HEAD_WIDTH, 64);
     model
 }
@@ -222,10 +146,9 @@ fn tiny_model_matches_the_golden_outputs() {
 #[test]
 fn a_missing_or_misshaped_tensor_is_a_typed_error_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let name = "transformer.resblocks.1.attn.out_proj.weight";
+    let name = "transformer.resblocks.0.attn.out_proj.weight";
     let models = tiny_models_dir(dir.path(), Some(name), None);
-    let err = files::load_file(&models.path(CLIP_SAFETENSORS), CLIP_SAFETENSORS, 16)
-        .expect_err("a tensor is missing");
+    let err = files::load(&models).expect_err("a tensor is missing");
     match &err {
         ModelFileError::MissingTensor {
             file,
@@ -233,15 +156,14 @@ fn a_missing_or_misshaped_tensor_is_a_typed_error_naming_it() {
             expected,
         } => {
             assert_eq!((file.as_str(), n.as_str()), (CLIP_SAFETENSORS, name));
-            assert_eq!(&**expected, &[32, 32]);
+            assert_eq!(&**expected, &[64, 64]);
         }
         other => panic!("expected MissingTensor, got {other}"),
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let name = "visual.trunk.stages.2.blocks.1.mlp.fc2.weight";
+    let name = "visual.trunk.stages.2.blocks.0.mlp.fc2.weight";
     let models = tiny_models_dir(dir.path(), None, Some(name));
-    let err = files::load_file(&models.path(CLIP_SAFETENSORS), CLIP_SAFETENSORS, 16)
-        .expect_err("a tensor is misshaped");
+    let err = files::load(&models).expect_err("a tensor is misshaped");
     assert!(
         matches!(&err, ModelFileError::WrongShape { name: n, expected, .. }
             if n == name && **expected == [24, 96]),

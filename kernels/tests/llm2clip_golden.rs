@@ -1,6 +1,7 @@
 //! The image task's alignment (LLM2CLIP vision tower, CPU reference) against committed golden
-//! outputs: a tiny random-weight model with the real tensor names, written here in the real
-//! safetensors format (F16 elements, as the service loads them) with its `config.json`,
+//! outputs: a tiny random-weight model with the real tensor names, written by the simulator's
+//! `alignment_models` (as `splatfleet-sim models --tiny` writes it) in the real safetensors
+//! format (F16 elements, as the service loads them) with its `config.json`,
 //! loaded through `llm2clip::files::load` as a worker loads it, scoring 16 procedural views
 //! against an RGBA PNG prompt given as base64. When a change is meant to move the numbers,
 //! regenerate with `SPLATFLEET_UPDATE_GOLDEN=1 cargo test -p splatfleet-kernels --test
@@ -13,14 +14,13 @@ use splatfleet_kernels::scorer::{
     files::ModelFileError,
     llm2clip::{
         self,
-        files::{self, Activation, VisionConfig, LLM2CLIP_DIR},
+        files::{self, LLM2CLIP_DIR},
         ImageAlignment, PromptImage,
     },
     ScoreImages,
 };
-use splatfleet_tests::sim::{
-    models::SimRng,
-    scorer_models::{write_safetensors_file, NamedTensor, StorageKind},
+use splatfleet_tests::sim::alignment_models::{
+    tiny_llm2clip_config, tiny_llm2clip_tensors, write_llm2clip,
 };
 
 const SIDE: u32 = 40;
@@ -28,69 +28,11 @@ const VIEWS: usize = 16;
 /// Matrix products take FMA or plain kernels by CPU; everything else is deterministic.
 const TOLERANCE: f64 = 2e-5;
 
-fn tiny_config() -> VisionConfig {
-    VisionConfig {
-        hidden_size: 32,
-        num_hidden_layers: 2,
-        num_attention_heads: 2,
-        intermediate_size: 64,
-        patch_size: 14,
-        image_size: 28,
-        layer_norm_eps: 1e-5,
-        activation: Activation::QuickGelu,
-        projection_dim: 16,
-    }
-}
-
-/// Random tensors under the real names: norms near 1, small biases, N(0, 1/fan_in) weights.
-fn tiny_tensors(c: &VisionConfig, seed: u64) -> Vec<NamedTensor> {
-    let mut rng = SimRng::new(seed);
-    files::tensor_specs(c)
-        .into_iter()
-        .map(|spec| {
-            let n: usize = spec.shape.iter().product();
-            let fan_in: usize = spec.shape.iter().skip(1).product::<usize>().max(1);
-            let (mean, sd) = if spec.name.contains("norm") && spec.name.ends_with(".weight") {
-                (1.0, 0.05)
-            } else if spec.name.ends_with(".bias") {
-                (0.0, 0.02)
-            } else if spec.name.contains("embedding") && spec.shape.len() < 4 {
-                (0.0, 0.5)
-            } else {
-                (0.0, 1.0 / (fan_in as f64).sqrt())
-            };
-            let data = (0..n).map(|_| (mean + sd * rng.normal()) as f32).collect();
-            NamedTensor {
-                name: spec.name,
-                shape: spec.shape,
-                data,
-            }
-        })
-        .collect()
-}
-
-/// Writes the tiny model folder under `models_dir`; `shards` > 1 splits it with an index.
-fn write_tiny_model(models_dir: &Path, c: &VisionConfig, seed: u64, shards: usize) {
-    let dir = models_dir.join(LLM2CLIP_DIR);
-    std::fs::create_dir_all(&dir).expect("model dir");
-    std::fs::write(dir.join(files::CONFIG_FILE), files::config_json(c)).expect("config");
-    let tensors = tiny_tensors(c, seed);
-    if shards <= 1 {
-        write_safetensors_file(&dir.join(files::WEIGHTS_FILE), &tensors, StorageKind::Half)
-            .expect("weights");
-        return;
-    }
-    let per = tensors.len().div_ceil(shards);
-    let mut weight_map = serde_json::Map::new();
-    for (k, chunk) in tensors.chunks(per).enumerate() {
-        let name = format!("model-{:05}-of-{:05}.safetensors", k + 1, shards);
-        write_safetensors_file(&dir.join(&name), chunk, StorageKind::Half).expect("shard");
-        for t in chunk {
-            weight_map.insert(t.name.clone(), Value::String(name.clone()));
-        }
-    }
-    let index = json!({"metadata": {}, "weight_map": weight_map});
-    std::fs::write(dir.join(files::WEIGHTS_INDEX_FILE), index.to_string()).expect("index");
+/// Writes the simulator's tiny model (`splatfleet-sim models --tiny`) under `models_dir`;
+/// `shards` > 1 splits it with an index.
+fn write_tiny_model(models_dir: &Path, shards: usize) {
+    let tensors = tiny_llm2clip_tensors(7);
+    write_llm2clip(models_dir, &tiny_llm2clip_config(), &tensors, shards).expect("write");
 }
 
 /// Shaded ellipses on white that turn with the view (as `scorer_golden.rs` draws them).
@@ -189,7 +131,7 @@ fn numbers(v: &Value) -> Vec<(String, f64)> {
 
 fn score(models_dir: &Path) -> llm2clip::ImageAlignmentScore {
     let model = files::load(models_dir).expect("the tiny model loads");
-    assert_eq!(model.config, tiny_config());
+    assert_eq!(model.config, tiny_llm2clip_config());
     let prompt = PromptImage::from_base64(&prompt_base64()).expect("the prompt decodes");
     llm2clip::score_image_alignment(&model, &prompt, &views()).expect("scores")
 }
@@ -197,7 +139,7 @@ fn score(models_dir: &Path) -> llm2clip::ImageAlignmentScore {
 #[test]
 fn tiny_model_matches_the_golden_outputs() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_tiny_model(dir.path(), &tiny_config(), 1, 1);
+    write_tiny_model(dir.path(), 1);
     let s = score(dir.path());
     let ImageAlignment::Measured(alignment) = s.alignment else {
         panic!("the tiny model's cosines are positive: {:?}", s.cosines);
@@ -235,30 +177,21 @@ fn tiny_model_matches_the_golden_outputs() {
 #[test]
 fn sharded_weights_load_through_the_index_and_score_the_same() {
     let one = tempfile::tempdir().expect("tempdir");
-    write_tiny_model(one.path(), &tiny_config(), 1, 1);
+    write_tiny_model(one.path(), 1);
     let three = tempfile::tempdir().expect("tempdir");
-    write_tiny_model(three.path(), &tiny_config(), 1, 3);
+    write_tiny_model(three.path(), 3);
     assert_eq!(score(one.path()).cosines, score(three.path()).cosines);
 }
 
 #[test]
 fn a_missing_tensor_names_the_file_the_tensor_and_the_shape() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let c = tiny_config();
+    let c = tiny_llm2clip_config();
     let model_dir = dir.path().join(LLM2CLIP_DIR);
-    std::fs::create_dir_all(&model_dir).expect("dir");
-    std::fs::write(model_dir.join(files::CONFIG_FILE), files::config_json(&c)).expect("config");
     let missing = "vision_model.encoder.layers.1.mlp.fc2.bias";
-    let tensors: Vec<NamedTensor> = tiny_tensors(&c, 2)
-        .into_iter()
-        .filter(|t| t.name != missing)
-        .collect();
-    write_safetensors_file(
-        &model_dir.join(files::WEIGHTS_FILE),
-        &tensors,
-        StorageKind::Half,
-    )
-    .expect("weights");
+    let mut tensors = tiny_llm2clip_tensors(2);
+    tensors.retain(|t| t.name != missing);
+    write_llm2clip(dir.path(), &c, &tensors, 1).expect("weights");
     match files::load(dir.path()) {
         Err(ModelFileError::MissingTensor {
             file,

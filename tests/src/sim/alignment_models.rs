@@ -35,7 +35,7 @@ use super::{
 };
 
 /// Six merges: `red`, `chair` and a few pieces, enough for tokens longer than a byte.
-const TINY_MERGES: &str = "#version: 0.2\nr e\nc h\nch a\ni r</w>\ncha ir</w>\nre d</w>";
+pub const TINY_MERGES: &str = "#version: 0.2\nr e\nc h\nch a\ni r</w>\ncha ir</w>\nre d</w>";
 
 /// The tiny text-task model's dimensions (the vocabulary matches [`TINY_MERGES`]).
 pub fn tiny_clip_config() -> ClipConfig {
@@ -111,11 +111,10 @@ fn lean(tensors: &mut [NamedTensor], norm_bias: &str, projection: &str, transpos
     }
 }
 
-/// Writes the text-task model and its vocabulary under `models_dir`.
-pub fn write_tiny_clip(models_dir: &Path, seed: u64) -> io::Result<()> {
-    let config = tiny_clip_config();
+/// The tiny text-task model's tensors, every name the loader reads (and `logit_scale`).
+pub fn tiny_clip_tensors(seed: u64) -> Vec<NamedTensor> {
     let mut rng = SimRng::new(seed);
-    let mut tensors: Vec<NamedTensor> = clip_files::write_order(&config)
+    let mut tensors: Vec<NamedTensor> = clip_files::write_order(&tiny_clip_config())
         .into_iter()
         .map(|spec| NamedTensor {
             data: random_tensor(&mut rng, &spec.name, &spec.shape),
@@ -130,25 +129,13 @@ pub fn write_tiny_clip(models_dir: &Path, seed: u64) -> io::Result<()> {
         false,
     );
     lean(&mut tensors, "ln_final.bias", "text_projection", true);
-    let weights = models_dir.join(CLIP_SAFETENSORS);
-    if let Some(dir) = weights.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    write_safetensors_file(&weights, &tensors, StorageKind::Float)?;
-    std::fs::write(models_dir.join(CLIP_VOCAB), TINY_MERGES)
+    tensors
 }
 
-/// Writes the image-task model folder under `models_dir`.
-pub fn write_tiny_llm2clip(models_dir: &Path, seed: u64) -> io::Result<()> {
-    let config = tiny_llm2clip_config();
-    let dir = models_dir.join(LLM2CLIP_DIR);
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join(l2c_files::CONFIG_FILE),
-        l2c_files::config_json(&config),
-    )?;
+/// The tiny image-task model's tensors.
+pub fn tiny_llm2clip_tensors(seed: u64) -> Vec<NamedTensor> {
     let mut rng = SimRng::new(seed);
-    let mut tensors: Vec<NamedTensor> = l2c_files::tensor_specs(&config)
+    let mut tensors: Vec<NamedTensor> = l2c_files::tensor_specs(&tiny_llm2clip_config())
         .into_iter()
         .map(|spec| NamedTensor {
             data: random_tensor(&mut rng, &spec.name, &spec.shape),
@@ -162,15 +149,57 @@ pub fn write_tiny_llm2clip(models_dir: &Path, seed: u64) -> io::Result<()> {
         "visual_projection.weight",
         false,
     );
-    write_safetensors_file(
-        &dir.join(l2c_files::WEIGHTS_FILE),
-        &tensors,
-        StorageKind::Half,
-    )
+    tensors
+}
+
+/// Writes the text-task model `tensors` (or [`tiny_clip_tensors`]) and the vocabulary
+/// under `models_dir`.
+pub fn write_clip(models_dir: &Path, tensors: &[NamedTensor]) -> io::Result<()> {
+    let weights = models_dir.join(CLIP_SAFETENSORS);
+    if let Some(dir) = weights.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_safetensors_file(&weights, tensors, StorageKind::Float)?;
+    std::fs::write(models_dir.join(CLIP_VOCAB), TINY_MERGES)
+}
+
+/// Writes the image-task model folder under `models_dir`: `config.json` for `config` and
+/// `tensors` in fp16, in one file or in `shards` files with HF's index.
+pub fn write_llm2clip(
+    models_dir: &Path,
+    config: &VisionConfig,
+    tensors: &[NamedTensor],
+    shards: usize,
+) -> io::Result<()> {
+    let dir = models_dir.join(LLM2CLIP_DIR);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join(l2c_files::CONFIG_FILE),
+        l2c_files::config_json(config),
+    )?;
+    if shards <= 1 {
+        return write_safetensors_file(
+            &dir.join(l2c_files::WEIGHTS_FILE),
+            tensors,
+            StorageKind::Half,
+        );
+    }
+    let per = tensors.len().div_ceil(shards);
+    let mut weight_map = serde_json::Map::new();
+    for (k, chunk) in tensors.chunks(per).enumerate() {
+        let name = format!("model-{:05}-of-{:05}.safetensors", k + 1, shards);
+        write_safetensors_file(&dir.join(&name), chunk, StorageKind::Half)?;
+        for t in chunk {
+            weight_map.insert(t.name.clone(), serde_json::Value::String(name.clone()));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.join(l2c_files::WEIGHTS_INDEX_FILE), index.to_string())
 }
 
 /// Both alignment models under `models_dir`.
 pub fn write_tiny_alignment_models(models_dir: &Path, seed: u64) -> io::Result<()> {
-    write_tiny_clip(models_dir, seed)?;
-    write_tiny_llm2clip(models_dir, seed.wrapping_add(1))
+    write_clip(models_dir, &tiny_clip_tensors(seed))?;
+    let image = tiny_llm2clip_tensors(seed.wrapping_add(1));
+    write_llm2clip(models_dir, &tiny_llm2clip_config(), &image, 1)
 }
