@@ -9,6 +9,11 @@
 //! Each file gets one line (`--json`: one JSON object) on stdout with the service's names
 //! (`score`, `iqa`, `alignment_score`, `ssim`, `lpips`); a file that cannot be read, decoded or
 //! rendered gets a line with its error and makes the exit status 1, never a panic.
+//!
+//! `--compare URL` also sends each model (as SPZ) with the prompt to a running validation
+//! service (the gate's tier-2 client) and prints its numbers beside ours with the difference
+//! of each part: how an operator with the real weights checks this port on their machine, and
+//! how a change of the validator's models shows up.
 
 use std::{
     collections::BTreeMap,
@@ -17,7 +22,8 @@ use std::{
     process::ExitCode,
 };
 
-use splatfleet_common::config::DEFAULT_MODELS_DIR;
+use base64::Engine as _;
+use splatfleet_common::{config::DEFAULT_MODELS_DIR, messages::TaskKind, splat::encode_spz};
 use splatfleet_kernels::{
     scorer::{ModelFileError, Prompt, Scorer, ValidatorScore},
     KernelError, OrbitSpec, Renderer, Rig,
@@ -27,6 +33,7 @@ use crate::{
     check::{self, load, progress_bar, InputError, LoadedModel},
     gate::UNMEASURED_ALIGNMENT,
     models::{load_models, ModelsError, ValidatorModels},
+    validation_client::{ValidationClient, ValidationScores},
 };
 
 /// The validator's render: 16 views of 518×518 (`VALIDATOR_SCORING.md` §4).
@@ -74,6 +81,10 @@ pub struct ScoreArgs {
     /// Score on the CPU reference even when a GPU is present.
     #[arg(long)]
     pub cpu: bool,
+    /// Also score each model on the validation service at URL (e.g. http://127.0.0.1:8094)
+    /// and print its numbers and the differences beside ours; needs --prompt or --image.
+    #[arg(long, value_name = "URL")]
+    pub compare: Option<String>,
     /// Render at N×N pixels instead of the validator's 518 (the CPU reference is slow at 518;
     /// the score is then not quite the validator's, and the output says so).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(16..=2048))]
@@ -97,6 +108,10 @@ pub enum ScoreUsageError {
     },
     #[error("the scorer could not be started: {0}")]
     Scorer(KernelError),
+    #[error("--compare needs the task's prompt: give --prompt TEXT or --image FILE")]
+    CompareWithoutPrompt,
+    #[error("--compare {url}: {reason}")]
+    Compare { url: String, reason: String },
 }
 
 /// Why one file has no score.
@@ -106,6 +121,89 @@ pub enum FileScoreError {
     Load(String),
     #[error("render failed: {0}")]
     Render(KernelError),
+}
+
+/// The validation service's numbers for one model, and ours minus its, part by part.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Comparison {
+    pub service: ServiceScore,
+    /// Ours − the service's; `None` where the service sent no number.
+    pub difference: ServiceScore,
+}
+
+/// A validation service's answer in the service's names.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct ServiceScore {
+    pub score: Option<f64>,
+    pub iqa: Option<f64>,
+    pub alignment_score: Option<f64>,
+    pub ssim: Option<f64>,
+    pub lpips: Option<f64>,
+}
+
+impl Comparison {
+    fn new(ours: &FileScore, theirs: &ValidationScores) -> Self {
+        let minus = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
+        Self {
+            service: ServiceScore {
+                score: Some(theirs.score),
+                iqa: theirs.iqa,
+                alignment_score: theirs.alignment_score,
+                ssim: theirs.ssim,
+                lpips: theirs.lpips,
+            },
+            difference: ServiceScore {
+                score: Some(ours.score - theirs.score),
+                iqa: minus(ours.iqa, theirs.iqa),
+                alignment_score: minus(Some(ours.alignment_score), theirs.alignment_score),
+                ssim: minus(ours.ssim, theirs.ssim),
+                lpips: minus(ours.lpips, theirs.lpips),
+            },
+        }
+    }
+}
+
+/// The validation service `--compare` asks, with the task's prompt in its terms.
+struct Compare {
+    client: ValidationClient,
+    runtime: tokio::runtime::Runtime,
+    kind: TaskKind,
+    /// The text prompt, or the prompt image as base64 (as a validator sends it).
+    prompt: String,
+}
+
+/// Longest wait for one validation (the service renders and runs four networks).
+const COMPARE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Compare {
+    fn new(url: &str, kind: TaskKind, prompt: String) -> Result<Self, ScoreUsageError> {
+        let failed = |reason: String| ScoreUsageError::Compare {
+            url: url.to_owned(),
+            reason,
+        };
+        let client = ValidationClient::new(url).map_err(|e| failed(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| failed(format!("no async runtime: {e}")))?;
+        Ok(Self {
+            client,
+            runtime,
+            kind,
+            prompt,
+        })
+    }
+
+    /// The service's numbers for `model` (sent as SPZ, as validators receive models).
+    fn validate(&self, model: &LoadedModel) -> Result<ValidationScores, String> {
+        let spz = encode_spz(&model.decoded().splat).map_err(|e| format!("SPZ encoding: {e}"))?;
+        self.runtime
+            .block_on(
+                self.client
+                    .validate(self.kind, &self.prompt, &spz, COMPARE_TIMEOUT),
+            )
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// One file's result.
@@ -125,6 +223,12 @@ pub struct FileScore {
     pub alignment_problem: Option<String>,
     pub ssim: Option<f64>,
     pub lpips: Option<f64>,
+    /// `--compare`: the validation service's numbers and the differences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compared: Option<Comparison>,
+    /// `--compare`: why the service gave no numbers for this model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compare_error: Option<String>,
     /// The validator's hard-zero rules the model breaks (score 0), by category.
     pub hard_zero: Vec<String>,
     pub scorer: &'static str,
@@ -199,6 +303,8 @@ impl ModelScorer {
             alignment_score: UNMEASURED_ALIGNMENT,
             alignment_assumed: prompt.is_none(),
             alignment_problem: None,
+            compared: None,
+            compare_error: None,
             ssim: None,
             lpips: None,
             hard_zero,
@@ -260,6 +366,28 @@ pub fn text_line(result: &FileScore) -> String {
     if let Some(problem) = &result.alignment_problem {
         line.push_str(&format!("  alignment not measurable: {problem}"));
     }
+    if let Some(compared) = &result.compared {
+        let (s, d) = (&compared.service, &compared.difference);
+        let part = |name: &str, theirs: Option<f64>, diff: Option<f64>| match (theirs, diff) {
+            (Some(t), Some(d)) => format!("  {name} {t:.4} ({d:+.4})"),
+            (Some(t), None) => format!("  {name} {t:.4}"),
+            _ => format!("  {name} -"),
+        };
+        line.push_str("\n    service:");
+        line.push_str(&part("score", s.score, d.score));
+        line.push_str(&part("iqa", s.iqa, d.iqa));
+        line.push_str(&part(
+            "alignment_score",
+            s.alignment_score,
+            d.alignment_score,
+        ));
+        line.push_str(&part("ssim", s.ssim, d.ssim));
+        line.push_str(&part("lpips", s.lpips, d.lpips));
+        line.push_str("  (ours − service in brackets)");
+    }
+    if let Some(err) = &result.compare_error {
+        line.push_str(&format!("\n    service: error: {err}"));
+    }
     line
 }
 
@@ -313,6 +441,16 @@ fn run_scores(args: &ScoreArgs, gpu: usize) -> Result<bool, ScoreUsageError> {
         (None, Some(bytes)) => Some(Prompt::ImageFile(bytes)),
         (None, None) => None,
     };
+    let compare = match (&args.compare, &args.prompt, &image) {
+        (None, _, _) => None,
+        (Some(url), Some(text), _) => Some(Compare::new(url, TaskKind::Text, text.clone())?),
+        (Some(url), None, Some(bytes)) => Some(Compare::new(
+            url,
+            TaskKind::Image,
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        )?),
+        (Some(_), None, None) => return Err(ScoreUsageError::CompareWithoutPrompt),
+    };
     let settings = splatfleet_common::config::ScorerSettings {
         models_dir: args.models.clone(),
         ..Default::default()
@@ -353,11 +491,22 @@ fn run_scores(args: &ScoreArgs, gpu: usize) -> Result<bool, ScoreUsageError> {
     for path in &inputs.files {
         bar.set_message(path.display().to_string());
         let scored = match load(path, MAX_FILE_BYTES) {
-            Ok(model) => scorer.score(&model, prompt),
+            Ok(model) => scorer.score(&model, prompt).map(|mut result| {
+                if let Some(compare) = &compare {
+                    match compare.validate(&model) {
+                        Ok(theirs) => result.compared = Some(Comparison::new(&result, &theirs)),
+                        Err(err) => result.compare_error = Some(err),
+                    }
+                }
+                result
+            }),
             Err(failed) => Err(FileScoreError::Load(failed.reasons_text())),
         };
         let line = match scored {
-            Ok(result) => result_line(&result, args.json),
+            Ok(result) => {
+                all_scored &= result.compare_error.is_none();
+                result_line(&result, args.json)
+            }
             Err(err) => {
                 all_scored = false;
                 error_line(path, &err.to_string(), args.json)

@@ -170,3 +170,108 @@ fn score_usage_errors_exit_2_naming_the_problem() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--image /nonexistent/prompt.png"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_prints_the_validation_services_numbers_and_the_differences() {
+    use splatfleet_tests::sim::validation::{SimValidation, ValidationSettings, TEXT_PATH};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let models = dir.path().join("models");
+    write_tiny_models(&models, 11).expect("tiny models");
+    let file = dir.path().join("good.ply");
+    std::fs::write(&file, ply(&object(8_000, 1))).expect("good");
+    let service = SimValidation::start(
+        0,
+        ValidationSettings {
+            fixed_score: Some(0.7),
+            ..ValidationSettings::default()
+        },
+    )
+    .await
+    .expect("validation service");
+    let url = service.url();
+
+    let run = {
+        let (models, file, url) = (models.clone(), file.clone(), url.clone());
+        move |extra: &'static [&'static str]| {
+            let mut args = vec!["--compare", url.as_str()];
+            args.extend_from_slice(extra);
+            score(&args, &models, &[&file])
+        }
+    };
+    let json = tokio::task::spawn_blocking({
+        let run = run.clone();
+        move || run(&["--json", "--prompt", "a red chair"])
+    })
+    .await
+    .expect("score");
+    assert_eq!(json.status.code(), Some(0), "{}", text(&json.stderr));
+    let scored: serde_json::Value =
+        serde_json::from_str(text(&json.stdout).trim()).expect("one object");
+    let compared = &scored["compared"];
+    assert_eq!(compared["service"]["score"], 0.7, "{scored}");
+    let ours = scored["score"].as_f64().expect("our score");
+    let difference = compared["difference"]["score"]
+        .as_f64()
+        .expect("difference");
+    assert!((difference - (ours - 0.7)).abs() < 1e-12, "{scored}");
+    for part in ["iqa", "alignment_score"] {
+        let theirs = compared["service"][part]
+            .as_f64()
+            .expect("the service's part");
+        let mine = scored[part].as_f64().expect("our part");
+        let diff = compared["difference"][part]
+            .as_f64()
+            .expect("its difference");
+        assert!((diff - (mine - theirs)).abs() < 1e-12, "{part}: {scored}");
+    }
+    // The service saw the model as SPZ with the prompt, on the text endpoint.
+    let received = service.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].path, TEXT_PATH);
+    assert_eq!(received[0].prompt.as_deref(), Some("a red chair"));
+    assert_eq!(received[0].compression, Some(2));
+    assert_eq!(received[0].gaussians, Some(8_000));
+
+    // As text: a second line with the service's numbers and the differences.
+    let out = tokio::task::spawn_blocking(move || run(&["--prompt", "a red chair"]))
+        .await
+        .expect("score");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("service:") && stdout.contains("score 0.7000 ("),
+        "{stdout}"
+    );
+
+    // Without a prompt the service cannot score: a usage error naming what to add.
+    let (models2, file2) = (models.clone(), file.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        score(&["--compare", "http://127.0.0.1:9"], &models2, &[&file2])
+    })
+    .await
+    .expect("score");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--prompt"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A service that does not answer: this file's comparison failed, exit 1, said why.
+    drop(service);
+    let out = tokio::task::spawn_blocking(move || {
+        score(
+            &["--compare", "http://127.0.0.1:9", "--prompt", "a red chair"],
+            &models,
+            &[&file],
+        )
+    })
+    .await
+    .expect("score");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("service: error: "),
+        "{}",
+        text(&out.stdout)
+    );
+}
