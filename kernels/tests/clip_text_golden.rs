@@ -8,9 +8,12 @@
 //! and say why in the commit. Also: a missing or misshaped tensor is a typed error naming
 //! the file, the tensor and the shape; awkward prompts always give a result.
 
-use std::{path::Path, path::PathBuf};
+use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::json;
+
+#[path = "support/golden.rs"]
+mod golden;
 use splatfleet_kernels::scorer::{
     convnext_clip::{
         files::{self, CLIP_SAFETENSORS, TEXT_HEAD_WIDTH},
@@ -78,22 +81,6 @@ fn views() -> ScoreImages {
     }
 }
 
-fn flatten(v: &Value, prefix: &str, out: &mut Vec<(String, f64)>) {
-    match v {
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                flatten(item, &format!("{prefix}[{i}]"), out);
-            }
-        }
-        Value::Object(map) => {
-            for (k, item) in map {
-                flatten(item, &format!("{prefix}.{k}"), out);
-            }
-        }
-        other => out.push((prefix.to_string(), other.as_f64().unwrap_or(f64::NAN))),
-    }
-}
-
 #[test]
 fn tiny_model_matches_the_golden_outputs() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -112,30 +99,8 @@ fn tiny_model_matches_the_golden_outputs() {
         "cosines": alignment.cosines,
         "alignment_score": alignment.alignment_score,
     });
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/clip_text_tiny.json");
-    if std::env::var_os("SPLATFLEET_UPDATE_GOLDEN").is_some() {
-        let text = serde_json::to_string_pretty(&got).expect("json");
-        std::fs::write(&path, text + "\n").expect("write the golden file");
-        eprintln!("wrote {}", path.display());
+    if !golden::check(&golden::path("clip_text_tiny.json"), &got, TOLERANCE) {
         return;
-    }
-    let want: Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).expect("the golden file is committed"),
-    )
-    .expect("the golden file is JSON");
-    let (mut g, mut w) = (Vec::new(), Vec::new());
-    flatten(&got, "", &mut g);
-    flatten(&want, "", &mut w);
-    assert_eq!(
-        g.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-        w.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-        "the golden file lists other numbers"
-    );
-    for ((key, a), (_, b)) in g.iter().zip(&w) {
-        assert!(
-            (a - b).abs() <= TOLERANCE * (1.0 + b.abs()),
-            "{key}: {a} against the golden {b}"
-        );
     }
     assert!(alignment
         .cosines

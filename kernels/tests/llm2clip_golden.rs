@@ -7,9 +7,12 @@
 //! regenerate with `SPLATFLEET_UPDATE_GOLDEN=1 cargo test -p splatfleet-kernels --test
 //! llm2clip_golden` and say why in the commit.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde_json::{json, Value};
+use serde_json::json;
+
+#[path = "support/golden.rs"]
+mod golden;
 use splatfleet_kernels::scorer::{
     files::ModelFileError,
     llm2clip::{
@@ -108,27 +111,6 @@ fn prompt_base64() -> String {
     s
 }
 
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/llm2clip_tiny.json")
-}
-
-fn numbers(v: &Value) -> Vec<(String, f64)> {
-    let mut out = Vec::new();
-    if let Some(map) = v.as_object() {
-        for (key, value) in map {
-            match value {
-                Value::Array(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        out.push((format!("{key}[{i}]"), item.as_f64().unwrap_or(f64::NAN)));
-                    }
-                }
-                other => out.push((key.clone(), other.as_f64().unwrap_or(f64::NAN))),
-            }
-        }
-    }
-    out
-}
-
 fn score(models_dir: &Path) -> llm2clip::ImageAlignmentScore {
     let model = files::load(models_dir).expect("the tiny model loads");
     assert_eq!(model.config, tiny_llm2clip_config());
@@ -151,27 +133,7 @@ fn tiny_model_matches_the_golden_outputs() {
         "prompt_embedding": s.prompt_embedding,
         "view0_embedding": s.view_embeddings[0],
     });
-    let path = golden_path();
-    if std::env::var_os("SPLATFLEET_UPDATE_GOLDEN").is_some() {
-        let text = serde_json::to_string_pretty(&got).expect("json");
-        std::fs::write(&path, text + "\n").expect("write the golden file");
-        eprintln!("wrote {}", path.display());
-        return;
-    }
-    let text = std::fs::read_to_string(&path).expect("the golden file is committed");
-    let want: Value = serde_json::from_str(&text).expect("the golden file is JSON");
-    let (got, want) = (numbers(&got), numbers(&want));
-    assert_eq!(
-        got.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-        want.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-        "the golden file lists other numbers"
-    );
-    for ((key, g), (_, w)) in got.iter().zip(&want) {
-        assert!(
-            (g - w).abs() <= TOLERANCE,
-            "{key} is {g} against the golden {w}"
-        );
-    }
+    golden::check(&golden::path("llm2clip_tiny.json"), &got, TOLERANCE);
 }
 
 #[test]

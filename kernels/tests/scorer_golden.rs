@@ -5,9 +5,10 @@
 //! with `SPLATFLEET_UPDATE_GOLDEN=1 cargo test -p splatfleet-kernels --test scorer_golden`
 //! and say why in the commit.
 
-use std::path::PathBuf;
-
 use serde_json::{json, Value};
+
+#[path = "support/golden.rs"]
+mod golden;
 use splatfleet_kernels::scorer::{cpu, ModelsDir, PartScores, ScoreImages, ValidatorScore};
 use splatfleet_tests::sim::scorer_models::write_tiny_models;
 
@@ -15,10 +16,6 @@ const SIDE: u32 = 96;
 const VIEWS: usize = 16;
 /// Matrix products take FMA or plain kernels by CPU; everything else is deterministic.
 const TOLERANCE: f64 = 2e-5;
-
-fn golden_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/scorer_tiny.json")
-}
 
 /// An object-like view: a shaded ellipse on white whose shape and colour turn with the view,
 /// with a thin stripe pattern so the views are not flat.
@@ -68,23 +65,6 @@ fn as_json(parts: &PartScores, score: &ValidatorScore) -> Value {
     })
 }
 
-fn numbers(v: &Value) -> Vec<(String, f64)> {
-    let mut out = Vec::new();
-    if let Some(map) = v.as_object() {
-        for (key, value) in map {
-            match value {
-                Value::Array(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        out.push((format!("{key}[{i}]"), item.as_f64().unwrap_or(f64::NAN)));
-                    }
-                }
-                other => out.push((key.clone(), other.as_f64().unwrap_or(f64::NAN))),
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn cpu_reference_matches_the_golden_outputs_of_the_tiny_models() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -96,36 +76,9 @@ fn cpu_reference_matches_the_golden_outputs_of_the_tiny_models() {
     let parts = cpu::try_score_parts(&models, &images).expect("the CPU reference scores");
     let score = ValidatorScore::aggregate(parts.clone(), 1.0, true);
     let got = as_json(&parts, &score);
-    let path = golden_path();
-    if std::env::var_os("SPLATFLEET_UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("golden dir");
-        let text = serde_json::to_string_pretty(&got).expect("json");
-        std::fs::write(&path, text + "\n").expect("write the golden file");
-        eprintln!("wrote {}", path.display());
+    if !golden::check(&golden::path("scorer_tiny.json"), &got, TOLERANCE) {
         return;
     }
-    let text = std::fs::read_to_string(&path).expect("the golden file is committed");
-    let want: Value = serde_json::from_str(&text).expect("the golden file is JSON");
-    let (got, want) = (numbers(&got), numbers(&want));
-    assert_eq!(
-        got.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-        want.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-        "the golden file lists other numbers"
-    );
-    let worst = got
-        .iter()
-        .zip(&want)
-        .map(|((key, g), (_, w))| (key, g, w, (g - w).abs()))
-        .max_by(|a, b| a.3.total_cmp(&b.3))
-        .expect("numbers");
-    assert!(
-        worst.3 <= TOLERANCE,
-        "{} is {} against the golden {} (|diff| {:.2e} > {TOLERANCE:e})",
-        worst.0,
-        worst.1,
-        worst.2,
-        worst.3
-    );
     // The numbers are the service's kind of numbers, not a degenerate run.
     assert!(score.score.is_finite() && score.score > 0.0);
     assert!(parts.view_quality.iter().all(|q| (0.0..=1.0).contains(q)));
