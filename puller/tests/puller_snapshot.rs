@@ -163,6 +163,77 @@ async fn the_narrow_snapshot_reads_only_the_validators_asked_for_and_agrees_with
         .is_empty());
 }
 
+/// A task we closed (our send failed for good) that the validator still holds reads as open
+/// while its empty release is requested and not yet sent: until the submitter has sent it,
+/// the validator holds the task, and the cooldown the release starts is not known, so the
+/// puller must not pull there (found by the puller's release test as a cooldown violation).
+#[tokio::test]
+async fn a_closed_task_with_a_release_requested_reads_as_open_until_it_is_sent() {
+    let (_db, pool) = database().await;
+    let info = validator(7, HOLDING);
+    let ids = record::upsert_validators(&pool, std::slice::from_ref(&info), "static")
+        .await
+        .expect("validator");
+    let row = record_task(&pool, ids[HOLDING], &info, "t-failed").await;
+    let request = ClaimRequest {
+        claimed_by: Some(ME),
+        lease_secs: 60.0,
+        empty_reason: None,
+        worker: None,
+        local_score: None,
+        result_finished_unix_ms: None,
+    };
+    ledger::claim(&pool, row, &request).await.expect("claim");
+    let msg = ResultMsg {
+        task_id: "t-failed".into(),
+        validator: task(&info, "t-failed").validator,
+        kind: TaskKind::Text,
+        prompt: "a teapot".into(),
+        outcome: ResultOutcome::Empty {
+            reason: "nothing passed".into(),
+        },
+        attempts: Vec::new(),
+        worker: "host-a/gpu0".into(),
+        finished_at_unix_ms: 0,
+    };
+    let gave_up = Finish::GaveUp {
+        status: None,
+        error: "connection closed".into(),
+    };
+    ledger::finish(&pool, row, ME, &msg, &gave_up)
+        .await
+        .expect("finish")
+        .expect("ours");
+    let latest = |snaps: Vec<record::ValidatorSnapshot>| {
+        snaps.into_iter().next().and_then(|s| s.latest_task)
+    };
+    let closed = latest(record::snapshot(&pool, None).await.expect("snapshot"));
+    assert_eq!(closed, Some(("t-failed".into(), false)));
+
+    assert!(
+        ledger::request_release(&pool, row, "validator still held a closed task")
+            .await
+            .expect("request")
+    );
+    let releasing = latest(record::snapshot(&pool, None).await.expect("snapshot"));
+    assert_eq!(releasing, Some(("t-failed".into(), true)));
+
+    let taken = ledger::take_releases(&pool, "submitter-a", 60.0, 8)
+        .await
+        .expect("take");
+    assert_eq!(taken.len(), 1);
+    let released = ledger::ReleaseRecord::Released {
+        cooldown_until: 2_000_000_000.0,
+        feedback: None,
+    };
+    assert!(ledger::finish_release(&pool, row, "submitter-a", &released)
+        .await
+        .expect("finish release"));
+    let snap = record::snapshot(&pool, None).await.expect("snapshot");
+    assert_eq!(snap[0].cooldown_until, Some(2_000_000_000.0));
+    assert_eq!(latest(snap), Some(("t-failed".into(), false)));
+}
+
 /// Every `Plan` node of an `EXPLAIN (FORMAT JSON)` tree.
 fn plan_nodes(plan: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
     out.push(plan.clone());

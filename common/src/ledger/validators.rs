@@ -151,7 +151,10 @@ pub struct ValidatorSnapshot {
     pub hotkey: String,
     /// Unix seconds; the later of the state's and the latest submission's.
     pub cooldown_until: Option<f64>,
-    /// The validator's latest task id and whether it is still open.
+    /// The validator's latest task id and whether it is still open: not terminal, or a
+    /// requested empty release not sent yet (a task we closed that the validator still
+    /// holds is released after it was closed; until then the validator holds it, and the
+    /// cooldown its release starts is not known yet).
     pub latest_task: Option<(String, bool)>,
 }
 
@@ -160,11 +163,13 @@ pub struct ValidatorSnapshot {
 /// (`tasks_validator_latest_idx`), whatever the table's size.
 pub const SNAPSHOT_SQL: &str = "SELECT v.hotkey,
             extract(epoch FROM greatest(vs.cooldown_until, lt.cooldown_until))::float8,
-            lt.task_id, lt.status
+            lt.task_id, lt.status, coalesce(lt.releasing, false)
      FROM validators v
      LEFT JOIN validator_state vs ON vs.validator_id = v.id
      LEFT JOIN LATERAL (
-         SELECT t.task_id, t.status, s.cooldown_until FROM tasks t
+         SELECT t.task_id, t.status, s.cooldown_until,
+                s.state = 'sending' AND s.claimed_by IS NULL AS releasing
+         FROM tasks t
          LEFT JOIN submissions s ON s.task_id = t.id
          WHERE t.validator_id = v.id ORDER BY t.pulled_at DESC, t.id DESC LIMIT 1
      ) lt ON true
@@ -182,6 +187,7 @@ pub async fn snapshot(
         .map(|r| {
             let task_id: Option<String> = r.get(2);
             let status: Option<String> = r.get(3);
+            let releasing: bool = r.get(4);
             ValidatorSnapshot {
                 hotkey: r.get(0),
                 cooldown_until: r.get(1),
@@ -190,7 +196,7 @@ pub async fn snapshot(
                         .as_deref()
                         .and_then(TaskStatus::parse)
                         .is_some_and(TaskStatus::is_terminal);
-                    (id, !terminal)
+                    (id, !terminal || releasing)
                 }),
             }
         })
