@@ -36,8 +36,9 @@ enum Command {
     Validation(ValidationArgs),
     /// Delete the queues and exchanges of a queue prefix (SPLATFLEET_TEST_AMQP_URL's broker).
     DeleteTopology(DeleteTopologyArgs),
-    /// Write tiny random-weight scorer models (DINOv2 + quality head, AlexNet, LPIPS) under
-    /// their upstream names and formats, for CI and demos.
+    /// Write tiny random-weight scorer models (DINOv2 + quality head, AlexNet, LPIPS, and the
+    /// CLIP ConvNeXt and LLM2CLIP prompt-alignment towers) under their upstream names and
+    /// formats, for CI and demos.
     Models(ModelsArgs),
 }
 
