@@ -50,11 +50,16 @@ use splatfleet_kernels::{
             files::{Activation, ClipLayer, Llm2ClipVision, VisionConfig},
             PromptImage,
         },
-        model::{Conv2d, LayerNorm, Linear, Tensor},
+        model::{Conv2d, Linear, Tensor},
         ScoreImages,
     },
     Rig,
 };
+
+#[path = "shared/check.rs"]
+#[allow(dead_code)]
+mod check;
+use check::{norm, percentile, Rng};
 
 #[path = "shared/test_splats.rs"]
 #[allow(dead_code)]
@@ -115,32 +120,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// splitmix64: the models' random source, the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self, scale: f32) -> f32 {
-        let unit = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
-        (2.0 * unit - 1.0) * scale
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(scale)).collect()
-    }
-    fn around(&mut self, n: usize, centre: f32, spread: f32) -> Vec<f32> {
-        (0..n).map(|_| centre + self.uniform(spread)).collect()
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn tensor(r: &mut Rng, shape: Vec<usize>, scale: f32) -> Tensor {
     let n = shape.iter().product();
     Tensor {
@@ -153,14 +132,6 @@ fn linear(r: &mut Rng, out: usize, inp: usize, bias: bool) -> Linear {
     Linear {
         weight: tensor(r, vec![out, inp], (3.0 / inp as f32).sqrt()),
         bias: bias.then(|| r.vec(out, 0.05)),
-    }
-}
-
-fn norm(r: &mut Rng, d: usize, eps: f32) -> LayerNorm {
-    LayerNorm {
-        weight: r.around(d, 1.0, 0.2),
-        bias: r.vec(d, 0.05),
-        eps,
     }
 }
 
@@ -388,12 +359,6 @@ fn max_rel(a: &[Vec<f32>], b: &[Vec<f32>]) -> f64 {
         return f64::INFINITY;
     }
     a.iter().zip(b).map(|(x, y)| rel(x, y)).fold(0.0, f64::max)
-}
-
-fn percentile(mut v: Vec<f64>, q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * q).round() as usize;
-    v.get(i).copied().unwrap_or(f64::NAN)
 }
 
 /// Median and p90 of `reps` timed calls after 2 warm-ups, ms.
@@ -693,15 +658,5 @@ fn run(args: &Args) -> Result<bool, String> {
 }
 
 fn main() {
-    match parse_args().and_then(|a| run(&a)) {
-        Ok(true) => println!("alignment_check: ok"),
-        Ok(false) => {
-            println!("alignment_check: FAILED");
-            std::process::exit(1);
-        }
-        Err(e) => {
-            println!("error: {e}\nalignment_check: FAILED");
-            std::process::exit(1);
-        }
-    }
+    check::finish("alignment_check", parse_args().and_then(|a| run(&a)));
 }

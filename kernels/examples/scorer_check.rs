@@ -22,13 +22,18 @@ use splatfleet_kernels::{
         cpu,
         gpu::{GpuScorer, ScorerPrecision},
         model::{
-            Conv2d, Dinov2, Dinov2Config, LayerNorm, Linear, Lpips, QualityModel, ScorerModels,
-            Tensor, VitLayer,
+            Conv2d, Dinov2, Dinov2Config, Linear, Lpips, QualityModel, ScorerModels, Tensor,
+            VitLayer,
         },
         PartScores, ScoreImages,
     },
     Rig,
 };
+
+#[path = "shared/check.rs"]
+#[allow(dead_code)]
+mod check;
+use check::{norm, percentile, Rng};
 
 #[path = "shared/test_splats.rs"]
 #[allow(dead_code)]
@@ -71,30 +76,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// splitmix64: the models' random source, the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[-scale, scale)`.
-    fn uniform(&mut self, scale: f32) -> f32 {
-        let unit = (self.next() >> 40) as f32 / (1u64 << 24) as f32;
-        (2.0 * unit - 1.0) * scale
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(scale)).collect()
-    }
-    fn around(&mut self, n: usize, centre: f32, spread: f32) -> Vec<f32> {
-        (0..n).map(|_| centre + self.uniform(spread)).collect()
-    }
-}
-
 fn linear(r: &mut Rng, out: usize, inp: usize) -> Linear {
     Linear {
         weight: Tensor {
@@ -102,14 +83,6 @@ fn linear(r: &mut Rng, out: usize, inp: usize) -> Linear {
             data: r.vec(out * inp, (3.0 / inp as f32).sqrt()),
         },
         bias: Some(r.vec(out, 0.05)),
-    }
-}
-
-fn norm(r: &mut Rng, d: usize, eps: f32) -> LayerNorm {
-    LayerNorm {
-        weight: r.around(d, 1.0, 0.2),
-        bias: r.vec(d, 0.05),
-        eps,
     }
 }
 
@@ -255,12 +228,6 @@ fn compare(label: &str, p: ScorerPrecision, gpu: &PartScores, cpu: &PartScores) 
     ok
 }
 
-fn percentile(mut v: Vec<f64>, q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let i = ((v.len() as f64 - 1.0) * q).round() as usize;
-    v.get(i).copied().unwrap_or(f64::NAN)
-}
-
 fn run(args: &Args) -> Result<bool, String> {
     let mut renderer = GpuRenderer::new(0).map_err(|e| format!("no GPU: {e}"))?;
     println!("device: {}  seed: {}", renderer.device_name(), args.seed);
@@ -388,16 +355,5 @@ fn run(args: &Args) -> Result<bool, String> {
 }
 
 fn main() {
-    let result = parse_args().and_then(|a| run(&a));
-    match result {
-        Ok(true) => println!("scorer_check: ok"),
-        Ok(false) => {
-            println!("scorer_check: FAILED");
-            std::process::exit(1);
-        }
-        Err(e) => {
-            println!("error: {e}\nscorer_check: FAILED");
-            std::process::exit(1);
-        }
-    }
+    check::finish("scorer_check", parse_args().and_then(|a| run(&a)));
 }

@@ -78,6 +78,29 @@ macro_rules! launch {
 }
 pub(super) use launch;
 
+/// A LayerNorm's weight, bias (addresses) and epsilon.
+pub type NormArgs = (u64, u64, f32);
+
+/// Launches one of the kernels of signature `(float* y, const float* bias, unsigned rows,
+/// unsigned cols)` that apply `y = act(y + bias)` to a row-major `rows × cols` matrix
+/// (`bias_gelu`, `bias_relu`; `alignment.cu`'s `bias_add`, `bias_quick_gelu`), a thread per
+/// element.
+///
+/// # Safety
+/// `func` must be such a kernel, `y` hold `rows·cols` floats and `bias` `cols`.
+pub(super) unsafe fn bias_rows(
+    s: &Arc<CudaStream>,
+    func: &CudaFunction,
+    y: u64,
+    bias: u64,
+    n_rows: usize,
+    cols: usize,
+) -> Result<(), GpuError> {
+    let [r, c] = u32s([("rows", n_rows), ("cols", cols)])?;
+    // SAFETY: the caller vouches for the kernel's signature and the buffers' sizes.
+    unsafe { launch!(s, *func, linear(n_rows * cols)?; y, bias, r, c) }
+}
+
 /// Shape of an NHWC map: views, height, width, channels.
 #[derive(Debug, Clone, Copy)]
 pub struct Nhwc {
@@ -212,7 +235,7 @@ impl Kernels {
         x: u64,
         y: u64,
         (bias, ls): (u64, u64),
-        norm: Option<(u64, u64, f32)>,
+        norm: Option<NormArgs>,
         (n_rows, hidden, x_stride): (usize, usize, usize),
         xn: u64,
     ) -> Result<(), GpuError> {
@@ -270,9 +293,8 @@ impl Kernels {
         n_rows: usize,
         cols: usize,
     ) -> Result<(), GpuError> {
-        let [r, c] = u32s([("rows", n_rows), ("cols", cols)])?;
-        // SAFETY: matches `bias_gelu`; y holds rows·cols floats, bias cols.
-        unsafe { launch!(s, self.bias_gelu, linear(n_rows * cols)?; y, bias, r, c) }
+        // SAFETY: `bias_gelu` has `bias_rows`'s signature; the caller sizes y and bias.
+        unsafe { bias_rows(s, &self.bias_gelu, y, bias, n_rows, cols) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -352,9 +374,8 @@ impl Kernels {
         n_rows: usize,
         cols: usize,
     ) -> Result<(), GpuError> {
-        let [r, c] = u32s([("rows", n_rows), ("cols", cols)])?;
-        // SAFETY: matches `bias_relu`; y holds rows·cols floats, bias cols.
-        unsafe { launch!(s, self.bias_relu, linear(n_rows * cols)?; y, bias, r, c) }
+        // SAFETY: `bias_relu` has `bias_rows`'s signature; the caller sizes y and bias.
+        unsafe { bias_rows(s, &self.bias_relu, y, bias, n_rows, cols) }
     }
 
     pub fn max_pool(

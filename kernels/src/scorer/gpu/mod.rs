@@ -11,6 +11,7 @@
 
 pub mod alignment;
 mod device;
+mod encoder;
 mod kernels;
 mod weights;
 
@@ -20,6 +21,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 
 use self::{
     device::{address_of, Blas, Buf, Mat, Math},
+    encoder::{Encoder, LayerBufs, MlpHalf, Stack, StackLayer},
     kernels::{Kernels, Nhwc},
     weights::Weights,
 };
@@ -405,7 +407,7 @@ impl GpuScorer {
             cfg.mlp_hidden,
         );
         let (p, g) = (cfg.patch_size, cfg.grid());
-        let (m, dim, kk) = (views * t, cfg.head_dim(), 3 * p * p);
+        let (m, kk) = (views * t, 3 * p * p);
         // Patch embedding: im2col of the resized, normalised views, then one GEMM per view
         // into rows 1.. of its tokens (row 0 is the CLS token).
         k.iqa_patches(
@@ -447,123 +449,49 @@ impl GpuScorer {
         // Q, K and V sit at fixed offsets of the buffer (sized for `wk.views` views), where
         // the P·V address arrays expect V.
         let cap = wk.views * t;
-        let (q, kb, v) = (
-            wk.heads.ptr(),
-            wk.heads.at(cap * hd),
-            wk.heads.at(2 * cap * hd),
-        );
         let bh = wk.views * heads;
-        let (p_ptrs, v_ptrs, o_ptrs) = (wk.pv_ptrs.ptr(), wk.pv_ptrs.at(bh), wk.pv_ptrs.at(2 * bh));
-        let scale = 1.0 / (dim as f32).sqrt();
-        for (i, layer) in wt.layers.iter().enumerate() {
-            let last = i + 1 == wt.layers.len();
-            // Self-attention.
-            unsafe { b.linear(m, 3 * hd, hd, wk.xn.ptr(), layer.qkv_w.ptr(), wk.wide.ptr()) }?;
-            k.split_heads(
-                s,
-                wk.wide.ptr(),
-                layer.qkv_b.ptr(),
-                (views, t, hd, heads),
-                (q, kb, v),
-            )?;
-            let pairs = views * heads;
-            if last {
-                // The CLS query of every (view, head) against all keys: one score row per
-                // pair, and its context row into ctx as [views, hidden] (pair i = view·heads
-                // + head lands at i·head_dim).
-                unsafe {
-                    b.gemm(
-                        (1, t, dim),
-                        scale,
-                        Mat::strided(q, dim, t * dim),
-                        Mat::strided(kb, dim, t * dim),
-                        true,
-                        0.0,
-                        Mat::strided(wk.scores.ptr(), t, t),
-                        pairs,
-                    )?;
-                }
-                k.softmax_rows(s, wk.scores.ptr(), pairs, t)?;
-                unsafe {
-                    b.gemm(
-                        (1, dim, t),
-                        1.0,
-                        Mat::strided(wk.scores.ptr(), t, t),
-                        Mat::strided(v, dim, t * dim),
-                        false,
-                        0.0,
-                        Mat::strided(wk.ctx.ptr(), dim, dim),
-                        pairs,
-                    )?;
-                }
-            } else {
-                // Scores, softmax and P·V chunk by chunk of (view, head) pairs, so each chunk's
-                // score matrices stay in L2 between the three steps.
-                let chunk = wk.attention_chunk;
-                for c0 in (0..pairs).step_by(chunk) {
-                    let nb = chunk.min(pairs - c0);
-                    let qk_offset = (c0 * t * dim * 4) as u64;
-                    let ptr_offset = (c0 * 8) as u64;
-                    unsafe {
-                        b.gemm(
-                            (t, t, dim),
-                            scale,
-                            Mat::strided(q + qk_offset, dim, t * dim),
-                            Mat::strided(kb + qk_offset, dim, t * dim),
-                            true,
-                            0.0,
-                            Mat::strided(wk.scores.ptr(), t, t * t),
-                            nb,
-                        )?;
-                    }
-                    k.softmax_rows(s, wk.scores.ptr(), nb * t, t)?;
-                    // O = P·V for the chunk's pairs, each head's O into its columns of the
-                    // view's context rows.
-                    unsafe {
-                        b.gemm_arrays(
-                            (t, dim, t),
-                            1.0,
-                            (p_ptrs + ptr_offset, t),
-                            (v_ptrs + ptr_offset, dim),
-                            false,
-                            0.0,
-                            (o_ptrs + ptr_offset, hd),
-                            nb,
-                        )?;
-                    }
-                }
+        let stack = Stack {
+            batch: views,
+            tokens: t,
+            hidden: hd,
+            heads,
+            mlp,
+            chunk: wk.attention_chunk,
+            x: wk.x.ptr(),
+            qkv: (
+                wk.heads.ptr(),
+                wk.heads.at(cap * hd),
+                wk.heads.at(2 * cap * hd),
+            ),
+            pv_ptrs: (wk.pv_ptrs.ptr(), wk.pv_ptrs.at(bh), wk.pv_ptrs.at(2 * bh)),
+            scores: wk.scores.ptr(),
+            bufs: LayerBufs {
+                ctx: wk.ctx.ptr(),
+                y: wk.y.ptr(),
+                xn: wk.xn.ptr(),
+                wide: wk.wide.ptr(),
+            },
+        };
+        let layer = |i: usize| {
+            let l = &wt.layers[i];
+            StackLayer {
+                qkv: (l.qkv_w.ptr(), l.qkv_b.ptr()),
+                half: MlpHalf {
+                    out: (l.out_w.ptr(), l.out_b.ptr()),
+                    ls1: l.ls1.ptr(),
+                    norm2: norm_of(&l.norm2),
+                    fc1: (l.fc1_w.ptr(), l.fc1_b.ptr()),
+                    fc2: (l.fc2_w.ptr(), l.fc2_b.ptr()),
+                    ls2: l.ls2.ptr(),
+                },
+                // The next layer's first LayerNorm; after the last layer only the CLS rows
+                // are normalised, by the head.
+                next: wt.layers.get(i + 1).map(|l| norm_of(&l.norm1)),
             }
-            // The last layer's outputs are read only at the CLS rows (the head), so after its
-            // attention (all tokens' keys and values, the CLS queries alone) it runs on the
-            // CLS rows only: `rows` rows of x, `x_stride` floats apart; y, xn, wide compact.
-            let (rows, x_stride) = if last { (views, t * hd) } else { (m, hd) };
-            unsafe { b.linear(rows, hd, hd, wk.ctx.ptr(), layer.out_w.ptr(), wk.y.ptr()) }?;
-            k.residual_norm(
-                s,
-                wk.x.ptr(),
-                wk.y.ptr(),
-                (layer.out_b.ptr(), layer.ls1.ptr()),
-                Some(norm_of(&layer.norm2)),
-                (rows, hd, x_stride),
-                wk.xn.ptr(),
-            )?;
-            // MLP.
-            unsafe { b.linear(rows, mlp, hd, wk.xn.ptr(), layer.fc1_w.ptr(), wk.wide.ptr()) }?;
-            k.bias_gelu(s, wk.wide.ptr(), layer.fc1_b.ptr(), rows, mlp)?;
-            unsafe { b.linear(rows, hd, mlp, wk.wide.ptr(), layer.fc2_w.ptr(), wk.y.ptr()) }?;
-            // The next layer's first LayerNorm; after the last layer only the CLS rows are
-            // normalised, by the head.
-            let next = wt.layers.get(i + 1).map(|l| norm_of(&l.norm1));
-            k.residual_norm(
-                s,
-                wk.x.ptr(),
-                wk.y.ptr(),
-                (layer.fc2_b.ptr(), layer.ls2.ptr()),
-                next,
-                (rows, hd, x_stride),
-                wk.xn.ptr(),
-            )?;
-        }
+        };
+        let gelu = |y, bias, r, c| k.bias_gelu(s, y, bias, r, c);
+        let enc = Encoder { s, k, b };
+        unsafe { enc.class_token_stack(&stack, wt.layers.len(), layer, gelu) }?;
         k.quality_head(
             s,
             wk.x.ptr(),

@@ -113,6 +113,22 @@ pub(super) fn linear_parts(
     Ok((l.weight.data.clone(), bias))
 }
 
+/// Q, K and V `Linear`s (each `[hidden, hidden]`, checked under their names) stacked into
+/// one `[3·hidden, hidden]` weight and `[3·hidden]` bias, in that order.
+pub(super) fn stacked_qkv(
+    parts: [(&Linear, String); 3],
+    hidden: usize,
+) -> Result<(Vec<f32>, Vec<f32>), GpuError> {
+    let mut qkv_w = Vec::with_capacity(3 * hidden * hidden);
+    let mut qkv_b = Vec::with_capacity(3 * hidden);
+    for (lin, name) in parts {
+        let (w, b) = linear_parts(lin, hidden, hidden, &name)?;
+        qkv_w.extend(w);
+        qkv_b.extend(b);
+    }
+    Ok((qkv_w, qkv_b))
+}
+
 fn conv(s: &Arc<CudaStream>, c: &Conv2d, cin: usize, what: &str) -> Result<Conv, GpuError> {
     let shape = &c.weight.shape;
     if shape.len() != 4 || shape[1] != cin || shape[2] != shape[3] || shape[2] == 0 {
@@ -201,17 +217,14 @@ impl Weights {
         let mut layers = Vec::with_capacity(d.layers.len());
         for (i, l) in d.layers.iter().enumerate() {
             let name = |part: &str| format!("encoder.layer.{i}.{part}");
-            let mut qkv_w = Vec::with_capacity(3 * h * h);
-            let mut qkv_b = Vec::with_capacity(3 * h);
-            for (lin, part) in [
-                (&l.query, "attention.attention.query"),
-                (&l.key, "attention.attention.key"),
-                (&l.value, "attention.attention.value"),
-            ] {
-                let (w, b) = linear_parts(lin, h, h, &name(part))?;
-                qkv_w.extend(w);
-                qkv_b.extend(b);
-            }
+            let (qkv_w, qkv_b) = stacked_qkv(
+                [
+                    (&l.query, name("attention.attention.query")),
+                    (&l.key, name("attention.attention.key")),
+                    (&l.value, name("attention.attention.value")),
+                ],
+                h,
+            )?;
             let (out_w, out_b) = linear_parts(&l.output, h, h, &name("attention.output.dense"))?;
             let (fc1_w, fc1_b) = linear_parts(&l.fc1, cfg.mlp_hidden, h, &name("mlp.fc1"))?;
             let (fc2_w, fc2_b) = linear_parts(&l.fc2, h, cfg.mlp_hidden, &name("mlp.fc2"))?;

@@ -10,10 +10,12 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use super::{
     super::{
         device::{Buf, Mat},
+        encoder::{Encoder, LayerBufs, MlpHalf},
         kernels::Nhwc,
         weights::{bad, check_len},
     },
-    AlignmentMemory, AlignmentPrecision, Alloc, Lin, Norm, Runtime, INITIAL_VIEWS,
+    AlignmentMemory, AlignmentPrecision, Alloc, Lin, Norm, Runtime, ViewEncoder, ViewSource,
+    INITIAL_VIEWS,
 };
 use crate::{
     gpu::GpuError,
@@ -427,15 +429,23 @@ impl GpuTextAlignment {
         width: u32,
         height: u32,
     ) -> Result<Vec<Vec<f32>>, GpuError> {
-        let (w, h) = (width as usize, height as usize);
-        self.rt.planes_from_render(image, views, (w, h))?;
-        self.encode_planes(views, (w, h))
+        self.encode_source(&ViewSource::Render {
+            image,
+            views,
+            width,
+            height,
+        })
     }
 
     /// The normalised image embedding of each 8-bit view.
     pub fn encode_views(&mut self, images: &ScoreImages) -> Result<Vec<Vec<f32>>, GpuError> {
-        let wh = self.rt.planes_from_images(images)?;
-        self.encode_planes(images.views, wh)
+        self.encode_source(&ViewSource::Images(images))
+    }
+}
+
+impl ViewEncoder for GpuTextAlignment {
+    fn runtime(&mut self) -> &mut Runtime {
+        &mut self.rt
     }
 
     fn encode_planes(
@@ -582,7 +592,9 @@ impl GpuTextAlignment {
         al.l2_normalise_rows(s, wk.emb.ptr(), (views, e, e), wk.out.ptr())?;
         rt.download(&wk.out, views, e)
     }
+}
 
+impl GpuTextAlignment {
     /// The normalised text embedding of a tokenized prompt (a full context, as
     /// `ClipTokenizer::tokenize` gives it): the feature at the first largest id (the EOT).
     pub fn encode_text(&mut self, ids: &[u32]) -> Result<Vec<f32>, GpuError> {
@@ -637,55 +649,27 @@ impl GpuTextAlignment {
         let cap = t.context * w;
         let (q, kb, v) = (wk.heads.ptr(), wk.heads.at(cap), wk.heads.at(2 * cap));
         let scale = 1.0 / (dim as f32).sqrt();
+        let enc = Encoder { s, k, b };
+        let bufs = LayerBufs {
+            ctx: wk.ctx.ptr(),
+            y: wk.y.ptr(),
+            xn: wk.xn.ptr(),
+            wide: wk.wide.ptr(),
+        };
+        let gelu = |y, bias, r, c| k.bias_gelu(s, y, bias, r, c);
         for (i, layer) in t.layers.iter().enumerate() {
             let last = i + 1 == t.layers.len();
             // SAFETY (every GEMM below): the operands lie inside `TextWork`'s buffers, sized
             // for a full context, and the weights' shapes were checked at upload.
-            unsafe {
-                b.linear(
-                    n,
-                    3 * w,
-                    w,
-                    wk.xn.ptr(),
-                    layer.in_proj.w.ptr(),
-                    wk.qkv.ptr(),
-                )
-            }?;
-            k.split_heads(
-                s,
-                wk.qkv.ptr(),
-                layer.in_proj.b.ptr(),
-                (1, n, w, heads),
-                (q, kb, v),
-            )?;
+            let qkv = (layer.in_proj.w.ptr(), layer.in_proj.b.ptr());
+            let shape = (1, n, w, heads);
+            unsafe { enc.qkv_heads(wk.xn.ptr(), qkv, shape, wk.qkv.ptr(), (q, kb, v)) }?;
             let (rows, x_row) = if last {
                 // Only the EOT row's output is read: its query against every key (all of
                 // them precede it), its context row alone.
-                unsafe {
-                    b.gemm(
-                        (1, n, dim),
-                        scale,
-                        Mat::strided(wk.heads.at(eot * dim), dim, n * dim),
-                        Mat::strided(kb, dim, n * dim),
-                        true,
-                        0.0,
-                        Mat::strided(wk.scores.ptr(), n, n),
-                        heads,
-                    )?;
-                }
-                k.softmax_rows(s, wk.scores.ptr(), heads, n)?;
-                unsafe {
-                    b.gemm(
-                        (1, dim, n),
-                        1.0,
-                        Mat::strided(wk.scores.ptr(), n, n),
-                        Mat::strided(v, dim, n * dim),
-                        false,
-                        0.0,
-                        Mat::strided(wk.ctx.ptr(), dim, dim),
-                        heads,
-                    )?;
-                }
+                let qkv = (wk.heads.at(eot * dim), kb, v);
+                let out = (wk.scores.ptr(), wk.ctx.ptr());
+                unsafe { enc.single_query_attention(qkv, (heads, n, dim), scale, out) }?;
                 (1, wk.x.at(eot * w))
             } else {
                 unsafe {
@@ -717,39 +701,18 @@ impl GpuTextAlignment {
                 }
                 (n, wk.x.ptr())
             };
-            unsafe { b.linear(rows, w, w, wk.ctx.ptr(), layer.out_proj.w.ptr(), wk.y.ptr()) }?;
-            k.residual_norm(
-                s,
-                x_row,
-                wk.y.ptr(),
-                (layer.out_proj.b.ptr(), t.ones.ptr()),
-                Some(layer.ln_2.args()),
-                (rows, w, w),
-                wk.xn.ptr(),
-            )?;
-            unsafe { b.linear(rows, mlp, w, wk.xn.ptr(), layer.c_fc.w.ptr(), wk.wide.ptr()) }?;
-            k.bias_gelu(s, wk.wide.ptr(), layer.c_fc.b.ptr(), rows, mlp)?;
-            unsafe {
-                b.linear(
-                    rows,
-                    w,
-                    mlp,
-                    wk.wide.ptr(),
-                    layer.c_proj.w.ptr(),
-                    wk.y.ptr(),
-                )
-            }?;
+            let half = MlpHalf {
+                out: (layer.out_proj.w.ptr(), layer.out_proj.b.ptr()),
+                ls1: t.ones.ptr(),
+                norm2: layer.ln_2.args(),
+                fc1: (layer.c_fc.w.ptr(), layer.c_fc.b.ptr()),
+                fc2: (layer.c_proj.w.ptr(), layer.c_proj.b.ptr()),
+                ls2: t.ones.ptr(),
+            };
             // The next layer's ln_1, or ln_final after the last (the EOT row only).
             let next = t.layers.get(i + 1).map_or(&t.ln_final, |l| &l.ln_1);
-            k.residual_norm(
-                s,
-                x_row,
-                wk.y.ptr(),
-                (layer.c_proj.b.ptr(), t.ones.ptr()),
-                Some(next.args()),
-                (rows, w, w),
-                wk.xn.ptr(),
-            )?;
+            let x = (x_row, rows, w);
+            unsafe { enc.mlp_half(&half, gelu, x, (w, mlp), &bufs, Some(next.args())) }?;
         }
         // xn's row 0 is ln_final of the EOT row: `x @ text_projection`, then L2.
         let e = t.embed;

@@ -12,7 +12,8 @@ use crate::gpu::{
     GpuError,
 };
 
-use super::super::kernels::{launch, linear, rows, u32s};
+pub use super::super::kernels::NormArgs;
+use super::super::kernels::{bias_rows, launch, linear, rows, u32s};
 
 /// The alignment towers' CUDA program: the scorer's source, then `alignment.cu`.
 pub const ALIGNMENT: Source = Source {
@@ -23,9 +24,6 @@ pub const ALIGNMENT: Source = Source {
         include_str!("alignment.cu")
     ),
 };
-
-/// A LayerNorm's weight, bias (addresses) and epsilon.
-pub type NormArgs = (u64, u64, f32);
 
 #[derive(Debug)]
 pub struct AlignKernels {
@@ -125,9 +123,8 @@ impl AlignKernels {
         n_rows: usize,
         cols: usize,
     ) -> Result<(), GpuError> {
-        let [r, c] = u32s([("rows", n_rows), ("cols", cols)])?;
-        // SAFETY: matches `bias_add`; y holds rows·cols floats, bias cols.
-        unsafe { launch!(s, self.bias_add, linear(n_rows * cols)?; y, bias, r, c) }
+        // SAFETY: `bias_add` has `bias_rows`'s signature; the caller sizes y and bias.
+        unsafe { bias_rows(s, &self.bias_add, y, bias, n_rows, cols) }
     }
 
     pub fn bias_quick_gelu(
@@ -138,9 +135,8 @@ impl AlignKernels {
         n_rows: usize,
         cols: usize,
     ) -> Result<(), GpuError> {
-        let [r, c] = u32s([("rows", n_rows), ("cols", cols)])?;
-        // SAFETY: matches `bias_quick_gelu`; y holds rows·cols floats, bias cols.
-        unsafe { launch!(s, self.bias_quick_gelu, linear(n_rows * cols)?; y, bias, r, c) }
+        // SAFETY: `bias_quick_gelu` has `bias_rows`'s signature; the caller sizes y and bias.
+        unsafe { bias_rows(s, &self.bias_quick_gelu, y, bias, n_rows, cols) }
     }
 
     /// Depthwise `k`×`k` convolution (weights `[k·k][c]`) of the NHWC map `x`, then the

@@ -177,17 +177,10 @@ struct GpuTowers<'a> {
 
 impl Towers for GpuTowers<'_> {
     fn text_views(&mut self) -> Result<Vec<Vec<f32>>, String> {
-        let tower = &mut self.gpu.text;
-        match self.source {
-            ViewSource::Render {
-                image,
-                views,
-                width,
-                height,
-            } => tower.encode_views_from_render(image, views, width, height),
-            ViewSource::Images(images) => tower.encode_views(images),
-        }
-        .map_err(|e| e.to_string())
+        self.gpu
+            .text
+            .encode_source(&self.source)
+            .map_err(|e| e.to_string())
     }
 
     fn text_prompt(&mut self, ids: &[u32]) -> Result<Vec<f32>, String> {
@@ -195,17 +188,10 @@ impl Towers for GpuTowers<'_> {
     }
 
     fn image_views(&mut self) -> Result<Vec<Vec<f32>>, String> {
-        let tower = &mut self.gpu.image;
-        match self.source {
-            ViewSource::Render {
-                image,
-                views,
-                width,
-                height,
-            } => tower.encode_views_from_render(image, views, width, height),
-            ViewSource::Images(images) => tower.encode_views(images),
-        }
-        .map_err(|e| e.to_string())
+        self.gpu
+            .image
+            .encode_source(&self.source)
+            .map_err(|e| e.to_string())
     }
 
     fn image_prompt(&mut self, prompt: &PromptImage) -> Result<Vec<f32>, String> {
@@ -213,6 +199,40 @@ impl Towers for GpuTowers<'_> {
             .image
             .encode_prompt(prompt)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// A tower's image side: its [`Runtime`] and its forward pass on the runtime's planes,
+/// and from those the encoding of views wherever they are.
+trait ViewEncoder {
+    fn runtime(&mut self) -> &mut Runtime;
+
+    /// The normalised embedding of each of the `views` views of `w × h` in the planes.
+    fn encode_planes(
+        &mut self,
+        views: usize,
+        wh: (usize, usize),
+    ) -> Result<Vec<Vec<f32>>, GpuError>;
+
+    /// The normalised embedding of each view of `source`: the render buffer's views
+    /// truncated to 8 bits on the device as the validator truncates, or 8-bit views uploaded.
+    fn encode_source(&mut self, source: &ViewSource<'_>) -> Result<Vec<Vec<f32>>, GpuError> {
+        let (views, wh) = match *source {
+            ViewSource::Render {
+                image,
+                views,
+                width,
+                height,
+            } => {
+                let wh = (width as usize, height as usize);
+                self.runtime().planes_from_render(image, views, wh)?;
+                (views, wh)
+            }
+            ViewSource::Images(images) => {
+                (images.views, self.runtime().planes_from_images(images)?)
+            }
+        };
+        self.encode_planes(views, wh)
     }
 }
 

@@ -11,9 +11,11 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use super::{
     super::{
         device::{Buf, Mat},
-        weights::{bad, check_len},
+        encoder::{Encoder, LayerBufs, MlpHalf, Stack, StackLayer},
+        weights::{bad, check_len, linear_parts, stacked_qkv},
     },
-    AlignmentMemory, AlignmentPrecision, Alloc, Lin, Norm, Runtime, INITIAL_VIEWS,
+    AlignmentMemory, AlignmentPrecision, Alloc, Lin, Norm, Runtime, ViewEncoder, ViewSource,
+    INITIAL_VIEWS,
 };
 use crate::{
     gpu::GpuError,
@@ -68,17 +70,14 @@ fn upload(a: &mut Alloc<'_>, m: &Llm2ClipVision) -> Result<Weights, GpuError> {
     let mut layers = Vec::with_capacity(m.layers.len());
     for (i, l) in m.layers.iter().enumerate() {
         let name = |part: &str| format!("vision_model.encoder.layers.{i}.{part}");
-        let mut w = Vec::with_capacity(3 * h * h);
-        let mut b = Vec::with_capacity(3 * h);
-        for (lin, part) in [
-            (&l.q_proj, "self_attn.q_proj"),
-            (&l.k_proj, "self_attn.k_proj"),
-            (&l.v_proj, "self_attn.v_proj"),
-        ] {
-            let (lw, lb) = super::super::weights::linear_parts(lin, h, h, &name(part))?;
-            w.extend(lw);
-            b.extend(lb);
-        }
+        let (w, b) = stacked_qkv(
+            [
+                (&l.q_proj, name("self_attn.q_proj")),
+                (&l.k_proj, name("self_attn.k_proj")),
+                (&l.v_proj, name("self_attn.v_proj")),
+            ],
+            h,
+        )?;
         layers.push(Layer {
             ln1: Norm::upload(a, &l.layer_norm1, h, &name("layer_norm1"))?,
             qkv: Lin {
@@ -91,7 +90,7 @@ fn upload(a: &mut Alloc<'_>, m: &Llm2ClipVision) -> Result<Weights, GpuError> {
             fc2: Lin::upload(a, &l.fc2, h, mlp, &name("mlp.fc2"))?,
         });
     }
-    let (proj, _) = super::super::weights::linear_parts(
+    let (proj, _) = linear_parts(
         &m.visual_projection,
         c.projection_dim,
         h,
@@ -217,15 +216,17 @@ impl GpuImageAlignment {
         width: u32,
         height: u32,
     ) -> Result<Vec<Vec<f32>>, GpuError> {
-        let (w, h) = (width as usize, height as usize);
-        self.rt.planes_from_render(image, views, (w, h))?;
-        self.encode_planes(views, (w, h))
+        self.encode_source(&ViewSource::Render {
+            image,
+            views,
+            width,
+            height,
+        })
     }
 
     /// The normalised embedding of each 8-bit view.
     pub fn encode_views(&mut self, images: &ScoreImages) -> Result<Vec<Vec<f32>>, GpuError> {
-        let wh = self.rt.planes_from_images(images)?;
-        self.encode_planes(images.views, wh)
+        self.encode_source(&ViewSource::Images(images))
     }
 
     /// The normalised embedding of the decoded prompt image (any size; resized as the
@@ -236,6 +237,12 @@ impl GpuImageAlignment {
         let mut out = self.encode_planes(1, (prompt.width, prompt.height))?;
         out.pop()
             .ok_or(GpuError::Unavailable("the prompt embedding"))
+    }
+}
+
+impl ViewEncoder for GpuImageAlignment {
+    fn runtime(&mut self) -> &mut Runtime {
+        &mut self.rt
     }
 
     fn encode_planes(
@@ -258,7 +265,7 @@ impl GpuImageAlignment {
             cfg.intermediate_size,
         );
         let (p, g) = (cfg.patch_size, cfg.grid());
-        let (m, dim, kk) = (images * t, hd / nh, 3 * p * p);
+        let (m, kk) = (images * t, 3 * p * p);
         let mean = CLIP_MEAN.map(|v| v * NORMALISE_FACTOR);
         let std = CLIP_STD.map(|v| v * NORMALISE_FACTOR);
         al.bicubic_patches(
@@ -310,116 +317,53 @@ impl GpuImageAlignment {
             hd,
         )?;
         // Q, K and V at fixed offsets of the buffer (sized for `wk.images` images), where the
-        // P·V address arrays expect V.
+        // P·V address arrays expect V; attention in one chunk of all pairs.
         let cap = wk.images * t;
-        let (q, kb, v) = (
-            wk.heads.ptr(),
-            wk.heads.at(cap * hd),
-            wk.heads.at(2 * cap * hd),
-        );
         let bh = wk.images * nh;
-        let (p_ptrs, v_ptrs, o_ptrs) = (wk.pv_ptrs.ptr(), wk.pv_ptrs.at(bh), wk.pv_ptrs.at(2 * bh));
-        // CLIP scales q by head_dim^-0.5 before q·kᵀ (a power of two for head sizes 64, 16).
-        let scale = 1.0 / (dim as f32).sqrt();
-        let pairs = images * nh;
-        for (i, layer) in wt.layers.iter().enumerate() {
-            let last = i + 1 == wt.layers.len();
-            unsafe { b.linear(m, 3 * hd, hd, wk.xn.ptr(), layer.qkv.w.ptr(), wk.wide.ptr()) }?;
-            k.split_heads(
-                s,
-                wk.wide.ptr(),
-                layer.qkv.b.ptr(),
-                (images, t, hd, nh),
-                (q, kb, v),
-            )?;
-            if last {
-                // The class query of every (image, head) against all keys; its context row
-                // into ctx as [images, hidden].
-                unsafe {
-                    b.gemm(
-                        (1, t, dim),
-                        scale,
-                        Mat::strided(q, dim, t * dim),
-                        Mat::strided(kb, dim, t * dim),
-                        true,
-                        0.0,
-                        Mat::strided(wk.scores.ptr(), t, t),
-                        pairs,
-                    )?;
-                }
-                k.softmax_rows(s, wk.scores.ptr(), pairs, t)?;
-                unsafe {
-                    b.gemm(
-                        (1, dim, t),
-                        1.0,
-                        Mat::strided(wk.scores.ptr(), t, t),
-                        Mat::strided(v, dim, t * dim),
-                        false,
-                        0.0,
-                        Mat::strided(wk.ctx.ptr(), dim, dim),
-                        pairs,
-                    )?;
-                }
-            } else {
-                unsafe {
-                    b.gemm(
-                        (t, t, dim),
-                        scale,
-                        Mat::strided(q, dim, t * dim),
-                        Mat::strided(kb, dim, t * dim),
-                        true,
-                        0.0,
-                        Mat::strided(wk.scores.ptr(), t, t * t),
-                        pairs,
-                    )?;
-                }
-                k.softmax_rows(s, wk.scores.ptr(), pairs * t, t)?;
-                unsafe {
-                    b.gemm_arrays(
-                        (t, dim, t),
-                        1.0,
-                        (p_ptrs, t),
-                        (v_ptrs, dim),
-                        false,
-                        0.0,
-                        (o_ptrs, hd),
-                        pairs,
-                    )?;
-                }
+        let stack = Stack {
+            batch: images,
+            tokens: t,
+            hidden: hd,
+            heads: nh,
+            mlp,
+            chunk: images * nh,
+            x: wk.x.ptr(),
+            qkv: (
+                wk.heads.ptr(),
+                wk.heads.at(cap * hd),
+                wk.heads.at(2 * cap * hd),
+            ),
+            pv_ptrs: (wk.pv_ptrs.ptr(), wk.pv_ptrs.at(bh), wk.pv_ptrs.at(2 * bh)),
+            scores: wk.scores.ptr(),
+            bufs: LayerBufs {
+                ctx: wk.ctx.ptr(),
+                y: wk.y.ptr(),
+                xn: wk.xn.ptr(),
+                wide: wk.wide.ptr(),
+            },
+        };
+        let layer = |i: usize| {
+            let l = &wt.layers[i];
+            StackLayer {
+                qkv: (l.qkv.w.ptr(), l.qkv.b.ptr()),
+                half: MlpHalf {
+                    out: (l.out.w.ptr(), l.out.b.ptr()),
+                    ls1: wt.ones.ptr(),
+                    norm2: l.ln2.args(),
+                    fc1: (l.fc1.w.ptr(), l.fc1.b.ptr()),
+                    fc2: (l.fc2.w.ptr(), l.fc2.b.ptr()),
+                    ls2: wt.ones.ptr(),
+                },
+                // The next layer's layer_norm1, or post_layernorm after the last (class rows).
+                next: Some(wt.layers.get(i + 1).map_or(&wt.post, |l| &l.ln1).args()),
             }
-            // After the last layer's attention only the class rows go on: `rows` rows of x,
-            // `x_stride` floats apart; y, xn, wide compact.
-            let (rows, x_stride) = if last { (images, t * hd) } else { (m, hd) };
-            unsafe { b.linear(rows, hd, hd, wk.ctx.ptr(), layer.out.w.ptr(), wk.y.ptr()) }?;
-            k.residual_norm(
-                s,
-                wk.x.ptr(),
-                wk.y.ptr(),
-                (layer.out.b.ptr(), wt.ones.ptr()),
-                Some(layer.ln2.args()),
-                (rows, hd, x_stride),
-                wk.xn.ptr(),
-            )?;
-            unsafe { b.linear(rows, mlp, hd, wk.xn.ptr(), layer.fc1.w.ptr(), wk.wide.ptr()) }?;
-            match cfg.activation {
-                Activation::QuickGelu => {
-                    al.bias_quick_gelu(s, wk.wide.ptr(), layer.fc1.b.ptr(), rows, mlp)?
-                }
-                Activation::Gelu => k.bias_gelu(s, wk.wide.ptr(), layer.fc1.b.ptr(), rows, mlp)?,
-            }
-            unsafe { b.linear(rows, hd, mlp, wk.wide.ptr(), layer.fc2.w.ptr(), wk.y.ptr()) }?;
-            // The next layer's layer_norm1, or post_layernorm after the last (class rows).
-            let next = wt.layers.get(i + 1).map_or(&wt.post, |l| &l.ln1);
-            k.residual_norm(
-                s,
-                wk.x.ptr(),
-                wk.y.ptr(),
-                (layer.fc2.b.ptr(), wt.ones.ptr()),
-                Some(next.args()),
-                (rows, hd, x_stride),
-                wk.xn.ptr(),
-            )?;
-        }
+        };
+        let act = |y, bias, r, c| match cfg.activation {
+            Activation::QuickGelu => al.bias_quick_gelu(s, y, bias, r, c),
+            Activation::Gelu => k.bias_gelu(s, y, bias, r, c),
+        };
+        let enc = Encoder { s, k, b };
+        unsafe { enc.class_token_stack(&stack, wt.layers.len(), layer, act) }?;
         // visual_projection (no bias) of post_layernorm(class), then L2.
         let e = cfg.projection_dim;
         unsafe {
