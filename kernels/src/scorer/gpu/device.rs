@@ -2,13 +2,20 @@
 //! scorer queues goes to one stream, so buffers are addressed directly (no per-argument
 //! event bookkeeping) and kernels and GEMMs take the addresses as plain arguments.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use cudarc::{
     cublas::{sys as blas, CudaBlas},
-    driver::{CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError, ValidAsZeroBits},
+    driver::{
+        CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, DriverError, PushKernelArg,
+        ValidAsZeroBits,
+    },
 };
 
+use super::kernels::{launch, linear};
 use crate::gpu::GpuError;
 
 /// A device allocation and its address. Freed (stream-ordered) on drop.
@@ -76,10 +83,23 @@ pub enum Math {
     /// Plain FP32 (cuBLAS's default math never uses TF32 unless forced by environment).
     Fp32,
     Tf32,
-    /// FP32 storage, FP16 tensor-core products with FP32 accumulation
-    /// (`CUBLAS_COMPUTE_32F_FAST_16F` through the `GemmEx` entry points: cuBLAS rounds the
-    /// operands to FP16 as it loads them).
+    /// FP16 tensor-core products with FP32 accumulation and FP32 output for every product
+    /// whose B operand is a weight with an FP16 copy ([`Blas::add_half_weight`]): the A
+    /// operand is rounded to FP16 into a scratch buffer first (`CUDA_R_16F` A and B,
+    /// `CUDA_R_32F` C, `CUBLAS_COMPUTE_32F`). Every other product (attention's, between
+    /// activations) runs as under [`Math::Tf32`].
     Fp16,
+}
+
+/// What [`Math::Fp16`] needs: the FP32 → FP16 kernel (`f32_to_f16` of `alignment.cu`), the
+/// FP16 copy of each registered weight keyed by its FP32 copy's address, and the scratch
+/// buffer the A operands are rounded into (grown on demand; one at a time on the stream).
+#[derive(Debug)]
+struct Half {
+    to_f16: CudaFunction,
+    weights: HashMap<u64, Buf<u16>>,
+    weight_bytes: usize,
+    scratch: Mutex<Option<Buf<u16>>>,
 }
 
 /// A row-major matrix operand: its address, leading dimension and batch stride (elements).
@@ -103,7 +123,9 @@ impl Mat {
 #[derive(Debug)]
 pub struct Blas {
     blas: CudaBlas,
+    stream: Arc<CudaStream>,
     math: Option<Math>,
+    half: Option<Half>,
 }
 
 fn int(v: usize) -> Result<i32, GpuError> {
@@ -138,17 +160,101 @@ impl Blas {
         }
         Ok(Self {
             blas: CudaBlas::new(stream.clone())?,
+            stream: stream.clone(),
             math: None,
+            half: None,
         })
+    }
+
+    /// Makes [`Math::Fp16`] possible: `to_f16` is `alignment.cu`'s `f32_to_f16`
+    /// (`(const float* x, unsigned long long n, unsigned short* y)`). Without it (the
+    /// scorer's handle) [`Math::Fp16`] runs every product as [`Math::Tf32`].
+    pub fn enable_half(&mut self, to_f16: CudaFunction) {
+        self.half = Some(Half {
+            to_f16,
+            weights: HashMap::new(),
+            weight_bytes: 0,
+            scratch: Mutex::new(None),
+        });
+    }
+
+    /// Makes an FP16 copy (round to nearest even) of the `len` floats of the weight at `w`,
+    /// which [`Math::Fp16`] products whose B operand starts at `w` then use. Queued on the
+    /// stream; a second call for the same address does nothing.
+    ///
+    /// # Safety
+    /// `w` must address `len` floats of device memory that stay as they are while the copy
+    /// is in use (a weight uploaded once).
+    pub unsafe fn add_half_weight(&mut self, w: u64, len: usize) -> Result<(), GpuError> {
+        let Some(h) = self.half.as_mut() else {
+            return Err(GpuError::Unavailable("the FP16 conversion kernel"));
+        };
+        if h.weights.contains_key(&w) {
+            return Ok(());
+        }
+        let copy = Buf::<u16>::zeros(&self.stream, len)?;
+        // SAFETY: the caller vouches for w's len floats; copy holds len halves.
+        unsafe { to_f16(&self.stream, &h.to_f16, w, len, copy.ptr()) }?;
+        h.weight_bytes += copy.len() * 2;
+        h.weights.insert(w, copy);
+        Ok(())
+    }
+
+    /// Device bytes of the FP16 weight copies and of the FP16 scratch buffer.
+    pub fn half_bytes(&self) -> (usize, usize) {
+        self.half.as_ref().map_or((0, 0), |h| {
+            let scratch = match h.scratch.lock() {
+                Ok(g) => g.as_ref().map_or(0, |b| b.len() * 2),
+                Err(_) => 0,
+            };
+            (h.weight_bytes, scratch)
+        })
+    }
+
+    /// For a [`Math::Fp16`] product whose B operand starts at `b`: B's FP16 copy, and the
+    /// address of `a_len` halves of A rounded to FP16 (queued on the stream) in the scratch
+    /// buffer. None when B has no FP16 copy.
+    ///
+    /// # Safety
+    /// `a` must address `a_len` floats of device memory.
+    unsafe fn half_operands(
+        &self,
+        a: u64,
+        a_len: usize,
+        b: u64,
+    ) -> Result<Option<(u64, u64)>, GpuError> {
+        let Some(h) = self.half.as_ref() else {
+            return Ok(None);
+        };
+        let Some(b16) = h.weights.get(&b) else {
+            return Ok(None);
+        };
+        let mut scratch = h
+            .scratch
+            .lock()
+            .map_err(|_| GpuError::Unavailable("the FP16 scratch buffer (poisoned lock)"))?;
+        if scratch.as_ref().is_none_or(|s| s.len() < a_len) {
+            // Free the old buffer first (stream-ordered, after the products that read it).
+            *scratch = None;
+            *scratch = Some(Buf::zeros(&self.stream, a_len)?);
+        }
+        let Some(a16) = scratch.as_ref().map(Buf::ptr) else {
+            return Err(GpuError::Unavailable("the FP16 scratch buffer"));
+        };
+        // SAFETY: the caller vouches for a's a_len floats; the scratch holds at least a_len.
+        unsafe { to_f16(&self.stream, &h.to_f16, a, a_len, a16) }?;
+        Ok(Some((a16, b16.ptr())))
     }
 
     pub fn set_math(&mut self, math: Math) -> Result<(), GpuError> {
         if self.math == Some(math) {
             return Ok(());
         }
+        // Fp16's products between FP32 operands are TF32's; its FP16 products use the tensor
+        // cores under either mode.
         let mode = match math {
-            Math::Fp32 | Math::Fp16 => blas::cublasMath_t::CUBLAS_DEFAULT_MATH,
-            Math::Tf32 => blas::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
+            Math::Fp32 => blas::cublasMath_t::CUBLAS_DEFAULT_MATH,
+            Math::Tf32 | Math::Fp16 => blas::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH,
         };
         // SAFETY: the handle is live for self's lifetime.
         unsafe { blas::cublasSetMathMode(*self.blas.handle(), mode) }.result()?;
@@ -175,6 +281,12 @@ impl Blas {
         c: Mat,
         batch: usize,
     ) -> Result<(), GpuError> {
+        // A's extent (for an FP16 copy): every batch's m rows of k, ld apart.
+        let a_len = batch
+            .saturating_sub(1)
+            .saturating_mul(a.stride)
+            .saturating_add(m.saturating_sub(1).saturating_mul(a.ld))
+            .saturating_add(k);
         let (op_b, [n, m, k]) = swapped(b_transposed, (m, n, k))?;
         let stride = |s: usize| -> Result<i64, GpuError> {
             i64::try_from(s).map_err(|_| GpuError::TooLarge {
@@ -184,38 +296,44 @@ impl Blas {
             })
         };
         if self.math == Some(Math::Fp16) {
-            let f32t = blas::cudaDataType_t::CUDA_R_32F;
-            // SAFETY: the caller vouches for the operands; the handle is live; alpha and beta
-            // are f32 as the FP32 compute type requires.
-            unsafe {
-                blas::cublasGemmStridedBatchedEx(
-                    *self.blas.handle(),
-                    op_b,
-                    blas::cublasOperation_t::CUBLAS_OP_N,
-                    n,
-                    m,
-                    k,
-                    (&alpha as *const f32).cast(),
-                    b.ptr as *const std::ffi::c_void,
-                    f32t,
-                    int(b.ld)?,
-                    stride(b.stride)?,
-                    a.ptr as *const std::ffi::c_void,
-                    f32t,
-                    int(a.ld)?,
-                    stride(a.stride)?,
-                    (&beta as *const f32).cast(),
-                    c.ptr as *mut std::ffi::c_void,
-                    f32t,
-                    int(c.ld)?,
-                    stride(c.stride)?,
-                    int(batch)?,
-                    blas::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16F,
-                    blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-                )
+            // SAFETY: the caller vouches for A's extent.
+            if let Some((a16, b16)) = unsafe { self.half_operands(a.ptr, a_len, b.ptr) }? {
+                let (f16t, f32t) = (
+                    blas::cudaDataType_t::CUDA_R_16F,
+                    blas::cudaDataType_t::CUDA_R_32F,
+                );
+                // SAFETY: the FP16 copies have the FP32 operands' layouts; the handle is
+                // live; alpha and beta are f32 as the FP32 compute type requires.
+                unsafe {
+                    blas::cublasGemmStridedBatchedEx(
+                        *self.blas.handle(),
+                        op_b,
+                        blas::cublasOperation_t::CUBLAS_OP_N,
+                        n,
+                        m,
+                        k,
+                        (&alpha as *const f32).cast(),
+                        b16 as *const std::ffi::c_void,
+                        f16t,
+                        int(b.ld)?,
+                        stride(b.stride)?,
+                        a16 as *const std::ffi::c_void,
+                        f16t,
+                        int(a.ld)?,
+                        stride(a.stride)?,
+                        (&beta as *const f32).cast(),
+                        c.ptr as *mut std::ffi::c_void,
+                        f32t,
+                        int(c.ld)?,
+                        stride(c.stride)?,
+                        int(batch)?,
+                        blas::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                        blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                    )
+                }
+                .result()?;
+                return Ok(());
             }
-            .result()?;
-            return Ok(());
         }
         // SAFETY: the caller vouches for the operands; the handle is live.
         unsafe {
@@ -291,37 +409,6 @@ impl Blas {
         batch: usize,
     ) -> Result<(), GpuError> {
         let (op_b, [n, m, k]) = swapped(b_transposed, (m, n, k))?;
-        if self.math == Some(Math::Fp16) {
-            let f32t = blas::cudaDataType_t::CUDA_R_32F;
-            // SAFETY: the caller vouches for the address arrays; the handle is live; alpha and
-            // beta are f32 as the FP32 compute type requires.
-            unsafe {
-                blas::cublasGemmBatchedEx(
-                    *self.blas.handle(),
-                    op_b,
-                    blas::cublasOperation_t::CUBLAS_OP_N,
-                    n,
-                    m,
-                    k,
-                    (&alpha as *const f32).cast(),
-                    b as *const *const std::ffi::c_void,
-                    f32t,
-                    int(ldb)?,
-                    a as *const *const std::ffi::c_void,
-                    f32t,
-                    int(lda)?,
-                    (&beta as *const f32).cast(),
-                    c as *const *mut std::ffi::c_void,
-                    f32t,
-                    int(ldc)?,
-                    int(batch)?,
-                    blas::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16F,
-                    blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-                )
-            }
-            .result()?;
-            return Ok(());
-        }
         // SAFETY: the caller vouches for the address arrays; the handle is live.
         unsafe {
             blas::cublasSgemmBatched(
@@ -345,4 +432,20 @@ impl Blas {
         .result()?;
         Ok(())
     }
+}
+
+/// Queues `y[i] = half(x[i])` for `n` floats of x.
+///
+/// # Safety
+/// `func` must be `f32_to_f16`; x must hold n floats and y n halves.
+unsafe fn to_f16(
+    s: &Arc<CudaStream>,
+    func: &CudaFunction,
+    x: u64,
+    n: usize,
+    y: u64,
+) -> Result<(), GpuError> {
+    let n64 = n as u64;
+    // SAFETY: the caller vouches for the kernel and the buffers.
+    unsafe { launch!(s, *func, linear(n)?; x, n64, y) }
 }

@@ -164,3 +164,16 @@ extern "C" __global__ void l2_normalise_rows(const float* __restrict__ x, unsign
     float* o = out + (size_t)row * n;
     for (unsigned int c = lane; c < n; c += WARP) o[c] = r[c] / norm;
 }
+
+// FP32 -> FP16, rounded to nearest even (as __float2half_rn; PTX's cvt, so no header): the
+// operands of the FP16 matrix products (weights once, activations before each product),
+// the halves' bits as unsigned shorts.
+extern "C" __global__ void f32_to_f16(const float* __restrict__ x, unsigned long long n,
+                                      unsigned short* __restrict__ y)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(x[i]));
+    y[i] = h;
+}

@@ -232,7 +232,7 @@ fn upload_text(a: &mut Alloc<'_>, t: &TextTower) -> Result<Text, GpuError> {
         positional_embedding: a.upload(&t.positional_embedding.data)?,
         layers,
         ln_final: Norm::upload(a, &t.ln_final, width, "ln_final")?,
-        projection: a.upload(&t.projection.data)?,
+        projection: a.upload_gemm(&t.projection.data)?,
         ones: a.upload(&vec![1.0; width])?,
         width,
         heads: t.heads,
@@ -375,7 +375,7 @@ impl GpuTextAlignment {
         stream: &Arc<CudaStream>,
         model: &ConvnextClip,
     ) -> Result<Self, GpuError> {
-        let rt = Runtime::new(ctx, stream)?;
+        let mut rt = Runtime::new(ctx, stream)?;
         let c = &model.config;
         let mut a = Alloc::new(stream);
         let image = upload_image_tower(
@@ -391,6 +391,7 @@ impl GpuTextAlignment {
             )));
         }
         let weight_bytes = a.bytes;
+        rt.gemm_weights = a.gemm_weights;
         let image_work = ImageWork::new(stream, &image, INITIAL_VIEWS)?;
         let text_work = TextWork::new(stream, &text)?;
         Ok(Self {
@@ -414,7 +415,7 @@ impl GpuTextAlignment {
     /// Device memory held: weights, and work buffers at their current size.
     pub fn memory(&self) -> AlignmentMemory {
         AlignmentMemory {
-            weights: self.weight_bytes,
+            weights: self.weight_bytes + self.rt.half_weight_bytes(),
             work: self.image_work.bytes + self.text_work.bytes + self.rt.input_bytes(),
         }
     }

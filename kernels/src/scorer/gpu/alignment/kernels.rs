@@ -36,6 +36,7 @@ pub struct AlignKernels {
     text_embed: CudaFunction,
     causal_mask: CudaFunction,
     l2_normalise_rows: CudaFunction,
+    f32_to_f16: CudaFunction,
 }
 
 impl AlignKernels {
@@ -53,7 +54,13 @@ impl AlignKernels {
             text_embed: f("text_embed")?,
             causal_mask: f("causal_mask")?,
             l2_normalise_rows: f("l2_normalise_rows")?,
+            f32_to_f16: f("f32_to_f16")?,
         })
+    }
+
+    /// `f32_to_f16` (`x`, `n`, `y`), for [`super::super::device::Blas::enable_half`].
+    pub fn f32_to_f16(&self) -> CudaFunction {
+        self.f32_to_f16.clone()
     }
 
     /// The im2col of a `patch`-stride convolution on the `planes` (`views × 3 × h × w`)
@@ -239,6 +246,7 @@ mod tests {
             "void text_embed(",
             "void causal_mask(",
             "void l2_normalise_rows(",
+            "void f32_to_f16(",
             // scorer.cu's helpers the new kernels call.
             "float bicubic_at(",
             "void warp_layer_norm(",

@@ -14,8 +14,9 @@
 //!
 //! Both return L2-normalised embeddings (`Vec<f32>` per image); [`cosines`] gives the
 //! per-view cosines that `aggregate::text_alignment` / `llm2clip::alignment_of_cosines`
-//! take. Weights are uploaded once (FP32); work buffers are sized for 16 views of 518² at
-//! construction and grow on demand; [`AlignmentMemory`] reports both.
+//! take. Weights are uploaded once (FP32; the matrix products' weights get FP16 copies on
+//! the device the first time [`AlignmentPrecision::Fp16`] runs); work buffers are sized for
+//! 16 views of 518² at construction and grow on demand; [`AlignmentMemory`] reports both.
 
 mod convnext;
 mod kernels;
@@ -52,8 +53,10 @@ pub enum AlignmentPrecision {
     /// TF32 tensor-core GEMMs, FP32 accumulation.
     #[default]
     Tf32,
-    /// FP16 tensor-core GEMMs on FP32 storage (cuBLAS rounds the operands to FP16 as it
-    /// loads them), FP32 accumulation: the service runs these towers in FP16.
+    /// FP16 tensor-core GEMMs for every product with a weight (an FP16 copy of each weight,
+    /// made on the device the first time this precision runs; the activation rounded to
+    /// FP16 before each product), FP32 accumulation and output, as the service runs these
+    /// towers; attention's products between activations run as under `Tf32`.
     Fp16,
 }
 
@@ -79,7 +82,7 @@ impl AlignmentPrecision {
 /// Device memory a tower holds, bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AlignmentMemory {
-    /// Weights (FP32), uploaded once.
+    /// Weights (FP32), uploaded once, and their FP16 copies once `Fp16` has run.
     pub weights: usize,
     /// Work buffers at their current size (they grow with the views and their size).
     pub work: usize,
@@ -244,11 +247,25 @@ const INITIAL_SIDE: usize = 518;
 struct Alloc<'a> {
     stream: &'a Arc<CudaStream>,
     bytes: usize,
+    /// The matrix products' weights uploaded (address, floats): those with an FP16 copy
+    /// under [`AlignmentPrecision::Fp16`].
+    gemm_weights: Vec<(u64, usize)>,
 }
 
 impl<'a> Alloc<'a> {
     fn new(stream: &'a Arc<CudaStream>) -> Self {
-        Self { stream, bytes: 0 }
+        Self {
+            stream,
+            bytes: 0,
+            gemm_weights: Vec::new(),
+        }
+    }
+
+    /// [`Alloc::upload`] of a weight that is a matrix product's B operand (from its head).
+    fn upload_gemm(&mut self, data: &[f32]) -> Result<Buf<f32>, GpuError> {
+        let b = self.upload(data)?;
+        self.gemm_weights.push((b.ptr(), b.len()));
+        Ok(b)
     }
 
     fn zeros(&mut self, n: usize) -> Result<Buf<f32>, GpuError> {
@@ -316,7 +333,7 @@ impl Lin {
     ) -> Result<Self, GpuError> {
         let (w, b) = super::weights::linear_parts(l, out, inp, what)?;
         Ok(Self {
-            w: a.upload(&w)?,
+            w: a.upload_gemm(&w)?,
             b: a.upload(&b)?,
         })
     }
@@ -334,27 +351,48 @@ struct Runtime {
     planes: Buf<f32>,
     rgb8: Option<Buf<u8>>,
     precision: AlignmentPrecision,
+    /// The tower's matrix-product weights (address, floats), given FP16 copies in `blas`
+    /// the first time [`AlignmentPrecision::Fp16`] runs.
+    gemm_weights: Vec<(u64, usize)>,
 }
 
 impl Runtime {
     fn new(ctx: &Arc<CudaContext>, stream: &Arc<CudaStream>) -> Result<Self, GpuError> {
         crate::gpu::probe()?;
+        let align = AlignKernels::load(ctx)?;
+        let mut blas = Blas::new(stream)?;
+        blas.enable_half(align.f32_to_f16());
         Ok(Self {
             stream: stream.clone(),
             kernels: Kernels::load(ctx)?,
-            align: AlignKernels::load(ctx)?,
-            blas: Blas::new(stream)?,
+            align,
+            blas,
             planes: Buf::zeros(stream, INITIAL_VIEWS * 3 * INITIAL_SIDE * INITIAL_SIDE)?,
             rgb8: None,
             precision: AlignmentPrecision::default(),
+            gemm_weights: Vec::new(),
         })
     }
 
+    /// Input buffers and the FP16 scratch buffer, bytes.
     fn input_bytes(&self) -> usize {
-        self.planes.len() * 4 + self.rgb8.as_ref().map_or(0, Buf::len)
+        self.planes.len() * 4 + self.rgb8.as_ref().map_or(0, Buf::len) + self.blas.half_bytes().1
     }
 
+    /// The FP16 weight copies' bytes (none before `Fp16` first runs).
+    fn half_weight_bytes(&self) -> usize {
+        self.blas.half_bytes().0
+    }
+
+    /// The precision's cuBLAS math; for `Fp16`, the weights' FP16 copies first (once).
     fn set_math(&mut self) -> Result<(), GpuError> {
+        if self.precision == AlignmentPrecision::Fp16 {
+            for &(w, len) in &self.gemm_weights {
+                // SAFETY: each entry is a weight buffer the tower uploaded and holds, of len
+                // floats, never written again.
+                unsafe { self.blas.add_half_weight(w, len) }?;
+            }
+        }
         self.blas.set_math(self.precision.math())
     }
 

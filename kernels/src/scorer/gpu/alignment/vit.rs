@@ -81,7 +81,7 @@ fn upload(a: &mut Alloc<'_>, m: &Llm2ClipVision) -> Result<Weights, GpuError> {
         layers.push(Layer {
             ln1: Norm::upload(a, &l.layer_norm1, h, &name("layer_norm1"))?,
             qkv: Lin {
-                w: a.upload(&w)?,
+                w: a.upload_gemm(&w)?,
                 b: a.upload(&b)?,
             },
             out: Lin::upload(a, &l.out_proj, h, h, &name("self_attn.out_proj"))?,
@@ -99,12 +99,12 @@ fn upload(a: &mut Alloc<'_>, m: &Llm2ClipVision) -> Result<Weights, GpuError> {
     Ok(Weights {
         config: c,
         class: a.upload(&m.class_embedding)?,
-        patch: a.upload(&m.patch_embedding.weight.data)?,
+        patch: a.upload_gemm(&m.patch_embedding.weight.data)?,
         pos: a.upload(&m.position_embedding)?,
         pre: Norm::upload(a, &m.pre_layrnorm, h, "vision_model.pre_layrnorm")?,
         layers,
         post: Norm::upload(a, &m.post_layernorm, h, "vision_model.post_layernorm")?,
-        projection: a.upload(&proj)?,
+        projection: a.upload_gemm(&proj)?,
         zeros: a.upload(&vec![0.0; h])?,
         ones: a.upload(&vec![1.0; h])?,
     })
@@ -178,10 +178,11 @@ impl GpuImageAlignment {
         stream: &Arc<CudaStream>,
         model: &Llm2ClipVision,
     ) -> Result<Self, GpuError> {
-        let rt = Runtime::new(ctx, stream)?;
+        let mut rt = Runtime::new(ctx, stream)?;
         let mut a = Alloc::new(stream);
         let weights = upload(&mut a, model)?;
         let weight_bytes = a.bytes;
+        rt.gemm_weights = a.gemm_weights;
         let work = Work::new(stream, &weights.config, INITIAL_VIEWS)?;
         Ok(Self {
             rt,
@@ -202,7 +203,7 @@ impl GpuImageAlignment {
     /// Device memory held: weights, and work buffers at their current size.
     pub fn memory(&self) -> AlignmentMemory {
         AlignmentMemory {
-            weights: self.weight_bytes,
+            weights: self.weight_bytes + self.rt.half_weight_bytes(),
             work: self.work.bytes + self.rt.input_bytes(),
         }
     }
