@@ -119,6 +119,18 @@ impl Mat {
     }
 }
 
+/// The elements an operand spans from its head (for its FP16 copy): `batch` matrices of
+/// `rows` rows of `cols`, rows `ld` apart, matrices `stride` apart.
+fn extent(x: Mat, (rows, cols): (usize, usize), batch: usize) -> usize {
+    if rows == 0 || cols == 0 || batch == 0 {
+        return 0;
+    }
+    (batch - 1)
+        .saturating_mul(x.stride)
+        .saturating_add((rows - 1).saturating_mul(x.ld))
+        .saturating_add(cols)
+}
+
 /// cuBLAS on the scorer's stream.
 #[derive(Debug)]
 pub struct Blas {
@@ -281,12 +293,7 @@ impl Blas {
         c: Mat,
         batch: usize,
     ) -> Result<(), GpuError> {
-        // A's extent (for an FP16 copy): every batch's m rows of k, ld apart.
-        let a_len = batch
-            .saturating_sub(1)
-            .saturating_mul(a.stride)
-            .saturating_add(m.saturating_sub(1).saturating_mul(a.ld))
-            .saturating_add(k);
+        let a_len = extent(a, (m, k), batch);
         let (op_b, [n, m, k]) = swapped(b_transposed, (m, n, k))?;
         let stride = |s: usize| -> Result<i64, GpuError> {
             i64::try_from(s).map_err(|_| GpuError::TooLarge {
@@ -448,4 +455,25 @@ unsafe fn to_f16(
     let n64 = n as u64;
     // SAFETY: the caller vouches for the kernel and the buffers.
     unsafe { launch!(s, *func, linear(n)?; x, n64, y) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{extent, Mat};
+
+    #[test]
+    fn an_operands_extent_ends_at_its_last_element() {
+        // One compact matrix.
+        assert_eq!(extent(Mat::new(0, 48), (10, 48), 1), 480);
+        // A row of a wider buffer.
+        assert_eq!(extent(Mat::new(0, 64), (3, 16), 1), 2 * 64 + 16);
+        // Batches of compact matrices back to back (the patch embedding's im2col).
+        assert_eq!(
+            extent(Mat::strided(0, 588, 576 * 588), (576, 588), 16),
+            16 * 576 * 588
+        );
+        // Strided batches with gaps: the last batch's last row ends the span.
+        assert_eq!(extent(Mat::strided(0, 8, 100), (2, 4), 3), 200 + 8 + 4);
+        assert_eq!(extent(Mat::new(0, 8), (0, 4), 1), 0);
+    }
 }
