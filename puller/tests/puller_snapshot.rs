@@ -75,6 +75,18 @@ async fn record_task(pool: &Pool, id: i64, validator: &ValidatorInfo, task_id: &
     }
 }
 
+/// A claim by this test's stand-in submitter.
+fn my_claim() -> ClaimRequest<'static> {
+    ClaimRequest {
+        claimed_by: Some(ME),
+        lease_secs: 60.0,
+        empty_reason: None,
+        worker: None,
+        local_score: None,
+        result_finished_unix_ms: None,
+    }
+}
+
 /// HOLDING's latest task is open; CLOSED's was submitted and the validator answered with a
 /// cooldown; IDLE has none.
 async fn seed(pool: &Pool) {
@@ -88,14 +100,7 @@ async fn seed(pool: &Pool) {
         .expect("validators");
     record_task(pool, ids[HOLDING], &validators[0], "t-open").await;
     let done = record_task(pool, ids[CLOSED], &validators[1], "t-done").await;
-    let request = ClaimRequest {
-        claimed_by: Some(ME),
-        lease_secs: 60.0,
-        empty_reason: None,
-        worker: None,
-        local_score: None,
-        result_finished_unix_ms: None,
-    };
+    let request = my_claim();
     ledger::claim(pool, done, &request).await.expect("claim");
     let msg = ResultMsg {
         task_id: "t-done".into(),
@@ -175,14 +180,7 @@ async fn a_closed_task_with_a_release_requested_reads_as_open_until_it_is_sent()
         .await
         .expect("validator");
     let row = record_task(&pool, ids[HOLDING], &info, "t-failed").await;
-    let request = ClaimRequest {
-        claimed_by: Some(ME),
-        lease_secs: 60.0,
-        empty_reason: None,
-        worker: None,
-        local_score: None,
-        result_finished_unix_ms: None,
-    };
+    let request = my_claim();
     ledger::claim(&pool, row, &request).await.expect("claim");
     let msg = ResultMsg {
         task_id: "t-failed".into(),

@@ -23,6 +23,7 @@ use splatfleet_kernels::scorer::{
         files::{self as clip_files, CLIP_SAFETENSORS, CLIP_VOCAB, TEXT_HEAD_WIDTH},
         ClipConfig,
     },
+    files::layout::TensorSpec,
     llm2clip::{
         files::{self as l2c_files, Activation, LLM2CLIP_DIR},
         VisionConfig,
@@ -94,6 +95,19 @@ fn random_tensor(rng: &mut SimRng, name: &str, shape: &[usize]) -> Vec<f32> {
     (0..n).map(|_| (mean + sd * rng.normal()) as f32).collect()
 }
 
+/// Random values for every spec, in order, from one seeded stream.
+fn random_tensors(specs: Vec<TensorSpec>, seed: u64) -> Vec<NamedTensor> {
+    let mut rng = SimRng::new(seed);
+    specs
+        .into_iter()
+        .map(|spec| NamedTensor {
+            data: random_tensor(&mut rng, &spec.name, &spec.shape),
+            name: spec.name,
+            shape: spec.shape,
+        })
+        .collect()
+}
+
 /// Leans a tower's output towards axis 0: its last LayerNorm's bias to +1, then a positive
 /// first row (`[out, in]` weights) or column (`[in, out]`, `transposed`) of its projection.
 fn lean(tensors: &mut [NamedTensor], norm_bias: &str, projection: &str, transposed: bool) {
@@ -113,15 +127,7 @@ fn lean(tensors: &mut [NamedTensor], norm_bias: &str, projection: &str, transpos
 
 /// The tiny text-task model's tensors, every name the loader reads (and `logit_scale`).
 pub fn tiny_clip_tensors(seed: u64) -> Vec<NamedTensor> {
-    let mut rng = SimRng::new(seed);
-    let mut tensors: Vec<NamedTensor> = clip_files::write_order(&tiny_clip_config())
-        .into_iter()
-        .map(|spec| NamedTensor {
-            data: random_tensor(&mut rng, &spec.name, &spec.shape),
-            name: spec.name,
-            shape: spec.shape,
-        })
-        .collect();
+    let mut tensors = random_tensors(clip_files::write_order(&tiny_clip_config()), seed);
     lean(
         &mut tensors,
         "visual.trunk.head.norm.bias",
@@ -134,15 +140,7 @@ pub fn tiny_clip_tensors(seed: u64) -> Vec<NamedTensor> {
 
 /// The tiny image-task model's tensors.
 pub fn tiny_llm2clip_tensors(seed: u64) -> Vec<NamedTensor> {
-    let mut rng = SimRng::new(seed);
-    let mut tensors: Vec<NamedTensor> = l2c_files::tensor_specs(&tiny_llm2clip_config())
-        .into_iter()
-        .map(|spec| NamedTensor {
-            data: random_tensor(&mut rng, &spec.name, &spec.shape),
-            name: spec.name,
-            shape: spec.shape,
-        })
-        .collect();
+    let mut tensors = random_tensors(l2c_files::tensor_specs(&tiny_llm2clip_config()), seed);
     lean(
         &mut tensors,
         "vision_model.post_layernorm.bias",
