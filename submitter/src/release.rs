@@ -15,17 +15,11 @@ use splatfleet_common::{
 use tracing::Instrument as _;
 
 use crate::{
-    consume::Handler,
+    consume::{now_secs, Handler},
     metrics,
     retry::db_retry,
     submit::{self, SendOutcome, Submission},
 };
-
-fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
 
 /// Sends one taken release and records it. `assumed_cooldown_secs`: the cooldown assumed
 /// when the validator no longer held the task.

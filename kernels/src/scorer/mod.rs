@@ -28,6 +28,8 @@ pub mod model;
 
 pub use aggregate::{PartScores, ValidatorScore};
 pub use alignment::{Alignment, AlignmentModels, Prompt};
+
+use convnext_clip::ClipTokenizer;
 pub use files::{ModelFileError, ModelsDir};
 pub use images::ScoreImages;
 pub use model::ScorerModels;
@@ -43,10 +45,25 @@ use crate::{backend::Backend, metrics::Metrics, rig::Rig, views::Views, KernelEr
 pub struct Scorer {
     models: Arc<ScorerModels>,
     gpu: Option<gpu::GpuScorer>,
-    /// The prompt-alignment networks (shared by the worker's slots); `None`: not loaded.
-    alignment: Option<Arc<AlignmentModels>>,
-    /// Their copy on the renderer's GPU, beside `gpu`.
-    gpu_alignment: Option<gpu::alignment::GpuAlignment>,
+    /// Prompt alignment; `None`: not measured.
+    alignment: Option<AlignmentSide>,
+}
+
+/// Where a scorer measures prompt alignment.
+#[derive(Debug)]
+enum AlignmentSide {
+    /// The CPU reference over the models (shared by the worker's slots).
+    Cpu(Arc<AlignmentModels>),
+    /// On the scorer's GPU.
+    Gpu(Box<GpuAlignmentSide>),
+}
+
+/// Both towers on the scorer's GPU, and the tokenizer: the host copy of the weights (2.5 GB
+/// in FP32) is let go once they are uploaded.
+#[derive(Debug)]
+struct GpuAlignmentSide {
+    towers: gpu::alignment::GpuAlignment,
+    tokenizer: ClipTokenizer,
 }
 
 impl Scorer {
@@ -56,7 +73,6 @@ impl Scorer {
             models,
             gpu: None,
             alignment: None,
-            gpu_alignment: None,
         }
     }
 
@@ -67,34 +83,33 @@ impl Scorer {
         renderer: &Renderer,
         models: Arc<AlignmentModels>,
     ) -> Result<Self, KernelError> {
-        if let (Backend::Cuda(r), Some(_)) = (renderer.backend(), &self.gpu) {
-            self.gpu_alignment = Some(gpu::alignment::GpuAlignment::new(
-                r.context(),
-                r.stream(),
-                &models,
-            )?);
-        }
-        self.alignment = Some(models);
+        self.alignment = Some(match (renderer.backend(), &self.gpu) {
+            (Backend::Cuda(r), Some(_)) => AlignmentSide::Gpu(Box::new(GpuAlignmentSide {
+                towers: gpu::alignment::GpuAlignment::new(r.context(), r.stream(), &models)?,
+                tokenizer: models.tokenizer.clone(),
+            })),
+            _ => AlignmentSide::Cpu(models),
+        });
         Ok(self)
     }
 
     /// Device memory the alignment towers hold (`None` when they are not on a GPU).
     pub fn alignment_memory(&self) -> Option<gpu::alignment::AlignmentMemory> {
-        self.gpu_alignment.as_ref().map(|a| a.memory())
-    }
-
-    /// Whether prompt alignment is measured ([`Scorer::with_alignment`]).
-    pub fn measures_alignment(&self) -> bool {
-        self.alignment.is_some()
+        match &self.alignment {
+            Some(AlignmentSide::Gpu(side)) => Some(side.towers.memory()),
+            _ => None,
+        }
     }
 
     /// The alignment of 8-bit `images` with `prompt` (`None` without alignment models): on
     /// the GPU towers when there are some, else the CPU reference.
     pub fn alignment(&mut self, images: &ScoreImages, prompt: Prompt) -> Option<Alignment> {
-        let models = self.alignment.as_ref()?;
-        Some(match &mut self.gpu_alignment {
-            Some(gpu) => gpu.align_images(&models.tokenizer, images, prompt),
-            None => alignment::cpu_alignment(models, images, prompt),
+        Some(match self.alignment.as_mut()? {
+            AlignmentSide::Gpu(side) => {
+                let GpuAlignmentSide { towers, tokenizer } = side.as_mut();
+                towers.align_images(tokenizer, images, prompt)
+            }
+            AlignmentSide::Cpu(models) => alignment::cpu_alignment(models, images, prompt),
         })
     }
 
@@ -111,7 +126,6 @@ impl Scorer {
             models,
             gpu,
             alignment: None,
-            gpu_alignment: None,
         })
     }
 
@@ -139,8 +153,8 @@ impl Scorer {
         if let Some(gpu) = &mut self.gpu {
             gpu.set_precision(precision);
         }
-        if let Some(gpu) = &mut self.gpu_alignment {
-            gpu.set_precision(precision);
+        if let Some(AlignmentSide::Gpu(side)) = &mut self.alignment {
+            side.towers.set_precision(precision);
         }
     }
 
@@ -190,14 +204,16 @@ impl Renderer {
         scorer: &mut Scorer,
         prompt: Prompt,
     ) -> Option<Alignment> {
-        let models = scorer.alignment.as_ref()?;
-        match (self.backend(), &mut scorer.gpu_alignment, views) {
-            (Backend::Cuda(r), Some(gpu), _) => Some(gpu.align_render(
-                &models.tokenizer,
-                r.image(),
-                (rig.views(), rig.width, rig.height),
-                prompt,
-            )),
+        match (self.backend(), scorer.alignment.as_mut()?, views) {
+            (Backend::Cuda(r), AlignmentSide::Gpu(side), _) => {
+                let GpuAlignmentSide { towers, tokenizer } = side.as_mut();
+                Some(towers.align_render(
+                    tokenizer,
+                    r.image(),
+                    (rig.views(), rig.width, rig.height),
+                    prompt,
+                ))
+            }
             (_, _, Some(views)) => scorer.alignment(&ScoreImages::from_views(views), prompt),
             (_, _, None) => Some(Alignment::failed("no views to align")),
         }
