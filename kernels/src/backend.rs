@@ -71,6 +71,23 @@ impl Renderer {
         matches!(self.backend, Backend::Cuda(_))
     }
 
+    /// Times the GPU's stages with CUDA events from now on, for the worker's per-stage
+    /// table (a few events per render; nothing on the CPU).
+    pub fn time_stages(&mut self) {
+        if let Backend::Cuda(gpu) = &mut self.backend {
+            gpu.profile = true;
+        }
+    }
+
+    /// The last render's host-to-device upload, when [`Renderer::time_stages`] is on and the
+    /// render ran on the GPU.
+    pub fn last_upload(&self) -> Option<std::time::Duration> {
+        match &self.backend {
+            Backend::Cuda(gpu) if gpu.profile => Some(gpu.last_times().upload),
+            _ => None,
+        }
+    }
+
     /// Decodes, normalises, renders every view of `rig` and measures them. Views are
     /// downloaded from the GPU only when `download_views` is set (previews, checks).
     pub fn render_and_measure(

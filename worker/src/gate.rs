@@ -8,7 +8,11 @@
 //!   weights;
 //! - `validity_only` (benchmarks and diagnostics): only the rules run.
 
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    time::{Duration, Instant},
+};
 
 use crate::models::ValidatorModels;
 use splatfleet_common::{
@@ -124,6 +128,35 @@ pub struct GateVerdict {
     pub metrics: BTreeMap<String, f64>,
     /// The rendered views, for the preview (when the backend downloaded them).
     pub views: Option<Views>,
+    /// How long each of the gate's steps took, in order ([`GateStep`]); empty when the
+    /// model failed before a render.
+    pub steps: Vec<(GateStep, Duration)>,
+}
+
+/// A timed step inside the gate, for the attempt record and the worker's stage histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateStep {
+    /// The splat's host-to-device copy (GPU only, from CUDA events).
+    Upload,
+    /// Decode, project, sort, rasterise and measure the views, and download them for the
+    /// preview (less the upload).
+    Render,
+    /// The validator's quality parts (DINOv2 head, SSIM, LPIPS) of the render.
+    Score,
+    /// The task's prompt alignment on the render.
+    Align,
+}
+
+impl GateStep {
+    /// The stage's name in `attempts.stage_ms` and `splatfleet_worker_stage_seconds`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Upload => "upload",
+            Self::Render => "render",
+            Self::Score => "score",
+            Self::Align => "align",
+        }
+    }
 }
 
 impl GateVerdict {
@@ -285,15 +318,13 @@ impl Gate {
         Self::with_renderer(Renderer::new(gpu), settings)
     }
 
-    /// The gate of a worker process: on GPU `gpu` (the CPU reference when there is none),
-    /// with a scorer on the renderer's device when `gate_mode = "validator"` and `models`
-    /// are given.
+    /// The gate of a worker process on `renderer`, with a scorer on the renderer's device
+    /// when `gate_mode = "validator"` and `models` are given.
     pub fn start(
-        gpu: usize,
+        renderer: Renderer,
         settings: &WorkerSettings,
         models: Option<ValidatorModels>,
     ) -> Result<Self, KernelError> {
-        let renderer = Renderer::new(gpu);
         match models {
             Some(models) if settings.gate_mode == GateMode::Validator => {
                 Self::with_scorer(renderer, settings, models)
@@ -302,7 +333,9 @@ impl Gate {
         }
     }
 
-    pub fn with_renderer(renderer: Renderer, settings: &WorkerSettings) -> Self {
+    pub fn with_renderer(mut renderer: Renderer, settings: &WorkerSettings) -> Self {
+        // The per-stage times of every attempt (a few CUDA events a render).
+        renderer.time_stages();
         let size = settings.gate_render_size;
         Self {
             renderer,
@@ -387,6 +420,7 @@ impl Gate {
                 reasons,
                 metrics,
                 views: None,
+                steps: Vec::new(),
             };
         }
         match self.mode {
@@ -399,6 +433,7 @@ impl Gate {
                     reasons,
                     metrics,
                     views: None,
+                    steps: Vec::new(),
                 }
             }
             GateMode::Geometry => self.evaluate_geometry(decoded, metrics),
@@ -413,6 +448,7 @@ impl Gate {
             reasons: vec![reason],
             metrics,
             views: None,
+            steps: Vec::new(),
         }
     }
 
@@ -442,16 +478,15 @@ impl Gate {
         decoded: &PlyDecoded,
         mut metrics: BTreeMap<String, f64>,
     ) -> GateVerdict {
-        let (views, measured) =
-            match self
-                .renderer
-                .render_and_measure(&decoded.splat, &self.rig, true)
-            {
-                Ok(rendered) => rendered,
-                Err(err) => {
-                    return Self::failed(metrics, GateReason::RenderFailed(err.to_string()))
-                }
-            };
+        let started = Instant::now();
+        let rendered = self
+            .renderer
+            .render_and_measure(&decoded.splat, &self.rig, true);
+        let steps = render_steps(&self.renderer, started.elapsed());
+        let (views, measured) = match rendered {
+            Ok(rendered) => rendered,
+            Err(err) => return Self::failed(metrics, GateReason::RenderFailed(err.to_string())),
+        };
         let score = self.record_geometry(&measured, &mut metrics);
         metrics.insert("local_score".into(), score);
         let passed = score >= self.scoring.pass_threshold;
@@ -468,6 +503,7 @@ impl Gate {
             reasons,
             metrics,
             views,
+            steps,
         }
     }
 
@@ -480,17 +516,33 @@ impl Gate {
         let Some(scorer) = self.scorer.as_mut() else {
             return Self::failed(metrics, GateReason::NoScorer);
         };
+        // The views are downloaded for the preview (and for a scorer on the CPU).
+        let started = Instant::now();
         let rendered = self
             .renderer
-            .render_and_score(&decoded.splat, &self.rig, scorer, true);
-        let (views, measured, parts) = match rendered {
+            .render_and_measure(&decoded.splat, &self.rig, true);
+        let mut steps = render_steps(&self.renderer, started.elapsed());
+        let (views, measured) = match rendered {
             Ok(rendered) => rendered,
             Err(err) => return Self::failed(metrics, GateReason::RenderFailed(err.to_string())),
         };
+        let started = Instant::now();
+        let scored = self
+            .renderer
+            .score_last_render(&self.rig, views.as_ref(), scorer);
+        steps.push((GateStep::Score, started.elapsed()));
+        let parts = match scored {
+            Ok(parts) => parts,
+            Err(err) => return Self::failed(metrics, GateReason::RenderFailed(err.to_string())),
+        };
+        let started = Instant::now();
         let alignment = prompt.and_then(|prompt| {
             self.renderer
                 .align_last_render(&self.rig, views.as_ref(), scorer, prompt)
         });
+        if alignment.is_some() {
+            steps.push((GateStep::Align, started.elapsed()));
+        }
         // The geometry numbers stay in the record, for comparing the two modes.
         let geometry = self.record_geometry(&measured, &mut metrics);
         metrics.insert("geometry_score".into(), geometry);
@@ -528,6 +580,18 @@ impl Gate {
             reasons,
             metrics,
             views,
+            steps,
         }
+    }
+}
+
+/// The upload (when the GPU timed it) and the rest of a render that took `wall`.
+fn render_steps(renderer: &Renderer, wall: Duration) -> Vec<(GateStep, Duration)> {
+    match renderer.last_upload() {
+        Some(upload) => vec![
+            (GateStep::Upload, upload),
+            (GateStep::Render, wall.saturating_sub(upload)),
+        ],
+        None => vec![(GateStep::Render, wall)],
     }
 }

@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use tracing::Instrument as _;
 
+use splatfleet_kernels::{Backend, Renderer};
+
 use splatfleet_common::{
     artifacts::{ArtifactError, ArtifactStore},
     broker::{Broker, BrokerError, ConsumeError, Disposition, Incoming},
@@ -51,7 +53,7 @@ pub enum WorkerError {
     #[error("the renderer could not be started: {0}")]
     Renderer(String),
     #[error(transparent)]
-    Models(#[from] models::ModelsError),
+    Prepare(#[from] PrepareError),
     #[error("the scorer could not be started on the renderer's device: {0}")]
     Scorer(splatfleet_kernels::KernelError),
 }
@@ -65,12 +67,39 @@ fn host_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// What a worker reads before it starts, from what its config points at: the scorer's
-/// models when `gate_mode = "validator"` (blocking; `main` runs it before the runtime, so a
-/// missing file exits 78 like a bad config).
-pub fn prepare(config: &Config) -> Result<Option<models::ValidatorModels>, models::ModelsError> {
-    let models = models::models_for(&config.worker)?;
+/// What a worker opens and reads before it starts: its renderer on GPU `gpu` and, when
+/// `gate_mode = "validator"`, the scorer's models.
+#[derive(Debug)]
+pub struct Prepared {
+    pub renderer: Renderer,
+    pub models: Option<models::ValidatorModels>,
+}
+
+/// Why a worker cannot start with its config; `main` exits 78, as for a bad config.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(
+        "worker.require_gpu is set but GPU {gpu} cannot be used ({reason}); fix the driver or \
+         --gpu, or set require_gpu = false to let this worker render on the CPU reference"
+    )]
+    NoGpu { gpu: usize, reason: String },
+    #[error(transparent)]
+    Models(#[from] models::ModelsError),
+}
+
+/// Opens the renderer on GPU `gpu` (refused when `require_gpu` is set and only the CPU
+/// reference is left) and reads the scorer's models (blocking; `main` runs it before the
+/// runtime, so a missing GPU or model file exits 78 like a bad config).
+pub fn prepare(config: &Config, gpu: usize) -> Result<Prepared, PrepareError> {
     let settings = &config.worker;
+    let renderer = Renderer::new(gpu);
+    if let (true, Backend::Cpu { reason }) = (settings.require_gpu, renderer.backend()) {
+        return Err(PrepareError::NoGpu {
+            gpu,
+            reason: reason.clone(),
+        });
+    }
+    let models = models::models_for(settings)?;
     if models.is_some() && (settings.gate_views != 16 || settings.gate_render_size != 518) {
         tracing::warn!(
             views = settings.gate_views,
@@ -79,23 +108,23 @@ pub fn prepare(config: &Config) -> Result<Option<models::ValidatorModels>, model
              the predicted score is not quite the validator's"
         );
     }
-    Ok(models)
+    Ok(Prepared { renderer, models })
 }
 
 /// Runs the worker bound to GPU `gpu` until shutdown is requested, reading its models first
 /// ([`prepare`]).
 pub async fn run(config: Config, shutdown: Shutdown, gpu: usize) -> Result<(), WorkerError> {
     let prepare_config = config.clone();
-    let models = tokio::task::spawn_blocking(move || prepare(&prepare_config))
+    let prepared = tokio::task::spawn_blocking(move || prepare(&prepare_config, gpu))
         .await
         .map_err(|e| WorkerError::Renderer(e.to_string()))??;
-    run_prepared(config, models, shutdown, gpu).await
+    run_prepared(config, prepared, shutdown, gpu).await
 }
 
-/// Runs the worker bound to GPU `gpu` with the models [`prepare`] read.
+/// Runs the worker bound to GPU `gpu` with what [`prepare`] opened.
 pub async fn run_prepared(
     config: Config,
-    models: Option<models::ValidatorModels>,
+    prepared: Prepared,
     shutdown: Shutdown,
     gpu: usize,
 ) -> Result<(), WorkerError> {
@@ -120,7 +149,8 @@ pub async fn run_prepared(
     };
     let store = ArtifactStore::open(&config.object_store)?;
     let gate_settings = settings.clone();
-    let gate = tokio::task::spawn_blocking(move || Gate::start(gpu, &gate_settings, models))
+    let Prepared { renderer, models } = prepared;
+    let gate = tokio::task::spawn_blocking(move || Gate::start(renderer, &gate_settings, models))
         .await
         .map_err(|e| WorkerError::Renderer(e.to_string()))?
         .map_err(WorkerError::Scorer)?;
@@ -188,7 +218,10 @@ async fn handle(
             return Disposition::Requeue;
         }
     };
-    match publisher.publish(&result).await {
+    let publishing = std::time::Instant::now();
+    let published = publisher.publish(&result).await;
+    process_task::observe_stage("publish", publishing.elapsed());
+    match published {
         Ok(()) => {
             tracing::info!(task_id = %task.task_id, attempts = result.attempts.len(), ready = matches!(result.outcome, splatfleet_common::messages::ResultOutcome::Ready { .. }), "result published");
             Disposition::Ack

@@ -45,13 +45,14 @@ fn main() -> ExitCode {
             check::run(check_args, config, gpu)
         }
         Some(Command::Score(score_args)) => splatfleet_worker::score::run(score_args, gpu),
-        // Model files that cannot be used stop the start with exit 78, as a bad config does.
+        // A GPU or model files that cannot be used stop the start with exit 78, as a bad
+        // config does.
         None => role::run_prepared(
             Role::Worker,
             &args.common,
-            splatfleet_worker::prepare,
-            move |config, models, shutdown| {
-                splatfleet_worker::run_prepared(config, models, shutdown, gpu)
+            |config| splatfleet_worker::prepare(config, gpu),
+            move |config, prepared, shutdown| {
+                splatfleet_worker::run_prepared(config, prepared, shutdown, gpu)
             },
         ),
     }

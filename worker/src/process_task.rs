@@ -9,7 +9,7 @@
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
@@ -67,13 +67,9 @@ fn attempt_seed(task_id: &str, attempt: usize) -> u32 {
     hash.wrapping_add(attempt as u32 * 7919)
 }
 
-fn ms_since(start: Instant) -> u32 {
-    u32::try_from(start.elapsed().as_millis()).unwrap_or(u32::MAX)
-}
-
 /// How long to wait before asking an unreachable generation service again, and how many
 /// times per task (each wait also stops at the time budget).
-const UNREACHABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const UNREACHABLE_WAIT: Duration = Duration::from_secs(1);
 const UNREACHABLE_RETRIES: u32 = 10;
 
 /// How one attempt ended.
@@ -155,7 +151,7 @@ impl TaskContext {
             if now >= end {
                 break;
             }
-            let remaining = std::time::Duration::from_millis(u64::try_from(end - now).unwrap_or(0));
+            let remaining = Duration::from_millis(u64::try_from(end - now).unwrap_or(0));
             let timeout = remaining.min(self.settings.generate_timeout());
             let (record, attempted) = self.attempt(task, rung, step, timeout).await;
             attempts.push(record);
@@ -226,7 +222,7 @@ impl TaskContext {
         task: &TaskMsg,
         index: usize,
         step: &BTreeMap<String, String>,
-        timeout: std::time::Duration,
+        timeout: Duration,
     ) -> (AttemptRecord, Attempted) {
         let mut params = step.clone();
         params.insert(
@@ -293,6 +289,9 @@ impl TaskContext {
                 return (record, Attempted::Failed);
             }
         };
+        for (step, took) in &verdict.steps {
+            record_duration(&mut record, step.name(), *took);
+        }
         record.local_score = Some(verdict.local_score);
         record.gate_passed = Some(verdict.passed);
         record.gate_metrics = verdict.metrics.clone();
@@ -369,7 +368,7 @@ impl TaskContext {
         let timeout = self
             .settings
             .validation_timeout()
-            .min(std::time::Duration::from_millis(until_deadline));
+            .min(Duration::from_millis(until_deadline));
         let answer = validation
             .validate(task.kind, &task.prompt, &spz, timeout)
             .await;
@@ -436,10 +435,12 @@ impl TaskContext {
     ) -> Result<ResultMsg, TaskError> {
         let stage = Instant::now();
         let ply = self.store.put("ply", "ply", chosen.ply_bytes).await?;
+        let encoding = Instant::now();
         let encoded = match chosen.spz {
             Some(bytes) => Ok(bytes),
             None => encode_spz(&chosen.decoded.splat),
         };
+        let encode_took = encoding.elapsed();
         let spz = match encoded {
             Ok(bytes) => Some(self.store.put("spz", "spz", Bytes::from(bytes)).await?),
             Err(err) => {
@@ -458,6 +459,7 @@ impl TaskContext {
         let local_score = chosen.score;
         if let Some(record) = attempts.get_mut(chosen.index) {
             record.ply = Some(ply.clone());
+            record_duration(record, "spz", encode_took);
             record_stage(record, "store", stage);
         }
         metrics::counter!("splatfleet_worker_results_total", "outcome" => "ready").increment(1);
@@ -473,10 +475,21 @@ impl TaskContext {
 }
 
 fn record_stage(record: &mut AttemptRecord, stage: &'static str, started: Instant) {
-    let elapsed = ms_since(started);
-    record.stage_ms.insert(stage.into(), elapsed);
+    record_duration(record, stage, started.elapsed());
+}
+
+/// One stage's time: whole milliseconds in the attempt record, seconds in the histogram.
+fn record_duration(record: &mut AttemptRecord, stage: &'static str, took: Duration) {
+    let ms = u32::try_from(took.as_millis()).unwrap_or(u32::MAX);
+    record.stage_ms.insert(stage.into(), ms);
+    observe_stage(stage, took);
+}
+
+/// A stage's time in `splatfleet_worker_stage_seconds` (also for stages outside an attempt,
+/// such as the result's publish).
+pub fn observe_stage(stage: &'static str, took: Duration) {
     metrics::histogram!("splatfleet_worker_stage_seconds", "stage" => stage)
-        .record(f64::from(elapsed) / 1000.0);
+        .record(took.as_secs_f64());
 }
 
 /// Why nothing is submitted, naming the last attempt's failure.

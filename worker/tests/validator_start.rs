@@ -136,6 +136,10 @@ async fn a_validator_mode_worker_gates_tasks_with_the_predicted_score() {
         );
         let predicted = attempt.gate_metrics["predicted_score"];
         assert_eq!(attempt.local_score, Some(predicted as f32));
+        // Every step of the gate is timed (the GPU adds "upload").
+        for stage in ["generate", "decode", "render", "score", "align", "gate"] {
+            assert!(attempt.stage_ms.contains_key(stage), "{stage}: {attempt:?}");
+        }
     }
     let best = predicted.iter().enumerate().fold(
         0,
@@ -144,6 +148,26 @@ async fn a_validator_mode_worker_gates_tasks_with_the_predicted_score() {
     assert_eq!(usize::from(chosen_attempt), best, "{predicted:?}");
     assert_eq!(local_score, predicted[best] as f32);
     assert!(result.attempts[best].ply.is_some());
+    // The chosen model's SPZ encoding and its storing are timed too.
+    for stage in ["spz", "store"] {
+        assert!(result.attempts[best].stage_ms.contains_key(stage), "{stage}");
+    }
+}
+
+#[test]
+fn a_worker_that_requires_a_gpu_exits_78_where_there_is_none() {
+    if splatfleet_kernels::Renderer::new(0).is_gpu() {
+        eprintln!("skipped: this machine has a usable GPU 0");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("worker.toml");
+    std::fs::write(&config, "[worker]\nrequire_gpu = true\n").expect("config");
+    let (code, stderr) = run_to_exit(&config);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("worker.require_gpu"), "{stderr}");
+    assert!(stderr.contains("GPU 0 cannot be used"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[tokio::test]

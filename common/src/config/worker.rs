@@ -23,6 +23,10 @@ pub struct WorkerSettings {
     pub metrics_addr: Option<SocketAddr>,
     /// Generation service base URL per GPU: `--gpu N` uses entry N (`POST {url}/generate/`).
     pub generation_endpoints: Vec<String>,
+    /// Refuse to start (exit 78) when `--gpu N` cannot be used and only the CPU reference
+    /// renderer is left, instead of gating at CPU speed. Off by default so a machine without
+    /// a GPU runs the demo; set it on GPU hosts.
+    pub require_gpu: bool,
     /// Tasks handled at once (the consumer's prefetch).
     pub slots: u16,
     /// Longest wait for one generation answer, milliseconds.
@@ -121,6 +125,7 @@ impl Default for WorkerSettings {
         Self {
             metrics_addr: None,
             generation_endpoints: vec!["http://127.0.0.1:8093".into()],
+            require_gpu: false,
             slots: 1,
             generate_timeout_ms: 60_000,
             max_response_bytes: 256 * 1024 * 1024,

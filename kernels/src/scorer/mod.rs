@@ -220,7 +220,7 @@ impl Renderer {
     }
 
     /// Renders and measures as [`Renderer::render_and_measure`], then scores the render with
-    /// `scorer`: on the GPU straight from the image buffer, on the CPU from the views.
+    /// `scorer` ([`Renderer::score_last_render`]).
     pub fn render_and_score(
         &mut self,
         splat: &Splat,
@@ -228,17 +228,35 @@ impl Renderer {
         scorer: &mut Scorer,
         download_views: bool,
     ) -> Result<(Option<Views>, Metrics, PartScores), KernelError> {
-        let on_gpu = matches!(self.backend(), Backend::Cuda(_)) && scorer.gpu.is_some();
-        let (views, metrics) = self.render_and_measure(splat, rig, download_views || !on_gpu)?;
-        let parts = match (self.backend(), &mut scorer.gpu, &views) {
-            (Backend::Cuda(r), Some(gpu), _) => {
-                gpu.score_render(r.image(), rig.views(), rig.width, rig.height)?
-            }
-            (_, _, Some(v)) => cpu::try_score_parts(&scorer.models, &ScoreImages::from_views(v))?,
-            (_, _, None) => {
-                return Err(crate::gpu::GpuError::Unavailable("no views to score").into())
-            }
-        };
+        let (views, metrics) =
+            self.render_and_measure(splat, rig, download_views || !self.scores_in_place(scorer))?;
+        let parts = self.score_last_render(rig, views.as_ref(), scorer)?;
         Ok((views, metrics, parts))
+    }
+
+    /// Whether `scorer` reads this renderer's image buffer in place (else it needs the
+    /// downloaded views).
+    pub fn scores_in_place(&self, scorer: &Scorer) -> bool {
+        matches!(self.backend(), Backend::Cuda(_)) && scorer.gpu.is_some()
+    }
+
+    /// The quality parts of the last render: on the GPU straight from the image buffer, on
+    /// the CPU from `views` (which [`Renderer::scores_in_place`] says are needed).
+    pub fn score_last_render(
+        &self,
+        rig: &Rig,
+        views: Option<&Views>,
+        scorer: &mut Scorer,
+    ) -> Result<PartScores, KernelError> {
+        match (self.backend(), &mut scorer.gpu, views) {
+            (Backend::Cuda(r), Some(gpu), _) => {
+                Ok(gpu.score_render(r.image(), rig.views(), rig.width, rig.height)?)
+            }
+            (_, _, Some(v)) => Ok(cpu::try_score_parts(
+                &scorer.models,
+                &ScoreImages::from_views(v),
+            )?),
+            (_, _, None) => Err(crate::gpu::GpuError::Unavailable("no views to score").into()),
+        }
     }
 }

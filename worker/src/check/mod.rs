@@ -174,7 +174,8 @@ fn run_checks(
         })
         .transpose()?;
     let models = crate::models::models_for(&settings)?;
-    let mut gate = Gate::start(gpu, &settings, models).map_err(UsageError::Scorer)?;
+    let mut gate = Gate::start(splatfleet_kernels::Renderer::new(gpu), &settings, models)
+        .map_err(UsageError::Scorer)?;
     let pass = match settings.gate_mode {
         GateMode::Validator => format!(
             "gate_mode validator, predicted score needed {:.3}",
