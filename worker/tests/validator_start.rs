@@ -150,7 +150,10 @@ async fn a_validator_mode_worker_gates_tasks_with_the_predicted_score() {
     assert!(result.attempts[best].ply.is_some());
     // The chosen model's SPZ encoding and its storing are timed too.
     for stage in ["spz", "store"] {
-        assert!(result.attempts[best].stage_ms.contains_key(stage), "{stage}");
+        assert!(
+            result.attempts[best].stage_ms.contains_key(stage),
+            "{stage}"
+        );
     }
 }
 
