@@ -4,6 +4,9 @@
 #   ops/demo.sh [--tasks N] [--timeout SECS] [--profile release|debug] [--no-build]
 #               [--run-dir DIR] [--drop-db]
 #               [--duration SECS] [--validators N] [--time-scale X] [--sample-secs N]
+#               [--workers N] [--gpus N] [--gaussians N] [--cached-generator]
+#               [--models DIR] [--threshold X] [--render-size PX] [--require-gpu]
+#               [--score-by-size] [--bin-dir DIR] [--no-dev-up]
 #
 # It runs ops/dev-up.sh, builds the binaries, then starts as separate processes, all reading
 # one generated config in a run directory (target/demo/<UTC time>/, every process's log there):
@@ -34,6 +37,15 @@
 # each process's memory, CPU time, threads and open files to resources.tsv, the database's size
 # and row counts to database.tsv, and this run's queue depths to queues.tsv.
 #
+# The GPU fleet bench (ops/bench/gpu_fleet.sh): --workers N worker processes (default 2) over
+# --gpus G GPUs (default one per worker; worker i runs --gpu i%G, one generation service per
+# GPU), --gaussians N per generated model (--cached-generator: one model written once, served
+# at once), --models DIR (real-size models instead of the tiny ones) with --threshold X, the
+# gate at --render-size PX (default 128, 48 in debug), --require-gpu, --score-by-size (the
+# simulated validators score by payload size, not by decoding the SPZ), binaries from
+# --bin-dir DIR (no build), and --no-dev-up when RabbitMQ and PostgreSQL are already up. With
+# --sample-secs and nvidia-smi present, gpu.tsv gets the device's memory and each process's.
+#
 # Environment: DEMO_TASKS, DEMO_TIMEOUT_SECS, DEMO_PROFILE (same as the flags), DEMO_THRESHOLD
 # ([worker.scorer] threshold of the tiny models, default 0.55), CARGO_TARGET_DIR,
 # SPLATFLEET_TEST_PG_{HOST,PORT,USER,PASSWORD} and SPLATFLEET_TEST_AMQP_URL (where PostgreSQL and
@@ -57,6 +69,15 @@ GAUSSIANS=8000
 DEMO_THRESHOLD=${DEMO_THRESHOLD:-0.55}
 DURATION=0
 SAMPLE_SECS=0
+WORKERS=2
+GPUS=
+MODELS=
+RENDER_SIZE=
+REQUIRE_GPU=false
+SCORE_BY_SIZE=0
+CACHED_GENERATOR=0
+DEV_UP=1
+BIN=
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 2; }
@@ -83,6 +104,17 @@ while [ $# -gt 0 ]; do
         --time-scale=*) TIME_SCALE=${1#*=}; shift ;;
         --sample-secs) SAMPLE_SECS=${2:?--sample-secs needs seconds}; shift 2 ;;
         --sample-secs=*) SAMPLE_SECS=${1#*=}; shift ;;
+        --workers) WORKERS=${2:?--workers needs a number}; shift 2 ;;
+        --gpus) GPUS=${2:?--gpus needs a number}; shift 2 ;;
+        --gaussians) GAUSSIANS=${2:?--gaussians needs a number}; shift 2 ;;
+        --cached-generator) CACHED_GENERATOR=1; shift ;;
+        --models) MODELS=${2:?--models needs a directory}; shift 2 ;;
+        --threshold) DEMO_THRESHOLD=${2:?--threshold needs a number}; shift 2 ;;
+        --render-size) RENDER_SIZE=${2:?--render-size needs pixels}; shift 2 ;;
+        --require-gpu) REQUIRE_GPU=true; shift ;;
+        --score-by-size) SCORE_BY_SIZE=1; shift ;;
+        --bin-dir) BIN=${2:?--bin-dir needs a directory}; BUILD=0; shift 2 ;;
+        --no-dev-up) DEV_UP=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
@@ -92,6 +124,12 @@ done
 [[ $VALIDATORS =~ ^[1-9][0-9]*$ ]] || die "--validators must be a positive number, not '$VALIDATORS'"
 [[ $TIME_SCALE =~ ^[1-9][0-9]*$ ]] || die "--time-scale must be a positive whole number, not '$TIME_SCALE'"
 [[ $SAMPLE_SECS =~ ^[0-9]+$ ]] || die "--sample-secs must be a number of seconds, not '$SAMPLE_SECS'"
+[[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive number, not '$WORKERS'"
+[ -n "$GPUS" ] || GPUS=$WORKERS
+[[ $GPUS =~ ^[1-9][0-9]*$ ]] || die "--gpus must be a positive number, not '$GPUS'"
+[[ $GAUSSIANS =~ ^[1-9][0-9]*$ ]] || die "--gaussians must be a positive number, not '$GAUSSIANS'"
+[ -z "$RENDER_SIZE" ] || [[ $RENDER_SIZE =~ ^[1-9][0-9]*$ ]] || die "--render-size must be a positive number of pixels, not '$RENDER_SIZE'"
+[ -z "$MODELS" ] || [ -d "$MODELS" ] || die "--models $MODELS is not a directory"
 # About 1.5 tasks a second come from 8 validators with 5 s cooldowns; leave room for a slow machine.
 [ -n "$TIMEOUT" ] || TIMEOUT=$((120 + TASKS * 3))
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "--timeout must be a positive number of seconds, not '$TIMEOUT'"
@@ -110,10 +148,11 @@ export PGPASSWORD="${SPLATFLEET_TEST_PG_PASSWORD:-${PGPASSWORD:-}}"
 AMQP_URL=${SPLATFLEET_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 
 # --- services and binaries ----------------------------------------------------------------
-ops/dev-up.sh
+[ "$DEV_UP" -eq 0 ] || ops/dev-up.sh
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 case $TARGET_DIR in /*) ;; *) TARGET_DIR=$REPO/$TARGET_DIR ;; esac
-BIN=$TARGET_DIR/$PROFILE_DIR
+[ -n "$BIN" ] || BIN=$TARGET_DIR/$PROFILE_DIR
+case $BIN in /*) ;; *) BIN=$REPO/$BIN ;; esac
 if [ "$BUILD" -eq 1 ]; then
     command -v cargo >/dev/null || die "cargo not found; install Rust (https://rustup.rs)"
     say "building ($PROFILE): cargo build ${CARGO_PROFILE_ARGS[*]} --locked --bins"
@@ -250,20 +289,28 @@ metric_sum() {
 # --- the simulated outside world ----------------------------------------------------------
 say "run directory $RUN"
 say "queue prefix $PREFIX, database $DB"
-MODELS=$RUN/models
-"$BIN/splatfleet-sim" models --tiny "$MODELS" >"$RUN/logs/models.log" 2>&1 \
-    || die "writing tiny scorer models to $MODELS failed (see $RUN/logs/models.log)"
-say "gate validator mode, tiny random-weight models, demo threshold $DEMO_THRESHOLD (models in $MODELS)"
+if [ -z "$MODELS" ]; then
+    MODELS=$RUN/models
+    "$BIN/splatfleet-sim" models --tiny "$MODELS" >"$RUN/logs/models.log" 2>&1 \
+        || die "writing tiny scorer models to $MODELS failed (see $RUN/logs/models.log)"
+    say "gate validator mode, tiny random-weight models, demo threshold $DEMO_THRESHOLD (models in $MODELS)"
+else
+    say "gate validator mode, models in $MODELS, threshold $DEMO_THRESHOLD"
+fi
 psql_db postgres "CREATE DATABASE \"$DB\"" >/dev/null || die "creating database $DB failed"
 
 KEYS=$RUN/keys
+SCORING_ARGS=(--score-reference-gaussians $((GAUSSIANS / 2)))
+[ "$SCORE_BY_SIZE" -eq 0 ] || SCORING_ARGS=(--score-by-size)
 start validators "$BIN/splatfleet-sim" validators --count "$VALIDATORS" --base-port 0 \
     --keys-dir "$KEYS" --time-scale "$TIME_SCALE" --events "$RUN/validator-events.jsonl" \
-    --score-reference-gaussians $((GAUSSIANS / 2))
+    "${SCORING_ARGS[@]}"
 wait_for_line validators "validator list:" 60
+GEN_ARGS=(--gaussians "$GAUSSIANS")
+[ "$CACHED_GENERATOR" -eq 0 ] || GEN_ARGS+=(--cached)
 GEN_URLS=()
-for gpu in 0 1; do
-    start "generator-$gpu" "$BIN/splatfleet-sim" generator --port 0 --gaussians "$GAUSSIANS"
+for ((gpu = 0; gpu < GPUS; gpu++)); do
+    start "generator-$gpu" "$BIN/splatfleet-sim" generator --port 0 "${GEN_ARGS[@]}"
     wait_for_line "generator-$gpu" "generator listening on" 30
     GEN_URLS+=("$(sed -n 's/^generator listening on //p' "$RUN/logs/generator-$gpu.log" | head -1)")
 done
@@ -271,9 +318,13 @@ done
 # --- the config ---------------------------------------------------------------------------
 PULLER_PORT=$(free_port)
 SUBMITTER_PORT=$(free_port)
-WORKER_PORTS=("$(free_port)" "$(free_port)")
+WORKER_PORTS=()
+for ((w = 0; w < WORKERS; w++)); do WORKER_PORTS+=("$(free_port)"); done
 # The CPU gate renders 16 views of every model; debug builds render more slowly.
-if [ "$PROFILE_DIR" = release ]; then RENDER_SIZE=128; else RENDER_SIZE=48; fi
+if [ -z "$RENDER_SIZE" ]; then
+    if [ "$PROFILE_DIR" = release ]; then RENDER_SIZE=128; else RENDER_SIZE=48; fi
+fi
+GEN_URL_LIST=$(printf '"%s", ' "${GEN_URLS[@]}")
 PG_PASSWORD_LINE=""
 [ -z "$PGPASSWORD" ] || PG_PASSWORD_LINE="password = \"$PGPASSWORD\""
 CONFIG=$RUN/splatfleet.toml
@@ -312,8 +363,9 @@ lost_task_grace_secs = 30
 
 [worker]
 # --gpu N picks generation_endpoints[N]; the workers' metrics ports are set per process
-# (SPLATFLEET__WORKER__METRICS_ADDR) since two run on this host.
-generation_endpoints = ["${GEN_URLS[0]}", "${GEN_URLS[1]}"]
+# (SPLATFLEET__WORKER__METRICS_ADDR) since several run on this host.
+generation_endpoints = [${GEN_URL_LIST%, }]
+require_gpu = $REQUIRE_GPU
 slots = 1
 generate_timeout_ms = 20000
 min_budget_ms = 20000
@@ -354,20 +406,19 @@ EOF
 # --- the fleet ----------------------------------------------------------------------------
 export SPLATFLEET_CONFIG=$CONFIG
 start submitter "$BIN/splatfleet-submitter" --config "$CONFIG"
-for gpu in 0 1; do
-    start "worker-$gpu" env SPLATFLEET__WORKER__METRICS_ADDR="127.0.0.1:${WORKER_PORTS[gpu]}" \
-        "$BIN/splatfleet-worker" --config "$CONFIG" --gpu "$gpu"
+for ((w = 0; w < WORKERS; w++)); do
+    start "worker-$w" env SPLATFLEET__WORKER__METRICS_ADDR="127.0.0.1:${WORKER_PORTS[w]}" \
+        "$BIN/splatfleet-worker" --config "$CONFIG" --gpu $((w % GPUS))
 done
 wait_for_line submitter '"message":"ready"' 60
-wait_for_line worker-0 '"message":"ready"' 120
-wait_for_line worker-1 '"message":"ready"' 120
+for ((w = 0; w < WORKERS; w++)); do wait_for_line "worker-$w" '"message":"ready"' 180; done
 start puller "$BIN/splatfleet-puller" --config "$CONFIG"
 wait_for_line puller '"message":"ready"' 60
-for gpu in 0 1; do
-    backend=$(scrape "${WORKER_PORTS[gpu]}" | sed -n 's/^splatfleet_worker_gpu_backend{backend="\([a-z]*\)"}.*/\1/p')
-    say "worker-$gpu renders on ${backend:-an unknown backend} (generation service ${GEN_URLS[gpu]})"
+for ((w = 0; w < WORKERS; w++)); do
+    backend=$(scrape "${WORKER_PORTS[w]}" | sed -n 's/^splatfleet_worker_gpu_backend{backend="\([a-z]*\)"}.*/\1/p')
+    say "worker-$w renders on ${backend:-an unknown backend} on GPU $((w % GPUS)) (generation service ${GEN_URLS[w % GPUS]})"
 done
-say "fleet up in $((SECONDS - started_at)) s; metrics: puller :$PULLER_PORT, workers :${WORKER_PORTS[0]} :${WORKER_PORTS[1]}, submitter :$SUBMITTER_PORT"
+say "fleet up in $((SECONDS - started_at)) s; metrics: puller :$PULLER_PORT, workers :${WORKER_PORTS[*]}, submitter :$SUBMITTER_PORT"
 
 # --- progress -----------------------------------------------------------------------------
 COUNTS_SQL="SELECT count(*),
@@ -382,8 +433,8 @@ progress() {
     row=$(psql_db "$DB" "$COUNTS_SQL" 2>/dev/null) || return 0
     IFS='|' read -r pulled submitted accepted empties open <<<"$row"
     generated=0
-    for gpu in 0 1; do
-        text=$(scrape "${WORKER_PORTS[gpu]}")
+    for ((w = 0; w < WORKERS; w++)); do
+        text=$(scrape "${WORKER_PORTS[w]}")
         generated=$((generated + $(metric_sum "$text" splatfleet_worker_results_total)))
     done
     printf 'demo: [%4ds] pulled %3d  generated %3d  submitted %3d (empty %d)  accepted %3d  / %s\n' \
@@ -422,6 +473,14 @@ sample() {
     printf '%s\n' "$text" | awk -v t="$t" -F'[{}"= ]+' \
         '/^splatfleet_broker_queue_messages_ready\{/ { printf "%s\t%s\t%s\n", t, $3, $NF }' \
         >>"$RUN/queues.tsv"
+    # The device's memory in use, and each compute process's where the driver tells it.
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits 2>/dev/null \
+            | awk -v t="$t" -F', *' '{ printf "%s\tgpu%s\t-\t%s\n", t, $1, $2 }' >>"$RUN/gpu.tsv"
+        nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null \
+            | awk -v t="$t" -F', *' '$1 ~ /^[0-9]+$/ { printf "%s\tprocess\t%s\t%s\n", t, $1, $2 }' \
+            >>"$RUN/gpu.tsv"
+    fi
 }
 
 run_started=$SECONDS
@@ -435,6 +494,7 @@ if [ "$SAMPLE_SECS" -gt 0 ]; then
     printf 'seconds\tprocess\tpid\trss_kib\tcpu_ticks\tthreads\topen_files\n' >"$RUN/resources.tsv"
     printf 'seconds\tdatabase_bytes\ttasks\tattempts\tsubmissions\topen_tasks\n' >"$RUN/database.tsv"
     printf 'seconds\tqueue\tready\n' >"$RUN/queues.tsv"
+    printf 'seconds\twhat\tpid\tused_mib\n' >"$RUN/gpu.tsv"
 fi
 completed=0 last_progress=-1000 last_sample=-1000
 while :; do
@@ -457,8 +517,7 @@ done
 
 # Every role's metrics as they stand, for the record (ops/test.sh lints them with promtool).
 scrape "$PULLER_PORT" >"$RUN/metrics/puller.prom"
-scrape "${WORKER_PORTS[0]}" >"$RUN/metrics/worker-0.prom"
-scrape "${WORKER_PORTS[1]}" >"$RUN/metrics/worker-1.prom"
+for ((w = 0; w < WORKERS; w++)); do scrape "${WORKER_PORTS[w]}" >"$RUN/metrics/worker-$w.prom"; done
 scrape "$SUBMITTER_PORT" >"$RUN/metrics/submitter.prom"
 
 # No new pulls; the tasks already pulled finish (their cooldowns would suffer otherwise).
