@@ -61,8 +61,13 @@ done
 [ ${#STEPS[@]} -gt 0 ] || STEPS=(services models sweep soak report)
 mkdir -p "$OUT" "$WORK/runs"
 PKG=$WORK/pkg
-PG_PORT=5432
-AMQP_PORT=5672
+# Ports of the private services (the defaults, on the bare device; others to try it beside
+# running services); demo.sh is pointed at them.
+PG_PORT=${GPU_FLEET_PG_PORT:-5432}
+AMQP_PORT=${GPU_FLEET_AMQP_PORT:-5672}
+EPMD_PORT=${GPU_FLEET_EPMD_PORT:-4369}
+export SPLATFLEET_TEST_PG_PORT=$PG_PORT PGPORT=$PG_PORT
+export SPLATFLEET_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f
 export SPLATFLEET_PTX_CACHE=$WORK/ptx
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -88,7 +93,7 @@ start_services() {
         # Erlang's launch scripts name their root; point them at the private prefix.
         for erl in "$PKG"/usr/lib/erlang/bin/erl "$PKG"/usr/lib/erlang/erts-*/bin/erl \
             "$PKG"/usr/lib/erlang/bin/start "$PKG"/usr/lib/erlang/erts-*/bin/start; do
-            [ -f "$erl" ] && sed -i "s|ROOTDIR=\"/usr/lib/erlang\"|ROOTDIR=\"$PKG/usr/lib/erlang\"|" "$erl"
+            [ -f "$erl" ] && sed -i "s|ROOTDIR=/usr/lib/erlang|ROOTDIR=$PKG/usr/lib/erlang|" "$erl"
         done
     fi
     service_env
@@ -102,9 +107,9 @@ start_services() {
         fi
         mkdir -p "$WORK/pgsock" && chown nobody "$WORK/pgsock"
         as_nobody env LD_LIBRARY_PATH="$LD_LIBRARY_PATH" "$(pg_bin)/pg_ctl" -D "$data" -w \
-            -l "$WORK/postgres.log" -o "-p $PG_PORT -k $WORK/pgsock -c listen_addresses=127.0.0.1 \
+            -l "$WORK/pgsock/postgres.log" -o "-p $PG_PORT -k $WORK/pgsock -c listen_addresses=127.0.0.1 \
             -c max_connections=200 -c synchronous_commit=off -c jit=off" start \
-            || { tail -20 "$WORK/postgres.log"; die "PostgreSQL did not start"; }
+            || { tail -20 "$WORK/pgsock/postgres.log"; die "PostgreSQL did not start"; }
     fi
     if ! port_open $AMQP_PORT; then
         local dir=$WORK/rabbit
@@ -115,7 +120,7 @@ start_services() {
         HOME=$dir RABBITMQ_CONF_ENV_FILE=$dir/rabbitmq-env.conf RABBITMQ_CONFIG_FILE=$dir/rabbitmq.conf \
             RABBITMQ_NODENAME=rabbit@localhost RABBITMQ_MNESIA_BASE=$dir/mnesia \
             RABBITMQ_LOG_BASE=$dir/log RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins \
-            ERL_EPMD_ADDRESS=127.0.0.1 setsid rabbitmq-server >"$dir/server.log" 2>&1 </dev/null &
+            ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT=$EPMD_PORT RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000)) setsid rabbitmq-server >"$dir/server.log" 2>&1 </dev/null &
         for _ in $(seq 120); do port_open $AMQP_PORT && break; sleep 1; done
         port_open $AMQP_PORT || { tail -30 "$dir/server.log"; die "RabbitMQ did not start"; }
     fi
