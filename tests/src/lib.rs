@@ -10,6 +10,7 @@ pub mod corpus;
 pub mod fault_proxy;
 pub mod fault_suite;
 pub mod fleet;
+pub mod harness;
 pub mod private_broker;
 pub mod private_postgres;
 pub mod process;
