@@ -13,7 +13,6 @@ use std::{sync::atomic::Ordering, time::Duration};
 
 use splatfleet_common::{protocol::sn17::ProtocolTask, role::Role};
 use splatfleet_tests::{process::scrape_metrics, sim::Misbehaviour};
-use support::{violations, Fleet};
 
 /// What each misbehaving validator (by index) does, and the text its recorded error must hold.
 fn misbehaviours() -> Vec<(usize, Option<Misbehaviour>, &'static str)> {
@@ -50,32 +49,32 @@ fn misbehaviours() -> Vec<(usize, Option<Misbehaviour>, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_are_served() {
-    let mut fleet = Fleet::start(9, Vec::new()).await;
+    let mut world = support::start(9).await;
     for (index, misbehaviour, _) in misbehaviours() {
         if misbehaviour.is_some() {
-            fleet.network.validators[index].misbehave_on_pull(misbehaviour);
+            world.network.validators[index].misbehave_on_pull(misbehaviour);
         }
     }
-    fleet.network.validators[7].hand_out_first(vec![ProtocolTask::text(
+    world.network.validators[7].hand_out_first(vec![ProtocolTask::text(
         "t-ten-megabytes",
         "a chair ".repeat(10 * 1024 * 1024 / 8),
     )]);
-    fleet.network.validators[8]
+    world.network.validators[8]
         .hand_out_first(vec![ProtocolTask::text("i".repeat(300), "a chair")]);
-    fleet.network.validators[1].hand_out_first(vec![ProtocolTask::image(
+    world.network.validators[1].hand_out_first(vec![ProtocolTask::image(
         "t-not-base64",
         "this image is not base64 !!",
     )]);
 
-    let work = fleet
-        .spawn_workers(1, Duration::from_millis(100), None)
+    let work = world
+        .spawn_stand_in_workers(1, Duration::from_millis(100), None)
         .await;
-    let _submitter = fleet.spawn_submitter();
-    let mut puller = fleet.spawn_puller();
+    let _submitter = support::spawn_submitter(&world);
+    let mut puller = support::spawn_puller(&world);
     tokio::time::sleep(Duration::from_secs(7)).await;
 
     // Still running and serving /metrics, with the refusals counted.
-    let config = splatfleet_tests::load_config(&fleet.config_path);
+    let config = world.config();
     let metrics =
         tokio::task::spawn_blocking(move || scrape_metrics(Role::Puller.metrics_addr(&config)))
             .await
@@ -88,9 +87,9 @@ async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_ar
         "no refused pulls counted:\n{metrics}"
     );
 
-    let client = fleet.pool.get().await.expect("db");
+    let client = world.pool.get().await.expect("db");
     for (index, misbehaviour, expected) in misbehaviours() {
-        let hotkey = &fleet.validators[index].hotkey;
+        let hotkey = &world.validators[index].hotkey;
         let row = client
             .query_one(
                 "SELECT vs.last_pull_error, vs.consecutive_errors, vs.backoff_until IS NOT NULL
@@ -116,7 +115,7 @@ async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_ar
         assert!(errors >= 1 && backing_off, "validator {index}: no backoff");
         if let Some(how) = misbehaviour {
             // Backoff 0.5 s doubling to 4 s: tries near 0, 0.5, 1.5, 3.5 s within 7 s.
-            let answered = fleet
+            let answered = world
                 .events("misbehaved")
                 .iter()
                 .filter(|e| e["validator_uid"] == index as u64)
@@ -146,7 +145,7 @@ async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_ar
         "{} submitted",
         work.submitted.load(Ordering::SeqCst)
     );
-    assert!(violations(&fleet).is_empty());
+    assert!(world.violations().is_empty());
     drop(client);
 
     // Each failure was logged as a typed error naming the validator's problem.
@@ -173,16 +172,16 @@ async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_ar
         failures.iter().all(|l| l.len() < 8192),
         "a failure line over 8 KiB"
     );
-    fleet.finish().await;
+    world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_world_readable_hotkey_stops_the_puller_before_any_pull_naming_path_and_mode() {
     use std::os::unix::fs::PermissionsExt as _;
-    let fleet = Fleet::start(1, Vec::new()).await;
-    let hotkey = fleet.keys_dir.join("miner/hotkeys/default");
+    let world = support::start(1).await;
+    let hotkey = world.keys_dir.join("miner/hotkeys/default");
     std::fs::set_permissions(&hotkey, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let mut puller = fleet.spawn_puller();
+    let mut puller = support::spawn_puller(&world);
     let (status, _) = puller.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(1), "{}", puller.log.join("\n"));
     let refusal = format!(
@@ -195,8 +194,8 @@ async fn a_world_readable_hotkey_stops_the_puller_before_any_pull_naming_path_an
         puller.log.join("\n")
     );
     assert!(
-        fleet.events("pull").is_empty(),
+        world.events("pull").is_empty(),
         "pulled with an exposed key"
     );
-    fleet.finish().await;
+    world.finish().await;
 }

@@ -16,14 +16,13 @@ use std::{
 };
 
 use splatfleet_common::{
+    db::Pool,
     discovery::ValidatorInfo,
-    ledger::{self, seed, ClaimRequest, Finish, TaskInsert, Verdict},
-    messages::{
-        ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef,
-    },
+    ledger::{self, seed, ClaimRequest, Finish, Verdict},
+    messages::{ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind},
     protocol::sn17::Feedback,
 };
-use support::{stranger, violations, Fleet};
+use splatfleet_tests::harness;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
@@ -55,6 +54,19 @@ async fn always_500() -> (u16, Arc<AtomicU32>) {
     (port, count)
 }
 
+/// A validator entry with a fresh hotkey at `port` on 127.0.0.1.
+fn stranger(uid: u16, port: u16) -> ValidatorInfo {
+    let (hotkey, _) = splatfleet_common::bittensor::Hotkey::generate();
+    ValidatorInfo {
+        uid,
+        hotkey: hotkey.ss58().to_owned(),
+        ip: "127.0.0.1".into(),
+        port,
+        stake: 5_000.0,
+        validator_permit: true,
+    }
+}
+
 fn now_secs() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -63,38 +75,18 @@ fn now_secs() -> f64 {
 
 /// Records `count` completed submissions to `validator` that scored under the threshold, as
 /// the submitter would have: tasks pulled an hour ago, answered 50 minutes ago.
-async fn seed_penalties(fleet: &Fleet, validator: &ValidatorInfo, count: usize) {
+async fn seed_penalties(pool: &Pool, validator: &ValidatorInfo, count: usize) {
     const OLD: &str = "old-host:1:00000000";
-    let pool = &fleet.pool;
-    let ids =
-        ledger::validators::upsert_validators(pool, std::slice::from_ref(validator), "static")
-            .await
-            .expect("validator");
     let hour_ago_ms = (now_secs() * 1000.0) as i64 - 3_600_000;
-    let validator_ref = ValidatorRef {
-        uid: validator.uid,
-        hotkey: validator.hotkey.clone(),
-        ip: validator.ip.clone(),
-        port: validator.port,
-    };
     for n in 0..count {
-        let task = TaskMsg {
-            task_id: format!("old-{n}"),
-            validator: validator_ref.clone(),
-            kind: TaskKind::Text,
-            prompt: "a chair".into(),
-            validation_threshold: 0.6,
-            throttle_period_secs: 30,
-            pulled_at_unix_ms: hour_ago_ms,
-            deadline_unix_ms: hour_ago_ms + 300_000,
-        };
-        let row = match ledger::insert_task(pool, ids[&validator.hotkey], &task, &"0".repeat(64))
-            .await
-            .expect("task")
-        {
-            TaskInsert::Inserted { id } => id,
-            other => panic!("{other:?}"),
-        };
+        let task = harness::task_msg(
+            validator,
+            &format!("old-{n}"),
+            "a chair",
+            TaskKind::Text,
+            hour_ago_ms,
+        );
+        let row = harness::record_queued_task(pool, validator, &task).await;
         let request = ClaimRequest {
             claimed_by: Some(OLD),
             lease_secs: 60.0,
@@ -106,7 +98,7 @@ async fn seed_penalties(fleet: &Fleet, validator: &ValidatorInfo, count: usize) 
         ledger::claim(pool, row, &request).await.expect("claim");
         let result = ResultMsg {
             task_id: task.task_id.clone(),
-            validator: validator_ref.clone(),
+            validator: task.validator.clone(),
             kind: TaskKind::Text,
             prompt: task.prompt.clone(),
             outcome: ResultOutcome::Ready {
@@ -152,10 +144,9 @@ async fn a_validator_answering_500_is_backed_off_and_a_401_stops_pulls() {
     // Listed with a hotkey that is not the one validator 0 signs for: its axon refuses our
     // signature with 401, as it would if our keys or clock were wrong.
     let mut mismatched = stranger(101, 0);
-    let mut fleet = Fleet::start(3, Vec::new()).await;
-    mismatched.port = fleet.validators[0].port;
-    let list_path = fleet.keys_dir.join("puller-validators.toml");
-    let mut list = std::fs::read_to_string(&list_path).expect("list");
+    let mut world = support::start(3).await;
+    mismatched.port = world.validators[0].port;
+    let mut list = std::fs::read_to_string(&world.validators_file).expect("list");
     for extra in [&broken, &mismatched] {
         list.push_str(
             &splatfleet_common::discovery::static_list::StaticValidatorList {
@@ -164,27 +155,27 @@ async fn a_validator_answering_500_is_backed_off_and_a_401_stops_pulls() {
             .to_toml(),
         );
     }
-    std::fs::write(&list_path, list).expect("list");
+    std::fs::write(&world.validators_file, list).expect("list");
 
     // Validator 1's history: five submissions scored under the threshold (penalties).
-    let penalised = fleet.validators[1].clone();
-    seed_penalties(&fleet, &penalised, 5).await;
-    fleet.edit_config(|config| {
+    let penalised = world.validators[1].clone();
+    seed_penalties(&world.pool, &penalised, 5).await;
+    world.edit_config(|config| {
         config.puller.auto_blacklist_max_penalties = 5;
         config.puller.auto_blacklist_secs = 3;
     });
 
-    let work = fleet
-        .spawn_workers(1, Duration::from_millis(100), None)
+    let work = world
+        .spawn_stand_in_workers(1, Duration::from_millis(100), None)
         .await;
-    let _submitter = fleet.spawn_submitter();
-    let puller = fleet.spawn_puller();
+    let _submitter = support::spawn_submitter(&world);
+    let puller = support::spawn_puller(&world);
     let started = now_secs();
     tokio::time::sleep(Duration::from_secs(8)).await;
     drop(puller);
 
     // The automatic blacklist held validator 1 back for its 3 s, then lifted itself.
-    let first_pull = fleet
+    let first_pull = world
         .events("pull")
         .iter()
         .filter(|p| p["validator_uid"] == 1)
@@ -205,14 +196,14 @@ async fn a_validator_answering_500_is_backed_off_and_a_401_stops_pulls() {
     );
 
     // 401: exactly one refused call, then nothing.
-    let refused: Vec<_> = fleet
+    let refused: Vec<_> = world
         .events("rejected")
         .into_iter()
         .filter(|e| e["status"] == 401)
         .collect();
     assert_eq!(refused.len(), 1, "{refused:?}");
 
-    let client = fleet.pool.get().await.expect("db");
+    let client = world.pool.get().await.expect("db");
     let stopped: Option<String> = client
         .query_one(
             "SELECT vs.pulls_stopped_reason FROM validator_state vs
@@ -262,7 +253,7 @@ async fn a_validator_answering_500_is_backed_off_and_a_401_stops_pulls() {
 
     // The healthy validators were served all along, without violations.
     assert!(work.submitted.load(Ordering::SeqCst) >= 3);
-    assert!(violations(&fleet).is_empty());
+    assert!(world.violations().is_empty());
     drop(client);
-    fleet.finish().await;
+    world.finish().await;
 }

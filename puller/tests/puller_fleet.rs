@@ -7,33 +7,31 @@ mod support;
 
 use std::{collections::HashMap, sync::atomic::Ordering, time::Duration};
 
-use support::{violations, Fleet};
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bounded() {
-    let mut fleet = Fleet::start(20, Vec::new()).await;
-    let by_uid = fleet.validators[3].hotkey.clone();
-    let by_hotkey = fleet.validators[7].hotkey.clone();
+    let mut world = support::start(20).await;
+    let by_uid = world.validators[3].hotkey.clone();
+    let by_hotkey = world.validators[7].hotkey.clone();
     // Blacklist uid 3 and validator 7's hotkey, keep the backlog factor at 1.
-    fleet.edit_config(|config| {
+    world.edit_config(|config| {
         config.puller.blacklist_uids = vec![3];
         config.puller.blacklist_hotkeys = vec![by_hotkey.clone()];
         config.puller.backlog_factor = 1.0;
     });
 
     // Workers slower than the validators can hand out tasks, so the backlog limit binds.
-    let work = fleet
-        .spawn_workers(2, Duration::from_millis(700), Some(6))
+    let work = world
+        .spawn_stand_in_workers(2, Duration::from_millis(700), Some(6))
         .await;
-    let max_ready = fleet.spawn_backlog_sampler().await;
-    let submitter = fleet.spawn_submitter();
-    let puller = fleet.spawn_puller();
+    let max_ready = world.spawn_backlog_sampler().await;
+    let submitter = support::spawn_submitter(&world);
+    let puller = support::spawn_puller(&world);
 
     // Watch Postgres: never two open tasks for one validator.
     let mut most_open = 0i64;
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(14) {
-        let row = fleet
+        let row = world
             .pool
             .get()
             .await
@@ -49,7 +47,7 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
         most_open = most_open.max(row.get(0));
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let config = fleet.config();
+    let config = world.config();
     let metrics = splatfleet_tests::process::scrape_metrics(
         splatfleet_common::role::Role::Puller.metrics_addr(&config),
     );
@@ -79,7 +77,7 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
     assert!(!metrics.contains("splatfleet_puller_cooldown_violations_total{"));
 
     assert_eq!(
-        violations(&fleet),
+        world.violations(),
         Vec::<serde_json::Value>::new(),
         "cooldown violations"
     );
@@ -90,10 +88,10 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
         "ready backlog reached {ready} with 2 consumers and factor 1"
     );
 
-    let pulls = fleet.events("pull");
+    let pulls = world.events("pull");
     let blacklisted: Vec<u64> = [&by_uid, &by_hotkey]
         .iter()
-        .filter_map(|h| fleet.uid_of(h))
+        .filter_map(|h| world.uid_of(h))
         .collect();
     assert!(
         pulls
@@ -116,7 +114,7 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
     // each release, the submitter signed and sent it.
     let dropped = work.dropped.load(Ordering::SeqCst);
     assert!(dropped >= 1, "no task was dropped; the run was too short");
-    let client = fleet.pool.get().await.expect("db");
+    let client = world.pool.get().await.expect("db");
     let released: i64 = client
         .query_one(
             "SELECT count(*) FROM tasks t JOIN submissions s ON s.task_id = t.id
@@ -130,7 +128,7 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
         released >= 1,
         "no lost task was released ({dropped} dropped)"
     );
-    let empty_verdicts = fleet
+    let empty_verdicts = world
         .events("verdict")
         .iter()
         .filter(|v| v["outcome"] == "empty")
@@ -163,5 +161,5 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
     );
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     drop(client);
-    fleet.finish().await;
+    world.finish().await;
 }

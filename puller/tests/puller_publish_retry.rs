@@ -9,22 +9,21 @@ use std::{sync::atomic::Ordering, time::Duration};
 
 use lapin::{options::QueueBindOptions, types::FieldTable};
 use splatfleet_common::broker::QueueKind;
-use support::{violations, Fleet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unroutable_publish_is_retried_and_recorded() {
-    let mut fleet = Fleet::start(1, Vec::new()).await;
-    fleet.edit_config(|config| {
+    let mut world = support::start(1).await;
+    world.edit_config(|config| {
         config.puller.task_deadline_secs = 60;
         config.puller.publish_tries = 1;
     });
-    let _submitter = fleet.spawn_submitter();
-    let topology = fleet.broker.topology().clone();
+    let _submitter = support::spawn_submitter(&world);
+    let topology = world.broker.topology().clone();
     let (queue, exchange) = (topology.queue(QueueKind::Tasks), topology.exchange());
     // No workers yet, so no pulls: the puller declares (and binds) its topology at start,
     // then waits for capacity.
-    let puller = fleet.spawn_puller();
-    let channel = fleet.broker.channel().await.expect("channel");
+    let puller = support::spawn_puller(&world);
+    let channel = world.broker.channel().await.expect("channel");
     channel
         .queue_unbind(
             queue.as_str().into(),
@@ -34,11 +33,11 @@ async fn an_unroutable_publish_is_retried_and_recorded() {
         )
         .await
         .expect("unbind");
-    let work = fleet
-        .spawn_workers(1, Duration::from_millis(50), None)
+    let work = world
+        .spawn_stand_in_workers(1, Duration::from_millis(50), None)
         .await;
 
-    let client = fleet.pool.get().await.expect("db");
+    let client = world.pool.get().await.expect("db");
     let mut refused = None;
     for _ in 0..100 {
         let row = client
@@ -94,7 +93,7 @@ async fn an_unroutable_publish_is_retried_and_recorded() {
         "the successful try is counted too"
     );
     assert!(row.get::<_, bool>(1));
-    assert!(violations(&fleet).is_empty());
+    assert!(world.violations().is_empty());
     drop(client);
-    fleet.finish().await;
+    world.finish().await;
 }

@@ -16,20 +16,19 @@ use splatfleet_common::{
     ledger,
     messages::{ArtifactRef, ResultMsg, ResultOutcome, TaskMsg},
 };
-use support::{violations, Fleet};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_holds_it() {
-    let fleet = Fleet::start(1, Vec::new()).await;
+    let world = support::start(1).await;
     // A stand-in for worker + submitter: the first task's send "fails for good", recorded as
     // the submitter records a give-up; later tasks are acked and left alone.
-    let consumer = fleet
+    let consumer = world
         .broker
         .consumer::<TaskMsg>(1, "gave-up-submitter")
         .await
         .expect("consumer");
-    let (pool, stop) = (fleet.pool.clone(), CancellationToken::new());
+    let (pool, stop) = (world.pool.clone(), CancellationToken::new());
     let first_task = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let seen = first_task.clone();
     let consuming = tokio::spawn(consumer.run(stop.clone(), move |incoming| {
@@ -50,8 +49,8 @@ async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_
             Disposition::Ack
         }
     }));
-    let _submitter = fleet.spawn_submitter();
-    let mut puller = fleet.spawn_puller();
+    let _submitter = support::spawn_submitter(&world);
+    let mut puller = support::spawn_puller(&world);
 
     let mut released = false;
     for _ in 0..100 {
@@ -59,11 +58,11 @@ async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_
         let Some(task_id) = first_task.lock().expect("first task").clone() else {
             continue;
         };
-        let empty_verdict = fleet
+        let empty_verdict = world
             .events("verdict")
             .iter()
             .any(|v| v["task_id"] == task_id.as_str() && v["outcome"] == "empty");
-        let next_task = fleet
+        let next_task = world
             .events("pull")
             .iter()
             .filter(|p| p["outcome"] == "new")
@@ -86,10 +85,10 @@ async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_
     assert!(
         released,
         "the validator never got the task back (and never handed out another); pulls: {:?}; puller log:\n{}",
-        fleet.events("pull").len(),
+        world.events("pull").len(),
         puller.log.join("\n")
     );
-    let row = fleet
+    let row = world
         .pool
         .get()
         .await
@@ -114,14 +113,14 @@ async fn a_task_whose_send_failed_for_good_is_released_when_the_validator_still_
     // The validator's feedback on the empty submission is recorded like any other.
     assert_eq!(row.get::<_, Option<bool>>(5), Some(false));
     assert_eq!(row.get::<_, Option<f32>>(6), Some(0.0));
-    let same = fleet
+    let same = world
         .events("pull")
         .iter()
         .filter(|p| p["outcome"] == "same")
         .count();
     assert!(same <= 3, "the held task was pulled {same} times");
-    assert!(violations(&fleet).is_empty(), "{:?}", violations(&fleet));
-    fleet.finish().await;
+    assert!(world.violations().is_empty(), "{:?}", world.violations());
+    world.finish().await;
 }
 
 /// Records, through the ledger, what the submitter records when every send of a result

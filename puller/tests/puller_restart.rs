@@ -6,26 +6,24 @@ mod support;
 
 use std::{collections::HashSet, sync::atomic::Ordering, time::Duration};
 
-use support::{violations, Fleet};
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_and_restarted_mid_run_no_duplicates_no_violations_nothing_lost() {
-    let mut fleet = Fleet::start(8, Vec::new()).await;
-    let work = fleet
-        .spawn_workers(2, Duration::from_millis(150), None)
+    let mut world = support::start(8).await;
+    let work = world
+        .spawn_stand_in_workers(2, Duration::from_millis(150), None)
         .await;
-    let _submitter = fleet.spawn_submitter();
-    let first = fleet.spawn_puller();
+    let _submitter = support::spawn_submitter(&world);
+    let first = support::spawn_puller(&world);
     tokio::time::sleep(Duration::from_millis(4_300)).await;
     drop(first); // SIGKILL: no drain, calls in flight are cut off.
     let before_restart = work.submitted.load(Ordering::SeqCst);
-    let mut second = fleet.spawn_puller();
+    let mut second = support::spawn_puller(&world);
     tokio::time::sleep(Duration::from_secs(7)).await;
     second.terminate();
     let (status, _) = second.wait_exit(Duration::from_secs(15));
     assert!(status.success(), "log:\n{}", second.log.join("\n"));
 
-    assert!(violations(&fleet).is_empty(), "{:?}", violations(&fleet));
+    assert!(world.violations().is_empty(), "{:?}", world.violations());
     let deliveries = work.deliveries.lock().expect("work log").clone();
     assert!(
         deliveries.values().all(|&n| n == 1),
@@ -36,13 +34,13 @@ async fn killed_and_restarted_mid_run_no_duplicates_no_violations_nothing_lost()
     assert!(after > before_restart + 3, "nothing done after the restart");
 
     // Every task a validator handed us is recorded.
-    let assigned: HashSet<String> = fleet
+    let assigned: HashSet<String> = world
         .events("pull")
         .iter()
         .filter(|p| p["outcome"] == "new")
         .filter_map(|p| p["task_id"].as_str().map(str::to_owned))
         .collect();
-    let recorded: HashSet<String> = fleet
+    let recorded: HashSet<String> = world
         .pool
         .get()
         .await
@@ -63,5 +61,5 @@ async fn killed_and_restarted_mid_run_no_duplicates_no_violations_nothing_lost()
         assigned.len(),
         recorded.len()
     );
-    fleet.finish().await;
+    world.finish().await;
 }

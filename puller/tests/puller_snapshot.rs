@@ -5,16 +5,14 @@
 use std::collections::BTreeMap;
 
 use splatfleet_common::ledger::{
-    self, seed, validators as record, ClaimRequest, Finish, TaskInsert, TaskStatus,
+    self, seed, validators as record, ClaimRequest, Finish, TaskStatus,
 };
 use splatfleet_common::{
     db::Pool,
     discovery::ValidatorInfo,
-    messages::{
-        ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg, ValidatorRef,
-    },
+    messages::{ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, TaskMsg},
 };
-use splatfleet_tests::FreshDatabase;
+use splatfleet_tests::{harness, FreshDatabase};
 
 const HOLDING: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
 const CLOSED: &str = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty";
@@ -47,32 +45,12 @@ fn task(validator: &ValidatorInfo, task_id: &str) -> TaskMsg {
             .as_millis(),
     )
     .expect("ms");
-    TaskMsg {
-        task_id: task_id.into(),
-        validator: ValidatorRef {
-            uid: validator.uid,
-            hotkey: validator.hotkey.clone(),
-            ip: validator.ip.clone(),
-            port: validator.port,
-        },
-        kind: TaskKind::Text,
-        prompt: "a teapot".into(),
-        validation_threshold: 0.6,
-        throttle_period_secs: 30,
-        pulled_at_unix_ms: now_ms,
-        deadline_unix_ms: now_ms + 300_000,
-    }
+    harness::task_msg(validator, task_id, "a teapot", TaskKind::Text, now_ms)
 }
 
 /// A `queued` task as the puller records it; its row id.
-async fn record_task(pool: &Pool, id: i64, validator: &ValidatorInfo, task_id: &str) -> i64 {
-    match ledger::insert_task(pool, id, &task(validator, task_id), &"a".repeat(64))
-        .await
-        .expect("task")
-    {
-        TaskInsert::Inserted { id } => id,
-        other => panic!("{other:?}"),
-    }
+async fn record_task(pool: &Pool, validator: &ValidatorInfo, task_id: &str) -> i64 {
+    harness::record_queued_task(pool, validator, &task(validator, task_id)).await
 }
 
 /// A claim by this test's stand-in submitter.
@@ -95,11 +73,11 @@ async fn seed(pool: &Pool) {
         .zip(0..)
         .map(|(hotkey, uid)| validator(uid, hotkey))
         .collect();
-    let ids = record::upsert_validators(pool, &validators, "static")
+    record::upsert_validators(pool, &validators, "static")
         .await
         .expect("validators");
-    record_task(pool, ids[HOLDING], &validators[0], "t-open").await;
-    let done = record_task(pool, ids[CLOSED], &validators[1], "t-done").await;
+    record_task(pool, &validators[0], "t-open").await;
+    let done = record_task(pool, &validators[1], "t-done").await;
     let request = my_claim();
     ledger::claim(pool, done, &request).await.expect("claim");
     let msg = ResultMsg {
@@ -176,10 +154,7 @@ async fn the_narrow_snapshot_reads_only_the_validators_asked_for_and_agrees_with
 async fn a_closed_task_with_a_release_requested_reads_as_open_until_it_is_sent() {
     let (_db, pool) = database().await;
     let info = validator(7, HOLDING);
-    let ids = record::upsert_validators(&pool, std::slice::from_ref(&info), "static")
-        .await
-        .expect("validator");
-    let row = record_task(&pool, ids[HOLDING], &info, "t-failed").await;
+    let row = record_task(&pool, &info, "t-failed").await;
     let request = my_claim();
     ledger::claim(&pool, row, &request).await.expect("claim");
     let msg = ResultMsg {
