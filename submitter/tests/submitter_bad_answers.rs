@@ -11,11 +11,10 @@ mod support;
 use std::time::Duration;
 
 use splatfleet_tests::sim::Misbehaviour;
-use support::Rig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_submit_answers_are_recorded_once_and_the_submitter_goes_on() {
-    let rig = Rig::start(5, &[]).await;
+    let world = support::start(5).await;
     let cases = [
         (Misbehaviour::TruncatedJson, "EOF while parsing"),
         (Misbehaviour::WrongSynapse, "names itself `PullTask`"),
@@ -32,29 +31,33 @@ async fn bad_submit_answers_are_recorded_once_and_the_submitter_goes_on() {
     ];
     let mut tasks = Vec::new();
     for (index, (how, _)) in cases.iter().enumerate() {
-        let task = rig.pull(index).await;
-        rig.network.validators[index].misbehave_on_submit(Some(how.clone()));
-        rig.publish(&rig.ready_result(&task, true, index as u32).await)
+        let task = world.pull(index).await;
+        world.network.validators[index].misbehave_on_submit(Some(how.clone()));
+        world
+            .publish(&world.ready_result(&task, true, index as u32).await)
             .await;
         tasks.push(task);
     }
-    let healthy = rig.pull(4).await;
-    rig.publish(&rig.ready_result(&healthy, true, 9).await)
+    let healthy = world.pull(4).await;
+    world
+        .publish(&world.ready_result(&healthy, true, 9).await)
         .await;
 
-    rig.wait_count(
-        "SELECT count(*) FROM submissions WHERE state = 'failed'",
-        4,
-        Duration::from_secs(30),
-    )
-    .await;
-    rig.wait_count(
-        "SELECT count(*) FROM submissions WHERE state = 'completed' AND http_status = 200",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
-    let client = rig.pool.get().await.expect("client");
+    world
+        .wait_count(
+            "SELECT count(*) FROM submissions WHERE state = 'failed'",
+            4,
+            Duration::from_secs(30),
+        )
+        .await;
+    world
+        .wait_count(
+            "SELECT count(*) FROM submissions WHERE state = 'completed' AND http_status = 200",
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+    let client = world.pool.get().await.expect("client");
     for ((how, expected), task) in cases.iter().zip(&tasks) {
         let row = client
             .query_one(
@@ -77,9 +80,9 @@ async fn bad_submit_answers_are_recorded_once_and_the_submitter_goes_on() {
         assert!(error.len() < 4096, "{}: {} bytes", how.label(), error.len());
         assert_eq!(status, "failed", "{}", how.label());
         // The validator saw exactly one submission.
-        assert_eq!(rig.events("submit", &task.task_id).len(), 1);
+        assert_eq!(world.events_about("submit", &task.task_id).len(), 1);
     }
     drop(client);
-    assert_eq!(rig.events("submit", &healthy.task_id).len(), 1);
-    rig.stop().await;
+    assert_eq!(world.events_about("submit", &healthy.task_id).len(), 1);
+    world.finish().await;
 }

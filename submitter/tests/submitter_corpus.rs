@@ -12,13 +12,11 @@ use std::{collections::BTreeMap, time::Duration};
 use bytes::Bytes;
 use splatfleet_common::{
     artifacts::ArtifactStore,
-    broker::queue_counts,
     config::ObjectStoreSettings,
     messages::{ArtifactRef, ResultOutcome},
 };
 use splatfleet_submitter::load_artifact::{load_spz, LoadError};
 use splatfleet_tests::corpus::mutated_corpus;
-use support::Rig;
 
 const CAP: u64 = 64 * 1024 * 1024;
 
@@ -79,55 +77,46 @@ async fn every_corpus_file_loads_or_is_a_typed_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_stored_spz_is_recorded_and_dead_lettered_and_the_next_result_is_submitted() {
-    let rig = Rig::start(2, &[]).await;
-    let broken_task = rig.pull(0).await;
-    let good_task = rig.pull(1).await;
+    let world = support::start(2).await;
+    let broken_task = world.pull(0).await;
+    let good_task = world.pull(1).await;
     let corrupt = mutated_corpus()
         .into_iter()
         .find(|f| f.name == "spz_sh0_points_u32_max.spz")
         .expect("corpus file");
-    let spz: ArtifactRef = rig
+    let spz: ArtifactRef = world
         .store
         .put("spz", "spz", Bytes::from(corrupt.bytes))
         .await
         .expect("store corrupt SPZ");
-    let mut broken = rig.ready_result(&broken_task, false, 7).await;
+    let mut broken = world.ready_result(&broken_task, false, 7).await;
     if let ResultOutcome::Ready { spz: slot, .. } = &mut broken.outcome {
         *slot = Some(spz);
     }
-    rig.publish(&broken).await;
-    rig.publish(&rig.ready_result(&good_task, true, 8).await)
+    world.publish(&broken).await;
+    world
+        .publish(&world.ready_result(&good_task, true, 8).await)
         .await;
 
-    rig.wait_count(
-        "SELECT count(*) FROM tasks WHERE status = 'generated'
-             AND status_reason LIKE 'submitter could not load the result: SPZ%does not decode%'",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
-    rig.wait_count(
-        "SELECT count(*) FROM submissions WHERE state = 'completed' AND http_status = 200",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(rig.events("submit", &broken_task.task_id).is_empty());
-    assert_eq!(rig.events("submit", &good_task.task_id).len(), 1);
-    let channel = rig.broker.channel().await.expect("channel");
-    let started = std::time::Instant::now();
-    loop {
-        let dead = queue_counts(&channel, &rig.broker.topology().dead_queue())
-            .await
-            .expect("dead queue");
-        if dead.ready == 1 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "not dead-lettered"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    rig.stop().await;
+    world
+        .wait_count(
+            "SELECT count(*) FROM tasks WHERE status = 'generated'
+                 AND status_reason LIKE 'submitter could not load the result: SPZ%does not decode%'",
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+    world
+        .wait_count(
+            "SELECT count(*) FROM submissions WHERE state = 'completed' AND http_status = 200",
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(world
+        .events_about("submit", &broken_task.task_id)
+        .is_empty());
+    assert_eq!(world.events_about("submit", &good_task.task_id).len(), 1);
+    world.wait_dead_letters(1).await;
+    world.finish().await;
 }

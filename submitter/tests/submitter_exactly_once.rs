@@ -7,14 +7,14 @@ mod support;
 use std::time::Duration;
 
 use splatfleet_common::ledger::{self, Claim, ClaimRequest, Finish};
-use support::{PulledTask, Rig};
+use splatfleet_tests::harness::{PulledTask, World};
 
 /// The live submitter of the last test.
 const OTHER: &str = "other-host:2:cafebabe";
 
 /// Another submitter (`claimed_by`) claimed the task and counted one send; its lease runs
 /// out `lease_secs` from now (already, when negative).
-async fn hold(rig: &Rig, task: &PulledTask, claimed_by: &str, lease_secs: f64) {
+async fn hold(world: &World, task: &PulledTask, claimed_by: &str, lease_secs: f64) {
     let request = ClaimRequest {
         claimed_by: Some(claimed_by),
         lease_secs,
@@ -24,13 +24,13 @@ async fn hold(rig: &Rig, task: &PulledTask, claimed_by: &str, lease_secs: f64) {
         result_finished_unix_ms: None,
     };
     assert_eq!(
-        ledger::claim(&rig.pool, task.row, &request)
+        ledger::claim(&world.pool, task.row, &request)
             .await
             .expect("claim"),
         Claim::Claimed { tries: 0 }
     );
     assert_eq!(
-        ledger::mark_sending(&rig.pool, task.row, claimed_by, lease_secs)
+        ledger::mark_sending(&world.pool, task.row, claimed_by, lease_secs)
             .await
             .expect("send counted"),
         Some(1)
@@ -39,35 +39,36 @@ async fn hold(rig: &Rig, task: &PulledTask, claimed_by: &str, lease_secs: f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_result_is_submitted_once_and_recorded_once_even_when_delivered_twice() {
-    let rig = Rig::start(3, &[]).await;
-    let with_spz = rig.pull(0).await;
-    let ply_only = rig.pull(1).await;
-    let empty = rig.pull(2).await;
+    let world = support::start(3).await;
+    let with_spz = world.pull(0).await;
+    let ply_only = world.pull(1).await;
+    let empty = world.pull(2).await;
     let results = [
-        rig.ready_result(&with_spz, true, 1).await,
-        rig.ready_result(&ply_only, false, 2).await,
-        rig.empty_result(&empty),
+        world.ready_result(&with_spz, true, 1).await,
+        world.ready_result(&ply_only, false, 2).await,
+        world.empty_result(&empty),
     ];
     for result in results.iter().chain(results.iter()) {
-        rig.publish(result).await;
+        world.publish(result).await;
     }
-    rig.wait_count(
-        "SELECT count(*) FROM submissions WHERE state = 'completed'",
-        3,
-        Duration::from_secs(30),
-    )
-    .await;
+    world
+        .wait_count(
+            "SELECT count(*) FROM submissions WHERE state = 'completed'",
+            3,
+            Duration::from_secs(30),
+        )
+        .await;
     // Give the duplicates time to be handled (and, wrongly, resent).
     tokio::time::sleep(Duration::from_secs(2)).await;
     for task in [&with_spz, &ply_only, &empty] {
         assert_eq!(
-            rig.events("submit", &task.task_id).len(),
+            world.events_about("submit", &task.task_id).len(),
             1,
             "{}",
             task.task_id
         );
     }
-    let client = rig.pool.get().await.expect("client");
+    let client = world.pool.get().await.expect("client");
     let rows = client
         .query(
             "SELECT t.task_id, t.status, s.tries, s.empty, s.task_fidelity_score,
@@ -115,7 +116,7 @@ async fn each_result_is_submitted_once_and_recorded_once_even_when_delivered_twi
             assert!(row.get::<_, bool>(6), "chosen attempt linked");
         }
     }
-    let accepted = rig.network.events.of_kind("verdict");
+    let accepted = world.events("verdict");
     assert_eq!(
         accepted
             .iter()
@@ -125,51 +126,52 @@ async fn each_result_is_submitted_once_and_recorded_once_even_when_delivered_twi
         "{accepted:?}"
     );
     drop(client);
-    rig.stop().await;
+    world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_interrupted_by_a_dead_submitter_is_completed_once() {
-    let rig = Rig::start(1, &[]).await;
-    let task = rig.pull(0).await;
+    let world = support::start(1).await;
+    let task = world.pull(0).await;
     // A submitter claimed the task, counted one send and died before the answer: its lease
     // ran out a second ago.
-    hold(&rig, &task, "dead-host:1:deadbeef", -1.0).await;
-    let result = rig.ready_result(&task, true, 3).await;
-    rig.publish(&result).await;
-    rig.wait_count(
-        "SELECT count(*) FROM submissions WHERE state = 'completed' AND tries = 2",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(rig.events("submit", &task.task_id).len(), 1);
-    rig.stop().await;
+    hold(&world, &task, "dead-host:1:deadbeef", -1.0).await;
+    let result = world.ready_result(&task, true, 3).await;
+    world.publish(&result).await;
+    world
+        .wait_count(
+            "SELECT count(*) FROM submissions WHERE state = 'completed' AND tries = 2",
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(world.events_about("submit", &task.task_id).len(), 1);
+    world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_whose_sender_still_holds_the_lease_is_not_sent_twice() {
-    let rig = Rig::start(1, &[]).await;
-    let task = rig.pull(0).await;
+    let world = support::start(1).await;
+    let task = world.pull(0).await;
     // Another live submitter is sending it and finishes while we wait.
-    hold(&rig, &task, OTHER, 3600.0).await;
-    let result = rig.ready_result(&task, true, 4).await;
-    rig.publish(&result).await;
+    hold(&world, &task, OTHER, 3600.0).await;
+    let result = world.ready_result(&task, true, 4).await;
+    world.publish(&result).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(rig.events("submit", &task.task_id).is_empty());
+    assert!(world.events_about("submit", &task.task_id).is_empty());
     let refused = Finish::Refused {
         status: Some(403),
         error: "refused".into(),
         latency_ms: 10,
     };
     assert!(
-        ledger::finish(&rig.pool, task.row, OTHER, &result, &refused)
+        ledger::finish(&world.pool, task.row, OTHER, &result, &refused)
             .await
             .expect("other submitter finishes")
             .is_some(),
         "the other submitter's row"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(rig.events("submit", &task.task_id).is_empty());
-    rig.stop().await;
+    assert!(world.events_about("submit", &task.task_id).is_empty());
+    world.finish().await;
 }

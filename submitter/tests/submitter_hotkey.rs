@@ -8,17 +8,16 @@ mod support;
 use std::{os::unix::fs::PermissionsExt as _, time::Duration};
 
 use splatfleet_common::broker::{queue_counts, QueueKind};
-use support::Rig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_world_readable_hotkey_stops_the_submitter_and_keeps_the_result() {
-    let mut rig = Rig::start(1, &[]).await;
-    let task = rig.pull(0).await;
-    let hotkey = rig.keys_dir.join("miner/hotkeys/default");
+    let mut world = support::start(1).await;
+    let task = world.pull(0).await;
+    let hotkey = world.keys_dir.join("miner/hotkeys/default");
     std::fs::set_permissions(&hotkey, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    rig.publish(&rig.empty_result(&task)).await;
+    world.publish(&world.empty_result(&task)).await;
 
-    let err = rig
+    let err = world
         .stopped_by_itself(Duration::from_secs(20))
         .await
         .expect_err("the submitter refuses the exposed key");
@@ -31,10 +30,10 @@ async fn a_world_readable_hotkey_stops_the_submitter_and_keeps_the_result() {
         "{message}"
     );
     assert!(
-        rig.events("submit", &task.task_id).is_empty(),
+        world.events_about("submit", &task.task_id).is_empty(),
         "sent anyway"
     );
-    let client = rig.pool.get().await.expect("client");
+    let client = world.pool.get().await.expect("client");
     let submissions: i64 = client
         .query_one("SELECT count(*) FROM submissions", &[])
         .await
@@ -42,10 +41,10 @@ async fn a_world_readable_hotkey_stops_the_submitter_and_keeps_the_result() {
         .get(0);
     assert_eq!(submissions, 0);
     drop(client);
-    let channel = rig.broker.channel().await.expect("channel");
-    let results = queue_counts(&channel, &rig.broker.topology().queue(QueueKind::Results))
+    let channel = world.broker.channel().await.expect("channel");
+    let results = queue_counts(&channel, &world.broker.topology().queue(QueueKind::Results))
         .await
         .expect("results queue");
     assert_eq!(results.ready, 1, "the result went back to the queue");
-    rig.stop().await;
+    world.finish().await;
 }

@@ -7,23 +7,22 @@ mod support;
 use std::time::Duration;
 
 use splatfleet_tests::admin_client;
-use support::Rig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_gone_for_20_s_loses_no_result_and_duplicates_none() {
-    let rig = Rig::start(4, &[]).await;
+    let world = support::start(4).await;
     let mut tasks = Vec::new();
     for v in 0..4 {
-        tasks.push(rig.pull(v).await);
+        tasks.push(world.pull(v).await);
     }
     let mut results = Vec::new();
     for (i, task) in tasks.iter().enumerate() {
-        results.push(rig.ready_result(task, i % 2 == 0, 10 + i as u32).await);
+        results.push(world.ready_result(task, i % 2 == 0, 10 + i as u32).await);
     }
-    rig.publish(&results[0]).await;
-    rig.publish(&results[1]).await;
+    world.publish(&results[0]).await;
+    world.publish(&results[1]).await;
 
-    let dbname = rig.db.settings.dbname.clone();
+    let dbname = world.db.settings.dbname.clone();
     let admin = admin_client().await;
     admin
         .batch_execute(&format!("ALTER DATABASE {dbname} ALLOW_CONNECTIONS false"))
@@ -31,9 +30,9 @@ async fn postgres_gone_for_20_s_loses_no_result_and_duplicates_none() {
         .expect("refuse connections");
     let outage = tokio::time::Instant::now();
     // Results keep arriving while the database is away.
-    rig.publish(&results[2]).await;
-    rig.publish(&results[3]).await;
-    rig.publish(&results[1]).await;
+    world.publish(&results[2]).await;
+    world.publish(&results[3]).await;
+    world.publish(&results[1]).await;
     while outage.elapsed() < Duration::from_secs(20) {
         admin
             .query(
@@ -50,28 +49,31 @@ async fn postgres_gone_for_20_s_loses_no_result_and_duplicates_none() {
         .await
         .expect("accept connections");
 
-    rig.wait_count(
-        "SELECT count(*) FROM submissions WHERE state = 'completed'",
-        4,
-        Duration::from_secs(40),
-    )
-    .await;
+    world
+        .wait_count(
+            "SELECT count(*) FROM submissions WHERE state = 'completed'",
+            4,
+            Duration::from_secs(40),
+        )
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     for task in &tasks {
         assert_eq!(
-            rig.events("submit", &task.task_id).len(),
+            world.events_about("submit", &task.task_id).len(),
             1,
             "{}",
             task.task_id
         );
     }
-    rig.wait_count(
-        "SELECT count(*) FROM tasks WHERE status = 'submitted'",
-        4,
-        Duration::from_secs(5),
-    )
-    .await;
-    rig.wait_count("SELECT count(*) FROM attempts", 8, Duration::from_secs(5))
+    world
+        .wait_count(
+            "SELECT count(*) FROM tasks WHERE status = 'submitted'",
+            4,
+            Duration::from_secs(5),
+        )
         .await;
-    rig.stop().await;
+    world
+        .wait_count("SELECT count(*) FROM attempts", 8, Duration::from_secs(5))
+        .await;
+    world.finish().await;
 }

@@ -2,8 +2,6 @@
 //! `predicted_*` and `alignment_assumed` from each attempt's gate metrics, in the one
 //! statement that inserts attempts (both its callers: a late result and a finished one).
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use splatfleet_common::ledger::{self, ClaimRequest, Finish, FirstClaim};
@@ -12,8 +10,8 @@ use splatfleet_common::{
     messages::{ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, ValidatorRef},
     protocol::sn17::Feedback,
 };
+use splatfleet_tests::harness::record_task_row;
 use splatfleet_tests::FreshDatabase;
-use support::insert_task_row;
 
 const HOTKEY: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
 const ME: &str = "test-host:1:aaaaaaaa";
@@ -161,14 +159,14 @@ async fn predicted_columns_are_filled_from_the_gate_metrics() {
     let pool = db.migrated_pool().await;
 
     // A late result: attempts only.
-    let late = insert_task_row(&pool, HOTKEY, "t-late").await;
+    let late = record_task_row(&pool, HOTKEY, "t-late").await;
     ledger::record_late(&pool, late, &result("t-late"))
         .await
         .expect("late result");
     assert_eq!(rows(&pool, late).await, expected());
 
     // A finished submission: the same statement inside finish's.
-    let row = insert_task_row(&pool, HOTKEY, "t-done").await;
+    let row = record_task_row(&pool, HOTKEY, "t-done").await;
     let msg = result("t-done");
     let claim = ledger::claim_first(
         &pool,

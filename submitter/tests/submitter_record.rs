@@ -2,8 +2,6 @@
 //! a known task nobody has a row for (and leaves every existing row as it was), and `finish`
 //! writes nothing at all, attempts included, once the row is no longer ours.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use splatfleet_common::ledger::{self, Claim, ClaimRequest, Finish, FirstClaim, TaskStatus};
@@ -12,8 +10,8 @@ use splatfleet_common::{
     messages::{ArtifactRef, AttemptRecord, ResultMsg, ResultOutcome, TaskKind, ValidatorRef},
     protocol::sn17::Feedback,
 };
+use splatfleet_tests::harness::record_task_row;
 use splatfleet_tests::FreshDatabase;
-use support::insert_task_row;
 
 const HOTKEY: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
 const ME: &str = "test-host:1:aaaaaaaa";
@@ -138,7 +136,7 @@ async fn count(pool: &Pool, query: &str) -> i64 {
 #[tokio::test]
 async fn claim_first_claims_a_known_unclaimed_task_marked_as_sent_once() {
     let (db, pool) = database().await;
-    let row = insert_task_row(&pool, HOTKEY, "t-1").await;
+    let row = record_task_row(&pool, HOTKEY, "t-1").await;
     let claimed = ledger::claim_first(&pool, HOTKEY, "t-1", &request())
         .await
         .expect("claim");
@@ -176,8 +174,8 @@ async fn claim_first_writes_nothing_for_an_unknown_task_or_an_existing_row() {
     );
     assert_eq!(count(&pool, "SELECT count(*) FROM submissions").await, 0);
     // The puller is releasing this one (claimed_by NULL); another submitter holds that one.
-    let releasing = insert_task_row(&pool, HOTKEY, "t-released").await;
-    let held = insert_task_row(&pool, HOTKEY, "t-held").await;
+    let releasing = record_task_row(&pool, HOTKEY, "t-released").await;
+    let held = record_task_row(&pool, HOTKEY, "t-held").await;
     assert!(ledger::request_release(&pool, releasing, "lost")
         .await
         .expect("release row"));
@@ -206,7 +204,7 @@ async fn claim_first_writes_nothing_for_an_unknown_task_or_an_existing_row() {
 #[tokio::test]
 async fn finish_records_everything_once_and_nothing_when_the_row_is_not_ours() {
     let (db, pool) = database().await;
-    let row = insert_task_row(&pool, HOTKEY, "t-1").await;
+    let row = record_task_row(&pool, HOTKEY, "t-1").await;
     let msg = result("t-1");
     // Someone else holds the row (one send counted, an hour's lease): nothing is written,
     // not even the attempts.

@@ -10,18 +10,21 @@ mod support;
 use std::time::Duration;
 
 use splatfleet_common::{
+    config::Config,
     ledger::{self, ReleaseRecord},
     messages::TaskKind,
 };
-use support::Rig;
+use splatfleet_tests::harness::World;
 
-const FAST: [(&str, &str); 2] = [
-    ("SPLATFLEET__SUBMITTER__RELEASE_POLL_MS", "100"),
-    ("SPLATFLEET__SUBMITTER__ASSUMED_COOLDOWN_SECS", "7"),
-];
+/// Releases polled every 100 ms; a 7 s cooldown assumed after one the validator no longer held.
+fn fast_release(config: &mut Config) {
+    config.submitter.release_poll_ms = 100;
+    config.submitter.assumed_cooldown_secs = 7;
+}
 
-async fn one(rig: &Rig, query: &str, task_row: i64) -> f64 {
-    rig.pool
+async fn one(world: &World, query: &str, task_row: i64) -> f64 {
+    world
+        .pool
         .get()
         .await
         .expect("db")
@@ -33,32 +36,33 @@ async fn one(rig: &Rig, query: &str, task_row: i64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requested_release_of_a_held_task_is_signed_sent_and_recorded_once() {
-    let rig = Rig::start(1, &FAST).await;
-    let task = rig.pull(0).await;
+    let world = support::start_with(1, fast_release).await;
+    let task = world.pull(0).await;
     assert!(
-        ledger::request_release(&rig.pool, task.row, "lost: no result by the deadline")
+        ledger::request_release(&world.pool, task.row, "lost: no result by the deadline")
             .await
             .expect("request")
     );
     // A second request of the same task is refused: one submission per task.
-    assert!(!ledger::request_release(&rig.pool, task.row, "again")
+    assert!(!ledger::request_release(&world.pool, task.row, "again")
         .await
         .expect("request"));
-    rig.wait_count(
-        "SELECT count(*) FROM tasks t JOIN submissions s ON s.task_id = t.id
-         WHERE t.status = 'submitted_empty' AND s.state = 'completed' AND s.empty
-           AND s.tries = 1 AND s.http_status = 200 AND s.claimed_by IS NULL
-           AND s.released_by IS NOT NULL AND s.lease_until IS NULL
-           AND s.empty_reason = 'lost: no result by the deadline'",
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
-    let submits = rig.events("submit", &task.task_id);
+    world
+        .wait_count(
+            "SELECT count(*) FROM tasks t JOIN submissions s ON s.task_id = t.id
+             WHERE t.status = 'submitted_empty' AND s.state = 'completed' AND s.empty
+               AND s.tries = 1 AND s.http_status = 200 AND s.claimed_by IS NULL
+               AND s.released_by IS NOT NULL AND s.lease_until IS NULL
+               AND s.empty_reason = 'lost: no result by the deadline'",
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+    let submits = world.events_about("submit", &task.task_id);
     assert_eq!(submits.len(), 1, "{submits:?}");
     // The validator's cooldown after the release is what the puller will wait for.
     let cooldown_left = one(
-        &rig,
+        &world,
         "SELECT extract(epoch FROM vs.cooldown_until - now())::float8
          FROM validator_state vs JOIN tasks t ON t.validator_id = vs.validator_id
          WHERE t.id = $1",
@@ -67,29 +71,34 @@ async fn a_requested_release_of_a_held_task_is_signed_sent_and_recorded_once() {
     .await;
     assert!(cooldown_left > 0.0, "cooldown left {cooldown_left}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rig.events("submit", &task.task_id).len(), 1, "sent twice");
-    rig.stop().await;
+    assert_eq!(
+        world.events_about("submit", &task.task_id).len(),
+        1,
+        "sent twice"
+    );
+    world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_the_validator_no_longer_holds_is_expired_with_the_assumed_cooldown() {
-    let rig = Rig::start(1, &FAST).await;
+    let world = support::start_with(1, fast_release).await;
     // Recorded, never assigned: the validator answers the release with 403.
-    let task = rig
+    let task = world
         .record_task(0, "given-up-already", "a red kettle", TaskKind::Text)
         .await;
-    assert!(ledger::request_release(&rig.pool, task.row, "lost")
+    assert!(ledger::request_release(&world.pool, task.row, "lost")
         .await
         .expect("request"));
-    rig.wait_count(
-        "SELECT count(*) FROM tasks t JOIN submissions s ON s.task_id = t.id
-         WHERE t.status = 'expired' AND s.state = 'completed' AND s.http_status = 403",
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
+    world
+        .wait_count(
+            "SELECT count(*) FROM tasks t JOIN submissions s ON s.task_id = t.id
+             WHERE t.status = 'expired' AND s.state = 'completed' AND s.http_status = 403",
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
     let assumed_left = one(
-        &rig,
+        &world,
         "SELECT extract(epoch FROM s.cooldown_until - s.completed_at)::float8
          FROM submissions s WHERE s.task_id = $1",
         task.row,
@@ -99,41 +108,42 @@ async fn a_release_the_validator_no_longer_holds_is_expired_with_the_assumed_coo
         (assumed_left - 7.0).abs() < 1.0,
         "assumed cooldown {assumed_left} s, configured 7"
     );
-    rig.stop().await;
+    world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_the_validator_did_not_answer_waits_and_is_sent_again() {
-    let rig = Rig::start(1, &FAST).await;
-    let task = rig.pull(0).await;
-    rig.network.validators[0].fail_next_submits(&[500, 503]);
-    assert!(ledger::request_release(&rig.pool, task.row, "lost")
+    let world = support::start_with(1, fast_release).await;
+    let task = world.pull(0).await;
+    world.network.validators[0].fail_next_submits(&[500, 503]);
+    assert!(ledger::request_release(&world.pool, task.row, "lost")
         .await
         .expect("request"));
-    rig.wait_count(
-        "SELECT count(*) FROM tasks t JOIN submissions s ON s.task_id = t.id
-         WHERE t.status = 'submitted_empty' AND s.state = 'completed' AND s.tries = 3
-           AND s.http_status = 200",
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
-    let rejected = rig.network.events.of_kind("rejected");
+    world
+        .wait_count(
+            "SELECT count(*) FROM tasks t JOIN submissions s ON s.task_id = t.id
+             WHERE t.status = 'submitted_empty' AND s.state = 'completed' AND s.tries = 3
+               AND s.http_status = 200",
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+    let rejected = world.events("rejected");
     assert_eq!(rejected.len(), 2, "{rejected:?}");
-    rig.stop().await;
+    world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_another_submitter_holds_is_left_to_it_until_handed_back() {
-    let rig = Rig::start(1, &FAST).await;
-    let task = rig.pull(0).await;
-    assert!(ledger::request_release(&rig.pool, task.row, "lost")
+    let world = support::start_with(1, fast_release).await;
+    let task = world.pull(0).await;
+    assert!(ledger::request_release(&world.pool, task.row, "lost")
         .await
         .expect("request"));
-    // Another submitter takes it first (before the rig's loop can: a long hold).
+    // Another submitter takes it first (before our submitter's loop can: a long hold).
     let mut taken = Vec::new();
     for _ in 0..50 {
-        taken = ledger::take_releases(&rig.pool, "other-submitter", 3600.0, 8)
+        taken = ledger::take_releases(&world.pool, "other-submitter", 3600.0, 8)
             .await
             .expect("take");
         if !taken.is_empty() {
@@ -142,14 +152,15 @@ async fn a_release_another_submitter_holds_is_left_to_it_until_handed_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if taken.is_empty() {
-        // The rig's loop was quicker: then it must have sent it, once.
-        rig.wait_count(
-            "SELECT count(*) FROM tasks WHERE status = 'submitted_empty'",
-            1,
-            Duration::from_secs(20),
-        )
-        .await;
-        rig.stop().await;
+        // Our submitter's loop was quicker: then it must have sent it, once.
+        world
+            .wait_count(
+                "SELECT count(*) FROM tasks WHERE status = 'submitted_empty'",
+                1,
+                Duration::from_secs(20),
+            )
+            .await;
+        world.finish().await;
         return;
     }
     assert_eq!(taken.len(), 1);
@@ -158,12 +169,12 @@ async fn a_release_another_submitter_holds_is_left_to_it_until_handed_back() {
     assert_eq!(taken[0].tries, 1);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
-        rig.events("submit", &task.task_id).is_empty(),
-        "the rig's submitter sent a release another submitter holds"
+        world.events_about("submit", &task.task_id).is_empty(),
+        "our submitter sent a release another submitter holds"
     );
     // Nobody else may record it either.
     assert!(!ledger::finish_release(
-        &rig.pool,
+        &world.pool,
         task.row,
         "a-third-submitter",
         &ReleaseRecord::Interrupted
@@ -172,20 +183,21 @@ async fn a_release_another_submitter_holds_is_left_to_it_until_handed_back() {
     .expect("finish"));
     // The holder stops before sending: the request is due again at once.
     assert!(ledger::finish_release(
-        &rig.pool,
+        &world.pool,
         task.row,
         "other-submitter",
         &ReleaseRecord::Interrupted
     )
     .await
     .expect("finish"));
-    rig.wait_count(
-        "SELECT count(*) FROM tasks t JOIN submissions s ON s.task_id = t.id
-         WHERE t.status = 'submitted_empty' AND s.tries = 2",
-        1,
-        Duration::from_secs(20),
-    )
-    .await;
-    assert_eq!(rig.events("submit", &task.task_id).len(), 1);
-    rig.stop().await;
+    world
+        .wait_count(
+            "SELECT count(*) FROM tasks t JOIN submissions s ON s.task_id = t.id
+             WHERE t.status = 'submitted_empty' AND s.tries = 2",
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(world.events_about("submit", &task.task_id).len(), 1);
+    world.finish().await;
 }

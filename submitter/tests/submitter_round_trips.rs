@@ -30,8 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use splatfleet_tests::admin_client;
-use support::Rig;
+use splatfleet_tests::{admin_client, harness::World};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
@@ -168,13 +167,13 @@ async fn xact_commit(dbname: &str) -> i64 {
 
 /// Waits until the simulated validators saw `want` submissions, then until the submitter
 /// has been silent on the wire for a second (it records right after the answer).
-async fn wait_handled(rig: &Rig, counts: &WireCounts, want: usize) {
+async fn wait_handled(world: &World, counts: &WireCounts, want: usize) {
     let started = Instant::now();
-    while rig.network.events.of_kind("submit").len() < want {
+    while world.events("submit").len() < want {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "only {} of {want} submissions arrived",
-            rig.network.events.of_kind("submit").len()
+            world.events("submit").len()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -203,38 +202,38 @@ async fn round_trips_per_submitted_task_on_the_normal_path() {
         .next()
         .expect("a PostgreSQL address");
     let proxy = start_counting_proxy(server, Arc::clone(&counts)).await;
-    let proxy_port = proxy.port().to_string();
-    let rig = Rig::start(
+    let proxy_port = proxy.port();
+    let world = support::start_with(
         u16::try_from(TASKS + 1).expect("a few validators"),
-        &[
-            ("SPLATFLEET__DATABASE__HOST", "127.0.0.1"),
-            ("SPLATFLEET__DATABASE__PORT", proxy_port.as_str()),
+        |config| {
+            config.database.host = "127.0.0.1".into();
+            config.database.port = proxy_port;
             // The release loop's poll (one statement a second) is not the normal path:
             // once at start, then out of the way of the count and of the silence it waits for.
-            ("SPLATFLEET__SUBMITTER__RELEASE_POLL_MS", "3600000"),
-        ],
+            config.submitter.release_poll_ms = 3_600_000;
+        },
     )
     .await;
     let mut tasks = Vec::new();
     for v in 0..=TASKS {
-        tasks.push(rig.pull(v).await);
+        tasks.push(world.pull(v).await);
     }
     let mut results = Vec::new();
     for (i, task) in tasks.iter().enumerate() {
-        results.push(rig.ready_result(task, true, 100 + i as u32).await);
+        results.push(world.ready_result(task, true, 100 + i as u32).await);
     }
 
-    rig.publish(&results[0]).await;
-    wait_handled(&rig, &counts, 1).await;
+    world.publish(&results[0]).await;
+    wait_handled(&world, &counts, 1).await;
     tokio::time::sleep(STATS_FLUSH).await;
-    let dbname = rig.db.settings.dbname.clone();
+    let dbname = world.db.settings.dbname.clone();
     let xact_before = xact_commit(&dbname).await;
     let wire_before = counts.snapshot();
 
     for result in &results[1..] {
-        rig.publish(result).await;
+        world.publish(result).await;
     }
-    wait_handled(&rig, &counts, TASKS + 1).await;
+    wait_handled(&world, &counts, TASKS + 1).await;
     let wire_after = counts.snapshot();
     tokio::time::sleep(STATS_FLUSH).await;
     let xact_after = xact_commit(&dbname).await;
@@ -261,20 +260,22 @@ async fn round_trips_per_submitted_task_on_the_normal_path() {
     assert!(executes <= 2.5, "{executes:.2} statements per task");
     assert!(round_trips <= 4.0, "{round_trips:.2} round trips per task");
 
-    rig.wait_count(
-        "SELECT count(*) FROM submissions WHERE state = 'completed' AND tries = 1",
-        i64::try_from(TASKS + 1).expect("count"),
-        Duration::from_secs(10),
-    )
-    .await;
-    rig.wait_count(
-        "SELECT count(*) FROM tasks WHERE status = 'submitted'",
-        i64::try_from(TASKS + 1).expect("count"),
-        Duration::from_secs(5),
-    )
-    .await;
+    world
+        .wait_count(
+            "SELECT count(*) FROM submissions WHERE state = 'completed' AND tries = 1",
+            i64::try_from(TASKS + 1).expect("count"),
+            Duration::from_secs(10),
+        )
+        .await;
+    world
+        .wait_count(
+            "SELECT count(*) FROM tasks WHERE status = 'submitted'",
+            i64::try_from(TASKS + 1).expect("count"),
+            Duration::from_secs(5),
+        )
+        .await;
     for task in &tasks {
-        assert_eq!(rig.events("submit", &task.task_id).len(), 1);
+        assert_eq!(world.events_about("submit", &task.task_id).len(), 1);
     }
-    rig.stop().await;
+    world.finish().await;
 }
