@@ -15,5 +15,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    role::run(Role::Puller, &args.common, splatfleet_puller::run)
+    role::run_prepared(
+        Role::Puller,
+        &args.common,
+        |config| config.discovery.check_can_yield_validators(),
+        |config, (), shutdown| splatfleet_puller::run(config, shutdown),
+    )
 }

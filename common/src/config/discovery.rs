@@ -72,6 +72,34 @@ impl DiscoverySettings {
         Ok(())
     }
 
+    /// Refuses a discovery that can never yield a validator: `source = "static"` with no
+    /// inline entry and no `validators_file` entry (the default config), or a file that cannot
+    /// be read. Only the puller asks: the other roles share the file but never discover, so
+    /// this is not part of [`Self::validate`].
+    pub fn check_can_yield_validators(&self) -> Result<(), ConfigError> {
+        if self.source != DiscoverySource::Static {
+            return Ok(());
+        }
+        let invalid = |key: &str, problem: String| ConfigError::Invalid {
+            key: format!("discovery.{key}"),
+            problem,
+        };
+        let list = self
+            .static_validators()
+            .map_err(|err| invalid("validators_file", err.to_string()))?;
+        if list.validators.is_empty() {
+            return Err(invalid(
+                "source",
+                "is \"static\" but neither `discovery.validators` nor the file in \
+                 `discovery.validators_file` lists a validator, so there is no one to pull \
+                 from: list validators there, or set `discovery.source = \"subtensor\"` \
+                 and `discovery.subtensor_url`"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The configured static validators: the inline `[[discovery.validators]]` entries plus
     /// those in `validators_file`, checked together (a uid listed in both is an error).
     pub fn static_validators(&self) -> Result<StaticValidatorList, StaticListError> {
