@@ -41,10 +41,21 @@ async fn a_world_readable_hotkey_stops_the_submitter_and_keeps_the_result() {
         .get(0);
     assert_eq!(submissions, 0);
     drop(client);
+    // The broker requeues the unacked result when the submitter's channel closes, which can
+    // land a moment after the submitter has stopped: wait for it (up to 5 s).
     let channel = world.broker.channel().await.expect("channel");
-    let results = queue_counts(&channel, &world.broker.topology().queue(QueueKind::Results))
-        .await
-        .expect("results queue");
-    assert_eq!(results.ready, 1, "the result went back to the queue");
+    let queue = world.broker.topology().queue(QueueKind::Results);
+    let mut ready = 0;
+    for _ in 0..50 {
+        ready = queue_counts(&channel, &queue)
+            .await
+            .expect("results queue")
+            .ready;
+        if ready == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, 1, "the result went back to the queue");
     world.finish().await;
 }
