@@ -15,7 +15,7 @@ use splatfleet_common::{
     broker::{Broker, Publisher, QueueKind},
     config::Config,
     db::Pool,
-    discovery::ValidatorInfo,
+    discovery::{DiscoveredValidator, ValidatorInfo},
     ledger::{
         self,
         validators::{self, PullRecord},
@@ -55,7 +55,7 @@ pub struct ControlLoop {
     scheduler: Scheduler,
     policy: PullPolicy,
     filters: SetFilters,
-    discovered: Vec<ValidatorInfo>,
+    discovered: Vec<DiscoveredValidator>,
     ids: HashMap<String, i64>,
     eligible: HashMap<String, KnownValidator>,
     last_set: Option<ValidatorSet>,
@@ -157,7 +157,8 @@ impl ControlLoop {
         match validator_set::discover(&self.config).await {
             Ok(found) => {
                 let source = validator_set::source_name(&self.config);
-                match validators::upsert_validators(&self.pool, &found, source).await {
+                let infos: Vec<ValidatorInfo> = found.iter().map(|v| v.info.clone()).collect();
+                match validators::upsert_validators(&self.pool, &infos, source).await {
                     Ok(ids) => {
                         self.ids = ids;
                         self.discovered = found;

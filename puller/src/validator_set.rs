@@ -1,6 +1,8 @@
-//! The validator set: discovery (static list or subtensor) and the filters that decide who
-//! may be pulled from: a served axon, minimum stake, optionally a validator permit, the
-//! configured blacklist of uids and hotkeys, and the automatic blacklist from Postgres.
+//! The validator set: discovery (static list or subtensor) and the selection that decides who
+//! may be pulled from, as the seeds select: a validator permit (`require_validator_permit`),
+//! minimum stake, a served axon, the configured blacklist of uids and hotkeys (and ours: the
+//! automatic blacklist from Postgres, validators that answered 401), then the rest ranked by
+//! the product of `rank_by` (stake × trust × consensus) and the best `top_validators` kept.
 //! Every validator left out carries its [`ExclusionReason`].
 
 use std::{collections::HashMap, time::Duration};
@@ -10,7 +12,7 @@ use splatfleet_common::{
     discovery::{
         static_list::StaticListError,
         subtensor::{SubtensorClient, SubtensorError},
-        ValidatorInfo,
+        DiscoveredValidator, RankFactor, ValidatorInfo,
     },
 };
 
@@ -24,16 +26,19 @@ pub enum ExclusionReason {
     AutoBlacklist,
     /// It answered 401: our signature or nonce was refused.
     Unauthorized,
+    /// It passed every filter but ranked below `top_validators`.
+    BelowTopN,
 }
 
 impl ExclusionReason {
-    pub const ALL: [ExclusionReason; 6] = [
+    pub const ALL: [ExclusionReason; 7] = [
         Self::NotServing,
         Self::LowStake,
         Self::NoPermit,
         Self::ConfigBlacklist,
         Self::AutoBlacklist,
         Self::Unauthorized,
+        Self::BelowTopN,
     ];
 
     /// The name used in Postgres and as a metric label.
@@ -45,6 +50,7 @@ impl ExclusionReason {
             Self::ConfigBlacklist => "config_blacklist",
             Self::AutoBlacklist => "auto_blacklist",
             Self::Unauthorized => "unauthorized",
+            Self::BelowTopN => "below_top_n",
         }
     }
 }
@@ -65,10 +71,12 @@ pub struct ValidatorSet {
 }
 
 /// What the filters need besides the discovered validators.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SetFilters {
     pub min_stake: f64,
     pub require_permit: bool,
+    pub top_validators: usize,
+    pub rank_by: Vec<RankFactor>,
     pub blacklist_uids: Vec<u16>,
     pub blacklist_hotkeys: Vec<String>,
     /// Automatic blacklist (hotkey → why), read from Postgres.
@@ -82,6 +90,8 @@ impl SetFilters {
         Self {
             min_stake: config.discovery.min_stake,
             require_permit: config.puller.require_validator_permit,
+            top_validators: config.puller.top_validators,
+            rank_by: config.puller.rank_by.clone(),
             blacklist_uids: config.puller.blacklist_uids.clone(),
             blacklist_hotkeys: config.puller.blacklist_hotkeys.clone(),
             auto_blacklist: HashMap::new(),
@@ -120,14 +130,55 @@ impl SetFilters {
         None
     }
 
-    /// Splits `discovered` into eligible and excluded validators.
-    pub fn apply(&self, discovered: &[ValidatorInfo]) -> ValidatorSet {
+    /// The product of the `rank_by` factors.
+    fn rank_score(&self, v: &DiscoveredValidator) -> f64 {
+        self.rank_by.iter().map(|f| v.rank_factor(*f)).product()
+    }
+
+    /// Splits `discovered` into eligible and excluded validators, both in discovery order:
+    /// the filters first, then the survivors ranked and all but the best `top_validators`
+    /// left out.
+    pub fn apply(&self, discovered: &[DiscoveredValidator]) -> ValidatorSet {
+        let mut verdicts: Vec<Option<(ExclusionReason, String)>> =
+            discovered.iter().map(|v| self.exclusion(&v.info)).collect();
+        let mut ranked: Vec<(usize, f64)> = verdicts
+            .iter()
+            .enumerate()
+            .filter(|(_, verdict)| verdict.is_none())
+            .map(|(index, _)| (index, self.rank_score(&discovered[index])))
+            .collect();
+        // Best first; equal products (all 0 when no validator has consensus) go by stake, then
+        // the lower uid, so the cut is the same on every refresh.
+        ranked.sort_by(|(a, a_score), (b, b_score)| {
+            let (a, b) = (&discovered[*a].info, &discovered[*b].info);
+            b_score
+                .total_cmp(a_score)
+                .then(b.stake.total_cmp(&a.stake))
+                .then(a.uid.cmp(&b.uid))
+        });
+        let ranked_by = self
+            .rank_by
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(" x ");
+        let candidates = ranked.len();
+        for (rank, (index, score)) in ranked.iter().enumerate().skip(self.top_validators) {
+            verdicts[*index] = Some((
+                ExclusionReason::BelowTopN,
+                format!(
+                    "rank {} of {candidates} by {ranked_by} = {score:.4}; top_validators = {}",
+                    rank + 1,
+                    self.top_validators
+                ),
+            ));
+        }
         let mut set = ValidatorSet::default();
-        for v in discovered {
-            match self.exclusion(v) {
-                None => set.eligible.push(v.clone()),
+        for (v, verdict) in discovered.iter().zip(verdicts) {
+            match verdict {
+                None => set.eligible.push(v.info.clone()),
                 Some((reason, detail)) => set.excluded.push(Exclusion {
-                    validator: v.clone(),
+                    validator: v.info.clone(),
                     reason,
                     detail,
                 }),
@@ -147,9 +198,15 @@ pub enum DiscoveryError {
 }
 
 /// Reads the validators from the configured source.
-pub async fn discover(config: &Config) -> Result<Vec<ValidatorInfo>, DiscoveryError> {
+pub async fn discover(config: &Config) -> Result<Vec<DiscoveredValidator>, DiscoveryError> {
     match config.discovery.source {
-        DiscoverySource::Static => Ok(config.discovery.static_validators()?.validators),
+        DiscoverySource::Static => Ok(config
+            .discovery
+            .static_validators()?
+            .validators
+            .into_iter()
+            .map(DiscoveredValidator::listed)
+            .collect()),
         DiscoverySource::Subtensor => {
             let client =
                 SubtensorClient::new(&config.discovery.subtensor_url, Duration::from_secs(30))?;
@@ -168,17 +225,39 @@ pub fn source_name(config: &Config) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use splatfleet_common::discovery::ChainStanding;
+
     use super::*;
 
-    fn validator(uid: u16, stake: f64) -> ValidatorInfo {
-        ValidatorInfo {
+    fn filters() -> SetFilters {
+        SetFilters::from_config(&Config::default())
+    }
+
+    fn validator(uid: u16, stake: f64) -> DiscoveredValidator {
+        DiscoveredValidator::listed(ValidatorInfo {
             uid,
             hotkey: format!("hk{uid}"),
             ip: "10.0.0.1".into(),
             port: 8091,
             stake,
             validator_permit: uid != 3,
+        })
+    }
+
+    fn on_chain(uid: u16, stake: f64, trust: f64, consensus: f64) -> DiscoveredValidator {
+        DiscoveredValidator {
+            chain: Some(ChainStanding {
+                trust,
+                consensus,
+                validator_trust: 0.0,
+                axon_version: 9_009_000,
+            }),
+            ..validator(uid, stake)
         }
+    }
+
+    fn uids(validators: &[ValidatorInfo]) -> Vec<u16> {
+        validators.iter().map(|v| v.uid).collect()
     }
 
     #[test]
@@ -188,14 +267,15 @@ mod tests {
             require_permit: true,
             blacklist_uids: vec![1],
             blacklist_hotkeys: vec!["hk2".into()],
-            ..SetFilters::default()
+            top_validators: 1,
+            ..filters()
         };
         filters
             .auto_blacklist
             .insert("hk5".into(), "acceptance 0.1".into());
         filters.unauthorized.insert("hk6".into(), "401".into());
         let mut not_serving = validator(4, 5000.0);
-        not_serving.ip = "0.0.0.0".into();
+        not_serving.info.ip = "0.0.0.0".into();
         let set = filters.apply(&[
             validator(0, 5000.0),
             validator(1, 5000.0),
@@ -205,8 +285,9 @@ mod tests {
             validator(5, 5000.0),
             validator(6, 5000.0),
             validator(7, 10.0),
+            validator(8, 4000.0),
         ]);
-        assert_eq!(set.eligible.len(), 1);
+        assert_eq!(uids(&set.eligible), vec![0]);
         let reasons: Vec<_> = set
             .excluded
             .iter()
@@ -222,7 +303,101 @@ mod tests {
                 (5, ExclusionReason::AutoBlacklist),
                 (6, ExclusionReason::Unauthorized),
                 (7, ExclusionReason::LowStake),
+                (8, ExclusionReason::BelowTopN),
             ]
         );
+        let below = set.excluded.last().expect("uid 8 is excluded");
+        assert_eq!(
+            below.detail,
+            "rank 2 of 2 by stake x trust x consensus = 4000.0000; top_validators = 1"
+        );
+        let listed: Vec<_> = ExclusionReason::ALL.iter().map(|r| r.as_str()).collect();
+        let migration = include_str!("../../sql/migrations/0009_selection_reasons.sql");
+        for reason in listed {
+            assert!(
+                migration.contains(&format!("'{reason}'")),
+                "the database refuses exclusion reason {reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_top_n_by_stake_times_trust_times_consensus_are_kept() {
+        let filters = SetFilters {
+            top_validators: 3,
+            ..filters()
+        };
+        let set = filters.apply(&[
+            on_chain(0, 10_000.0, 0.1, 0.1), // 100
+            on_chain(1, 2_000.0, 1.0, 1.0),  // 2000
+            on_chain(2, 50_000.0, 0.0, 1.0), // 0: all the stake, no trust
+            on_chain(3, 4_000.0, 0.5, 0.5),  // 1000, and no permit
+            on_chain(4, 3_000.0, 0.5, 1.0),  // 1500
+            on_chain(5, 1_500.0, 1.0, 0.5),  // 750
+            on_chain(6, 900.0, 1.0, 1.0),    // under min_stake
+        ]);
+        assert_eq!(uids(&set.eligible), vec![1, 4, 5]);
+        let reasons: Vec<_> = set
+            .excluded
+            .iter()
+            .map(|e| (e.validator.uid, e.reason, e.detail.as_str()))
+            .collect();
+        let by = "by stake x trust x consensus";
+        assert_eq!(
+            reasons,
+            vec![
+                (
+                    0,
+                    ExclusionReason::BelowTopN,
+                    &*format!("rank 4 of 5 {by} = 100.0000; top_validators = 3")
+                ),
+                (
+                    2,
+                    ExclusionReason::BelowTopN,
+                    &*format!("rank 5 of 5 {by} = 0.0000; top_validators = 3")
+                ),
+                (3, ExclusionReason::NoPermit, ""),
+                (6, ExclusionReason::LowStake, "stake 900 < 1000"),
+            ]
+        );
+    }
+
+    #[test]
+    fn equal_scores_rank_by_stake_then_uid_and_rank_by_is_configurable() {
+        // No validator has consensus: every product is 0, so stake decides, then the uid.
+        let zero = [
+            on_chain(7, 3_000.0, 0.0, 0.0),
+            on_chain(2, 3_000.0, 0.0, 0.0),
+            on_chain(4, 9_000.0, 0.0, 0.0),
+            on_chain(1, 2_000.0, 0.0, 0.0),
+        ];
+        let two = SetFilters {
+            top_validators: 2,
+            ..filters()
+        };
+        assert_eq!(uids(&two.apply(&zero).eligible), vec![2, 4]);
+        // Static entries have no trust or consensus: they rank by stake.
+        let listed = [
+            validator(0, 1_000.0),
+            validator(1, 8_000.0),
+            validator(2, 5_000.0),
+        ];
+        assert_eq!(uids(&two.apply(&listed).eligible), vec![1, 2]);
+        // Ranked by validator trust alone, the order follows it, not stake.
+        let by_vtrust = SetFilters {
+            top_validators: 1,
+            rank_by: vec![RankFactor::ValidatorTrust],
+            ..filters()
+        };
+        let mut trusted = on_chain(5, 1_000.0, 0.0, 0.0);
+        if let Some(chain) = trusted.chain.as_mut() {
+            chain.validator_trust = 0.9;
+        }
+        let set = by_vtrust.apply(&[on_chain(4, 9_000.0, 1.0, 1.0), trusted]);
+        assert_eq!(uids(&set.eligible), vec![5]);
+        // Fewer survivors than top_validators: all kept.
+        let fifty = filters();
+        assert_eq!(fifty.top_validators, 50);
+        assert_eq!(fifty.apply(&zero).eligible.len(), 4);
     }
 }

@@ -7,10 +7,7 @@ use std::time::Duration;
 use parity_scale_codec::{Compact, Encode as _};
 use splatfleet_common::{
     bittensor::ss58,
-    discovery::{
-        pullable,
-        subtensor::{decode_neurons_lite, to_validators, SubtensorClient},
-    },
+    discovery::subtensor::{decode_neurons_lite, to_validators, SubtensorClient},
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -157,12 +154,17 @@ fn neuron_info_lite_vector_decodes_field_by_field() {
     assert!(!neurons[1].validator_permit);
 
     let validators = to_validators(&neurons, None);
-    assert_eq!(validators[0].hotkey, ss58::encode(&HOTKEY, 42));
-    assert_eq!(validators[0].stake, 2_500.0);
-    assert_eq!(validators[1].ip, "0.0.0.0");
-    let keep = pullable(&validators, 1_000.0);
-    assert_eq!(keep.len(), 1);
-    assert_eq!(keep[0].uid, 0);
+    assert_eq!(validators[0].info.hotkey, ss58::encode(&HOTKEY, 42));
+    assert_eq!(validators[0].info.stake, 2_500.0);
+    assert_eq!(validators[1].info.ip, "0.0.0.0");
+    assert!(validators[0].info.is_serving());
+    assert!(!validators[1].info.is_serving());
+    let chain = validators[0].chain.expect("from the chain");
+    assert_eq!(chain.consensus, 8.0 / 65_535.0);
+    assert_eq!(chain.trust, 9.0 / 65_535.0);
+    assert_eq!(chain.validator_trust, 1.0);
+    assert_eq!(chain.axon_version, 9_009_000);
+    assert_eq!(chain.axon_sdk_version().to_string(), "9.9.0");
 
     // Trailing or missing bytes are errors, not silent truncation.
     let mut extra = neurons_vector();
@@ -234,10 +236,10 @@ async fn subtensor_client_reads_validators_over_json_rpc() {
     let validators = client.validators(17).await.expect("validators");
     assert_eq!(validators.len(), 2);
     assert_eq!(
-        validators[0].stake, 3_000.0,
+        validators[0].info.stake, 3_000.0,
         "stake comes from SubnetState.total_stake"
     );
-    assert_eq!(validators[0].port, 8091);
-    assert!(validators[0].validator_permit);
+    assert_eq!(validators[0].info.port, 8091);
+    assert!(validators[0].info.validator_permit);
     assert!(SubtensorClient::new("https://example.invalid", Duration::from_secs(1)).is_err());
 }

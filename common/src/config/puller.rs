@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, net::SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
+use crate::discovery::RankFactor;
 
 /// The puller's scheduling knobs (`[puller]`): whom to pull from, when, and how much.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -33,6 +34,11 @@ pub struct PullerSettings {
     pub discovery_refresh_secs: u64,
     /// Skip validators without a validator permit.
     pub require_validator_permit: bool,
+    /// Validators kept after the filters, the best by `rank_by` first (the seeds keep 50).
+    pub top_validators: usize,
+    /// The figures whose product ranks validators for `top_validators`; equal products (all
+    /// 0, say) are ranked by stake, then uid.
+    pub rank_by: Vec<RankFactor>,
     /// Validator uids never pulled from.
     pub blacklist_uids: Vec<u16>,
     /// Validator hotkeys (SS58) never pulled from.
@@ -73,7 +79,9 @@ impl Default for PullerSettings {
             backoff_initial_ms: 5_000,
             backoff_max_ms: 300_000,
             discovery_refresh_secs: 600,
-            require_validator_permit: false,
+            require_validator_permit: true,
+            top_validators: 50,
+            rank_by: vec![RankFactor::Stake, RankFactor::Trust, RankFactor::Consensus],
             blacklist_uids: Vec::new(),
             blacklist_hotkeys: Vec::new(),
             auto_blacklist_window: 20,
@@ -118,6 +126,15 @@ impl PullerSettings {
             return invalid(
                 "backlog_factor",
                 "must be between 1 and 1000 (below 1 a worker waits for every pull)",
+            );
+        }
+        if self.top_validators == 0 {
+            return invalid("top_validators", "must be at least 1");
+        }
+        if self.rank_by.is_empty() {
+            return invalid(
+                "rank_by",
+                "must name at least one of stake, trust, consensus, validator_trust (\"stake\" alone ranks by stake)",
             );
         }
         if self.max_concurrent_pulls == 0 {

@@ -12,12 +12,12 @@ use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::TokioExecutor,
 };
-use parity_scale_codec::{DecodeAll as _, Encode as _};
+use parity_scale_codec::{Compact, DecodeAll as _, Encode as _};
 use serde::Deserialize;
 
 use super::{
     chain_types::{NeuronInfoLite, SubnetState},
-    ValidatorInfo,
+    ChainStanding, DiscoveredValidator, ValidatorInfo,
 };
 use crate::bittensor::ss58;
 
@@ -198,9 +198,12 @@ impl SubtensorClient {
         })
     }
 
-    /// Every neuron of the subnet as a [`ValidatorInfo`], stake from the subnet state's
-    /// `total_stake` (the SDK metagraph's `S`). Callers filter with [`super::pullable`].
-    pub async fn validators(&self, netuid: u16) -> Result<Vec<ValidatorInfo>, SubtensorError> {
+    /// Every neuron of the subnet, stake from the subnet state's `total_stake` (the SDK
+    /// metagraph's `S`). The puller's selection decides whom to pull from.
+    pub async fn validators(
+        &self,
+        netuid: u16,
+    ) -> Result<Vec<DiscoveredValidator>, SubtensorError> {
         let neurons = self.neurons_lite(netuid).await?;
         let state = self
             .subnet_state(netuid)
@@ -218,12 +221,18 @@ pub fn decode_neurons_lite(raw: &[u8]) -> Result<Vec<NeuronInfoLite>, String> {
     Vec::<NeuronInfoLite>::decode_all(&mut &raw[..]).map_err(|e| e.to_string())
 }
 
+/// The chain stores trust and consensus as `u16` fixed point; the SDK divides by `u16::MAX`
+/// (`u16_normalized_float`).
+fn normalized(value: Compact<u16>) -> f64 {
+    f64::from(value.0) / f64::from(u16::MAX)
+}
+
 /// Joins neurons with the subnet state's stake. Without a state, stake is the sum of the
 /// neuron's own `(coldkey, stake)` pairs.
 pub fn to_validators(
     neurons: &[NeuronInfoLite],
     state: Option<&SubnetState>,
-) -> Vec<ValidatorInfo> {
+) -> Vec<DiscoveredValidator> {
     neurons
         .iter()
         .map(|n| {
@@ -237,13 +246,21 @@ pub fn to_validators(
                         .map(|(_, c)| c.0)
                         .fold(0u64, u64::saturating_add)
                 });
-            ValidatorInfo {
-                uid,
-                hotkey: ss58::encode(&n.hotkey, ss58::BITTENSOR_SS58_PREFIX),
-                ip: n.axon_info.ip_string(),
-                port: n.axon_info.port,
-                stake: rao as f64 / RAO_PER_TAO,
-                validator_permit: n.validator_permit,
+            DiscoveredValidator {
+                info: ValidatorInfo {
+                    uid,
+                    hotkey: ss58::encode(&n.hotkey, ss58::BITTENSOR_SS58_PREFIX),
+                    ip: n.axon_info.ip_string(),
+                    port: n.axon_info.port,
+                    stake: rao as f64 / RAO_PER_TAO,
+                    validator_permit: n.validator_permit,
+                },
+                chain: Some(ChainStanding {
+                    trust: normalized(n.trust),
+                    consensus: normalized(n.consensus),
+                    validator_trust: normalized(n.validator_trust),
+                    axon_version: n.axon_info.version,
+                }),
             }
         })
         .collect()
