@@ -82,7 +82,10 @@ fn out_of_range_values_name_the_key() {
         ("[log]\nlevel = \"info,[\"\n", "log.level"),
         ("[puller]\ntop_validators = 0\n", "puller.top_validators"),
         ("[puller]\nrank_by = []\n", "puller.rank_by"),
-        ("[puller]\nrank_by = [\"stake\", \"luck\"]\n", "puller.rank_by[1]"),
+        (
+            "[puller]\nrank_by = [\"stake\", \"luck\"]\n",
+            "puller.rank_by[1]",
+        ),
     ] {
         let err = parse(text).expect_err(text);
         assert!(
