@@ -81,6 +81,10 @@ fn out_of_range_values_name_the_key() {
         ("[database]\npool_max_size = 0\n", "database.pool_max_size"),
         ("[log]\nlevel = \"info,[\"\n", "log.level"),
         ("[puller]\ntop_validators = 0\n", "puller.top_validators"),
+        (
+            "[puller]\naxon_versions = \"v45\"\n",
+            "puller.axon_versions",
+        ),
         ("[puller]\nrank_by = []\n", "puller.rank_by"),
         (
             "[puller]\nrank_by = [\"stake\", \"luck\"]\n",
@@ -413,4 +417,16 @@ fn scorer_settings_have_their_defaults_and_are_checked() {
     // Alignment is measured now: the old stand-in key is refused, named.
     let err = parse("[worker.scorer]\nassumed_alignment = 1.0\n").expect_err("refused");
     assert!(err.to_string().contains("assumed_alignment"), "{err}");
+}
+
+#[test]
+fn the_accepted_axon_versions_default_to_what_v45_validators_announce() {
+    let defaults = Config::default();
+    assert_eq!(
+        defaults.puller.axon_versions.to_string(),
+        ">=9.9.0, <10.0.0",
+        "the constant parses (Default would fall back to any version otherwise)"
+    );
+    let config = parse("[puller]\naxon_versions = \">=9.0.0, <11\"\n").expect("a range loads");
+    assert_eq!(config.puller.axon_versions.to_string(), ">=9.0.0, <11");
 }

@@ -1,6 +1,7 @@
 //! The validator set: discovery (static list or subtensor) and the selection that decides who
 //! may be pulled from, as the seeds select: a validator permit (`require_validator_permit`),
-//! minimum stake, a served axon, the configured blacklist of uids and hotkeys (and ours: the
+//! minimum stake, a served axon that speaks our protocol version (`axon_versions`; only the
+//! chain reports it), the configured blacklist of uids and hotkeys (and ours: the
 //! automatic blacklist from Postgres, validators that answered 401), then the rest ranked by
 //! the product of `rank_by` (stake × trust × consensus) and the best `top_validators` kept.
 //! Every validator left out carries its [`ExclusionReason`].
@@ -12,7 +13,7 @@ use splatfleet_common::{
     discovery::{
         static_list::StaticListError,
         subtensor::{SubtensorClient, SubtensorError},
-        DiscoveredValidator, RankFactor, ValidatorInfo,
+        AxonVersions, DiscoveredValidator, RankFactor, ValidatorInfo,
     },
 };
 
@@ -26,13 +27,16 @@ pub enum ExclusionReason {
     AutoBlacklist,
     /// It answered 401: our signature or nonce was refused.
     Unauthorized,
+    /// Its axon announces an SDK version outside `axon_versions`: it does not speak v45.
+    ProtocolVersion,
     /// It passed every filter but ranked below `top_validators`.
     BelowTopN,
 }
 
 impl ExclusionReason {
-    pub const ALL: [ExclusionReason; 7] = [
+    pub const ALL: [ExclusionReason; 8] = [
         Self::NotServing,
+        Self::ProtocolVersion,
         Self::LowStake,
         Self::NoPermit,
         Self::ConfigBlacklist,
@@ -50,6 +54,7 @@ impl ExclusionReason {
             Self::ConfigBlacklist => "config_blacklist",
             Self::AutoBlacklist => "auto_blacklist",
             Self::Unauthorized => "unauthorized",
+            Self::ProtocolVersion => "protocol_version",
             Self::BelowTopN => "below_top_n",
         }
     }
@@ -77,6 +82,7 @@ pub struct SetFilters {
     pub require_permit: bool,
     pub top_validators: usize,
     pub rank_by: Vec<RankFactor>,
+    pub axon_versions: AxonVersions,
     pub blacklist_uids: Vec<u16>,
     pub blacklist_hotkeys: Vec<String>,
     /// Automatic blacklist (hotkey → why), read from Postgres.
@@ -92,6 +98,7 @@ impl SetFilters {
             require_permit: config.puller.require_validator_permit,
             top_validators: config.puller.top_validators,
             rank_by: config.puller.rank_by.clone(),
+            axon_versions: config.puller.axon_versions.clone(),
             blacklist_uids: config.puller.blacklist_uids.clone(),
             blacklist_hotkeys: config.puller.blacklist_hotkeys.clone(),
             auto_blacklist: HashMap::new(),
@@ -99,7 +106,8 @@ impl SetFilters {
         }
     }
 
-    fn exclusion(&self, v: &ValidatorInfo) -> Option<(ExclusionReason, String)> {
+    fn exclusion(&self, discovered: &DiscoveredValidator) -> Option<(ExclusionReason, String)> {
+        let v = &discovered.info;
         if self.blacklist_uids.contains(&v.uid) {
             return Some((ExclusionReason::ConfigBlacklist, format!("uid {}", v.uid)));
         }
@@ -113,6 +121,20 @@ impl SetFilters {
             return Some((
                 ExclusionReason::NotServing,
                 format!("axon {}:{}", v.ip, v.port),
+            ));
+        }
+        if let Some(chain) = discovered
+            .chain
+            .filter(|chain| !self.axon_versions.accepts(chain))
+        {
+            return Some((
+                ExclusionReason::ProtocolVersion,
+                format!(
+                    "axon announces SDK {} ({}); axon_versions accepts {}",
+                    chain.axon_sdk_version(),
+                    chain.axon_version,
+                    self.axon_versions
+                ),
             ));
         }
         if v.stake < self.min_stake {
@@ -140,7 +162,7 @@ impl SetFilters {
     /// left out.
     pub fn apply(&self, discovered: &[DiscoveredValidator]) -> ValidatorSet {
         let mut verdicts: Vec<Option<(ExclusionReason, String)>> =
-            discovered.iter().map(|v| self.exclusion(&v.info)).collect();
+            discovered.iter().map(|v| self.exclusion(v)).collect();
         let mut ranked: Vec<(usize, f64)> = verdicts
             .iter()
             .enumerate()
@@ -244,15 +266,34 @@ mod tests {
         })
     }
 
+    /// What a v45 validator's neuron says: SDK 9.9.0, full trust and consensus.
+    fn standing() -> ChainStanding {
+        ChainStanding {
+            trust: 1.0,
+            consensus: 1.0,
+            validator_trust: 0.0,
+            axon_version: 9_009_000,
+        }
+    }
+
     fn on_chain(uid: u16, stake: f64, trust: f64, consensus: f64) -> DiscoveredValidator {
         DiscoveredValidator {
             chain: Some(ChainStanding {
                 trust,
                 consensus,
-                validator_trust: 0.0,
-                axon_version: 9_009_000,
+                ..standing()
             }),
             ..validator(uid, stake)
+        }
+    }
+
+    fn with_axon_version(uid: u16, axon_version: u32) -> DiscoveredValidator {
+        DiscoveredValidator {
+            chain: Some(ChainStanding {
+                axon_version,
+                ..standing()
+            }),
+            ..validator(uid, 5000.0)
         }
     }
 
@@ -286,6 +327,13 @@ mod tests {
             validator(6, 5000.0),
             validator(7, 10.0),
             validator(8, 4000.0),
+            DiscoveredValidator {
+                chain: Some(ChainStanding {
+                    axon_version: 8_005_000,
+                    ..standing()
+                }),
+                ..validator(9, 5000.0)
+            },
         ]);
         assert_eq!(uids(&set.eligible), vec![0]);
         let reasons: Vec<_> = set
@@ -304,9 +352,10 @@ mod tests {
                 (6, ExclusionReason::Unauthorized),
                 (7, ExclusionReason::LowStake),
                 (8, ExclusionReason::BelowTopN),
+                (9, ExclusionReason::ProtocolVersion),
             ]
         );
-        let below = set.excluded.last().expect("uid 8 is excluded");
+        let below = &set.excluded[7];
         assert_eq!(
             below.detail,
             "rank 2 of 2 by stake x trust x consensus = 4000.0000; top_validators = 1"
@@ -399,5 +448,52 @@ mod tests {
         let fifty = filters();
         assert_eq!(fifty.top_validators, 50);
         assert_eq!(fifty.apply(&zero).eligible.len(), 4);
+    }
+
+    #[test]
+    fn validators_whose_axon_does_not_speak_v45_are_excluded_with_the_version() {
+        let announced = [
+            with_axon_version(0, 9_009_000),  // 9.9.0: what v45 pins
+            with_axon_version(1, 9_012_002),  // 9.12.2
+            with_axon_version(2, 9_000_000),  // 9.0.0: v36 to v43
+            with_axon_version(4, 10_000_001), // 10.0.1: after the competition switch
+            with_axon_version(5, 8_005_000),  // 8.5.0
+        ];
+        let set = filters().apply(&announced);
+        assert_eq!(uids(&set.eligible), vec![0, 1]);
+        let excluded: Vec<_> = set
+            .excluded
+            .iter()
+            .map(|e| (e.validator.uid, e.reason, e.detail.as_str()))
+            .collect();
+        let accepts = "axon_versions accepts >=9.9.0, <10.0.0";
+        assert_eq!(
+            excluded,
+            vec![
+                (
+                    2,
+                    ExclusionReason::ProtocolVersion,
+                    &*format!("axon announces SDK 9.0.0 (9000000); {accepts}")
+                ),
+                (
+                    4,
+                    ExclusionReason::ProtocolVersion,
+                    &*format!("axon announces SDK 10.0.1 (10000001); {accepts}")
+                ),
+                (
+                    5,
+                    ExclusionReason::ProtocolVersion,
+                    &*format!("axon announces SDK 8.5.0 (8005000); {accepts}")
+                ),
+            ]
+        );
+        // The accepted range is the operator's: `*` accepts every version.
+        let any = SetFilters {
+            axon_versions: "*".parse().expect("a version range"),
+            ..filters()
+        };
+        assert_eq!(any.apply(&announced).eligible.len(), 5);
+        // A static entry reports no version and is not judged by one.
+        assert_eq!(filters().apply(&[validator(6, 5000.0)]).eligible.len(), 1);
     }
 }

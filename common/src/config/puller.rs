@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
-use crate::discovery::RankFactor;
+use crate::discovery::{AxonVersions, RankFactor};
 
 /// The puller's scheduling knobs (`[puller]`): whom to pull from, when, and how much.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -39,6 +39,9 @@ pub struct PullerSettings {
     /// The figures whose product ranks validators for `top_validators`; equal products (all
     /// 0, say) are ranked by stake, then uid.
     pub rank_by: Vec<RankFactor>,
+    /// The SDK versions a validator's axon may announce on chain (a semver range): others
+    /// do not speak the protocol this fleet speaks (v45) and are excluded.
+    pub axon_versions: AxonVersions,
     /// Validator uids never pulled from.
     pub blacklist_uids: Vec<u16>,
     /// Validator hotkeys (SS58) never pulled from.
@@ -82,6 +85,7 @@ impl Default for PullerSettings {
             require_validator_permit: true,
             top_validators: 50,
             rank_by: vec![RankFactor::Stake, RankFactor::Trust, RankFactor::Consensus],
+            axon_versions: AxonVersions::default(),
             blacklist_uids: Vec::new(),
             blacklist_hotkeys: Vec::new(),
             auto_blacklist_window: 20,

@@ -75,6 +75,66 @@ impl ChainStanding {
     }
 }
 
+/// The axon SDK versions the puller pulls from (`puller.axon_versions`), a semver range such
+/// as `">=9.9.0, <10.0.0"`. Written as text in the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AxonVersions(pub semver::VersionReq);
+
+impl AxonVersions {
+    /// SN17's validator v45 (`neurons/validator/version.py` at three-gen-subnet 5fc61f1) pins
+    /// the Bittensor SDK 9.9.0 (`neurons/requirements.txt`), as v44 did; v36 to v43 pinned
+    /// 9.0.0 and older ones 8.x. SDK 10.0.0 came out on 2025-12-09, the day before mainnet
+    /// SN17 moved to its competition model, which has no pull/submit. So SDK 9.9 up to (not
+    /// including) 10 is what a validator speaking v45 announces. The chain cannot tell v44
+    /// from v45 (the subnet's own `GetVersion` synapse can, but validators answer it only for
+    /// other validators).
+    pub const SPEAKS_V45: &'static str = ">=9.9.0, <10.0.0";
+
+    /// Whether `standing`'s axon announced an accepted version.
+    pub fn accepts(&self, standing: &ChainStanding) -> bool {
+        self.0.matches(&standing.axon_sdk_version())
+    }
+}
+
+impl Default for AxonVersions {
+    fn default() -> Self {
+        Self(semver::VersionReq::parse(Self::SPEAKS_V45).unwrap_or(semver::VersionReq::STAR))
+    }
+}
+
+impl std::fmt::Display for AxonVersions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for AxonVersions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for AxonVersions {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        semver::VersionReq::parse(text).map(Self).map_err(|err| {
+            format!(
+                "{text:?} is not a version range such as \"{}\": {err}",
+                Self::SPEAKS_V45
+            )
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for AxonVersions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// A validator as discovery found it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscoveredValidator {
