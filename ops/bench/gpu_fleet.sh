@@ -190,6 +190,10 @@ for step in "${STEPS[@]}"; do
         report)
             service_env
             python3 ops/bench/gpu_fleet_report.py "$WORK/runs" | tee "$OUT/report.md"
+            for soak in "$WORK"/runs/soak*/; do
+                [ -f "$soak/resources.tsv" ] || continue
+                python3 ops/bench/soak_report.py "$soak" | tee -a "$OUT/report.md"
+            done
             tar -C "$WORK/runs" -czf "$OUT/runs.tar.gz" --exclude='artifacts' --exclude='models' \
                 --exclude='keys' . 2>/dev/null ;;
     esac
