@@ -1,6 +1,6 @@
 //! Logs and metrics: the tracing subscriber (human format on a terminal, JSON otherwise) and
-//! the Prometheus exporter serving `/metrics`, with histogram buckets for every `_seconds`
-//! and `_bytes` metric.
+//! the Prometheus exporter serving `/metrics`, with histogram buckets for every `_seconds`,
+//! `_bytes`, `_score` and `_attempts_per_task` metric, and the build info gauge.
 
 use std::{io::IsTerminal, net::SocketAddr};
 
@@ -8,6 +8,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
+
+/// The git revision this binary was built from (`common/build.rs`), `unknown` outside git.
+pub const GIT_REVISION: &str = env!("SPLATFLEET_GIT_REVISION");
 
 /// Buckets for durations, from a millisecond kernel to a five-minute submission.
 pub const SECONDS_BUCKETS: &[f64] = &[
@@ -21,6 +24,15 @@ pub const BYTES_BUCKETS: &[f64] = &[
 ];
 /// Buckets of `_score` histograms (validator and local scores, 0 to 1).
 pub const SCORE_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+/// Buckets of `_attempts_per_task` (the worker's ladder holds at most 32 parameter sets): with
+/// buckets the workers' histograms add up across instances, where summaries' quantiles cannot.
+pub const ATTEMPTS_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0];
+
+/// The `uid` label every per-validator metric carries beside `validator` (the hotkey): the
+/// number operators know a validator by; empty where the uid is not known.
+pub fn uid_label(uid: Option<u16>) -> String {
+    uid.map(|uid| uid.to_string()).unwrap_or_default()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
@@ -64,6 +76,7 @@ pub fn serve_metrics(addr: SocketAddr, role: &'static str) -> Result<(), Telemet
         ("_seconds", SECONDS_BUCKETS),
         ("_bytes", BYTES_BUCKETS),
         ("_score", SCORE_BUCKETS),
+        ("_attempts_per_task", ATTEMPTS_BUCKETS),
     ] {
         builder = builder
             .set_buckets_for_metric(Matcher::Suffix(suffix.into()), buckets)
@@ -79,8 +92,13 @@ pub fn serve_metrics(addr: SocketAddr, role: &'static str) -> Result<(), Telemet
         }
     });
     describe_common_metrics();
-    metrics::gauge!("splatfleet_build_info", "role" => role, "version" => env!("CARGO_PKG_VERSION"))
-        .set(1.0);
+    metrics::gauge!(
+        "splatfleet_build_info",
+        "role" => role,
+        "version" => env!("CARGO_PKG_VERSION"),
+        "revision" => GIT_REVISION
+    )
+    .set(1.0);
     Ok(())
 }
 
@@ -88,7 +106,7 @@ fn describe_common_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_gauge!(
         "splatfleet_build_info",
-        "Always 1; labels carry the role and version."
+        "Always 1; labels carry the role, the version and the git revision built from."
     );
     describe_counter!(
         "splatfleet_broker_published_total",

@@ -152,6 +152,14 @@ impl ControlLoop {
         Ok(())
     }
 
+    /// The uid of a discovered validator, for the metrics' `uid` label.
+    fn uid_of(&self, hotkey: &str) -> Option<u16> {
+        self.discovered
+            .iter()
+            .find(|v| v.info.hotkey == hotkey)
+            .map(|v| v.info.uid)
+    }
+
     /// Rediscovers validators; a failure keeps the last good set.
     async fn refresh_discovery(&mut self) -> Result<(), PullerError> {
         match validator_set::discover(&self.config).await {
@@ -382,7 +390,7 @@ impl ControlLoop {
                 continue;
             }
             tracing::warn!(validator = %lost.hotkey, task_id = %lost.task_id, "task lost by the fleet; requested its release with an empty submission");
-            metrics::release_requested(&lost.hotkey, "lost");
+            metrics::release_requested(&lost.hotkey, self.uid_of(&lost.hotkey), "lost");
             self.scheduler.task_held(&lost.hotkey, &lost.task_id);
         }
         Ok(())
@@ -455,7 +463,7 @@ impl ControlLoop {
                     }
                     NoTask::Cooldown => {
                         if violations > 0 {
-                            metrics::violation(&hotkey);
+                            metrics::violation(&hotkey, self.uid_of(&hotkey));
                             tracing::error!(validator = %hotkey, violations, cooldown_until = until, "the validator counted a cooldown violation");
                         } else if until as f64 > now {
                             tracing::warn!(validator = %hotkey, cooldown_until = until, "validator answered with a cooldown we did not know (not registered?)");
@@ -479,7 +487,7 @@ impl ControlLoop {
             }
             JobOutcome::Unauthorized(error) => {
                 tracing::error!(validator = %hotkey, %error, "validator refused our signature or nonce (401): pulls from it stop; check the system clock and the miner hotkey");
-                metrics::unauthorized(&hotkey);
+                metrics::unauthorized(&hotkey, self.uid_of(&hotkey));
                 self.scheduler.stop(&hotkey, error.clone());
                 self.filters
                     .unauthorized

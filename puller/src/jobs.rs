@@ -85,6 +85,7 @@ fn target(validator: &KnownValidator) -> AxonTarget {
 /// One pull: call, record, publish.
 pub(crate) async fn pull_job(context: Arc<JobContext>, validator: KnownValidator) -> JobReport {
     let hotkey = validator.info.hotkey.clone();
+    let uid = Some(validator.info.uid);
     let started = Instant::now();
     let outcome = pull::pull_task(&context.dendrite, &target(&validator), context.timeout).await;
     let label = outcome.label();
@@ -107,23 +108,23 @@ pub(crate) async fn pull_job(context: Arc<JobContext>, validator: KnownValidator
                 JobOutcome::Held { .. } => label,
                 _ => "error",
             };
-            metrics::pull(&hotkey, label);
+            metrics::pull(&hotkey, uid, label);
             outcome
         }
         PullOutcome::Cooldown { until, violations } => {
-            metrics::pull(&hotkey, label);
+            metrics::pull(&hotkey, uid, label);
             JobOutcome::Cooldown { until, violations }
         }
         PullOutcome::Unavailable(e) => {
-            metrics::pull(&hotkey, label);
+            metrics::pull(&hotkey, uid, label);
             JobOutcome::Unavailable(e)
         }
         PullOutcome::Unauthorized(e) => {
-            metrics::pull(&hotkey, label);
+            metrics::pull(&hotkey, uid, label);
             JobOutcome::Unauthorized(e)
         }
         PullOutcome::Refused(e) => {
-            metrics::pull(&hotkey, label);
+            metrics::pull(&hotkey, uid, label);
             JobOutcome::Refused(e)
         }
     };
@@ -204,7 +205,11 @@ async fn take_task(
             {
                 Ok(requested) => {
                     if requested {
-                        metrics::release_requested(&msg.validator.hotkey, "still_held");
+                        metrics::release_requested(
+                            &msg.validator.hotkey,
+                            Some(msg.validator.uid),
+                            "still_held",
+                        );
                     }
                     JobOutcome::Held {
                         task_id: msg.task_id,

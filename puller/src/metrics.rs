@@ -1,7 +1,10 @@
 //! The puller's metrics: names, descriptions and the small helpers that record them.
-//! Validator hotkeys are labels; task ids never are.
+//! Validator hotkeys are labels (`validator`, with the uid beside it as `uid`); task ids never
+//! are.
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+use splatfleet_common::telemetry::uid_label;
 
 use crate::validator_set::ExclusionReason;
 
@@ -73,23 +76,23 @@ pub fn describe() {
     );
 }
 
-pub fn pull(validator: &str, outcome: &'static str) {
-    metrics::counter!("splatfleet_puller_pulls_total", "validator" => validator.to_owned(), "outcome" => outcome)
+pub fn pull(validator: &str, uid: Option<u16>, outcome: &'static str) {
+    metrics::counter!("splatfleet_puller_pulls_total", "validator" => validator.to_owned(), "uid" => uid_label(uid), "outcome" => outcome)
         .increment(1);
 }
 
-pub fn violation(validator: &str) {
-    metrics::counter!("splatfleet_puller_cooldown_violations_total", "validator" => validator.to_owned())
+pub fn violation(validator: &str, uid: Option<u16>) {
+    metrics::counter!("splatfleet_puller_cooldown_violations_total", "validator" => validator.to_owned(), "uid" => uid_label(uid))
         .increment(1);
 }
 
-pub fn release_requested(validator: &str, reason: &'static str) {
-    metrics::counter!("splatfleet_puller_releases_requested_total", "validator" => validator.to_owned(), "reason" => reason)
+pub fn release_requested(validator: &str, uid: Option<u16>, reason: &'static str) {
+    metrics::counter!("splatfleet_puller_releases_requested_total", "validator" => validator.to_owned(), "uid" => uid_label(uid), "reason" => reason)
         .increment(1);
 }
 
-pub fn unauthorized(validator: &str) {
-    metrics::gauge!("splatfleet_puller_validator_unauthorized", "validator" => validator.to_owned())
+pub fn unauthorized(validator: &str, uid: Option<u16>) {
+    metrics::gauge!("splatfleet_puller_validator_unauthorized", "validator" => validator.to_owned(), "uid" => uid_label(uid))
         .set(1.0);
 }
 
@@ -107,4 +110,30 @@ pub fn queue(queue: &str, ready: u32, consumers: u32) {
         .set(f64::from(ready));
     metrics::gauge!("splatfleet_broker_queue_consumers", "queue" => queue.to_owned())
         .set(f64::from(consumers));
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    #[test]
+    fn per_validator_metrics_carry_the_uid_beside_the_hotkey() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            super::pull("5Hot", Some(7), "task");
+            super::violation("5Hot", Some(7));
+            super::unauthorized("5Hot", Some(7));
+            super::release_requested("5Gone", None, "lost");
+        });
+        let text = handle.render();
+        for line in [
+            r#"splatfleet_puller_pulls_total{validator="5Hot",uid="7",outcome="task"} 1"#,
+            r#"splatfleet_puller_cooldown_violations_total{validator="5Hot",uid="7"} 1"#,
+            r#"splatfleet_puller_validator_unauthorized{validator="5Hot",uid="7"} 1"#,
+            r#"splatfleet_puller_releases_requested_total{validator="5Gone",uid="",reason="lost"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in:\n{text}");
+        }
+    }
 }

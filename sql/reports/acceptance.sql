@@ -24,7 +24,10 @@ SELECT CASE :'by'
        count(*) FILTER (WHERE s.verdict = 'validation_failed') AS validation_failed,
        round(count(*) FILTER (WHERE s.verdict = 'accepted')::numeric / count(*), 4)
            AS acceptance_rate,
-       round(avg(coalesce(s.task_fidelity_score, 0))::numeric, 4) AS mean_score
+       round(avg(coalesce(s.task_fidelity_score, 0))::numeric, 4) AS mean_score,
+       -- By validator, its uid too (the number operators know it by); last, so the columns
+       -- before it keep their places for scripts that read them by position.
+       CASE WHEN :'by' = 'validator' THEN min(v.uid) END AS uid
 FROM submission_verdicts s
 JOIN tasks t ON t.id = s.task_id
 JOIN validators v ON v.id = t.validator_id

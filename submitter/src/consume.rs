@@ -208,7 +208,7 @@ impl Handler {
         loaded: Result<Loaded<'_>, LoadError>,
         request: &ClaimRequest<'_>,
     ) -> Result<Disposition, Stop> {
-        let validator = msg.validator.hotkey.as_str();
+        let (validator, uid) = (msg.validator.hotkey.as_str(), Some(msg.validator.uid));
         let task = match known {
             Some(task) => task,
             None => {
@@ -234,7 +234,7 @@ impl Handler {
                     ledger::record_unloadable(&self.pool, task.id, msg, &reason)
                 })
                 .await?;
-                metrics::submission(validator, "unloadable");
+                metrics::submission(validator, uid, "unloadable");
                 return Ok(Disposition::DeadLetter);
             }
         };
@@ -308,7 +308,7 @@ impl Handler {
         spz: Option<Bytes>,
         mut marked: Option<u32>,
     ) -> Result<Disposition, Stop> {
-        let validator = msg.validator.hotkey.as_str();
+        let (validator, uid) = (msg.validator.hotkey.as_str(), Some(msg.validator.uid));
         let target = AxonTarget {
             ip: msg.validator.ip.clone(),
             port: msg.validator.port,
@@ -346,7 +346,7 @@ impl Handler {
                     cooldown_until,
                     latency,
                 } => {
-                    metrics::submit_latency(validator, latency.as_secs_f64());
+                    metrics::submit_latency(validator, uid, latency.as_secs_f64());
                     break Finish::Answered {
                         feedback,
                         cooldown_until,
@@ -358,7 +358,7 @@ impl Handler {
                     error,
                     latency,
                 } => {
-                    metrics::submit_latency(validator, latency.as_secs_f64());
+                    metrics::submit_latency(validator, uid, latency.as_secs_f64());
                     tracing::warn!(?status, %error, "submission refused; not sending again");
                     break Finish::Refused {
                         status,
@@ -376,7 +376,7 @@ impl Handler {
                     ) {
                         Ok(delay) => {
                             tracing::warn!(?status, %error, tries, ?delay, "submission failed; sending again");
-                            metrics::send_retry(validator);
+                            metrics::send_retry(validator, uid);
                             tokio::select! {
                                 () = self.stop.cancelled() => {
                                     let _ = ledger::release_lease(&self.pool, task.id, &self.instance).await;
@@ -437,11 +437,11 @@ impl Handler {
         task_row: i64,
         state: &SubmissionRow,
     ) -> Result<Option<Disposition>, Stop> {
-        let validator = msg.validator.hotkey.as_str();
+        let (validator, uid) = (msg.validator.hotkey.as_str(), Some(msg.validator.uid));
         match state {
             SubmissionRow::Finished { state } => {
                 tracing::info!(%state, "submission already finished; acking the redelivery without sending");
-                metrics::submission(validator, "duplicate");
+                metrics::submission(validator, uid, "duplicate");
                 Ok(Some(Disposition::Ack))
             }
             SubmissionRow::Releasing => {
@@ -450,7 +450,7 @@ impl Handler {
                     ledger::record_late(&self.pool, task_row, msg)
                 })
                 .await?;
-                metrics::submission(validator, "late");
+                metrics::submission(validator, uid, "late");
                 Ok(Some(Disposition::Ack))
             }
             SubmissionRow::Unclaimed | SubmissionRow::Sending { .. } => Ok(None),
@@ -459,20 +459,20 @@ impl Handler {
 
     /// Counts a recorded submission by the verdict the ledger gave it.
     fn count(&self, msg: &ResultMsg, finish: &Finish, verdict: Verdict, pulled_at_secs: f64) {
-        let validator = msg.validator.hotkey.as_str();
+        let (validator, uid) = (msg.validator.hotkey.as_str(), Some(msg.validator.uid));
         let outcome = match finish {
             Finish::Answered { feedback, .. } => {
                 metrics::pull_to_feedback((now_secs() - pulled_at_secs).max(0.0));
                 if verdict != Verdict::Empty {
                     let fidelity = feedback.as_ref().map_or(0.0, |f| f.task_fidelity_score);
-                    metrics::score(validator, fidelity);
+                    metrics::score(validator, uid, fidelity);
                 }
                 match verdict {
                     Verdict::Empty => "empty",
                     Verdict::Accepted => "accepted",
                     Verdict::ValidationFailed => "validation_failed",
                     Verdict::Penalised => {
-                        metrics::penalty(validator);
+                        metrics::penalty(validator, uid);
                         "rejected"
                     }
                     Verdict::Lost | Verdict::Sending => "unexpected",
@@ -482,6 +482,6 @@ impl Handler {
             Finish::GaveUp { .. } => "gave_up",
         };
         tracing::info!(outcome, %verdict, "result handled");
-        metrics::submission(validator, outcome);
+        metrics::submission(validator, uid, outcome);
     }
 }

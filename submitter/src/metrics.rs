@@ -3,6 +3,7 @@
 //! releases of lost tasks and PostgreSQL retries. Validator hotkeys are labels; task ids never are.
 
 use metrics::{counter, describe_counter, describe_histogram, histogram, Unit};
+use splatfleet_common::telemetry::uid_label;
 
 /// Describes every metric once at start.
 pub fn describe() {
@@ -44,18 +45,18 @@ pub fn describe() {
     );
 }
 
-pub fn submission(validator: &str, outcome: &'static str) {
-    counter!("splatfleet_submitter_submissions_total", "validator" => validator.to_owned(), "outcome" => outcome)
+pub fn submission(validator: &str, uid: Option<u16>, outcome: &'static str) {
+    counter!("splatfleet_submitter_submissions_total", "validator" => validator.to_owned(), "uid" => uid_label(uid), "outcome" => outcome)
         .increment(1);
 }
 
-pub fn score(validator: &str, score: f64) {
-    histogram!("splatfleet_submitter_validator_score", "validator" => validator.to_owned())
+pub fn score(validator: &str, uid: Option<u16>, score: f64) {
+    histogram!("splatfleet_submitter_validator_score", "validator" => validator.to_owned(), "uid" => uid_label(uid))
         .record(score);
 }
 
-pub fn penalty(validator: &str) {
-    counter!("splatfleet_submitter_penalties_total", "validator" => validator.to_owned())
+pub fn penalty(validator: &str, uid: Option<u16>) {
+    counter!("splatfleet_submitter_penalties_total", "validator" => validator.to_owned(), "uid" => uid_label(uid))
         .increment(1);
 }
 
@@ -63,21 +64,47 @@ pub fn pull_to_feedback(seconds: f64) {
     histogram!("splatfleet_submitter_pull_to_feedback_seconds").record(seconds);
 }
 
-pub fn submit_latency(validator: &str, seconds: f64) {
-    histogram!("splatfleet_submitter_submit_seconds", "validator" => validator.to_owned())
+pub fn submit_latency(validator: &str, uid: Option<u16>, seconds: f64) {
+    histogram!("splatfleet_submitter_submit_seconds", "validator" => validator.to_owned(), "uid" => uid_label(uid))
         .record(seconds);
 }
 
-pub fn send_retry(validator: &str) {
-    counter!("splatfleet_submitter_send_retries_total", "validator" => validator.to_owned())
+pub fn send_retry(validator: &str, uid: Option<u16>) {
+    counter!("splatfleet_submitter_send_retries_total", "validator" => validator.to_owned(), "uid" => uid_label(uid))
         .increment(1);
 }
 
-pub fn released(validator: &str, outcome: &'static str) {
-    counter!("splatfleet_submitter_releases_total", "validator" => validator.to_owned(), "outcome" => outcome)
+pub fn released(validator: &str, uid: Option<u16>, outcome: &'static str) {
+    counter!("splatfleet_submitter_releases_total", "validator" => validator.to_owned(), "uid" => uid_label(uid), "outcome" => outcome)
         .increment(1);
 }
 
 pub fn db_retry() {
     counter!("splatfleet_submitter_db_retries_total").increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    #[test]
+    fn per_validator_metrics_carry_the_uid_beside_the_hotkey() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            super::submission("5Hot", Some(3), "accepted");
+            super::penalty("5Hot", Some(3));
+            super::send_retry("5Hot", Some(3));
+            super::released("5Old", None, "released");
+        });
+        let text = handle.render();
+        for line in [
+            r#"splatfleet_submitter_submissions_total{validator="5Hot",uid="3",outcome="accepted"} 1"#,
+            r#"splatfleet_submitter_penalties_total{validator="5Hot",uid="3"} 1"#,
+            r#"splatfleet_submitter_send_retries_total{validator="5Hot",uid="3"} 1"#,
+            r#"splatfleet_submitter_releases_total{validator="5Old",uid="",outcome="released"} 1"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in:\n{text}");
+        }
+    }
 }

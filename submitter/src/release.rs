@@ -65,7 +65,7 @@ pub async fn send_release(handler: Arc<Handler>, job: ReleaseJob, assumed_cooldo
             }
             ReleaseRecord::Interrupted => {}
         }
-        metrics::released(&job.hotkey, label);
+        metrics::released(&job.hotkey, job.uid, label);
         // The send happened: record it even while PostgreSQL is away (until the role stops;
         // then the hold runs out and the release is sent again, which the validator answers
         // with a 403 that is recorded as `expired`).

@@ -35,6 +35,8 @@ pub struct ReleaseJob {
     /// `tasks.id`.
     pub task_row: i64,
     pub hotkey: String,
+    /// The validator's uid, where discovery recorded one (for the metrics' `uid` label).
+    pub uid: Option<u16>,
     pub ip: String,
     pub port: u16,
     /// The validator's task id.
@@ -50,6 +52,9 @@ impl ReleaseJob {
         Some(Self {
             task_row: row.get(0),
             hotkey: row.get(1),
+            uid: row
+                .get::<_, Option<i32>>(7)
+                .and_then(|uid| u16::try_from(uid).ok()),
             ip: row.get(2),
             port: u16::try_from(row.get::<_, i32>(3)).ok()?,
             task_id: row.get(4),
@@ -86,7 +91,7 @@ pub async fn take_releases(
          FROM due, tasks t JOIN validators v ON v.id = t.validator_id
          WHERE s.task_id = due.task_id AND t.id = s.task_id
            AND v.ip IS NOT NULL AND v.port IS NOT NULL AND t.prompt IS NOT NULL
-         RETURNING s.task_id, v.hotkey, host(v.ip), v.port, t.task_id, t.prompt, s.tries",
+         RETURNING s.task_id, v.hotkey, host(v.ip), v.port, t.task_id, t.prompt, s.tries, v.uid",
     )
     .await?;
     let rows = client
