@@ -160,9 +160,10 @@ impl ControlLoop {
             .map(|v| v.info.uid)
     }
 
-    /// Rediscovers validators; a failure keeps the last good set.
+    /// Rediscovers validators; a failure (finding nobody included) keeps the last good set,
+    /// marked stale until a refresh succeeds.
     async fn refresh_discovery(&mut self) -> Result<(), PullerError> {
-        match validator_set::discover(&self.config).await {
+        let refreshed = match validator_set::discover(&self.config).await {
             Ok(found) => {
                 let source = validator_set::source_name(&self.config);
                 let infos: Vec<ValidatorInfo> = found.iter().map(|v| v.info.clone()).collect();
@@ -175,19 +176,23 @@ impl ControlLoop {
                         )
                         .set(now_secs());
                         self.last_set = None;
+                        true
                     }
                     Err(err) => {
                         ::metrics::counter!("splatfleet_puller_discovery_failures_total")
                             .increment(1);
                         tracing::warn!(%err, "recording discovered validators failed; keeping the last set");
+                        false
                     }
                 }
             }
             Err(err) => {
                 ::metrics::counter!("splatfleet_puller_discovery_failures_total").increment(1);
                 tracing::warn!(%err, "validator discovery failed; keeping the last good set");
+                false
             }
-        }
+        };
+        metrics::discovery_stale(!refreshed);
         if !self.discovered.is_empty() && self.jobs_context.is_none() {
             self.start_jobs_context()?;
         }

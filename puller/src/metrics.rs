@@ -51,6 +51,10 @@ pub fn describe() {
         "Validator discovery refreshes that failed (the last good set is kept)."
     );
     describe_gauge!(
+        "splatfleet_puller_discovery_stale",
+        "1 while the validator set in use is from an earlier discovery because the last refresh failed or found no validator (the last good set is kept, never an empty one), else 0."
+    );
+    describe_gauge!(
         "splatfleet_puller_discovery_last_success_timestamp_seconds",
         "Unix time of the last successful validator discovery."
     );
@@ -103,6 +107,10 @@ pub fn validator_set(eligible: usize, excluded: &[crate::validator_set::Exclusio
         metrics::gauge!("splatfleet_puller_validators_excluded", "reason" => reason.as_str())
             .set(n as f64);
     }
+}
+
+pub fn discovery_stale(stale: bool) {
+    metrics::gauge!("splatfleet_puller_discovery_stale").set(if stale { 1.0 } else { 0.0 });
 }
 
 pub fn queue(queue: &str, ready: u32, consumers: u32) {

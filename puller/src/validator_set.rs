@@ -217,10 +217,22 @@ pub enum DiscoveryError {
     Static(#[from] StaticListError),
     #[error("subtensor discovery: {0}")]
     Subtensor(#[from] SubtensorError),
+    /// An empty answer is taken as a failure: replacing the set with nobody would stop every
+    /// pull, where the last good set keeps the fleet working until the source recovers.
+    #[error("{0} discovery found no validator")]
+    NoneFound(&'static str),
 }
 
-/// Reads the validators from the configured source.
+/// Reads the validators from the configured source; finding none is an error.
 pub async fn discover(config: &Config) -> Result<Vec<DiscoveredValidator>, DiscoveryError> {
+    let found = read_source(config).await?;
+    if found.is_empty() {
+        return Err(DiscoveryError::NoneFound(source_name(config)));
+    }
+    Ok(found)
+}
+
+async fn read_source(config: &Config) -> Result<Vec<DiscoveredValidator>, DiscoveryError> {
     match config.discovery.source {
         DiscoverySource::Static => Ok(config
             .discovery
@@ -231,7 +243,8 @@ pub async fn discover(config: &Config) -> Result<Vec<DiscoveredValidator>, Disco
             .collect()),
         DiscoverySource::Subtensor => {
             let client =
-                SubtensorClient::new(&config.discovery.subtensor_url, Duration::from_secs(30))?;
+                SubtensorClient::connect(&config.discovery.subtensor_url, Duration::from_secs(30))
+                    .await?;
             Ok(client.validators(config.discovery.netuid).await?)
         }
     }
@@ -495,5 +508,15 @@ mod tests {
         assert_eq!(any.apply(&announced).eligible.len(), 5);
         // A static entry reports no version and is not judged by one.
         assert_eq!(filters().apply(&[validator(6, 5000.0)]).eligible.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn finding_no_validator_is_an_error_so_the_last_good_set_stays() {
+        // The control loop keeps its last good set on any discovery error; an empty answer
+        // must be one, or a source that suddenly lists nobody would stop every pull.
+        let err = discover(&Config::default())
+            .await
+            .expect_err("the default static list is empty");
+        assert!(matches!(err, DiscoveryError::NoneFound("static")), "{err}");
     }
 }

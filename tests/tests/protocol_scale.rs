@@ -1,6 +1,7 @@
 //! SCALE: a `Vec<NeuronInfoLite>` and an `Option<SubnetState>` written byte by byte following
 //! subtensor's struct definitions decode into the expected validators; the JSON-RPC client
-//! fetches them from a stub node on 127.0.0.1.
+//! fetches them from a stub node on 127.0.0.1 (answers recorded from the chain, over every
+//! transport: `common/tests/discovery_transports.rs`).
 
 use std::time::Duration;
 
@@ -202,8 +203,12 @@ async fn stub_node(answers: Vec<(&'static str, Vec<u8>)>) -> std::net::SocketAdd
                                 .iter()
                                 .find(|(m, _)| body.contains(m))
                                 .expect("known method");
+                            // Answer with the request's own id, as a node does.
+                            let id = serde_json::from_str::<serde_json::Value>(body)
+                                .map(|request| request["id"].clone())
+                                .unwrap_or_default();
                             let reply = format!(
-                                r#"{{"jsonrpc":"2.0","id":1,"result":"0x{}"}}"#,
+                                r#"{{"jsonrpc":"2.0","id":{id},"result":"0x{}"}}"#,
                                 hex::encode(bytes)
                             );
                             let response = format!(
@@ -231,8 +236,9 @@ async fn subtensor_client_reads_validators_over_json_rpc() {
         ),
     ])
     .await;
-    let client =
-        SubtensorClient::new(&format!("http://{addr}"), Duration::from_secs(5)).expect("client");
+    let client = SubtensorClient::connect(&format!("http://{addr}"), Duration::from_secs(5))
+        .await
+        .expect("client");
     let validators = client.validators(17).await.expect("validators");
     assert_eq!(validators.len(), 2);
     assert_eq!(
@@ -241,5 +247,9 @@ async fn subtensor_client_reads_validators_over_json_rpc() {
     );
     assert_eq!(validators[0].info.port, 8091);
     assert!(validators[0].info.validator_permit);
-    assert!(SubtensorClient::new("https://example.invalid", Duration::from_secs(1)).is_err());
+    assert!(
+        SubtensorClient::connect("ftp://example.invalid", Duration::from_secs(1))
+            .await
+            .is_err()
+    );
 }

@@ -32,7 +32,7 @@ pub struct DiscoverySettings {
     pub validators: Vec<ValidatorInfo>,
     /// A file of `[[validators]]` entries (what `splatfleet-sim validators` writes).
     pub validators_file: Option<PathBuf>,
-    /// Subtensor JSON-RPC endpoint (http only).
+    /// Subtensor JSON-RPC endpoint: ws://, wss://, http:// or https://.
     pub subtensor_url: String,
     pub netuid: u16,
     /// Validators with less stake (TAO) are not pulled from, as the base miner does.

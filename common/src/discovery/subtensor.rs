@@ -1,16 +1,25 @@
-//! Validator discovery from a subtensor node over JSON-RPC (HTTP): `state_call` of
+//! Validator discovery from a subtensor node's JSON-RPC: `state_call` of
 //! `NeuronInfoRuntimeApi_get_neurons_lite` and `SubnetInfoRuntimeApi_get_subnet_state`, both
-//! SCALE-decoded with the layouts in [`super::chain_types`]. Plain `http://` endpoints only (a
-//! local or LAN subtensor lite node); the response size is capped.
+//! SCALE-decoded with the layouts in [`super::chain_types`], over `ws://`, `wss://` (what public
+//! endpoints such as `wss://entrypoint-finney.opentensor.ai:443` speak), `http://` or
+//! `https://`. TLS trusts the system's roots; answers are size-capped.
+//!
+//! The transport is jsonrpsee, the JSON-RPC client subxt itself is built on. subxt would also
+//! decode the answers from the chain's own metadata, but only through code generated from a
+//! metadata snapshot (regenerated at each runtime upgrade, and a large build) or through
+//! untyped dynamic values, for two calls whose layouts `chain_types` already spells and
+//! `common/tests/discovery_transports.rs` checks against answers recorded from the chain. What
+//! subxt would add is the message when a layout changes: a change shows here as
+//! [`SubtensorError::Layout`], naming the call and the runtime's spec version, and the puller
+//! keeps the last good validator set.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::{header, Request};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
+use jsonrpsee::{
+    core::{client::ClientT, ClientError},
+    http_client::{HttpClient, HttpClientBuilder},
+    rpc_params,
+    ws_client::{WsClient, WsClientBuilder},
 };
 use parity_scale_codec::{Compact, DecodeAll as _, Encode as _};
 use serde::Deserialize;
@@ -26,25 +35,25 @@ pub const RAO_PER_TAO: f64 = 1e9;
 
 const NEURONS_LITE: &str = "NeuronInfoRuntimeApi_get_neurons_lite";
 const SUBNET_STATE: &str = "SubnetInfoRuntimeApi_get_subnet_state";
+const RUNTIME_VERSION: &str = "state_getRuntimeVersion";
+
+/// The largest answer taken: a subnet of 1024 neurons answers about 220 KB per call.
+const MAX_RESPONSE_BYTES: u32 = 64 * 1024 * 1024;
 
 /// Why discovery from the chain failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SubtensorError {
-    #[error("subtensor endpoint {0:?} is not an http:// URL")]
+    #[error("subtensor endpoint {0:?} is not a ws://, wss://, http:// or https:// URL")]
     BadEndpoint(String),
-    #[error("subtensor {endpoint}: request failed: {reason}")]
+    #[error("subtensor {endpoint}: {reason}")]
     Transport { endpoint: String, reason: String },
     #[error("subtensor {endpoint}: no answer within {after:?}")]
     Timeout { endpoint: String, after: Duration },
-    #[error("subtensor {endpoint}: HTTP {status}")]
-    Status { endpoint: String, status: u16 },
-    #[error("subtensor {endpoint}: response over the {limit}-byte cap")]
-    TooLarge { endpoint: String, limit: usize },
     #[error("subtensor {endpoint}: {method}: JSON-RPC error {code}: {message}")]
     Rpc {
         endpoint: String,
         method: &'static str,
-        code: i64,
+        code: i32,
         message: String,
     },
     #[error("subtensor {endpoint}: {method}: malformed answer: {reason}")]
@@ -53,149 +62,210 @@ pub enum SubtensorError {
         method: &'static str,
         reason: String,
     },
+    /// The answer is well-formed JSON-RPC, but its bytes are not the layout this build
+    /// decodes: the runtime changed the type.
+    #[error("subtensor {endpoint}: {method}: the answer of runtime {runtime} does not decode as this build's layout of it ({reason}); a runtime upgrade changed the type: update splatfleet (common/src/discovery/chain_types.rs)")]
+    Layout {
+        endpoint: String,
+        method: &'static str,
+        /// `<specName> spec version <N>`, or `of unknown version` when that could not be read.
+        runtime: String,
+        reason: String,
+    },
     #[error("subtensor {endpoint}: subnet {netuid} does not exist")]
     NoSubnet { endpoint: String, netuid: u16 },
 }
 
+/// The part of `state_getRuntimeVersion` an error names.
 #[derive(Deserialize)]
-struct RpcResponse {
-    #[serde(default)]
-    result: Option<String>,
-    #[serde(default)]
-    error: Option<RpcErrorBody>,
+#[serde(rename_all = "camelCase")]
+struct RuntimeVersion {
+    spec_name: String,
+    spec_version: u32,
 }
 
-#[derive(Deserialize)]
-struct RpcErrorBody {
-    code: i64,
-    #[serde(default)]
-    message: String,
+/// The connection: jsonrpsee's clients for both kinds of endpoint share [`ClientT`].
+#[derive(Debug)]
+enum Rpc {
+    WebSocket(WsClient),
+    Http(HttpClient),
 }
 
 /// A JSON-RPC client for one subtensor node.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SubtensorClient {
     endpoint: String,
     timeout: Duration,
-    max_response_bytes: usize,
-    client: Client<HttpConnector, Full<Bytes>>,
+    rpc: Rpc,
 }
 
 impl SubtensorClient {
-    pub fn new(endpoint: &str, timeout: Duration) -> Result<Self, SubtensorError> {
-        if !endpoint.starts_with("http://") {
-            return Err(SubtensorError::BadEndpoint(endpoint.to_owned()));
-        }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
+    /// Connects to `endpoint` (ws:// and wss:// open the WebSocket here; http:// and https://
+    /// connect per call), trusting the system's TLS roots.
+    pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Self, SubtensorError> {
+        Self::connect_with_tls(endpoint, timeout, None).await
+    }
+
+    /// As [`Self::connect`], with the TLS settings given instead of the system's roots (tests
+    /// trust their own certificate authority; a node behind a private CA could too).
+    pub async fn connect_with_tls(
+        endpoint: &str,
+        timeout: Duration,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Result<Self, SubtensorError> {
+        // rustls refuses to pick a crypto provider when a build enables two (the `s3`
+        // feature's dependencies may bring aws-lc-rs beside jsonrpsee's ring): name ring once
+        // for the process. Failing means one is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let transport = |err: ClientError| SubtensorError::Transport {
+            endpoint: endpoint.to_owned(),
+            reason: with_causes(&err),
+        };
+        let scheme = endpoint.split_once("://").map(|(scheme, _)| scheme);
+        let rpc = match scheme {
+            Some("ws" | "wss") => {
+                let mut builder = WsClientBuilder::new()
+                    .connection_timeout(timeout)
+                    .request_timeout(timeout)
+                    .max_response_size(MAX_RESPONSE_BYTES);
+                if let Some(tls) = tls {
+                    builder = builder.with_custom_cert_store(tls);
+                }
+                let connecting = builder.build(endpoint);
+                match tokio::time::timeout(timeout, connecting).await {
+                    Ok(client) => Rpc::WebSocket(client.map_err(transport)?),
+                    Err(_) => {
+                        return Err(SubtensorError::Timeout {
+                            endpoint: endpoint.to_owned(),
+                            after: timeout,
+                        })
+                    }
+                }
+            }
+            Some("http" | "https") => {
+                let mut builder = HttpClientBuilder::new()
+                    .request_timeout(timeout)
+                    .max_response_size(MAX_RESPONSE_BYTES);
+                if let Some(tls) = tls {
+                    builder = builder.with_custom_cert_store(tls);
+                }
+                Rpc::Http(builder.build(endpoint).map_err(transport)?)
+            }
+            _ => return Err(SubtensorError::BadEndpoint(endpoint.to_owned())),
+        };
         Ok(Self {
             endpoint: endpoint.to_owned(),
             timeout,
-            max_response_bytes: 64 * 1024 * 1024,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            rpc,
         })
     }
 
-    /// `state_call(method, 0x<args>)`, returning the decoded result bytes.
+    async fn request<R: serde::de::DeserializeOwned>(
+        &self,
+        method: &'static str,
+        params: jsonrpsee::core::params::ArrayParams,
+    ) -> Result<R, SubtensorError> {
+        let answer = match &self.rpc {
+            Rpc::WebSocket(client) => client.request(method, params).await,
+            Rpc::Http(client) => client.request(method, params).await,
+        };
+        answer.map_err(|err| self.error(method, err))
+    }
+
+    fn error(&self, method: &'static str, err: ClientError) -> SubtensorError {
+        let endpoint = self.endpoint.clone();
+        match err {
+            ClientError::Call(call) => SubtensorError::Rpc {
+                endpoint,
+                method,
+                code: call.code(),
+                message: call.message().to_owned(),
+            },
+            ClientError::RequestTimeout => SubtensorError::Timeout {
+                endpoint,
+                after: self.timeout,
+            },
+            ClientError::ParseError(err) => SubtensorError::Malformed {
+                endpoint,
+                method,
+                reason: err.to_string(),
+            },
+            other => SubtensorError::Transport {
+                endpoint,
+                reason: format!("{method}: {}", with_causes(&other)),
+            },
+        }
+    }
+
+    /// `state_call(method, 0x<args>)`, returning the result's bytes.
     pub async fn state_call(
         &self,
         method: &'static str,
         args: &[u8],
     ) -> Result<Vec<u8>, SubtensorError> {
-        let body = serde_json::json!({
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "state_call",
-            "params": [method, format!("0x{}", hex::encode(args))],
-        });
-        let fut = self.post(method, body.to_string());
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(SubtensorError::Timeout {
-                endpoint: self.endpoint.clone(),
-                after: self.timeout,
-            }),
-        }
+        let result: String = self
+            .request(
+                "state_call",
+                rpc_params![method, format!("0x{}", hex::encode(args))],
+            )
+            .await
+            .map_err(|err| match err {
+                // Name the runtime API, not `state_call`, in what the operator reads.
+                SubtensorError::Rpc {
+                    endpoint,
+                    code,
+                    message,
+                    ..
+                } => SubtensorError::Rpc {
+                    endpoint,
+                    method,
+                    code,
+                    message,
+                },
+                other => other,
+            })?;
+        let text = result.strip_prefix("0x").unwrap_or(&result);
+        hex::decode(text).map_err(|_| SubtensorError::Malformed {
+            endpoint: self.endpoint.clone(),
+            method,
+            reason: "the result is not hex".into(),
+        })
     }
 
-    async fn post(&self, method: &'static str, body: String) -> Result<Vec<u8>, SubtensorError> {
-        let endpoint = self.endpoint.clone();
-        let request = Request::post(&self.endpoint)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|_| SubtensorError::BadEndpoint(endpoint.clone()))?;
-        let response =
-            self.client
-                .request(request)
-                .await
-                .map_err(|e| SubtensorError::Transport {
-                    endpoint: endpoint.clone(),
-                    reason: e.to_string(),
-                })?;
-        if !response.status().is_success() {
-            return Err(SubtensorError::Status {
-                endpoint,
-                status: response.status().as_u16(),
-            });
-        }
-        let limit = self.max_response_bytes;
-        let bytes = Limited::new(response.into_body(), limit)
-            .collect()
+    /// The error for an answer of `method` whose bytes do not decode, naming the runtime.
+    async fn layout_error(&self, method: &'static str, reason: String) -> SubtensorError {
+        let runtime = match self
+            .request::<RuntimeVersion>(RUNTIME_VERSION, rpc_params![])
             .await
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    SubtensorError::TooLarge {
-                        endpoint: endpoint.clone(),
-                        limit,
-                    }
-                } else {
-                    SubtensorError::Transport {
-                        endpoint: endpoint.clone(),
-                        reason: e.to_string(),
-                    }
-                }
-            })?
-            .to_bytes();
-        let malformed = |reason: String| SubtensorError::Malformed {
-            endpoint: endpoint.clone(),
-            method,
-            reason,
+        {
+            Ok(version) => format!(
+                "{} spec version {}",
+                version.spec_name, version.spec_version
+            ),
+            Err(_) => "of unknown version".into(),
         };
-        let parsed: RpcResponse =
-            serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
-        if let Some(err) = parsed.error {
-            return Err(SubtensorError::Rpc {
-                endpoint,
-                method,
-                code: err.code,
-                message: err.message,
-            });
+        SubtensorError::Layout {
+            endpoint: self.endpoint.clone(),
+            method,
+            runtime,
+            reason,
         }
-        let result = parsed.result.ok_or_else(|| malformed("no result".into()))?;
-        let text = result.strip_prefix("0x").unwrap_or(&result);
-        hex::decode(text).map_err(|_| malformed("result is not hex".into()))
     }
 
     pub async fn neurons_lite(&self, netuid: u16) -> Result<Vec<NeuronInfoLite>, SubtensorError> {
         let raw = self.state_call(NEURONS_LITE, &netuid.encode()).await?;
-        decode_neurons_lite(&raw).map_err(|reason| SubtensorError::Malformed {
-            endpoint: self.endpoint.clone(),
-            method: NEURONS_LITE,
-            reason,
-        })
+        match decode_neurons_lite(&raw) {
+            Ok(neurons) => Ok(neurons),
+            Err(reason) => Err(self.layout_error(NEURONS_LITE, reason).await),
+        }
     }
 
     pub async fn subnet_state(&self, netuid: u16) -> Result<Option<SubnetState>, SubtensorError> {
         let raw = self.state_call(SUBNET_STATE, &netuid.encode()).await?;
-        Option::<SubnetState>::decode_all(&mut raw.as_slice()).map_err(|e| {
-            SubtensorError::Malformed {
-                endpoint: self.endpoint.clone(),
-                method: SUBNET_STATE,
-                reason: e.to_string(),
-            }
-        })
+        match Option::<SubnetState>::decode_all(&mut raw.as_slice()) {
+            Ok(state) => Ok(state),
+            Err(err) => Err(self.layout_error(SUBNET_STATE, err.to_string()).await),
+        }
     }
 
     /// Every neuron of the subnet, stake from the subnet state's `total_stake` (the SDK
@@ -214,6 +284,22 @@ impl SubtensorClient {
             })?;
         Ok(to_validators(&neurons, Some(&state)))
     }
+}
+
+/// An error with the errors under it: hyper says only "client error (Connect)" where the
+/// cause is, say, a certificate the system does not trust.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 /// Decodes a `Vec<NeuronInfoLite>` that must use every byte.
