@@ -71,18 +71,8 @@ pub fn init_tracing(settings: &LogSettings) {
 /// runtime. The listener is bound before this returns, so a taken port fails at start.
 pub fn serve_metrics(addr: SocketAddr, role: &'static str) -> Result<(), TelemetryError> {
     let exporter_error = |message: String| TelemetryError::Exporter { addr, message };
-    let mut builder = PrometheusBuilder::new().with_http_listener(addr);
-    for (suffix, buckets) in [
-        ("_seconds", SECONDS_BUCKETS),
-        ("_bytes", BYTES_BUCKETS),
-        ("_score", SCORE_BUCKETS),
-        ("_attempts_per_task", ATTEMPTS_BUCKETS),
-    ] {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Suffix(suffix.into()), buckets)
-            .map_err(|err| exporter_error(err.to_string()))?;
-    }
-    let (recorder, exporter) = builder
+    let (recorder, exporter) = with_buckets(PrometheusBuilder::new().with_http_listener(addr))
+        .map_err(|err| exporter_error(err.to_string()))?
         .build()
         .map_err(|err| exporter_error(err.to_string()))?;
     metrics::set_global_recorder(recorder).map_err(|_| TelemetryError::RecorderTaken)?;
@@ -100,6 +90,33 @@ pub fn serve_metrics(addr: SocketAddr, role: &'static str) -> Result<(), Telemet
     )
     .set(1.0);
     Ok(())
+}
+
+/// The histogram buckets, by metric-name suffix, every exporter of the fleet sets.
+fn with_buckets(
+    mut builder: PrometheusBuilder,
+) -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    for (suffix, buckets) in [
+        ("_seconds", SECONDS_BUCKETS),
+        ("_bytes", BYTES_BUCKETS),
+        ("_score", SCORE_BUCKETS),
+        ("_attempts_per_task", ATTEMPTS_BUCKETS),
+    ] {
+        builder = builder.set_buckets_for_metric(Matcher::Suffix(suffix.into()), buckets)?;
+    }
+    Ok(builder)
+}
+
+/// What `record` records, as `/metrics` would render it (buckets included), on a recorder of
+/// its own: for tests of a role's metric helpers, which the process-wide recorder would mix.
+#[cfg(feature = "test-support")]
+pub fn render_recorded(record: impl FnOnce()) -> String {
+    let recorder = with_buckets(PrometheusBuilder::new())
+        .expect("the fleet's buckets are valid")
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, record);
+    handle.render()
 }
 
 fn describe_common_metrics() {

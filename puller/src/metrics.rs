@@ -122,19 +122,16 @@ pub fn queue(queue: &str, ready: u32, consumers: u32) {
 
 #[cfg(test)]
 mod tests {
-    use metrics_exporter_prometheus::PrometheusBuilder;
+    use splatfleet_common::telemetry::render_recorded;
 
     #[test]
     fn per_validator_metrics_carry_the_uid_beside_the_hotkey() {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, || {
+        let text = render_recorded(|| {
             super::pull("5Hot", Some(7), "task");
             super::violation("5Hot", Some(7));
             super::unauthorized("5Hot", Some(7));
             super::release_requested("5Gone", None, "lost");
         });
-        let text = handle.render();
         for line in [
             r#"splatfleet_puller_pulls_total{validator="5Hot",uid="7",outcome="task"} 1"#,
             r#"splatfleet_puller_cooldown_violations_total{validator="5Hot",uid="7"} 1"#,

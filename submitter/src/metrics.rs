@@ -85,19 +85,16 @@ pub fn db_retry() {
 
 #[cfg(test)]
 mod tests {
-    use metrics_exporter_prometheus::PrometheusBuilder;
+    use splatfleet_common::telemetry::render_recorded;
 
     #[test]
     fn per_validator_metrics_carry_the_uid_beside_the_hotkey() {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, || {
+        let text = render_recorded(|| {
             super::submission("5Hot", Some(3), "accepted");
             super::penalty("5Hot", Some(3));
             super::send_retry("5Hot", Some(3));
             super::released("5Old", None, "released");
         });
-        let text = handle.render();
         for line in [
             r#"splatfleet_submitter_submissions_total{validator="5Hot",uid="3",outcome="accepted"} 1"#,
             r#"splatfleet_submitter_penalties_total{validator="5Hot",uid="3"} 1"#,
