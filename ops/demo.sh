@@ -5,7 +5,7 @@
 #               [--run-dir DIR] [--drop-db]
 #               [--duration SECS] [--validators N] [--time-scale X] [--sample-secs N]
 #               [--workers N] [--gpus N] [--gaussians N] [--cached-generator]
-#               [--models DIR] [--threshold X] [--render-size PX] [--require-gpu]
+#               [--models DIR] [--threshold X] [--margin X] [--render-size PX] [--require-gpu]
 #               [--score-by-size] [--bin-dir DIR] [--no-dev-up]
 #
 # It runs ops/dev-up.sh, builds the binaries, then starts as separate processes, all reading
@@ -40,7 +40,8 @@
 # The GPU fleet bench (ops/bench/gpu_fleet.sh): --workers N worker processes (default 2) over
 # --gpus G GPUs (default one per worker; worker i runs --gpu i%G, one generation service per
 # GPU), --gaussians N per generated model (--cached-generator: one model written once, served
-# at once), --models DIR (real-size models instead of the tiny ones) with --threshold X, the
+# at once), --models DIR (real-size models instead of the tiny ones) with --threshold X and
+# --margin X ([worker.scorer]; a negative margin passes random-weight models that score 0), the
 # gate at --render-size PX (default 128, 48 in debug), --require-gpu, --score-by-size (the
 # simulated validators score by payload size, not by decoding the SPZ), binaries from
 # --bin-dir DIR (no build), and --no-dev-up when RabbitMQ and PostgreSQL are already up. With
@@ -67,6 +68,7 @@ GAUSSIANS=8000
 # generator's 8 k-gaussian answers, their predicted scores lie at about 0.64-0.70 (16 views at
 # 48 and 128 px); pass at threshold + margin (0.05) = 0.60. The real validator's is 0.6.
 DEMO_THRESHOLD=${DEMO_THRESHOLD:-0.55}
+DEMO_MARGIN=0.05
 DURATION=0
 SAMPLE_SECS=0
 WORKERS=2
@@ -110,6 +112,7 @@ while [ $# -gt 0 ]; do
         --cached-generator) CACHED_GENERATOR=1; shift ;;
         --models) MODELS=${2:?--models needs a directory}; shift 2 ;;
         --threshold) DEMO_THRESHOLD=${2:?--threshold needs a number}; shift 2 ;;
+        --margin) DEMO_MARGIN=${2:?--margin needs a number}; shift 2 ;;
         --render-size) RENDER_SIZE=${2:?--render-size needs pixels}; shift 2 ;;
         --require-gpu) REQUIRE_GPU=true; shift ;;
         --score-by-size) SCORE_BY_SIZE=1; shift ;;
@@ -252,11 +255,18 @@ fail() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() { # a port nobody listens on now, from the dynamic range
-    local port
+CHOSEN_PORTS=" "
+pick_port() { # pick_port VAR: a port nobody listens on now and not picked before, below
+    # Linux's ephemeral range (32768+), where an outgoing connection could hold it by the time
+    # the role binds it
+    local candidate
     for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 30000))
-        port_open "$port" || { echo "$port"; return 0; }
+        candidate=$((20000 + RANDOM % 12000))
+        case $CHOSEN_PORTS in *" $candidate "*) continue ;; esac
+        port_open "$candidate" && continue
+        CHOSEN_PORTS+="$candidate "
+        printf -v "$1" '%s' "$candidate"
+        return 0
     done
     die "no free port found"
 }
@@ -316,10 +326,10 @@ for ((gpu = 0; gpu < GPUS; gpu++)); do
 done
 
 # --- the config ---------------------------------------------------------------------------
-PULLER_PORT=$(free_port)
-SUBMITTER_PORT=$(free_port)
+pick_port PULLER_PORT
+pick_port SUBMITTER_PORT
 WORKER_PORTS=()
-for ((w = 0; w < WORKERS; w++)); do WORKER_PORTS+=("$(free_port)"); done
+for ((w = 0; w < WORKERS; w++)); do pick_port port; WORKER_PORTS+=("$port"); done
 # The CPU gate renders 16 views of every model; debug builds render more slowly.
 if [ -z "$RENDER_SIZE" ]; then
     if [ "$PROFILE_DIR" = release ]; then RENDER_SIZE=128; else RENDER_SIZE=48; fi
@@ -379,7 +389,7 @@ gate_mode = "validator"
 models_dir = "$MODELS"
 # A demo threshold the tiny models' scores meet; the real validator's is 0.6.
 threshold = $DEMO_THRESHOLD
-margin = 0.05
+margin = $DEMO_MARGIN
 # The sample generator's models have 8 k gaussians: let a pass stop the ladder.
 sparse_below_gaussians = 0
 
@@ -547,7 +557,7 @@ gate_row=$(psql_db "$DB" "SELECT count(*), count(*) FILTER (WHERE gate_passed),
     FROM attempts WHERE gate_mode = 'validator'") || gate_row=""
 if [ -n "$gate_row" ]; then
     IFS='|' read -r gated gate_passed p_min p_mean p_max <<<"$gate_row"
-    say "gate (validator mode, demo threshold $DEMO_THRESHOLD + margin 0.05): $gated attempts, $gate_passed passed; predicted score min $p_min, mean $p_mean, max $p_max"
+    say "gate (validator mode, demo threshold $DEMO_THRESHOLD + margin $DEMO_MARGIN): $gated attempts, $gate_passed passed; predicted score min $p_min, mean $p_mean, max $p_max"
 fi
 sheets=0
 [ -d "$RUN/artifacts/preview" ] && sheets=$(find "$RUN/artifacts/preview" -name '*.png' | wc -l)

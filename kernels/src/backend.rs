@@ -79,6 +79,15 @@ impl Renderer {
         }
     }
 
+    /// The last render's views, downloaded from the GPU (`None` on the CPU, whose render
+    /// returns its views): for a preview of a render that was measured without them.
+    pub fn download_last_views(&self, rig: &Rig) -> Result<Option<Views>, KernelError> {
+        match &self.backend {
+            Backend::Cuda(gpu) => gpu.download_views(rig).map(Some),
+            Backend::Cpu { .. } => Ok(None),
+        }
+    }
+
     /// The last render's host-to-device upload, when [`Renderer::time_stages`] is on and the
     /// render ran on the GPU.
     pub fn last_upload(&self) -> Option<std::time::Duration> {

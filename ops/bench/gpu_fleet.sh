@@ -14,8 +14,9 @@
 #             through the libraries that define them (kernels/bench: transformers' DINOv2,
 #             open_clip's convnext_large_d, LLM2CLIP's ViT-L/14-336), into $WORK/models
 #   sweep     for each --sizes S (gaussians) and --workers W: ops/demo.sh with W workers on
-#             GPU 0 (require_gpu, gate_mode validator at 16 views of 518, threshold 0 so a
-#             task is one attempt), one cached generation service serving an object-shaped
+#             GPU 0 (require_gpu, gate_mode validator at 16 views of 518, threshold 0 and margin
+#             -0.05 so the random-weight models' scores of 0 pass: a task is one attempt, its
+#             views downloaded for the preview as a real pass's are), one cached generation service serving an object-shaped
 #             model of S gaussians, --validators simulated validators at --time-scale (more
 #             tasks offered than the GPU finishes), for --secs seconds
 #   soak      --soak-secs at 4 workers and --soak-size, host and device memory sampled every
@@ -140,9 +141,10 @@ make_models() {
     python3 kernels/bench/scorer_reference.py make-models "$m" || die "quality models"
     python3 kernels/bench/alignment_compare.py clipreal --out "$m/$CLIP_DIR" --seed 1 || die "CLIP model"
     python3 kernels/bench/alignment_compare.py vocab --out "$m/$CLIP_DIR" || die "CLIP vocabulary"
-    python3 -c "from PIL import Image; [Image.new('RGB', (64, 64), (40 * i, 90, 160)).save('$WORK/img/v%d.png' % i) for i in range(2)]"
+    # The script writes the model, then scores views (its outlier filter needs six or more).
+    python3 -c "from PIL import Image; [Image.new('RGB', (64, 64), (30 * i, 90, 160)).save('$WORK/img/v%d.png' % i) for i in range(8)]"
     python3 kernels/bench/llm2clip_reference.py --out "$m" --size real --seed 1 \
-        --prompt "$WORK/img/v0.png" --views "$WORK/img/v0.png" "$WORK/img/v1.png" \
+        --prompt "$WORK/img/v0.png" --views "$WORK"/img/v*.png \
         >/dev/null || die "LLM2CLIP model"
     touch "$m/.complete"
     du -sh "$m"
@@ -156,7 +158,7 @@ run_fleet() { # run_fleet NAME SIZE WORKERS SECS SAMPLE_SECS
     say "run $name: $workers worker(s) on GPU 0, $size gaussians, ${secs}s"
     ops/demo.sh --no-dev-up --bin-dir .devbin --run-dir "$run" --duration "$secs" \
         --validators "$VALIDATORS" --time-scale "$TIME_SCALE" --workers "$workers" --gpus 1 \
-        --gaussians "$size" --cached-generator --models "$WORK/models" --threshold 0 \
+        --gaussians "$size" --cached-generator --models "$WORK/models" --threshold 0 --margin -0.05 \
         --render-size 518 --require-gpu --score-by-size --sample-secs "$sample" \
         >"$WORK/runs/$name.log" 2>&1
     local status=$?

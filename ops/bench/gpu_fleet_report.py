@@ -2,7 +2,9 @@
 """The GPU fleet bench's report (ops/bench/gpu_fleet.sh, issue 23), as Markdown on stdout.
 
 For every run directory that ops/demo.sh left under RUNS (its database kept), it reads:
-- throughput: gated attempts per second in the steady window (from 10 s after the first
+- throughput: gated attempts per second in the steady window (each gated attempt is one model
+  through parse, upload, render, score and alignment; random weights fail most models, so a
+  task climbs the ladder and one task is up to three attempts) (from 10 s after the first
   attempt finished to the last), from `attempts.finished_at`;
 - per-stage time p50/p99 from `attempts.stage_ms` (whole milliseconds; decode is the PLY
   parse), and the result's publish from the workers' `splatfleet_worker_stage_seconds`
@@ -29,7 +31,8 @@ WARMUP_SECS = 10
 # The host's bounds (resident set, threads, files, errors) are ops/bench/soak_report.py's.
 SOAK_SETTLED_SECS = 60
 SOAK_DEVICE_GROWTH_MIB = 64
-STAGES = ["generate", "decode", "upload", "render", "score", "align", "gate", "spz", "store"]
+STAGES = ["generate", "decode", "upload", "render", "score", "align", "download", "gate", "spz",
+          "store"]
 
 
 def psql(db, sql):
@@ -133,7 +136,9 @@ def lost_and_duplicates(run):
 
 
 def errors(run, db):
-    attempt_errors = int(psql(db, "SELECT count(*) FROM attempts WHERE error IS NOT NULL")[0][0])
+    # A gate that failed a model is a verdict, not an error: count what failed before one.
+    attempt_errors = int(psql(db, "SELECT count(*) FROM attempts "
+                                  "WHERE error IS NOT NULL AND gate_passed IS NULL")[0][0])
     log_errors = 0
     for log in (run / "logs").glob("*.log"):
         log_errors += sum(1 for l in log.read_text(errors="replace").splitlines()
@@ -166,7 +171,7 @@ def soak_bounds(run):
 def main(root):
     runs = sorted(p for p in Path(root).iterdir() if (p / "splatfleet.toml").exists())
     ok = True
-    print("| run | gaussians | workers | tasks/s through the gate | attempts in window | "
+    print("| run | gaussians | workers | models/s through the gate | attempts in window | "
           "device MiB per worker | pulled | lost | duplicate | attempt errors | ERROR lines |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     stage_rows = []

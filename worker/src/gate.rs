@@ -138,13 +138,15 @@ pub struct GateVerdict {
 pub enum GateStep {
     /// The splat's host-to-device copy (GPU only, from CUDA events).
     Upload,
-    /// Decode, project, sort, rasterise and measure the views, and download them for the
-    /// preview (less the upload).
+    /// Decode, project, sort, rasterise and measure the views (less the upload; with their
+    /// download in `geometry` mode and for a scorer on the CPU).
     Render,
     /// The validator's quality parts (DINOv2 head, SSIM, LPIPS) of the render.
     Score,
     /// The task's prompt alignment on the render.
     Align,
+    /// A passing model's views to the host, for its preview (GPU only).
+    Download,
 }
 
 impl GateStep {
@@ -155,6 +157,7 @@ impl GateStep {
             Self::Render => "render",
             Self::Score => "score",
             Self::Align => "align",
+            Self::Download => "download",
         }
     }
 }
@@ -516,11 +519,13 @@ impl Gate {
         let Some(scorer) = self.scorer.as_mut() else {
             return Self::failed(metrics, GateReason::NoScorer);
         };
-        // The views are downloaded for the preview (and for a scorer on the CPU).
+        // A scorer on the GPU reads the render in place; the views come to the host only for
+        // a scorer on the CPU, or (below) for the preview of a model that passed.
         let started = Instant::now();
+        let download = !self.renderer.scores_in_place(scorer);
         let rendered = self
             .renderer
-            .render_and_measure(&decoded.splat, &self.rig, true);
+            .render_and_measure(&decoded.splat, &self.rig, download);
         let mut steps = render_steps(&self.renderer, started.elapsed());
         let (views, measured) = match rendered {
             Ok(rendered) => rendered,
@@ -573,6 +578,19 @@ impl Gate {
             predicted.score as f32
         } else {
             0.0
+        };
+        // Only a model that passed can be chosen and shown: its views for the contact sheet.
+        let views = match views {
+            None if passed => {
+                let started = Instant::now();
+                let downloaded = self.renderer.download_last_views(&self.rig);
+                steps.push((GateStep::Download, started.elapsed()));
+                downloaded.unwrap_or_else(|err| {
+                    tracing::warn!(%err, "the passing model's views could not be downloaded; no preview");
+                    None
+                })
+            }
+            views => views,
         };
         GateVerdict {
             passed,

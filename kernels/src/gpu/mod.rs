@@ -149,6 +149,30 @@ impl GpuRenderer {
         Ok(result)
     }
 
+    /// The last render's views of `rig`, copied to the host (previews, the CPU scorer): 69 MB
+    /// at the validator's 16 views of 518, so only for a render that needs them.
+    pub fn download_views(&self, rig: &Rig) -> Result<Views, KernelError> {
+        let (views, w, h) = (rig.views(), rig.width, rig.height);
+        let raw = self
+            .stream
+            .clone_dtoh(&self.bufs.image)
+            .map_err(GpuError::from)?;
+        let len = views * w as usize * h as usize * 4;
+        let Some(raw) = raw.get(..len) else {
+            return Err(GpuError::Unavailable("no render of this rig's size to download").into());
+        };
+        let pixels = raw
+            .chunks_exact(4)
+            .map(|p| [p[0], p[1], p[2], p[3]])
+            .collect();
+        Ok(Views {
+            views,
+            width: w,
+            height: h,
+            pixels,
+        })
+    }
+
     /// Renders and measures the splat already on the device (`n` gaussians).
     pub fn render_uploaded(
         &mut self,
@@ -228,20 +252,7 @@ impl GpuRenderer {
         );
 
         let views_out = if download_views {
-            let raw = self
-                .stream
-                .clone_dtoh(&self.bufs.image)
-                .map_err(GpuError::from)?;
-            let pixels = raw[..views * w as usize * h as usize * 4]
-                .chunks_exact(4)
-                .map(|p| [p[0], p[1], p[2], p[3]])
-                .collect();
-            Some(Views {
-                views,
-                width: w,
-                height: h,
-                pixels,
-            })
+            Some(self.download_views(rig)?)
         } else {
             None
         };
