@@ -260,6 +260,20 @@ fn dashboard_is_json_and_queries_exported_metrics() {
         titles.iter().any(|t| t.contains("by validator")),
         "{titles:?}"
     );
+    // One fleet of many hosts: an instance variable every splatfleet query is scoped by, a
+    // validators table (hotkey beside uid) and what version each process runs.
+    let variables = dashboard["templating"]["list"].as_array().expect("templating");
+    assert!(
+        variables.iter().any(|v| v["name"] == "instance"),
+        "no instance variable"
+    );
+    for expr in &exprs {
+        let scoped = expr.matches("splatfleet_").count();
+        let with_instance = expr.matches(r#"instance=~"$instance""#).count();
+        assert_eq!(scoped, with_instance, "not scoped by $instance: {expr}");
+    }
+    assert!(all.contains("by (validator, uid)"), "no validators table");
+    assert!(all.contains("splatfleet_build_info"), "no version panel");
 }
 
 /// `(section, key)` for every key of the example config, commented-out ones included.
