@@ -82,6 +82,7 @@ pub fn serve_metrics(addr: SocketAddr, role: &'static str) -> Result<(), Telemet
         }
     });
     describe_common_metrics();
+    collect_process_metrics();
     metrics::gauge!(
         "splatfleet_build_info",
         "role" => role,
@@ -90,6 +91,26 @@ pub fn serve_metrics(addr: SocketAddr, role: &'static str) -> Result<(), Telemet
     )
     .set(1.0);
     Ok(())
+}
+
+/// How often the process's own figures are read for `/metrics`.
+const PROCESS_METRICS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The standard `process_*` metrics (CPU seconds, resident and virtual memory, open and
+/// maximum file descriptors, threads, start time), as every Prometheus client exports them,
+/// read by the `metrics-process` crate every [`PROCESS_METRICS_EVERY`] on the current runtime.
+fn collect_process_metrics() {
+    let collector = metrics_process::Collector::default();
+    collector.describe();
+    collector.collect();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(PROCESS_METRICS_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            every.tick().await;
+            collector.collect();
+        }
+    });
 }
 
 /// The histogram buckets, by metric-name suffix, every exporter of the fleet sets.

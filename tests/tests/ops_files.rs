@@ -262,7 +262,9 @@ fn dashboard_is_json_and_queries_exported_metrics() {
     );
     // One fleet of many hosts: an instance variable every splatfleet query is scoped by, a
     // validators table (hotkey beside uid) and what version each process runs.
-    let variables = dashboard["templating"]["list"].as_array().expect("templating");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating");
     assert!(
         variables.iter().any(|v| v["name"] == "instance"),
         "no instance variable"

@@ -1,6 +1,6 @@
 //! The Prometheus exporter as a scraper sees it: served on the configured address, with
-//! buckets on every `_seconds`, `_bytes` and `_attempts_per_task` histogram and build info
-//! (version and git revision) from the start.
+//! buckets on every `_seconds`, `_bytes` and `_attempts_per_task` histogram, build info
+//! (version and git revision) and the standard `process_*` metrics from the start.
 
 use splatfleet_common::telemetry::{
     serve_metrics, ATTEMPTS_BUCKETS, GIT_REVISION, SECONDS_BUCKETS,
@@ -26,6 +26,20 @@ async fn metrics_endpoint_serves_histogram_buckets_for_seconds_and_bytes() {
         )),
         "{body}"
     );
+    // The standard process metrics, read at start and every few seconds.
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_threads",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            body.lines()
+                .any(|l| l.starts_with(name) && !l.starts_with('#')),
+            "no {name} in {body}"
+        );
+    }
     // `git rev-parse --short HEAD` where built in a checkout, `unknown` elsewhere.
     assert!(
         GIT_REVISION == "unknown"
