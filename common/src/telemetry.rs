@@ -12,6 +12,14 @@ use crate::config::{LogFormat, LogSettings};
 /// The git revision this binary was built from (`common/build.rs`), `unknown` outside git.
 pub const GIT_REVISION: &str = env!("SPLATFLEET_GIT_REVISION");
 
+/// What `--version` prints after a role's name: the version and the git revision.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SPLATFLEET_GIT_REVISION"),
+    ")"
+);
+
 /// Buckets for durations, from a millisecond kernel to a five-minute submission.
 pub const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,

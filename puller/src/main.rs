@@ -7,7 +7,7 @@ use splatfleet_common::role::{self, CommonArgs, Role};
 
 /// Pull 3D-generation tasks from SN17 validators and queue them for the GPU workers.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version = splatfleet_common::telemetry::VERSION)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,

@@ -9,7 +9,7 @@ use splatfleet_submitter::cli::{self, ExportArgs, ReportArgs};
 
 /// Submit finished results to SN17 validators and record every step in PostgreSQL.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version = splatfleet_common::telemetry::VERSION)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,

@@ -98,7 +98,7 @@ fn every_role_binary_answers_version() {
         assert!(out.status.success(), "{name}: {out:?}");
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
-            format!("{name} {}", env!("CARGO_PKG_VERSION"))
+            format!("{name} {} ({GIT_REVISION})", env!("CARGO_PKG_VERSION"))
         );
     }
 }

@@ -12,7 +12,7 @@ use splatfleet_worker::{
 
 /// Generate, render and gate Gaussian-splat models for queued tasks on one GPU.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version = splatfleet_common::telemetry::VERSION)]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
