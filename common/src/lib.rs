@@ -8,6 +8,7 @@ pub mod broker;
 pub mod config;
 pub mod db;
 pub mod discovery;
+pub mod http_client;
 pub mod ledger;
 pub mod messages;
 pub mod protocol;

@@ -1,17 +1,13 @@
 //! The HTTP exchange the worker has with the local services it calls (generation, validation):
-//! one pooled client per service, a POST bounded by a timeout over the whole exchange and a
-//! cap on the answer, and the failures every such exchange can have, each naming the service
-//! and the URL.
+//! one pooled client per service (the fleet's one HTTP client, `splatfleet_common::http_client`),
+//! a POST bounded by a timeout over the whole exchange and a cap on the answer, and the
+//! failures every such exchange can have, each naming the service and the URL.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::{header, Method, Request, StatusCode};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
+use reqwest::{header, StatusCode};
+use splatfleet_common::http_client::{self, error_chain, BodyError};
 
 /// An endpoint from the config that is not a URL the service can be reached at.
 #[derive(Debug, thiserror::Error)]
@@ -99,19 +95,21 @@ pub fn endpoint_url(
 #[derive(Debug, Clone)]
 pub struct ServiceHttp {
     service: &'static str,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// `None` when the client could not be built, which every exchange then reports.
+    client: Option<reqwest::Client>,
 }
 
 impl ServiceHttp {
     /// A client whose errors name `service` ("generation", "validation").
     pub fn new(service: &'static str) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        Self {
-            service,
-            client: Client::builder(TokioExecutor::new()).build(connector),
-        }
+        let client = match http_client::pooled(Duration::from_secs(5)) {
+            Ok(client) => Some(client),
+            Err(err) => {
+                tracing::error!(service, err = %error_chain(&err), "the HTTP client could not be built");
+                None
+            }
+        };
+        Self { service, client }
     }
 
     /// POSTs `body` to `url` and returns the 200 answer's body, at most `limit` bytes;
@@ -142,47 +140,50 @@ impl ServiceHttp {
         limit: usize,
     ) -> Result<Bytes, ExchangeError> {
         let service = self.service;
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(url)
+        let Some(client) = &self.client else {
+            return Err(ExchangeError::Request {
+                service,
+                url: url.to_owned(),
+                reason: "the HTTP client could not be built (see the log at start)".into(),
+            });
+        };
+        let response = client
+            .post(url)
             .header(header::CONTENT_TYPE, content_type)
-            .body(Full::new(body))
-            .map_err(|e| ExchangeError::Request {
-                service,
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| ExchangeError::Connect {
-                service,
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), limit)
-            .collect()
+            .body(body)
+            .send()
             .await
             .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    ExchangeError::TooLarge {
+                let reason = error_chain(&e);
+                if e.is_builder() {
+                    ExchangeError::Request {
                         service,
                         url: url.to_owned(),
-                        limit,
+                        reason,
                     }
                 } else {
-                    ExchangeError::Body {
+                    ExchangeError::Connect {
                         service,
                         url: url.to_owned(),
-                        reason: e.to_string(),
+                        reason,
                     }
                 }
-            })?
-            .to_bytes();
+            })?;
+        let status = response.status();
+        let body = http_client::read_capped(response, limit)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge { limit } => ExchangeError::TooLarge {
+                    service,
+                    url: url.to_owned(),
+                    limit,
+                },
+                BodyError::Broken(reason) => ExchangeError::Body {
+                    service,
+                    url: url.to_owned(),
+                    reason,
+                },
+            })?;
         if status != StatusCode::OK {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
             return Err(ExchangeError::Status {

@@ -6,14 +6,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::{header, Request, StatusCode};
-use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
-};
+use reqwest::{header, StatusCode};
 use serde::Deserialize;
+
+use crate::http_client::{self, error_chain, BodyError};
 
 use super::{
     keys::Hotkey,
@@ -166,17 +162,20 @@ struct Inner {
     uuid: String,
     nonces: NonceClock,
     settings: DendriteSettings,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// The fleet's one HTTP client (`http_client`); `None` when it could not be built (no
+    /// TLS or resolver left in this process), which every call then reports.
+    client: Option<reqwest::Client>,
 }
 
 impl Dendrite {
     pub fn new(hotkey: Arc<Hotkey>, settings: DendriteSettings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = match http_client::pooled(settings.connect_timeout) {
+            Ok(client) => Some(client),
+            Err(err) => {
+                tracing::error!(err = %error_chain(&err), "the dendrite's HTTP client could not be built");
+                None
+            }
+        };
         Self {
             inner: Arc::new(Inner {
                 hotkey,
@@ -286,21 +285,27 @@ impl Dendrite {
         prepared: PreparedRequest,
     ) -> Result<SynapseResponse<S>, DendriteError> {
         let authority = target.authority();
-        let mut builder = Request::post(&prepared.url)
+        let Some(client) = &self.inner.client else {
+            return Err(DendriteError::Request {
+                target: authority,
+                reason: "the HTTP client could not be built (see the log at start)".into(),
+            });
+        };
+        let mut request = client
+            .post(&prepared.url)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "*/*");
         for (name, value) in &prepared.headers {
-            builder = builder.header(name.as_str(), value.as_str());
+            request = request.header(name.as_str(), value.as_str());
         }
-        let request = builder
-            .body(Full::new(Bytes::from(prepared.body)))
-            .map_err(|e| DendriteError::Request {
-                target: authority.clone(),
-                reason: e.to_string(),
-            })?;
-        let response = self.inner.client.request(request).await.map_err(|e| {
+        let response = request.body(prepared.body).send().await.map_err(|e| {
             let reason = error_chain(&e);
-            if e.is_connect() {
+            if e.is_builder() {
+                DendriteError::Request {
+                    target: authority.clone(),
+                    reason,
+                }
+            } else if e.is_connect() {
                 DendriteError::Connect {
                     target: authority.clone(),
                     reason,
@@ -314,36 +319,18 @@ impl Dendrite {
         })?;
         let status = response.status();
         let limit = self.inner.settings.max_response_bytes;
-        let declared = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
-            return Err(DendriteError::ResponseTooLarge {
-                target: authority,
-                limit,
-            });
-        }
-        let collected = Limited::new(response.into_body(), limit)
-            .collect()
+        let bytes = http_client::read_capped(response, limit)
             .await
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    DendriteError::ResponseTooLarge {
-                        target: authority.clone(),
-                        limit,
-                    }
-                } else {
-                    DendriteError::Transport {
-                        target: authority.clone(),
-                        reason: e.to_string(),
-                    }
-                }
+            .map_err(|e| match e {
+                BodyError::TooLarge { limit } => DendriteError::ResponseTooLarge {
+                    target: authority.clone(),
+                    limit,
+                },
+                BodyError::Broken(reason) => DendriteError::Transport {
+                    target: authority.clone(),
+                    reason,
+                },
             })?;
-        let bytes = collected.to_bytes();
         if status != StatusCode::OK {
             let message = serde_json::from_slice::<ErrorBody>(&bytes)
                 .ok()
@@ -393,17 +380,6 @@ impl Dendrite {
             bytes: bytes.len(),
         })
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
