@@ -57,13 +57,19 @@ pub async fn read_capped(
     Ok(body.freeze())
 }
 
-/// An error and its causes on one line (reqwest's own message names only the outermost).
+/// An error and the errors under it on one line: reqwest and hyper say only "error sending
+/// request" or "client error (Connect)" where the cause is, say, a refused connection or a
+/// certificate the system does not trust. A cause whose text is already in the line is not
+/// repeated. Used for every call the fleet makes (axons, services, the subtensor).
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text

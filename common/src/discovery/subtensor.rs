@@ -28,7 +28,7 @@ use super::{
     chain_types::{NeuronInfoLite, SubnetState},
     ChainStanding, DiscoveredValidator, ValidatorInfo,
 };
-use crate::bittensor::ss58;
+use crate::{bittensor::ss58, http_client::error_chain};
 
 /// Rao per TAO.
 pub const RAO_PER_TAO: f64 = 1e9;
@@ -119,7 +119,7 @@ impl SubtensorClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let transport = |err: ClientError| SubtensorError::Transport {
             endpoint: endpoint.to_owned(),
-            reason: with_causes(&err),
+            reason: error_chain(&err),
         };
         let scheme = endpoint.split_once("://").map(|(scheme, _)| scheme);
         let rpc = match scheme {
@@ -192,7 +192,7 @@ impl SubtensorClient {
             },
             other => SubtensorError::Transport {
                 endpoint,
-                reason: format!("{method}: {}", with_causes(&other)),
+                reason: format!("{method}: {}", error_chain(&other)),
             },
         }
     }
@@ -284,22 +284,6 @@ impl SubtensorClient {
             })?;
         Ok(to_validators(&neurons, Some(&state)))
     }
-}
-
-/// An error with the errors under it: hyper says only "client error (Connect)" where the
-/// cause is, say, a certificate the system does not trust.
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(inner) = cause {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        cause = inner.source();
-    }
-    text
 }
 
 /// Decodes a `Vec<NeuronInfoLite>` that must use every byte.
