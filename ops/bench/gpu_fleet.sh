@@ -163,6 +163,8 @@ run_fleet() { # run_fleet NAME SIZE WORKERS SECS SAMPLE_SECS
         >"$WORK/runs/$name.log" 2>&1
     local status=$?
     mv "$WORK/baseline_$name" "$run/gpu_baseline_mib" 2>/dev/null
+    # Also when demo.sh stopped before it made the run directory.
+    mkdir -p "$run"
     printf '%s\n' "$size" >"$run/gaussians"; printf '%s\n' "$workers" >"$run/workers"
     tail -3 "$WORK/runs/$name.log"
     [ "$status" -eq 0 ] || say "run $name failed (exit $status; $WORK/runs/$name.log)"

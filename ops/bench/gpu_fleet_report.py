@@ -147,25 +147,26 @@ def errors(run, db):
 
 
 def soak_bounds(run):
-    """The device's memory bounds of a soak run (the host's are ops/bench/soak_report.py's)."""
+    """The device's memory bounds of a soak run (the host's are ops/bench/soak_report.py's):
+    the device's memory in use, and each process's where the driver tells it."""
+    series = defaultdict(list)  # what the row measures -> [(seconds, MiB)]
+    for r in tsv(run / "gpu.tsv"):
+        label = ("GPU 0", "device memory in use") if r["what"] == "gpu0" else (
+            f"pid {r['pid']}", "device memory") if r["what"] == "process" else None
+        if label:
+            series[label].append((float(r["seconds"]), float(r["used_mib"])))
     ok, lines = True, []
-    dev = [(float(r["seconds"]), float(r["used_mib"])) for r in tsv(run / "gpu.tsv") if r["what"] == "gpu0"]
-    settled = [d for d in dev if d[0] >= SOAK_SETTLED_SECS]
-    if len(settled) >= 2:
-        first, last = settled[0][1], settled[-1][1]
-        held = last <= first + SOAK_DEVICE_GROWTH_MIB
+    for (who, measure), samples in sorted(series.items()):
+        settled = [mib for secs, mib in samples if secs >= SOAK_SETTLED_SECS]
+        if len(settled) < 2:
+            continue
+        first, last = settled[0], settled[-1]
+        bound = first + SOAK_DEVICE_GROWTH_MIB
+        held = last <= bound
         ok &= held
-        lines.append(f"| GPU 0 | device memory in use | {first:.0f} MiB | {last:.0f} MiB | "
-                     f"≤ {first + SOAK_DEVICE_GROWTH_MIB:.0f} MiB | {'held' if held else '**broken**'} |")
-    for pid in sorted({r["pid"] for r in tsv(run / "gpu.tsv") if r["what"] == "process"}):
-        s = [(float(r["seconds"]), float(r["used_mib"])) for r in tsv(run / "gpu.tsv")
-             if r["what"] == "process" and r["pid"] == pid and float(r["seconds"]) >= SOAK_SETTLED_SECS]
-        if len(s) >= 2:
-            held = s[-1][1] <= s[0][1] + SOAK_DEVICE_GROWTH_MIB
-            ok &= held
-            lines.append(f"| pid {pid} | device memory | {s[0][1]:.0f} MiB | {s[-1][1]:.0f} MiB | "
-                         f"≤ {s[0][1] + SOAK_DEVICE_GROWTH_MIB:.0f} MiB | {'held' if held else '**broken**'} |")
-    return ok, lines, len(dev)
+        lines.append(f"| {who} | {measure} | {first:.0f} MiB | {last:.0f} MiB | ≤ {bound:.0f} MiB | "
+                     f"{'held' if held else '**broken**'} |")
+    return ok, lines, len(series.get(("GPU 0", "device memory in use"), []))
 
 
 def main(root):
