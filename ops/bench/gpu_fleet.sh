@@ -83,7 +83,13 @@ as_nobody() {
     else setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; fi
 }
 start_services() {
-    if [ ! -x .devbin/splatfleet-worker ]; then
+    # Any one missing (a .devbin carried for the kernel checks holds only the worker) means
+    # unpacking them all: they are one build.
+    local b missing=
+    for b in splatfleet-puller splatfleet-worker splatfleet-submitter splatfleet-sim; do
+        [ -x ".devbin/$b" ] || missing=1
+    done
+    if [ -n "$missing" ]; then
         [ -f .devpkg/bin.tar.xz ] || die ".devpkg/bin.tar.xz missing: run ops/bench/gpu_fleet_pack.sh here and carry .devpkg"
         mkdir -p .devbin && xz -dc .devpkg/bin.tar.xz | tar -C .devbin -xf - || die "unpacking the binaries failed"
     fi

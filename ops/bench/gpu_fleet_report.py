@@ -171,6 +171,10 @@ def soak_bounds(run):
 
 def main(root):
     runs = sorted(p for p in Path(root).iterdir() if (p / "splatfleet.toml").exists())
+    if not runs:
+        # A run that failed before writing its config (a missing binary, say) is no result.
+        print(f"no run under {root} got as far as its configuration: nothing to report")
+        return 1
     ok = True
     print("| run | gaussians | workers | models/s through the gate | attempts in window | "
           "device MiB per worker | pulled | lost | duplicate | attempt errors | ERROR lines |")
