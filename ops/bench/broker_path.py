@@ -45,7 +45,9 @@ RELEASE = ROOT / "target" / "release"
 WORK = ROOT / "target" / "bench-broker-path"
 AMQP = os.environ.get("BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 AMQP_RUST = os.environ.get("BENCH_AMQP_RUST", "amqp://guest:guest@127.0.0.1:5672/%2f")
-PG = dict(host="127.0.0.1", port=5432, user="postgres")
+# BENCH_PG_PORT points the bench at another PostgreSQL, such as a private one started with
+# shared_preload_libraries = pg_stat_statements for --statements.
+PG = dict(host="127.0.0.1", port=int(os.environ.get("BENCH_PG_PORT", "5432")), user="postgres")
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -221,6 +223,40 @@ def db_counters(dbname):
     return dict(zip(("commits", "rows_scanned", "rows_fetched", "rows_written"), map(int, row)))
 
 
+def statements_reset(conn):
+    """Clears pg_stat_statements when the server loads it (--statements); False otherwise."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            cur.execute("SELECT pg_stat_statements_reset()")
+        return True
+    except psycopg2.Error as err:
+        log("--statements: pg_stat_statements is not loaded by this server:", str(err).strip())
+        return False
+
+
+def table_counters(conn):
+    """Per table: rows read by sequential scans and fetched by index scans (cumulative)."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT relname, coalesce(seq_tup_read, 0), coalesce(idx_tup_fetch, 0)
+                       FROM pg_stat_user_tables""")
+        return {name: (int(seq), int(idx)) for name, seq, idx in cur.fetchall()}
+
+
+def statements_read(conn, tasks):
+    """Calls and rows per completed task of every statement the fleet ran in its database,
+    and the index-scan rows (pg_stat_user_tables) behind pg_stat_database's tup_fetched."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT calls, rows, regexp_replace(query, '\\s+', ' ', 'g')
+               FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+               WHERE d.datname = current_database() ORDER BY calls DESC""")
+        rows = cur.fetchall()
+    per = max(tasks, 1)
+    return [{"calls_per_task": c / per, "rows_per_task": r / per, "query": q[:160]}
+            for c, r, q in rows]
+
+
 class CpuMeter:
     """CPU seconds per component over the measured window."""
 
@@ -298,6 +334,7 @@ format = "json"
 url = "{AMQP_RUST}"
 prefix = "{self.prefix}"
 [database]
+port = {PG["port"]}
 dbname = "{self.db}"
 pool_max_size = {a.pool_size}
 [puller]
@@ -399,12 +436,30 @@ validators_file = "{self.keys / 'validators.toml'}"
             with conn.cursor() as cur:
                 cur.execute("SELECT extract(epoch FROM clock_timestamp())")
                 t0 = float(cur.fetchone()[0])
+            statements = a.statements and statements_reset(conn)
+            tables0 = table_counters(conn) if statements else {}
             cpu0 = meter.snapshot()
             time.sleep(a.duration)
             with conn.cursor() as cur:
                 cur.execute("SELECT extract(epoch FROM clock_timestamp())")
                 t1 = float(cur.fetchone()[0])
             cpu1 = meter.snapshot()
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM submissions WHERE state = 'completed' "
+                            "AND completed_at > to_timestamp(%s) AND completed_at <= to_timestamp(%s)",
+                            (t0, t1))
+                window_tasks = cur.fetchone()[0]
+            per_statement = statements_read(conn, window_tasks) if statements else []
+            if statements:
+                # pg_stat_user_tables lags by up to the stats flush interval, as db_counters does.
+                time.sleep(1.0)
+                for name, (seq, idx) in sorted(table_counters(conn).items()):
+                    seq0, idx0 = tables0.get(name, (0, 0))
+                    per = max(window_tasks, 1)
+                    log(f"  table {name}: {(seq - seq0) / per:8.2f} rows seq-scanned, "
+                        f"{(idx - idx0) / per:6.2f} fetched by index per task")
+            for st in per_statement:
+                log(f"  {st['calls_per_task']:7.3f} calls {st['rows_per_task']:7.3f} rows per task: {st['query']}")
             self.procs.check_alive()
             with conn.cursor() as cur:
                 cur.execute(
@@ -438,6 +493,8 @@ validators_file = "{self.keys / 'validators.toml'}"
             "unfinished_total": unfinished,
             "cpu": CpuMeter.diff(cpu0, cpu1, seconds),
         }
+        if per_statement:
+            result["statements"] = per_statement
         result.update(summarise(hop1, hop2))
         return result
 
@@ -736,6 +793,9 @@ def main():
                    help="another splatfleet-puller binary, run as side splatfleet-b")
     p.add_argument("--no-half", action="store_true", help="skip the half-rate latency runs")
     p.add_argument("--keep", action="store_true", help="keep run directories (logs)")
+    p.add_argument("--statements", action="store_true",
+                   help="per-statement calls and rows per task from pg_stat_statements (a server "
+                        "that preloads it, e.g. a private one on BENCH_PG_PORT)")
     p.add_argument("--json", type=Path, default=WORK / "results.json")
     args = p.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ struct SimValidator {
 }
 
 impl SimValidator {
-    /// What the ledger's `submission_stats` would say over the last `window` verdicts.
+    /// What the puller's verdict windows would say over the last `window` verdicts.
     fn stats(&self, window: u32) -> SubmissionStats {
         let mut stats = SubmissionStats::default();
         for &accepted in self.verdicts.iter().rev().take(window as usize) {

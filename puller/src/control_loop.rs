@@ -5,8 +5,8 @@
 //! are no locks around it.
 
 use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    collections::HashMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -18,6 +18,7 @@ use splatfleet_common::{
     discovery::{DiscoveredValidator, ValidatorInfo},
     ledger::{
         self,
+        closed::{self, ClosedListener},
         validators::{self, PullRecord},
     },
     messages::TaskMsg,
@@ -27,20 +28,14 @@ use tokio::task::JoinSet;
 
 use crate::{
     capacity::{self, CapacitySignal},
-    jobs::{
-        now_secs, publish_with_tries, pull_job, JobContext, JobOutcome, JobReport, KnownValidator,
-    },
+    jobs::{now_secs, pull_job, JobContext, JobOutcome, JobReport, KnownValidator},
     metrics,
     policy::{Blacklisting, PullPolicy, HOUSEKEEPING_EVERY_SECS},
     scheduler::{NoTask, Scheduler},
     validator_set::{self, SetFilters, ValidatorSet},
+    verdict_windows::VerdictWindows,
     PullerError,
 };
-
-/// A queued task younger than this may belong to the pull job that just recorded it (jobs
-/// mark their rows in `JobContext::publishing` right after the insert); the sweep
-/// republishes only older unconfirmed ones.
-const SWEEP_AFTER: Duration = Duration::from_secs(2);
 
 /// The running puller.
 #[derive(Debug)]
@@ -63,13 +58,39 @@ pub struct ControlLoop {
     pulls_in_flight: usize,
     /// When every validator was last read from Postgres (unix seconds; 0: never).
     last_full_snapshot: f64,
+    /// The submitter's announcements of closed tasks; `None` while not listening.
+    closed: Option<ClosedListener>,
+    /// Each validator's recent verdicts, for the blacklist and the acceptance estimate.
+    verdicts: VerdictWindows,
+    /// When `verdicts` was last read from Postgres (unix seconds; 0: never).
+    verdicts_read_at: f64,
 }
 
-/// Between full reads, only validators holding a task are read from Postgres: only the
-/// submitter changes the others' standing (it closes the task and records the cooldown), and
-/// it does so for tasks we hold. The full read every few seconds catches anything else (a
-/// second puller, a hand edit).
+/// Only the submitter changes a validator's standing once we hold its task (it closes the
+/// task and records the cooldown), and it announces each close (`ledger::closed`). While we
+/// listen, nothing else is read between full reads; while we do not, the validators holding a
+/// task are read every tick. The full read catches anything else (a second puller, a hand
+/// edit, a notice missed while the listening connection was down).
 const FULL_SNAPSHOT_EVERY_SECS: f64 = 5.0;
+/// The full read's period while listening.
+const FULL_SNAPSHOT_LISTENING_SECS: f64 = 30.0;
+
+/// Listens for closed tasks, or says why not (the puller then reads Postgres every tick).
+async fn listen_for_closes(config: &Config) -> Option<ClosedListener> {
+    let listener = closed::listen(&config.database).await;
+    ::metrics::gauge!("splatfleet_puller_close_notices_listening").set(if listener.is_ok() {
+        1.0
+    } else {
+        0.0
+    });
+    match listener {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            tracing::warn!(%err, "cannot listen for closed tasks; reading Postgres every tick until it works");
+            None
+        }
+    }
+}
 
 impl ControlLoop {
     pub async fn new(config: Config, pool: Pool, broker: Arc<Broker>) -> Result<Self, PullerError> {
@@ -79,6 +100,8 @@ impl ControlLoop {
         let capacity_channel = broker.channel().await?;
         let tasks_queue = broker.topology().queue(QueueKind::Tasks);
         validators::clear_stops(&pool).await?;
+        let closed = listen_for_closes(&config).await;
+        let verdicts = VerdictWindows::new(policy.blacklist.window.max(policy.acceptance_window));
         Ok(Self {
             filters: SetFilters::from_config(&config),
             config: Arc::new(config),
@@ -97,6 +120,9 @@ impl ControlLoop {
             jobs: JoinSet::new(),
             pulls_in_flight: 0,
             last_full_snapshot: 0.0,
+            closed,
+            verdicts,
+            verdicts_read_at: 0.0,
         })
     }
 
@@ -215,28 +241,41 @@ impl ControlLoop {
             timeout: Duration::from_millis(settings.pull_timeout_ms),
             task_deadline: Duration::from_secs(settings.task_deadline_secs),
             publish_tries: settings.publish_tries,
-            publishing: Mutex::new(HashSet::new()),
         }));
         Ok(())
     }
 
-    /// Blacklist, acceptance, the validator set, lost tasks and unpublished tasks: the facts
+    /// Blacklist, acceptance, the validator set, lost tasks and the listening connection: the facts
     /// from the ledger, the decisions from [`PullPolicy`].
     async fn housekeeping(&mut self) -> Result<(), PullerError> {
         let rule = self.policy.blacklist;
-        let judged = ledger::submission_stats(&self.pool, rule.window).await?;
+        let now = now_secs();
+        // Verdicts come with the close notices; the ledger is read again now and then (an
+        // operator's blacklisting, a notice missed), and every round while not listening.
+        if self.closed.is_none() || now - self.verdicts_read_at >= FULL_SNAPSHOT_LISTENING_SECS {
+            let recent = ledger::recent_verdicts(&self.pool, self.verdicts.cap()).await?;
+            self.verdicts.seed(recent);
+            self.verdicts_read_at = now;
+        }
+        let judged = self.verdicts.stats(rule.window);
         for blacklisting in rule.blacklistings(&judged, &self.filters.auto_blacklist) {
             let Blacklisting { hotkey, reason } = blacklisting;
             tracing::warn!(validator = %hotkey, %reason, secs = rule.secs, "automatic blacklist");
             validators::auto_blacklist(&self.pool, &hotkey, &reason, rule.secs).await?;
+            self.verdicts.blacklisted(&hotkey, now + rule.secs as f64);
         }
         self.filters.auto_blacklist = validators::blacklisted(&self.pool).await?;
-        let recent = ledger::submission_stats(&self.pool, self.policy.acceptance_window).await?;
+        let recent = self.verdicts.stats(self.policy.acceptance_window);
         self.apply_set().await?;
         self.scheduler.set_acceptances(&recent);
-        self.release_lost_tasks().await?;
-        self.sweep_unpublished().await?;
-        Ok(())
+        if self.closed.is_none() {
+            self.closed = listen_for_closes(&self.config).await;
+            if self.closed.is_some() {
+                // Closes during the gap were not announced to us: read everything next.
+                self.last_full_snapshot = 0.0;
+            }
+        }
+        self.release_lost_tasks().await
     }
 
     /// Applies the filters and hands the eligible validators to the scheduler.
@@ -310,6 +349,7 @@ impl ControlLoop {
         let Some(context) = self.jobs_context.clone() else {
             return Ok(());
         };
+        self.apply_close_notices();
         // Count pulls in flight before reading the queue: a pull that publishes in between
         // is then counted twice (safe), never missed.
         let in_flight = self.pulls_in_flight;
@@ -348,7 +388,16 @@ impl ControlLoop {
     /// it is still open) into the scheduler.
     async fn refresh_from_postgres(&mut self) -> Result<(), PullerError> {
         let now = now_secs();
-        let full = now - self.last_full_snapshot >= FULL_SNAPSHOT_EVERY_SECS;
+        let listening = self.closed.is_some();
+        let every = if listening {
+            FULL_SNAPSHOT_LISTENING_SECS
+        } else {
+            FULL_SNAPSHOT_EVERY_SECS
+        };
+        let full = now - self.last_full_snapshot >= every;
+        if !full && listening {
+            return Ok(());
+        }
         let holding: Vec<String> = if full {
             Vec::new()
         } else {
@@ -384,6 +433,34 @@ impl ControlLoop {
         Ok(())
     }
 
+    /// Folds the closes announced since the last tick into the scheduler; notices the
+    /// listening connection's end (then every tick reads Postgres until it listens again).
+    fn apply_close_notices(&mut self) {
+        let Some(listener) = self.closed.as_mut() else {
+            return;
+        };
+        let Some(notices) = listener.drain() else {
+            tracing::warn!("stopped listening for closed tasks; reading Postgres every tick until listening again");
+            ::metrics::gauge!("splatfleet_puller_close_notices_listening").set(0.0);
+            self.closed = None;
+            return;
+        };
+        if notices.is_empty() {
+            return;
+        }
+        let hotkeys: HashMap<i64, &String> = self.ids.iter().map(|(h, id)| (*id, h)).collect();
+        let now = now_secs();
+        for notice in notices {
+            if let Some(hotkey) = hotkeys.get(&notice.validator_id) {
+                self.scheduler
+                    .task_closed(hotkey, &notice.task_id, notice.cooldown_until);
+                if let Some(verdict) = notice.verdict {
+                    self.verdicts.record(hotkey, verdict, now);
+                }
+            }
+        }
+    }
+
     /// Requests the empty release of each task the fleet lost; the submitter sends it. The
     /// validator holds the task until then, so it is not pulled meanwhile.
     async fn release_lost_tasks(&mut self) -> Result<(), PullerError> {
@@ -401,37 +478,6 @@ impl ControlLoop {
         Ok(())
     }
 
-    /// Republishes queued tasks the broker never confirmed.
-    async fn sweep_unpublished(&mut self) -> Result<(), PullerError> {
-        let Some(context) = self.jobs_context.clone() else {
-            return Ok(());
-        };
-        for (row, msg) in ledger::unpublished(&self.pool, SWEEP_AFTER.as_secs_f64()).await? {
-            let mine = context
-                .publishing
-                .lock()
-                .map(|mut set| set.insert(row))
-                .unwrap_or(false);
-            if !mine {
-                continue;
-            }
-            let context = context.clone();
-            self.jobs.spawn(async move {
-                publish_with_tries(&context, row, &msg, None).await;
-                if let Ok(mut set) = context.publishing.lock() {
-                    set.remove(&row);
-                }
-                JobReport {
-                    hotkey: msg.validator.hotkey.clone(),
-                    validator_id: 0,
-                    is_pull: false,
-                    outcome: JobOutcome::Published,
-                }
-            });
-        }
-        Ok(())
-    }
-
     /// Folds a job's outcome into the scheduler and the records.
     async fn on_report(&mut self, report: JobReport) {
         let JobReport {
@@ -440,9 +486,6 @@ impl ControlLoop {
             is_pull,
             outcome,
         } = report;
-        if matches!(outcome, JobOutcome::Published) {
-            return;
-        }
         if is_pull {
             self.pulls_in_flight = self.pulls_in_flight.saturating_sub(1);
         }
@@ -502,7 +545,6 @@ impl ControlLoop {
                 }
                 Some(PullRecord::Stopped { error })
             }
-            JobOutcome::Published => None,
         };
         if let Some(record) = record {
             if let Err(err) = validators::record_pull(&self.pool, validator_id, &record).await {

@@ -1,10 +1,9 @@
-//! The work the control loop hands off: a pull (call the validator, record the task as
-//! `queued`, publish it with confirms) and a sweep publish of a task the broker never
-//! confirmed. Each job reports a [`JobReport`] back; only the loop changes scheduling state.
+//! The work the control loop hands off: a pull (call the validator, then record the task as
+//! `queued` and publish it with confirms in one transaction). Each job reports a
+//! [`JobReport`] back; only the loop changes scheduling state.
 
 use std::{
-    collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -14,7 +13,7 @@ use splatfleet_common::{
     broker::Publisher,
     db::Pool,
     discovery::ValidatorInfo,
-    ledger::{self, TaskInsert},
+    ledger::{self, Recorded},
     messages::{TaskKind, TaskMsg, ValidatorRef},
     protocol::sn17::ProtocolTask,
 };
@@ -51,10 +50,9 @@ pub(crate) enum JobOutcome {
     Unavailable(String),
     Unauthorized(String),
     Refused(String),
-    /// Postgres failed under the job; the validator is backed off like a failed pull.
+    /// Postgres or the broker failed under the job; the validator is backed off like a
+    /// failed pull (it still holds the task and hands it out again).
     Error(String),
-    /// A sweep publish finished.
-    Published,
 }
 
 #[derive(Debug)]
@@ -74,8 +72,6 @@ pub(crate) struct JobContext {
     pub(crate) timeout: Duration,
     pub(crate) task_deadline: Duration,
     pub(crate) publish_tries: u32,
-    /// Task rows a job is publishing right now (the sweep leaves them alone).
-    pub(crate) publishing: Mutex<HashSet<i64>>,
 }
 
 fn target(validator: &KnownValidator) -> AxonTarget {
@@ -167,35 +163,31 @@ async fn take_task(
         deadline_unix_ms,
     };
     let prompt_sha256 = hex::encode(Sha256::digest(msg.prompt.as_bytes()));
-    let inserted =
-        match ledger::insert_task(&context.pool, validator.id, &msg, &prompt_sha256).await {
-            Ok(inserted) => inserted,
+    let publish = || publish_with_tries(context, &msg);
+    let recorded =
+        match ledger::record_task(&context.pool, validator.id, &msg, &prompt_sha256, publish).await
+        {
+            Ok(recorded) => recorded,
             Err(err) => {
                 // The validator assigned the task but we could not record it: it stays assigned,
                 // and the next pull returns it again.
                 return JobOutcome::Error(format!("recording task {}: {err}", msg.task_id));
             }
         };
-    match inserted {
-        TaskInsert::Inserted { id } => {
-            // `false` only if the sweep took the row first; then it publishes.
-            let mine = context
-                .publishing
-                .lock()
-                .map(|mut set| set.insert(id))
-                .unwrap_or(true);
-            if mine {
-                publish_with_tries(context, id, &msg, Some(started)).await;
-                if let Ok(mut set) = context.publishing.lock() {
-                    set.remove(&id);
-                }
-            }
+    match recorded {
+        Recorded::Published { .. } => {
+            ::metrics::histogram!("splatfleet_puller_pull_to_publish_seconds")
+                .record(started.elapsed().as_secs_f64());
             tracing::info!(validator = %msg.validator.hotkey, task_id = %msg.task_id, "task pulled and queued");
             JobOutcome::Held {
                 task_id: msg.task_id,
             }
         }
-        TaskInsert::Existing { id, status } if status.is_terminal() => {
+        Recorded::NotPublished(err) => {
+            // Rolled back: not ours on record, still the validator's to hand out again.
+            JobOutcome::Error(format!("publishing task {}: {err}", msg.task_id))
+        }
+        Recorded::Existing { id, status } if status.is_terminal() => {
             // We finished this task, yet the validator still holds it: our submission never
             // reached it. Ask for an empty release so the validator hands out the next one;
             // until the submitter has sent it, we hold the task.
@@ -220,7 +212,7 @@ async fn take_task(
                 }
             }
         }
-        TaskInsert::Existing { .. } => {
+        Recorded::Existing { .. } => {
             tracing::debug!(validator = %msg.validator.hotkey, task_id = %msg.task_id, "validator returned the task we hold; not queued twice");
             JobOutcome::Held {
                 task_id: msg.task_id,
@@ -229,30 +221,23 @@ async fn take_task(
     }
 }
 
-/// Publishes with confirms, up to the configured tries; the row records each try.
-pub(crate) async fn publish_with_tries(
+/// Publishes with confirms, up to the configured tries; the tries it took, or the last error.
+async fn publish_with_tries(
     context: &JobContext,
-    row: i64,
     msg: &TaskMsg,
-    started: Option<Instant>,
-) {
-    for attempt in 1..=context.publish_tries {
+) -> Result<u32, splatfleet_common::broker::PublishError> {
+    let mut attempt = 1;
+    loop {
         match context.publisher.publish(msg).await {
-            Ok(()) => {
-                if let Some(started) = started {
-                    ::metrics::histogram!("splatfleet_puller_pull_to_publish_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                }
-                if let Err(err) = ledger::mark_published(&context.pool, row).await {
-                    tracing::warn!(task_id = %msg.task_id, %err, "recording the publish failed; the sweep may publish it again");
-                }
-                return;
-            }
+            Ok(()) => return Ok(attempt),
             Err(err) => {
                 ::metrics::counter!("splatfleet_puller_publish_failures_total").increment(1);
                 tracing::warn!(task_id = %msg.task_id, attempt, %err, "publishing the task failed");
-                let _ = ledger::mark_publish_failed(&context.pool, row, &err.to_string()).await;
+                if attempt >= context.publish_tries {
+                    return Err(err);
+                }
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                attempt += 1;
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The puller: the fleet's scheduler. It discovers validators, decides whom to pull from and
 //! when (cooldowns, blacklists, backoff, expected value, fleet capacity), pulls, records each
-//! task in Postgres as `queued` (through the ledger, `splatfleet_common::ledger`), publishes it
-//! with confirms, and gives back tasks the fleet lost with an empty submission.
+//! task in Postgres as `queued` in the transaction that publishes it with confirms (through the
+//! ledger, `splatfleet_common::ledger`), listens for the tasks the submitter closes, and gives
+//! back tasks the fleet lost with an empty submission.
 
 pub mod backoff;
 pub mod capacity;
@@ -13,6 +14,7 @@ pub mod policy;
 pub mod pull;
 pub mod scheduler;
 pub mod validator_set;
+pub mod verdict_windows;
 
 use std::sync::Arc;
 

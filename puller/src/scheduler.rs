@@ -20,6 +20,9 @@ pub const EXPECTED_VALUE_STEP: f64 = 0.05;
 pub struct ValidatorStanding {
     /// The validator's task we hold (pulled, not yet submitted or released).
     pub held_task: Option<String>,
+    /// The last task closed that we did not hold yet: a close can be announced before the
+    /// pull that took the task reports it held (zero-time generation), and must win.
+    pub closed_unheld: Option<String>,
     /// A pull (or an empty release) to this validator is in flight.
     pub busy: bool,
     /// Why pulls stopped for good (a 401: our keys or clock are wrong).
@@ -194,7 +197,13 @@ impl Scheduler {
     pub fn task_held(&mut self, hotkey: &str, task_id: &str) {
         self.backoff.succeeded(hotkey);
         if let Some(standing) = self.standings.get_mut(hotkey) {
-            standing.held_task = Some(task_id.to_owned());
+            if standing.closed_unheld.as_deref() == Some(task_id) {
+                // Already closed: the announcement overtook the pull's report.
+                standing.closed_unheld = None;
+                standing.held_task = None;
+            } else {
+                standing.held_task = Some(task_id.to_owned());
+            }
         }
     }
 
@@ -206,6 +215,8 @@ impl Scheduler {
         if let Some(standing) = self.standings.get_mut(hotkey) {
             if standing.held_task.as_deref() == Some(task_id) {
                 standing.held_task = None;
+            } else {
+                standing.closed_unheld = Some(task_id.to_owned());
             }
         }
     }
@@ -274,6 +285,26 @@ mod tests {
         s.task_closed("b", "t1", Some(200.0));
         assert!(!s.choose(150.0, 10).contains(&"b".to_owned()));
         assert!(s.choose(201.0, 10).contains(&"b".to_owned()));
+    }
+
+    #[test]
+    fn a_close_announced_before_the_pull_reports_the_task_held_wins() {
+        let mut s = scheduler(&["a"]);
+        s.pull_started("a", 0.0);
+        s.call_finished("a");
+        // The submitter closed t1 before the pull job's report came back to the loop.
+        s.task_closed("a", "t1", Some(50.0));
+        s.task_held("a", "t1");
+        assert_eq!(s.standing("a").and_then(|v| v.held_task.clone()), None);
+        assert!(s.choose(51.0, 1).contains(&"a".to_owned()));
+        // The next task is held as usual; an old close does not release it.
+        s.task_held("a", "t2");
+        s.task_closed("a", "t1", None);
+        assert_eq!(
+            s.standing("a").and_then(|v| v.held_task.clone()).as_deref(),
+            Some("t2")
+        );
+        assert!(s.choose(60.0, 1).is_empty());
     }
 
     #[test]

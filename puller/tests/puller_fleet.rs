@@ -163,3 +163,79 @@ async fn twenty_validators_two_workers_no_violations_one_task_each_backlog_bound
     drop(client);
     world.finish().await;
 }
+
+/// The puller learns closed tasks from the submitter's notices (`ledger::closed`). When its
+/// listening connection dies it reads Postgres every tick instead, keeps pulling, and listens
+/// again at the next housekeeping round; no validator waits on a missed notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_listening_connection_falls_back_and_listens_again() {
+    let mut world = support::start(6).await;
+    let _work = world
+        .spawn_stand_in_workers(2, Duration::from_millis(100), None)
+        .await;
+    let _submitter = support::spawn_submitter(&world);
+    let _puller = support::spawn_puller(&world);
+    let completed = "SELECT count(*) FROM submissions WHERE state = 'completed' AND NOT empty";
+    let at_least = |want: i64| {
+        let pool = world.pool.clone();
+        async move {
+            for _ in 0..200 {
+                let client = pool.get().await.expect("db");
+                let n: i64 = client
+                    .query_one(completed, &[])
+                    .await
+                    .expect("count")
+                    .get(0);
+                if n >= want {
+                    return n;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("fewer than {want} submissions completed in 20 s");
+        }
+    };
+    at_least(6).await;
+    let metrics_addr = splatfleet_common::role::Role::Puller.metrics_addr(&world.config());
+    let listening = "splatfleet_puller_close_notices_listening 1";
+    assert!(splatfleet_tests::process::scrape_metrics(metrics_addr).contains(listening));
+
+    let client = world.pool.get().await.expect("db");
+    let killed = client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query = 'LISTEN splatfleet_task_closed'",
+            &[],
+        )
+        .await
+        .expect("terminate");
+    assert_eq!(killed.len(), 1, "one listening connection");
+    let before: i64 = client
+        .query_one(completed, &[])
+        .await
+        .expect("count")
+        .get(0);
+    // Tasks keep closing and validators keep being pulled, notices or not.
+    at_least(before + 6).await;
+    let mut relistened = false;
+    for _ in 0..40 {
+        if splatfleet_tests::process::scrape_metrics(metrics_addr).contains(listening) {
+            relistened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(relistened, "the puller did not listen again");
+    let listeners: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND query = 'LISTEN splatfleet_task_closed'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(listeners, 1);
+    assert_eq!(world.violations(), Vec::<serde_json::Value>::new());
+    drop(client);
+    world.finish().await;
+}

@@ -1,7 +1,8 @@
 //! A publish the broker cannot route (the tasks queue unbound from the exchange, so the
-//! mandatory message comes back) is retried: the task row records the failed tries, and once
-//! the binding is back the sweep (not the pull job, which gives up after `publish_tries`)
-//! publishes it and a worker gets it exactly once.
+//! mandatory message comes back) leaves no task row: the task is recorded and published in
+//! one transaction, so the record rolls back with the publish. The pull is recorded as failed
+//! (the validator backs off), and the validator, still holding the task, hands it out again;
+//! once the binding is back that pull publishes it and a worker gets it exactly once.
 
 mod support;
 
@@ -11,11 +12,13 @@ use lapin::{options::QueueBindOptions, types::FieldTable};
 use splatfleet_common::broker::QueueKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_unroutable_publish_is_retried_and_recorded() {
+async fn an_unroutable_publish_leaves_no_row_and_the_task_comes_again() {
     let mut world = support::start(1).await;
     world.edit_config(|config| {
         config.puller.task_deadline_secs = 60;
         config.puller.publish_tries = 1;
+        config.puller.backoff_initial_ms = 200;
+        config.puller.backoff_max_ms = 400;
     });
     let _submitter = support::spawn_submitter(&world);
     let topology = world.broker.topology().clone();
@@ -42,21 +45,26 @@ async fn an_unroutable_publish_is_retried_and_recorded() {
     for _ in 0..100 {
         let row = client
             .query_opt(
-                "SELECT publish_attempts, status_reason FROM tasks
-                 WHERE published_at IS NULL AND status_reason LIKE 'publish failed%'",
+                "SELECT last_pull_error FROM validator_state
+                 WHERE last_pull_error LIKE 'publishing task%'",
                 &[],
             )
             .await
             .expect("query");
         if let Some(row) = row {
-            refused = Some((row.get::<_, i32>(0), row.get::<_, String>(1)));
+            refused = Some(row.get::<_, String>(0));
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (tries, reason) = refused.expect("the failed publish is recorded on the task row");
-    assert!(tries >= 1, "{tries} tries");
+    let reason = refused.expect("the failed publish is recorded as the pull's error");
     assert!(reason.contains("unroutable"), "{reason}");
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM tasks", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 0, "a task whose publish failed has no row");
     assert!(work.deliveries.lock().expect("log").is_empty());
 
     channel
@@ -78,7 +86,10 @@ async fn an_unroutable_publish_is_retried_and_recorded() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(puller);
-    assert!(delivered, "the sweep never republished the task");
+    assert!(
+        delivered,
+        "the task was never published once the binding was back"
+    );
     let deliveries = work.deliveries.lock().expect("log").clone();
     assert!(deliveries.values().all(|&n| n == 1), "{deliveries:?}");
     let row = client
@@ -88,9 +99,10 @@ async fn an_unroutable_publish_is_retried_and_recorded() {
         )
         .await
         .expect("query");
-    assert!(
-        row.get::<_, i32>(0) > tries,
-        "the successful try is counted too"
+    assert_eq!(
+        row.get::<_, i32>(0),
+        1,
+        "the row records the try that was confirmed"
     );
     assert!(row.get::<_, bool>(1));
     assert!(world.violations().is_empty());

@@ -261,3 +261,54 @@ async fn the_snapshot_reads_one_task_row_per_validator_however_many_tasks_there_
         .expect("holding");
     assert_eq!(holding.latest_task, Some(("t-open".into(), true)));
 }
+
+/// What the puller learns without reading Postgres every tick: the finish announces the close
+/// on `ledger::closed`'s channel, in its own transaction, with the cooldown and the verdict;
+/// and `recent_verdicts` (the verdict windows' seed) reads the same verdict back.
+#[tokio::test]
+async fn the_finish_announces_the_close_and_recent_verdicts_read_it_back() {
+    let (db, pool) = database().await;
+    let mut listener = ledger::closed::listen(&db.settings).await.expect("listen");
+    assert_eq!(listener.drain(), Some(Vec::new()), "nothing closed yet");
+    seed(&pool).await;
+    let mut notices = Vec::new();
+    for _ in 0..50 {
+        notices.extend(listener.drain().expect("still listening"));
+        if !notices.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ids = record::upsert_validators(&pool, &[validator(1, CLOSED)], "static")
+        .await
+        .expect("ids");
+    assert_eq!(
+        notices,
+        vec![ledger::closed::TaskClosed {
+            validator_id: ids[CLOSED],
+            cooldown_until: Some(2_000_000_000.0),
+            // No feedback in the answer: no fidelity score, so penalised.
+            verdict: Some(ledger::Verdict::Penalised),
+            task_id: "t-done".into(),
+        }]
+    );
+    let recent = ledger::recent_verdicts(&pool, 5).await.expect("verdicts");
+    assert_eq!(
+        recent.get(CLOSED).map(Vec::as_slice),
+        Some([ledger::Verdict::Penalised].as_slice())
+    );
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    // A blacklisting that ended after the verdict starts the window afresh.
+    pool.get()
+        .await
+        .expect("client")
+        .execute(
+            "UPDATE validator_state SET blacklisted_until = now() + interval '1 minute'
+             WHERE validator_id = $1",
+            &[&ids[CLOSED]],
+        )
+        .await
+        .expect("blacklist");
+    let recent = ledger::recent_verdicts(&pool, 5).await.expect("verdicts");
+    assert!(recent.is_empty(), "{recent:?}");
+}

@@ -66,7 +66,8 @@ pub struct PullerSettings {
     /// puller records a request to release it, which a submitter sends as an empty
     /// submission.
     pub lost_task_grace_secs: u64,
-    /// Publish tries per pulled task before the row is left for the retry sweep.
+    /// Publish tries per pulled task; after the last the task is not recorded (the pull counts
+    /// as failed and the validator, still holding it, hands it out again on the next pull).
     pub publish_tries: u32,
 }
 

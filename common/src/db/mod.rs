@@ -5,7 +5,7 @@ mod migrate;
 mod pool;
 
 pub use migrate::{embedded_migrations, migrate, Migration, MigrationError, MigrationReport};
-pub use pool::{connect, DbError};
+pub use pool::{connect, describe, pg_config, DbError};
 
 /// The pool type every role uses.
 pub type Pool = deadpool_postgres::Pool;

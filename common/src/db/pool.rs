@@ -30,22 +30,28 @@ pub fn describe(settings: &DatabaseSettings) -> String {
     )
 }
 
-/// Builds the pool and checks that one connection can be made.
-pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, DbError> {
-    let target = describe(settings);
-    let create_timeout = Duration::from_millis(settings.create_timeout_ms);
+/// The connection settings every connection of ours uses, the pool's and the puller's
+/// listening one.
+pub fn pg_config(settings: &DatabaseSettings) -> tokio_postgres::Config {
     let mut pg = tokio_postgres::Config::new();
     pg.host(&settings.host)
         .port(settings.port)
         .user(&settings.user)
         .dbname(&settings.dbname)
         .application_name("splatfleet")
-        .connect_timeout(create_timeout);
+        .connect_timeout(Duration::from_millis(settings.create_timeout_ms));
     if let Some(password) = &settings.password {
         pg.password(password.expose_secret());
     }
+    pg
+}
+
+/// Builds the pool and checks that one connection can be made.
+pub async fn connect(settings: &DatabaseSettings) -> Result<Pool, DbError> {
+    let target = describe(settings);
+    let create_timeout = Duration::from_millis(settings.create_timeout_ms);
     let manager = Manager::from_config(
-        pg,
+        pg_config(settings),
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,

@@ -1,13 +1,13 @@
 //! Finishing a submission: one statement records the result's attempts, the submission with
-//! the validator's feedback, the task's terminal status and the validator's cooldown, and
-//! returns the submission's verdict. Also a result that arrived after its task was answered
+//! the validator's feedback, the task's terminal status and the validator's cooldown, tells
+//! the puller (`closed`), and returns the submission's verdict. Also a result that arrived after its task was answered
 //! (attempts only) and one whose model could not be loaded (the task stays open).
 
 use std::sync::LazyLock;
 
 use super::{
     attempts::{insert_attempts_sql, record_attempts, AttemptColumns, ATTEMPT_PARAMS},
-    client, cooldown, prepared,
+    client, closed, cooldown, prepared,
     status::{SubmissionState, TaskStatus, Verdict},
 };
 use crate::{
@@ -72,14 +72,20 @@ static FINISH_SQL: LazyLock<String> = LazyLock::new(|| {
              UPDATE tasks SET status = {task_status}::text, status_reason = {reason}::text,
                  updated_at = now()
              FROM done WHERE tasks.id = done.task_id
-             RETURNING tasks.validator_id
+             RETURNING tasks.validator_id, tasks.task_id
          ), cooled AS (
              UPDATE validator_state SET {raise}
              FROM task
              WHERE {cooldown}::float8 IS NOT NULL
                AND validator_state.validator_id = task.validator_id
          )
-         SELECT (SELECT verdict FROM done)",
+         SELECT (SELECT verdict FROM done), (SELECT {notify} FROM task)",
+        notify = closed::notify_sql(
+            "task.validator_id",
+            &format!("{}::float8", p(11)),
+            "(SELECT verdict FROM done)",
+            "task.task_id"
+        ),
         insert = insert_attempts_sql("mine.task_id", "mine, ", 3),
         raise = cooldown::raise_sql(&format!("{}::float8", p(11))),
         chosen = p(0),

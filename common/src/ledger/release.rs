@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 
 use super::{
     claim::{claim, Claim, ClaimRequest},
-    client, cooldown, prepared,
+    client, closed, cooldown, prepared,
     status::TaskStatus,
 };
 use crate::{
@@ -223,9 +223,13 @@ pub async fn finish_release(
         return Ok(false);
     }
     tx.execute(
-        "UPDATE tasks SET status = $2, status_reason = 'released with an empty submission',
-             updated_at = now() WHERE id = $1",
-        &[&task_row, &status.as_str()],
+        &format!(
+            "UPDATE tasks SET status = $2, status_reason = 'released with an empty submission',
+                 updated_at = now() WHERE id = $1
+             RETURNING {}",
+            closed::notify_sql("validator_id", "$3::float8", "NULL", "task_id")
+        ),
+        &[&task_row, &status.as_str(), cooldown_until],
     )
     .await?;
     tx.execute(

@@ -46,7 +46,7 @@ sql_enum! {
     TaskStatus {
         /// Recorded, not yet queued (unused by the roles today; the column's default).
         Pulled => "pulled",
-        /// Recorded by the puller before publishing.
+        /// Recorded by the puller in the transaction that publishes it.
         Queued => "queued",
         Generating => "generating",
         /// A result exists but was not submitted (adopted by the submitter, or unloadable).

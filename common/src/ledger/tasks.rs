@@ -1,14 +1,14 @@
-//! Task rows: recorded by the puller as `queued` before publishing (unique per validator and
-//! task id), the publish bookkeeping and the sweep of unconfirmed ones, a task the puller never
-//! recorded adopted by the submitter from its result, and the lost tasks (past deadline and
-//! grace, nothing delivered) the puller releases.
+//! Task rows: recorded by the puller as `queued` in the transaction that publishes them
+//! (unique per validator and task id), a task the puller never recorded adopted by the
+//! submitter from its result, and the lost tasks (past deadline and grace, nothing delivered)
+//! the puller releases.
 
 use std::sync::LazyLock;
 
 use super::{client, prepared, status::TaskStatus};
 use crate::{
     db::{DbError, Pool},
-    messages::{ResultMsg, TaskKind, TaskMsg, ValidatorRef},
+    messages::{ResultMsg, TaskKind, TaskMsg},
 };
 
 /// The validation threshold assumed for a task the puller never recorded (v45's default).
@@ -51,53 +51,71 @@ impl TaskRow {
 /// What inserting a pulled task found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskInsert {
-    /// A new row, status `queued`, not yet published.
+    /// A new row, status `queued`.
     Inserted { id: i64 },
     /// The validator handed us a task we already have.
     Existing { id: i64, status: TaskStatus },
 }
 
-/// Records a pulled task as `queued` before it is published (unique per validator + task id).
-pub async fn insert_task(
-    pool: &Pool,
+/// What [`record_task`] did.
+#[derive(Debug)]
+pub enum Recorded<E> {
+    /// A new task: published, confirmed and committed together.
+    Published { id: i64 },
+    /// The validator handed us a task we already have; nothing was published.
+    Existing { id: i64, status: TaskStatus },
+    /// The publish failed: the row was rolled back, so the task is not ours on record and the
+    /// validator, still holding it, hands it out again on the next pull.
+    NotPublished(E),
+}
+
+/// The task's row, `queued` and published (`$11`: the publish tries), or nothing when the
+/// validator's task is already recorded.
+const INSERT_TASK_SQL: &str = "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256,
+        prompt, pulled_at, deadline_at, validation_threshold, throttle_period_s, status,
+        published_at, publish_attempts)
+     VALUES ($1, $2, $3, $4, $5, to_timestamp($6), to_timestamp($7), $8, $9, $10, now(), $11)
+     ON CONFLICT (validator_id, task_id) DO NOTHING RETURNING id";
+
+/// Inserts the row (see [`INSERT_TASK_SQL`]) on `client`, or reads the one already there.
+async fn insert_on(
+    client: &impl deadpool_postgres::GenericClient,
     validator_id: i64,
     msg: &TaskMsg,
     prompt_sha256: &str,
 ) -> Result<TaskInsert, DbError> {
-    let client = client(pool).await?;
     let kind = kind_str(msg.kind);
     let threshold = msg.validation_threshold;
     let throttle = i32::try_from(msg.throttle_period_secs).unwrap_or(i32::MAX);
-    let pulled_ms = msg.pulled_at_unix_ms as f64 / 1000.0;
-    let deadline_ms = msg.deadline_unix_ms as f64 / 1000.0;
+    let pulled = msg.pulled_at_unix_ms as f64 / 1000.0;
+    let deadline = msg.deadline_unix_ms as f64 / 1000.0;
+    let statement = client.prepare_cached(INSERT_TASK_SQL).await?;
     let inserted = client
         .query_opt(
-            "INSERT INTO tasks (validator_id, task_id, kind, prompt_sha256, prompt, pulled_at,
-                                deadline_at, validation_threshold, throttle_period_s, status)
-             VALUES ($1, $2, $3, $4, $5, to_timestamp($6), to_timestamp($7), $8, $9, $10)
-             ON CONFLICT (validator_id, task_id) DO NOTHING RETURNING id",
+            &statement,
             &[
                 &validator_id,
                 &msg.task_id,
                 &kind,
                 &prompt_sha256,
                 &msg.prompt,
-                &pulled_ms,
-                &deadline_ms,
+                &pulled,
+                &deadline,
                 &threshold,
                 &throttle,
                 &TaskStatus::Queued.as_str(),
+                &1i32,
             ],
         )
         .await?;
     if let Some(row) = inserted {
         return Ok(TaskInsert::Inserted { id: row.get(0) });
     }
+    let statement = client
+        .prepare_cached("SELECT id, status FROM tasks WHERE validator_id = $1 AND task_id = $2")
+        .await?;
     let row = client
-        .query_one(
-            "SELECT id, status FROM tasks WHERE validator_id = $1 AND task_id = $2",
-            &[&validator_id, &msg.task_id],
-        )
+        .query_one(&statement, &[&validator_id, &msg.task_id])
         .await?;
     Ok(TaskInsert::Existing {
         id: row.get(0),
@@ -105,81 +123,59 @@ pub async fn insert_task(
     })
 }
 
-/// The broker confirmed the task's message.
-pub async fn mark_published(pool: &Pool, id: i64) -> Result<(), DbError> {
-    client(pool)
-        .await?
-        .execute(
-            "UPDATE tasks SET published_at = now(), publish_attempts = publish_attempts + 1,
-                 updated_at = now() WHERE id = $1",
-            &[&id],
-        )
-        .await?;
-    Ok(())
-}
-
-/// A publish try failed; the row says so and the sweep tries again.
-pub async fn mark_publish_failed(pool: &Pool, id: i64, error: &str) -> Result<(), DbError> {
-    client(pool)
-        .await?
-        .execute(
-            "UPDATE tasks SET publish_attempts = publish_attempts + 1,
-                 status_reason = 'publish failed: ' || $2, updated_at = now() WHERE id = $1",
-            &[&id, &error],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Queued tasks the broker never confirmed (a failed publish, or a puller that died between
-/// recording and publishing), rebuilt as messages, oldest first.
-pub async fn unpublished(
+/// Records a task as the puller does once the broker confirmed it, without publishing
+/// (tests and tools seed tasks with it; unique per validator + task id).
+pub async fn insert_task(
     pool: &Pool,
-    older_than_secs: f64,
-) -> Result<Vec<(i64, TaskMsg)>, DbError> {
-    let rows = client(pool)
-        .await?
-        .query(
-            "SELECT t.id, t.task_id, t.kind, t.prompt, t.validation_threshold,
-                    t.throttle_period_s,
-                    (extract(epoch FROM t.pulled_at) * 1000)::int8,
-                    (extract(epoch FROM t.deadline_at) * 1000)::int8,
-                    v.uid, v.hotkey, host(v.ip), v.port
-             FROM tasks t JOIN validators v ON v.id = t.validator_id
-             WHERE t.status = $2 AND t.published_at IS NULL AND t.prompt IS NOT NULL
-               AND t.pulled_at < now() - make_interval(secs => $1) AND t.deadline_at > now()
-             ORDER BY t.pulled_at LIMIT 100",
-            &[&older_than_secs, &TaskStatus::Queued.as_str()],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let kind: String = r.get(2);
-            let uid: Option<i32> = r.get(8);
-            let port: Option<i32> = r.get(11);
-            let msg = TaskMsg {
-                task_id: r.get(1),
-                validator: ValidatorRef {
-                    uid: uid.and_then(|u| u16::try_from(u).ok()).unwrap_or_default(),
-                    hotkey: r.get(9),
-                    ip: r.get::<_, Option<String>>(10).unwrap_or_default(),
-                    port: port.and_then(|p| u16::try_from(p).ok()).unwrap_or_default(),
-                },
-                kind: if kind == "image" {
-                    TaskKind::Image
-                } else {
-                    TaskKind::Text
-                },
-                prompt: r.get::<_, Option<String>>(3).unwrap_or_default(),
-                validation_threshold: r.get(4),
-                throttle_period_secs: u32::try_from(r.get::<_, i32>(5)).unwrap_or_default(),
-                pulled_at_unix_ms: r.get(6),
-                deadline_unix_ms: r.get(7),
-            };
-            (r.get(0), msg)
-        })
-        .collect())
+    validator_id: i64,
+    msg: &TaskMsg,
+    prompt_sha256: &str,
+) -> Result<TaskInsert, DbError> {
+    insert_on(&client(pool).await?, validator_id, msg, prompt_sha256).await
+}
+
+/// Records a pulled task and publishes it in one transaction: the row is inserted, `publish`
+/// returns the tries it took once the broker confirmed, and only then does the row commit. One commit per task
+/// and no "recorded but not published" state to sweep: a puller that dies in between leaves
+/// no row (the validator hands the task out again), and a message whose commit then failed
+/// is adopted by the submitter from its result ([`find_or_adopt_task`]).
+pub async fn record_task<F, Fut, E>(
+    pool: &Pool,
+    validator_id: i64,
+    msg: &TaskMsg,
+    prompt_sha256: &str,
+    publish: F,
+) -> Result<Recorded<E>, DbError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<u32, E>>,
+{
+    let mut client = client(pool).await?;
+    let tx = client.transaction().await?;
+    let id = match insert_on(&tx, validator_id, msg, prompt_sha256).await? {
+        TaskInsert::Inserted { id } => id,
+        TaskInsert::Existing { id, status } => {
+            tx.commit().await?;
+            return Ok(Recorded::Existing { id, status });
+        }
+    };
+    match publish().await {
+        Ok(tries) => {
+            if tries > 1 {
+                let statement = tx
+                    .prepare_cached("UPDATE tasks SET publish_attempts = $2 WHERE id = $1")
+                    .await?;
+                let tries = i32::try_from(tries).unwrap_or(i32::MAX);
+                tx.execute(&statement, &[&id, &tries]).await?;
+            }
+            tx.commit().await?;
+            Ok(Recorded::Published { id })
+        }
+        Err(err) => {
+            tx.rollback().await?;
+            Ok(Recorded::NotPublished(err))
+        }
+    }
 }
 
 /// An open task past its deadline and grace with no submission: the fleet lost it.
@@ -210,10 +206,9 @@ static LOST_TASKS_SQL: LazyLock<String> = LazyLock::new(|| {
 /// (or only a failed release of ours).
 pub async fn lost_tasks(pool: &Pool, grace_secs: u64) -> Result<Vec<LostTask>, DbError> {
     let grace = grace_secs as f64;
-    let rows = client(pool)
-        .await?
-        .query(&*LOST_TASKS_SQL, &[&grace])
-        .await?;
+    let client = client(pool).await?;
+    let statement = prepared(&client, &LOST_TASKS_SQL).await?;
+    let rows = client.query(&statement, &[&grace]).await?;
     Ok(rows
         .iter()
         .map(|r| LostTask {

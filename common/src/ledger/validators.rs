@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{client, status::TaskStatus};
+use super::{client, prepared, status::TaskStatus};
 use crate::{
     db::{DbError, Pool},
     discovery::ValidatorInfo,
@@ -181,7 +181,9 @@ pub async fn snapshot(
     pool: &Pool,
     only: Option<&[String]>,
 ) -> Result<Vec<ValidatorSnapshot>, DbError> {
-    let rows = client(pool).await?.query(SNAPSHOT_SQL, &[&only]).await?;
+    let client = client(pool).await?;
+    let statement = prepared(&client, SNAPSHOT_SQL).await?;
+    let rows = client.query(&statement, &[&only]).await?;
     Ok(rows
         .iter()
         .map(|r| {
@@ -231,13 +233,17 @@ pub async fn record_pull(
         } => {
             client
                 .execute(
-                    "UPDATE validator_state SET last_pull_at = now(), last_pull_error = NULL,
+                    &prepared(
+                        &client,
+                        "UPDATE validator_state SET last_pull_at = now(), last_pull_error = NULL,
                          consecutive_errors = 0, backoff_until = NULL,
                          cooldown_until = CASE WHEN $2::float8 IS NULL THEN cooldown_until
                              ELSE greatest(cooldown_until, to_timestamp($2)) END,
                          cooldown_violations = coalesce($3, cooldown_violations),
                          updated_at = now()
                      WHERE validator_id = $1",
+                    )
+                    .await?,
                     &[&validator_id, cooldown_until, violations],
                 )
                 .await?;
@@ -248,10 +254,14 @@ pub async fn record_pull(
         } => {
             client
                 .execute(
-                    "UPDATE validator_state SET last_pull_at = now(), last_pull_error = $2,
+                    &prepared(
+                        &client,
+                        "UPDATE validator_state SET last_pull_at = now(), last_pull_error = $2,
                          consecutive_errors = least(consecutive_errors + 1, 1000000),
                          backoff_until = to_timestamp($3), updated_at = now()
                      WHERE validator_id = $1",
+                    )
+                    .await?,
                     &[&validator_id, error, backoff_until],
                 )
                 .await?;
@@ -259,10 +269,14 @@ pub async fn record_pull(
         PullRecord::Stopped { error } => {
             client
                 .execute(
-                    "UPDATE validator_state SET last_pull_at = now(), last_pull_error = $2,
+                    &prepared(
+                        &client,
+                        "UPDATE validator_state SET last_pull_at = now(), last_pull_error = $2,
                          consecutive_errors = least(consecutive_errors + 1, 1000000),
                          pulls_stopped_reason = $2, updated_at = now()
                      WHERE validator_id = $1",
+                    )
+                    .await?,
                     &[&validator_id, error],
                 )
                 .await?;
