@@ -453,6 +453,10 @@ validators_file = "{self.keys / 'validators.toml'}"
             if statements:
                 # pg_stat_user_tables lags by up to the stats flush interval, as db_counters does.
                 time.sleep(1.0)
+                with conn.cursor() as cur:
+                    cur.execute("SELECT xact_commit, xact_rollback FROM pg_stat_database "
+                                "WHERE datname = current_database()")
+                    log("  xact_commit, xact_rollback now:", cur.fetchone())
                 for name, (seq, idx) in sorted(table_counters(conn).items()):
                     seq0, idx0 = tables0.get(name, (0, 0))
                     per = max(window_tasks, 1)
