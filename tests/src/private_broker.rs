@@ -211,6 +211,12 @@ impl PrivateBroker {
         self.await_startup()
     }
 
+    /// Starts the node again after [`Self::stop`], on the same data and ports, and waits
+    /// until it serves.
+    pub fn start_again(&self) -> Result<(), PrivateBrokerError> {
+        self.launch()
+    }
+
     /// Stops the whole node and starts it again on the same data and ports.
     pub fn restart_node(&self) -> Result<(), PrivateBrokerError> {
         let _ = self.ctl(&["stop"]);

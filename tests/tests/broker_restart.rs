@@ -1,6 +1,7 @@
-//! The broker node restarting under a running publisher and consumer (`rabbitmqctl stop`,
-//! then `ops/dev-up.sh` starts it again): both recover by themselves and no confirmed
-//! message is lost. Its own test binary, so no other test in this run shares the outage.
+//! The broker node restarting under a running publisher and consumer (the whole node stopped,
+//! then started again on the same data): both recover by themselves and no confirmed message
+//! is lost. The node is a private one (`splatfleet_tests::private_broker`, as the fault suite
+//! uses): the machine's shared RabbitMQ, and any fleet on it, is never touched.
 //!
 //! A full node restart, not `stop_app`/`start_app`: on RabbitMQ 3.10.8 `start_app` leaves the
 //! at-least-once dead-letter supervisor (`rabbit_fifo_dlx_sup`) stopped, after which every
@@ -11,9 +12,10 @@ use std::{collections::HashSet, time::Duration};
 
 use splatfleet_common::{
     broker::{Broker, Disposition},
+    config::AmqpUrl,
     messages::{TaskKind, TaskMsg, ValidatorRef},
 };
-use splatfleet_tests::{broker_settings, delete_topology, unique_name};
+use splatfleet_tests::{broker_settings, private_broker::PrivateBroker, unique_name};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -35,33 +37,15 @@ fn task(id: String) -> TaskMsg {
     }
 }
 
-fn stop_broker() {
-    let status = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "stop"])
-        .status()
-        .expect("rabbitmqctl runs");
-    assert!(status.success(), "rabbitmqctl stop failed");
-}
-
-fn start_broker() -> bool {
-    let dev_up = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/dev-up.sh");
-    std::process::Command::new(dev_up)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Brings the broker back even if the test fails half-way.
-struct StartBrokerOnDrop;
-impl Drop for StartBrokerOnDrop {
-    fn drop(&mut self) {
-        start_broker();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_and_consumer_survive_a_broker_restart() {
-    let settings = broker_settings();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let node = PrivateBroker::start(&dir.path().join("rabbitmq"))
+        .unwrap_or_else(|err| panic!("private RabbitMQ node: {err}"));
+    let settings = splatfleet_common::config::BrokerSettings {
+        url: AmqpUrl::new(&node.amqp_url()),
+        ..broker_settings()
+    };
     let broker = Broker::connect(&settings, &unique_name())
         .await
         .expect("connect");
@@ -90,8 +74,7 @@ async fn publisher_and_consumer_survive_a_broker_restart() {
             .expect("publish before the restart");
         sent.push(id);
     }
-    let _guard = StartBrokerOnDrop;
-    stop_broker();
+    node.stop();
     // Published while the broker is down: waits for recovery, then goes through.
     let during = tokio::spawn(async move {
         let mut ids = Vec::new();
@@ -106,12 +89,13 @@ async fn publisher_and_consumer_survive_a_broker_restart() {
         (publisher, ids)
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        tokio::task::spawn_blocking(start_broker)
-            .await
-            .expect("join"),
-        "ops/dev-up.sh restarts the broker"
-    );
+    let node = tokio::task::spawn_blocking(move || {
+        node.start_again()
+            .unwrap_or_else(|err| panic!("starting the node again: {err}"));
+        node
+    })
+    .await
+    .expect("join");
     let (publisher, during_ids) = tokio::time::timeout(Duration::from_secs(60), during)
         .await
         .expect("publisher recovered within 60 s")
@@ -148,5 +132,5 @@ async fn publisher_and_consumer_survive_a_broker_restart() {
         .expect("join")
         .expect("consumer stopped cleanly");
     broker.close().await;
-    delete_topology(&settings).await;
+    drop(node);
 }
