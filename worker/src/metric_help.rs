@@ -15,6 +15,12 @@ pub fn describe() {
          tier 2's verdict (tier2_passed, tier2_failed, tier2_unavailable, spz_encode)."
     );
     describe_counter!(
+        "splatfleet_worker_generation_errors_total",
+        "Attempts whose generation gave no usable PLY, by kind (connect, timeout, status, \
+         too_large, body, not_ply, bad_ply, bad_endpoint): the generation-errors alert's \
+         numerator, so no gate or tier-2 verdict is ever counted as one."
+    );
+    describe_counter!(
         "splatfleet_worker_results_total",
         "Tasks answered, by outcome (ready: a model to submit; empty: nothing passed)."
     );

@@ -240,6 +240,8 @@ impl TaskContext {
             Err(err) => {
                 metrics::counter!("splatfleet_worker_gate_decisions_total", "reason" => err.kind())
                     .increment(1);
+                metrics::counter!("splatfleet_worker_generation_errors_total", "kind" => err.kind())
+                    .increment(1);
                 record.error = Some(err.to_string());
                 let ended = if err.is_unreachable() {
                     Attempted::Unreachable
@@ -259,6 +261,8 @@ impl TaskContext {
             Ok(Ok(decoded)) => decoded,
             Ok(Err(err)) => {
                 metrics::counter!("splatfleet_worker_gate_decisions_total", "reason" => "bad_ply")
+                    .increment(1);
+                metrics::counter!("splatfleet_worker_generation_errors_total", "kind" => "bad_ply")
                     .increment(1);
                 record.error = Some(format!("PLY does not parse: {err}"));
                 return (record, Attempted::Failed);
