@@ -94,34 +94,18 @@ mod tests {
         )]));
         // Newest first, unjudged dropped, capped at 3: accepted, penalised, accepted.
         let stats = |w: &VerdictWindows, n| w.stats(n).get("a").copied().unwrap_or_default();
-        assert_eq!(
-            stats(&w, 3),
-            SubmissionStats {
-                completed: 3,
-                accepted: 2,
-                penalised: 1
-            }
-        );
-        assert_eq!(
-            stats(&w, 1),
-            SubmissionStats {
-                completed: 1,
-                accepted: 1,
-                penalised: 0
-            }
-        );
+        let fig = |completed, accepted, penalised| SubmissionStats {
+            completed,
+            accepted,
+            penalised,
+        };
+        assert_eq!(stats(&w, 3), fig(3, 2, 1));
+        assert_eq!(stats(&w, 1), fig(1, 1, 0));
         w.record("a", Penalised, 10.0);
         w.record("a", Empty, 11.0);
         w.record("a", ValidationFailed, 12.0);
         // validation_failed, penalised, accepted: the oldest two slid out.
-        assert_eq!(
-            stats(&w, 3),
-            SubmissionStats {
-                completed: 3,
-                accepted: 1,
-                penalised: 1
-            }
-        );
+        assert_eq!(stats(&w, 3), fig(3, 1, 1));
         w.blacklisted("a", 100.0);
         assert!(w.stats(3).is_empty());
         w.record("a", Accepted, 50.0);
@@ -130,14 +114,7 @@ mod tests {
             "closed while blacklisted: not counted"
         );
         w.record("a", Accepted, 101.0);
-        assert_eq!(
-            stats(&w, 3),
-            SubmissionStats {
-                completed: 1,
-                accepted: 1,
-                penalised: 0
-            }
-        );
+        assert_eq!(stats(&w, 3), fig(1, 1, 0));
         w.record("b", Penalised, 1.0);
         assert_eq!(w.stats(3).len(), 2);
     }
