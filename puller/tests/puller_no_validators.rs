@@ -75,3 +75,25 @@ fn an_unreadable_validators_file_is_refused_naming_the_key() {
     assert!(stderr.contains("discovery.validators_file"), "{stderr}");
     assert!(stderr.contains("absent.toml"), "{stderr}");
 }
+
+/// A hotkey that cannot be loaded is found at start, not when the first validator is (which
+/// was exit 1 and a restart every few seconds under systemd): exit 78 naming the file.
+#[test]
+fn a_missing_hotkey_is_refused_at_start_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wallets = dir.path().join("no-such-wallets");
+    let text = format!(
+        "[wallet]\npath = {:?}\nname = \"miner\"\nhotkey = \"default\"\n\n\
+         [[discovery.validators]]\nuid = 0\nhotkey = \"5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty\"\n\
+         ip = \"127.0.0.1\"\nport = 9\nstake = 25000.0\n",
+        wallets.display().to_string()
+    );
+    let (code, stderr) = run_puller(dir.path(), &text);
+    assert_eq!(code, Some(78), "{stderr}");
+    let file = wallets.join("miner").join("hotkeys").join("default");
+    assert!(
+        stderr.contains(&file.display().to_string()) && stderr.contains("does not exist"),
+        "does not name the hotkey file: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use splatfleet_common::role::{self, CommonArgs, Role};
+use splatfleet_common::{
+    bittensor::load_hotkey,
+    role::{self, CommonArgs, Role},
+};
 use splatfleet_submitter::cli::{self, ExportArgs, ReportArgs};
 
 /// Submit finished results to SN17 validators and record every step in PostgreSQL.
@@ -30,9 +33,13 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     match &args.command {
-        None | Some(Command::Run) => {
-            role::run(Role::Submitter, &args.common, splatfleet_submitter::run)
-        }
+        // A hotkey that cannot be loaded exits 78 at start, before any result is taken.
+        None | Some(Command::Run) => role::run_prepared(
+            Role::Submitter,
+            &args.common,
+            |config| load_hotkey(&config.wallet).map(drop),
+            |config, (), shutdown| splatfleet_submitter::run(config, shutdown),
+        ),
         Some(Command::Report(report)) => cli::report(&args.common.config, report),
         Some(Command::Export(export)) => cli::export(&args.common.config, export),
     }

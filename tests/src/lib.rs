@@ -224,7 +224,8 @@ pub fn use_simulated_world(config: &mut Config, keys_dir: &Path, validators_file
 }
 
 /// The config [`write_config`] writes: [`base_config`] with each role's metrics on a free
-/// port and the artifact store under `dir/artifacts`.
+/// port, the artifact store under `dir/artifacts` and a miner wallet of its own under
+/// `dir/wallets` (the puller and the submitter load the hotkey at start).
 pub fn test_config(
     dir: &Path,
     broker: &BrokerSettings,
@@ -232,6 +233,12 @@ pub fn test_config(
     drain_timeout_secs: u64,
 ) -> Config {
     let mut config = base_config(broker, database, "info", drain_timeout_secs);
+    let wallets = dir.join("wallets");
+    sim::setup::load_or_create(&wallets, "miner")
+        .unwrap_or_else(|err| panic!("test miner wallet: {err}"));
+    config.wallet.path = wallets;
+    config.wallet.name = "miner".into();
+    config.wallet.hotkey = "default".into();
     config.puller.metrics_addr = Some(free_addr());
     config.worker.metrics_addr = Some(free_addr());
     config.submitter.metrics_addr = Some(free_addr());
