@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::{path::Path, sync::atomic::Ordering, time::Duration};
 
 use splatfleet_common::{protocol::sn17::ProtocolTask, role::Role};
 use splatfleet_tests::{process::scrape_metrics, sim::Misbehaviour};
@@ -181,9 +181,11 @@ async fn a_world_readable_hotkey_stops_the_puller_before_any_pull_naming_path_an
     let world = support::start(1).await;
     let hotkey = world.keys_dir.join("miner/hotkeys/default");
     std::fs::set_permissions(&hotkey, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let mut puller = support::spawn_puller(&world);
+    let mut puller = world.spawn_role_unready(Path::new(env!("CARGO_BIN_EXE_splatfleet-puller")));
     let (status, _) = puller.wait_exit(Duration::from_secs(15));
-    assert_eq!(status.code(), Some(1), "{}", puller.log.join("\n"));
+    // Found at start, before the runtime (exit 78, a configuration error systemd does not
+    // restart), not when the first validator is.
+    assert_eq!(status.code(), Some(78), "{}", puller.log.join("\n"));
     let refusal = format!(
         "hotkey file {} is readable by group or others (mode 644); run `chmod 600",
         hotkey.display()

@@ -215,9 +215,15 @@ impl World {
 
     /// Starts `binary` with the world's config and waits until it logs "ready".
     pub fn spawn_role(&self, binary: &Path) -> RoleProcess {
-        let mut process = RoleProcess::spawn(binary, &self.config_path);
+        let mut process = self.spawn_role_unready(binary);
         process.wait_for_log(r#""message":"ready""#, Duration::from_secs(30));
         process
+    }
+
+    /// Starts `binary` with the world's config without waiting: for a role expected to refuse
+    /// to start.
+    pub fn spawn_role_unready(&self, binary: &Path) -> RoleProcess {
+        RoleProcess::spawn(binary, &self.config_path)
     }
 
     /// Runs a role's `run` in this process with the world's config, until the role stops by
