@@ -347,6 +347,7 @@ cooldown_margin_ms = 0
 metrics_addr = "127.0.0.1:{port_base + 1}"
 generation_endpoints = [{endpoints}]
 gate_mode = "validity_only"
+require_gpu = false
 slots = 1
 [submitter]
 metrics_addr = "127.0.0.1:{port_base + 2}"

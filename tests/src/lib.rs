@@ -197,6 +197,8 @@ pub fn base_config(
         ..Config::default()
     };
     config.shutdown.drain_timeout_secs = drain_timeout_secs;
+    // Tests run where there may be no GPU: the CPU reference renderer gates.
+    config.worker.require_gpu = false;
     config
 }
 

@@ -49,6 +49,7 @@ fn fleet_config(
         gate_views: 4,
         gate_render_size: 64,
         gate_pass_threshold: 0.3,
+        require_gpu: false,
         ..WorkerSettings::default()
     };
     config.submitter.retry_initial_ms = 200;

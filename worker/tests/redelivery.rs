@@ -66,6 +66,7 @@ async fn a_worker_killed_mid_task_leaves_it_to_another_with_no_duplicate_artifac
         gate_views: 4,
         gate_render_size: 64,
         gate_pass_threshold: 0.3,
+        require_gpu: false,
         ..WorkerSettings::default()
     };
     config.object_store.root = artifacts.clone();

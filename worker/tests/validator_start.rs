@@ -57,7 +57,7 @@ fn a_validator_mode_worker_without_its_model_files_exits_78_naming_the_file() {
     std::fs::create_dir_all(&models).expect("models dir");
     let config = dir.path().join("worker.toml");
     let scorer = format!(
-        "[worker]\ngate_mode = \"validator\"\n[worker.scorer]\nmodels_dir = {:?}\n",
+        "[worker]\ngate_mode = \"validator\"\nrequire_gpu = false\n[worker.scorer]\nmodels_dir = {:?}\n",
         models.display().to_string()
     );
     std::fs::write(&config, &scorer).expect("config");
@@ -165,7 +165,8 @@ fn a_worker_that_requires_a_gpu_exits_78_where_there_is_none() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("worker.toml");
-    std::fs::write(&config, "[worker]\nrequire_gpu = true\n").expect("config");
+    // No key at all: requiring a GPU is the default.
+    std::fs::write(&config, "[worker]\n").expect("config");
     let (code, stderr) = run_to_exit(&config);
     assert_eq!(code, Some(78), "{stderr}");
     assert!(stderr.contains("worker.require_gpu"), "{stderr}");

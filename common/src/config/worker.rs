@@ -24,8 +24,8 @@ pub struct WorkerSettings {
     /// Generation service base URL per GPU: `--gpu N` uses entry N (`POST {url}/generate/`).
     pub generation_endpoints: Vec<String>,
     /// Refuse to start (exit 78) when `--gpu N` cannot be used and only the CPU reference
-    /// renderer is left, instead of gating at CPU speed. Off by default so a machine without
-    /// a GPU runs the demo; set it on GPU hosts.
+    /// renderer is left, instead of gating at CPU speed (too slow at 518 px: every task would
+    /// time out). On by default; the demo and the tests, on machines without a GPU, set it off.
     pub require_gpu: bool,
     /// Tasks handled at once (the consumer's prefetch).
     pub slots: u16,
@@ -125,7 +125,7 @@ impl Default for WorkerSettings {
         Self {
             metrics_addr: None,
             generation_endpoints: vec!["http://127.0.0.1:8093".into()],
-            require_gpu: false,
+            require_gpu: true,
             slots: 1,
             generate_timeout_ms: 60_000,
             max_response_bytes: 256 * 1024 * 1024,

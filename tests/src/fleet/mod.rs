@@ -501,6 +501,8 @@ fn config_text(inputs: &ConfigInputs<'_>, blacklist_uids: &[u16]) -> String {
             gate_views: 4,
             gate_render_size: 64,
             gate_pass_threshold: 0.3,
+            // The suite runs where there may be no GPU.
+            require_gpu: false,
             ..WorkerSettings::default()
         },
         submitter: SubmitterSettings {

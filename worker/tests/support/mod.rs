@@ -54,6 +54,8 @@ impl Harness {
         worker.gate_views = 4;
         worker.gate_render_size = 64;
         worker.gate_pass_threshold = 0.3;
+        // The CPU reference renderer gates where there is no GPU.
+        worker.require_gpu = false;
         adjust(&mut config);
         let broker = Broker::connect(&config.broker, "worker-test")
             .await
