@@ -23,6 +23,11 @@ pub fn describe() {
         "Time from sending PullTask to the broker confirming the task's message."
     );
     describe_gauge!(
+        "splatfleet_puller_close_notices_listening",
+        "1 while the puller listens for the submitter's closed-task notices; 0 while it reads \
+         Postgres every tick instead (the listening connection is down)."
+    );
+    describe_gauge!(
         "splatfleet_puller_validators_eligible",
         "Validators the puller may pull from."
     );
