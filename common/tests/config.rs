@@ -209,10 +209,11 @@ fn tier2_settings_are_checked_and_pick_an_endpoint_per_gpu() {
     assert_eq!(defaults.validation_pass_threshold, 0.6);
     assert_eq!(
         defaults.validation_unavailable,
-        ValidationUnavailable::Tier1
+        ValidationUnavailable::Fail,
+        "tier 2 fails closed by default"
     );
 
-    let shared = parse("[worker]\nvalidation_endpoints = [\"http://127.0.0.1:8094\"]\nvalidation_unavailable = \"fail\"\n")
+    let shared = parse("[worker]\nvalidation_endpoints = [\"http://127.0.0.1:8094\"]\nvalidation_unavailable = \"tier1\"\n")
         .expect("one shared URL");
     assert_eq!(
         shared.worker.validation_endpoint(3),
@@ -220,7 +221,7 @@ fn tier2_settings_are_checked_and_pick_an_endpoint_per_gpu() {
     );
     assert_eq!(
         shared.worker.validation_unavailable,
-        ValidationUnavailable::Fail
+        ValidationUnavailable::Tier1
     );
     let per_gpu = parse(
         "[worker]\ngeneration_endpoints = [\"http://127.0.0.1:8093\", \"http://127.0.0.1:8193\"]\n\

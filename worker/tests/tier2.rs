@@ -3,7 +3,8 @@
 //! the service's scores recorded (end to end through real RabbitMQ); a tier-2 score under
 //! the threshold fails every attempt and the task ends Empty naming tier 2; a model failing
 //! tier 1 never reaches the service; a service that is down, answers 500, garbage or nothing
-//! is trusted away under `validation_unavailable = "tier1"` and fails attempts under "fail";
+//! is trusted away under `validation_unavailable = "tier1"` and fails attempts under "fail"
+//! (the default);
 //! an image task goes to the image endpoint with its image as `prompt_image`.
 //! Metrics are read from a real Prometheus exporter.
 
@@ -419,15 +420,14 @@ async fn an_unavailable_service_is_trusted_away_under_the_tier1_policy() {
 }
 
 #[tokio::test]
-async fn an_unavailable_service_fails_attempts_under_the_fail_policy() {
+async fn an_unavailable_service_fails_attempts_under_the_fail_policy_the_default() {
+    // Fail closed unless the operator says otherwise: an outage must not quietly let through
+    // what tier 2 exists to stop.
+    let default = WorkerSettings::default().validation_unavailable;
+    assert_eq!(default, ValidationUnavailable::Fail);
     for (name, outage, expected) in outages() {
         let expect_requests = u64::from(!matches!(outage, Outage::Down));
-        let (result, requests) = with_outage(
-            outage,
-            ValidationUnavailable::Fail,
-            &format!("t-fail-{name}"),
-        )
-        .await;
+        let (result, requests) = with_outage(outage, default, &format!("t-fail-{name}")).await;
         let reason = expect_empty(&result);
         assert!(
             reason.contains("tier 2 unavailable") && reason.contains(expected),

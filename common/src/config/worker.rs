@@ -107,10 +107,11 @@ pub enum GateMode {
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ValidationUnavailable {
-    /// Trust tier 1 and pass the attempt, with a warning, a metric and a record.
-    #[default]
+    /// Trust tier 1 and pass the attempt, with a warning, a metric and a record (fail open).
     Tier1,
-    /// Fail the attempt.
+    /// Fail the attempt (fail closed): an operator who runs tier 2 runs it to keep models
+    /// under the threshold from being submitted, and an outage must not quietly stop that.
+    #[default]
     Fail,
 }
 
@@ -150,7 +151,7 @@ impl Default for WorkerSettings {
             validation_endpoints: Vec::new(),
             validation_timeout_ms: 30_000,
             validation_pass_threshold: 0.6,
-            validation_unavailable: ValidationUnavailable::Tier1,
+            validation_unavailable: ValidationUnavailable::Fail,
             scorer: ScorerSettings::default(),
         }
     }
