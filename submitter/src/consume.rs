@@ -373,6 +373,7 @@ impl Handler {
                         failures_here,
                         now_secs(),
                         task.deadline_secs,
+                        rand::random::<f64>(),
                     ) {
                         Ok(delay) => {
                             tracing::warn!(?status, %error, tries, ?delay, "submission failed; sending again");

@@ -81,7 +81,7 @@ fn submitter_keys_can_be_overridden_from_the_environment() {
     .expect("config");
     assert_eq!(config.submitter.submit_timeout_secs, 30);
     assert_eq!(config.object_store.root, Path::new("/srv/artifacts"));
-    assert_eq!(config.submitter.max_send_tries, 5);
+    assert_eq!(config.submitter.max_send_tries, 100, "the default");
 }
 
 #[test]

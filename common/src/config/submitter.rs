@@ -18,8 +18,9 @@ pub struct SubmitterSettings {
     pub concurrency: u16,
     /// Limit on one SubmitResults call, seconds (the subnet's base miner uses 300).
     pub submit_timeout_secs: u64,
-    /// Sends of one result at most, counting the first; only connect errors, timeouts and
-    /// 5xx answers are tried again.
+    /// Sends of one result at most, counting the first: a safety cap. What ends resends is the
+    /// task's deadline plus `retry_past_deadline_secs`; only connect errors, timeouts and 5xx
+    /// answers are tried again.
     pub max_send_tries: u32,
     /// First pause before sending again after a transient failure, milliseconds; doubles
     /// with each further failure.
@@ -50,7 +51,7 @@ impl Default for SubmitterSettings {
             metrics_addr: None,
             concurrency: 8,
             submit_timeout_secs: 300,
-            max_send_tries: 5,
+            max_send_tries: 100,
             retry_initial_ms: 1_000,
             retry_max_ms: 30_000,
             retry_past_deadline_secs: 60,
@@ -100,8 +101,8 @@ impl SubmitterSettings {
         if self.db_retry_max_ms < self.db_retry_initial_ms {
             return invalid("db_retry_max_ms", "must be at least db_retry_initial_ms");
         }
-        if self.max_send_tries > 100 {
-            return invalid("max_send_tries", "must be at most 100");
+        if self.max_send_tries > 1000 {
+            return invalid("max_send_tries", "must be at most 1000");
         }
         Ok(())
     }
