@@ -77,6 +77,11 @@ pub async fn pull_task(dendrite: &Dendrite, target: &AxonTarget, timeout: Durati
                     answer.validation_threshold
                 ));
             }
+            // Refused, not recorded: a prompt the validator's own scorer refuses is not worth
+            // GPU time or storage; the validator keeps the task and is backed off.
+            if let Some(problem) = task.prompt_problem() {
+                return PullOutcome::Refused(problem);
+            }
             PullOutcome::Task {
                 task,
                 validation_threshold: answer.validation_threshold,

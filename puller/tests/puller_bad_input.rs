@@ -1,8 +1,8 @@
-//! Bad-input suite, puller side: the real puller binary pulls from nine simulated validators,
-//! seven of which answer PullTask badly (a 10 MB body sent chunked, JSON cut off, another
+//! Bad-input suite, puller side: the real puller binary pulls from ten simulated validators,
+//! eight of which answer PullTask badly (a 10 MB body sent chunked, JSON cut off, another
 //! synapse's JSON, wrong field types quoting a megabyte, a 500 with a megabyte message, a 10 MB
-//! prompt, a 300-character task id) while one hands out an image task whose prompt is not
-//! base64. Each bad answer must
+//! prompt, a 300-character task id, a 5,000,000-character text prompt the validation service
+//! would refuse) while one hands out an image task whose prompt is not base64. Each bad answer must
 //! be logged as a typed error, recorded on the validator's state row (error, count, backoff),
 //! and backed off; the puller keeps running and keeps serving the healthy validators; the
 //! broken image task is recorded and published like any other (the worker answers it empty).
@@ -44,12 +44,18 @@ fn misbehaviours() -> Vec<(usize, Option<Misbehaviour>, &'static str)> {
         (7, None, "over the 8388608-byte cap"),
         // A real task whose id is longer than the fleet records.
         (8, None, "task id of 300 characters (1 to 256 accepted)"),
+        // A real task whose 5,000,000-character prompt the validation service would refuse.
+        (
+            9,
+            None,
+            "text prompt of 5000000 characters (the validation service scores at most 1024)",
+        ),
     ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_are_served() {
-    let mut world = support::start(9).await;
+    let mut world = support::start(10).await;
     for (index, misbehaviour, _) in misbehaviours() {
         if misbehaviour.is_some() {
             world.network.validators[index].misbehave_on_pull(misbehaviour);
@@ -61,6 +67,10 @@ async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_ar
     )]);
     world.network.validators[8]
         .hand_out_first(vec![ProtocolTask::text("i".repeat(300), "a chair")]);
+    world.network.validators[9].hand_out_first(vec![ProtocolTask::text(
+        "t-long-prompt",
+        "a chair ".repeat(5_000_000 / 8),
+    )]);
     world.network.validators[1].hand_out_first(vec![ProtocolTask::image(
         "t-not-base64",
         "this image is not base64 !!",
@@ -140,6 +150,22 @@ async fn bad_validator_answers_are_recorded_and_backed_off_while_healthy_ones_ar
         .expect("count")
         .get(0);
     assert_eq!(image_tasks, 1);
+    // The over-long prompt was neither recorded nor queued.
+    let long: i64 = client
+        .query_one(
+            "SELECT count(*) FROM tasks WHERE task_id = 't-long-prompt'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(long, 0);
+    assert!(!work
+        .deliveries
+        .lock()
+        .expect("log")
+        .keys()
+        .any(|(_, task_id)| task_id == "t-long-prompt"));
     assert!(
         work.submitted.load(Ordering::SeqCst) >= 3,
         "{} submitted",

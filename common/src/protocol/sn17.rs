@@ -123,7 +123,28 @@ impl ProtocolTask {
             Self::Image(_) => TaskType::Image,
         }
     }
+
+    /// Why the validation service could not score this task's prompt, if it could not: such
+    /// a task is refused at the pull, without recording or generating it.
+    pub fn prompt_problem(&self) -> Option<String> {
+        match self {
+            Self::Text(task) => {
+                let chars = task.prompt.chars().count();
+                (chars > MAX_TEXT_PROMPT_CHARS).then(|| {
+                    format!(
+                        "text prompt of {chars} characters (the validation service scores at \
+                         most {MAX_TEXT_PROMPT_CHARS})"
+                    )
+                })
+            }
+            Self::Image(_) => None,
+        }
+    }
 }
+
+/// The longest text prompt the validation service accepts: its request's `prompt` has
+/// `max_length` 1024 (`../shared/VALIDATOR_SCORING.md`, §0), so a longer one cannot score.
+pub const MAX_TEXT_PROMPT_CHARS: usize = 1024;
 
 /// What a validator says about a submission.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -324,6 +345,19 @@ pub fn verify_license(
 #[cfg(test)]
 mod signed_tests {
     use super::*;
+
+    #[test]
+    fn text_prompts_over_the_validation_services_limit_are_a_problem() {
+        let at_limit = ProtocolTask::text("t", "é".repeat(MAX_TEXT_PROMPT_CHARS));
+        assert_eq!(at_limit.prompt_problem(), None, "characters, not bytes");
+        let over = ProtocolTask::text("t", "a".repeat(MAX_TEXT_PROMPT_CHARS + 1));
+        let problem = over.prompt_problem().expect("over the limit");
+        assert!(problem.contains("1025 characters"), "{problem}");
+        assert_eq!(
+            ProtocolTask::image("t", "x".repeat(5000)).prompt_problem(),
+            None
+        );
+    }
 
     #[test]
     fn a_signed_submission_carries_base64_spz_and_a_license_the_validator_accepts() {
