@@ -25,8 +25,9 @@ pub struct PullerSettings {
     pub pull_timeout_ms: u64,
     /// Wait after a validator's `cooldown_until` before pulling again (clock skew), ms.
     pub cooldown_margin_ms: u64,
-    /// First pause after a connect error, timeout or 5xx from a validator, milliseconds;
-    /// doubles with each further failure.
+    /// First pause after a failed pull (connect error, timeout, 5xx, malformed answer),
+    /// milliseconds; doubles with each other failure of the validator in the last hour (a
+    /// good answer ends the pause, not the record).
     pub backoff_initial_ms: u64,
     /// Longest pause between pulls from a failing validator, milliseconds.
     pub backoff_max_ms: u64,
