@@ -1,7 +1,7 @@
 //! Scheduler benchmark on a simulated clock: the puller's real scheduling policy
 //! ([`Scheduler`] with its cooldown and backoff books, and [`PullPolicy`]: the acceptance
-//! estimate, the automatic blacklist and the capacity rule, fed the figures the ledger would
-//! give, every housekeeping round as in the control loop) driving 50
+//! estimate, the automatic blacklist and the capacity rule, fed the figures of the puller's
+//! own verdict windows, every housekeeping round as in the control loop) driving 50
 //! simulated validators (v45 rules: 300 s cooldown, 30 s throttle, one task per miner) and G
 //! GPUs with generation times uniform in 5–20 s; 10 validators are flaky (30 % of pulls fail
 //! with a connect error). Reports GPU busy fraction and accepted tasks per hour against the
@@ -17,11 +17,12 @@ use std::{
 };
 
 use rand::{rngs::StdRng, Rng as _, SeedableRng as _};
-use splatfleet_common::{config::PullerSettings, ledger::SubmissionStats};
+use splatfleet_common::{config::PullerSettings, ledger::Verdict};
 use splatfleet_puller::{
     capacity::CapacitySignal,
     policy::{PullPolicy, HOUSEKEEPING_EVERY_SECS},
     scheduler::Scheduler,
+    verdict_windows::VerdictWindows,
 };
 
 const VALIDATORS: usize = 50;
@@ -42,21 +43,6 @@ struct SimValidator {
     assigned: Option<(u64, f64)>,
     cooldown_until: i64,
     violations: u32,
-    /// Verdicts of its judged submissions, latest last (true: accepted).
-    verdicts: VecDeque<bool>,
-}
-
-impl SimValidator {
-    /// What the puller's verdict windows would say over the last `window` verdicts.
-    fn stats(&self, window: u32) -> SubmissionStats {
-        let mut stats = SubmissionStats::default();
-        for &accepted in self.verdicts.iter().rev().take(window as usize) {
-            stats.completed += 1;
-            stats.accepted += u32::from(accepted);
-            stats.penalised += u32::from(!accepted);
-        }
-        stats
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +86,8 @@ fn run(gpus: usize, seed: u64) -> Outcome {
     // hotkey → (reason, until): the validators' blacklist as Postgres would hold it.
     let mut blacklisted: HashMap<String, (String, f64)> = HashMap::new();
     scheduler.set_validators(eligible(&blacklisted));
-    let history = policy.blacklist.window.max(policy.acceptance_window) as usize;
+    // The puller's own verdict windows, fed as its close notices feed them.
+    let mut windows = VerdictWindows::new(policy.blacklist.window.max(policy.acceptance_window));
     let mut next_housekeeping = 0.0;
     let (mut ticks, mut policy_time) = (0u32, Duration::ZERO);
     let mut validators = vec![SimValidator::default(); VALIDATORS];
@@ -136,10 +123,7 @@ fn run(gpus: usize, seed: u64) -> Outcome {
                             if t >= WARMUP {
                                 accepted += 1;
                             }
-                            v.verdicts.push_back(true);
-                            if v.verdicts.len() > history {
-                                v.verdicts.pop_front();
-                            }
+                            windows.record(&hotkey(task.validator), Verdict::Accepted, now);
                             closed.push((now, task.validator, id, v.cooldown_until));
                         }
                     }
@@ -195,21 +179,13 @@ fn run(gpus: usize, seed: u64) -> Outcome {
             next_tick += tick;
             let (known, later): (Vec<_>, Vec<_>) = closed.drain(..).partition(|c| c.0 <= t);
             closed = later;
-            // The ledger's figures, read before the clock starts (the puller's SQL).
+            // The verdict windows' figures, read before the clock starts, as before.
             let housekeeping = t >= next_housekeeping;
-            let figures = |window: u32| -> HashMap<String, SubmissionStats> {
-                validators
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| !v.verdicts.is_empty())
-                    .map(|(i, v)| (hotkey(i), v.stats(window)))
-                    .collect()
-            };
             let (judged, recent) = if housekeeping {
                 next_housekeeping += HOUSEKEEPING_EVERY_SECS;
                 (
-                    figures(policy.blacklist.window),
-                    figures(policy.acceptance_window),
+                    windows.stats(policy.blacklist.window),
+                    windows.stats(policy.acceptance_window),
                 )
             } else {
                 Default::default()
@@ -226,7 +202,9 @@ fn run(gpus: usize, seed: u64) -> Outcome {
                     .collect();
                 let mut changed = false;
                 for b in policy.blacklist.blacklistings(&judged, &already) {
-                    blacklisted.insert(b.hotkey, (b.reason, t + policy.blacklist.secs as f64));
+                    let until = t + policy.blacklist.secs as f64;
+                    windows.blacklisted(&b.hotkey, until);
+                    blacklisted.insert(b.hotkey, (b.reason, until));
                     changed = true;
                 }
                 let before = blacklisted.len();
