@@ -72,8 +72,9 @@ pub struct ControlLoop {
 /// task are read every tick. The full read catches anything else (a second puller, a hand
 /// edit, a notice missed while the listening connection was down).
 const FULL_SNAPSHOT_EVERY_SECS: f64 = 5.0;
-/// The full read's period while listening.
-const FULL_SNAPSHOT_LISTENING_SECS: f64 = 30.0;
+/// While listening, how often what the notices keep current (the validators' standing, their
+/// verdict windows) is read again from the ledger anyway.
+const REREAD_WHILE_LISTENING_SECS: f64 = 30.0;
 
 /// Listens for closed tasks, or says why not (the puller then reads Postgres every tick).
 async fn listen_for_closes(config: &Config) -> Option<ClosedListener> {
@@ -252,7 +253,7 @@ impl ControlLoop {
         let now = now_secs();
         // Verdicts come with the close notices; the ledger is read again now and then (an
         // operator's blacklisting, a notice missed), and every round while not listening.
-        if self.closed.is_none() || now - self.verdicts_read_at >= FULL_SNAPSHOT_LISTENING_SECS {
+        if self.closed.is_none() || now - self.verdicts_read_at >= REREAD_WHILE_LISTENING_SECS {
             let recent = ledger::recent_verdicts(&self.pool, self.verdicts.cap()).await?;
             self.verdicts.seed(recent);
             self.verdicts_read_at = now;
@@ -390,7 +391,7 @@ impl ControlLoop {
         let now = now_secs();
         let listening = self.closed.is_some();
         let every = if listening {
-            FULL_SNAPSHOT_LISTENING_SECS
+            REREAD_WHILE_LISTENING_SECS
         } else {
             FULL_SNAPSHOT_EVERY_SECS
         };

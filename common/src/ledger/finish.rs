@@ -1,7 +1,8 @@
 //! Finishing a submission: one statement records the result's attempts, the submission with
 //! the validator's feedback, the task's terminal status and the validator's cooldown, tells
-//! the puller (`closed`), and returns the submission's verdict. Also a result that arrived after its task was answered
-//! (attempts only) and one whose model could not be loaded (the task stays open).
+//! the puller (`closed`), and returns the submission's verdict. Also a result that arrived
+//! after its task was answered (attempts only) and one whose model could not be loaded (the
+//! task stays open).
 
 use std::sync::LazyLock;
 
