@@ -135,10 +135,10 @@ pub async fn insert_task(
 }
 
 /// Records a pulled task and publishes it in one transaction: the row is inserted, `publish`
-/// returns the tries it took once the broker confirmed, and only then does the row commit. One commit per task
-/// and no "recorded but not published" state to sweep: a puller that dies in between leaves
-/// no row (the validator hands the task out again), and a message whose commit then failed
-/// is adopted by the submitter from its result ([`find_or_adopt_task`]).
+/// returns the tries it took once the broker confirmed, and only then does the row commit.
+/// One commit per task and no "recorded but not published" state to sweep: a puller that dies
+/// in between leaves no row (the validator hands the task out again), and a message whose
+/// commit then failed is adopted by the submitter from its result ([`find_or_adopt_task`]).
 pub async fn record_task<F, Fut, E>(
     pool: &Pool,
     validator_id: i64,
